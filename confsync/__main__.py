@@ -1,0 +1,5 @@
+"""``python -m confsync`` runs the ``confsync`` command."""
+
+from confsync.cli import main
+
+main()

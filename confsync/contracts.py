@@ -1,0 +1,448 @@
+"""The messages that travel between confsync's stages, and their wire format.
+
+Every message is a frozen dataclass that writes itself as UTF-8 JSON with a schema version
+``v`` (``to_bytes``) and reads itself back with full validation (``from_bytes``). Reading
+never trusts its input: a message that is not valid UTF-8 JSON, has an unknown ``v``, lacks a
+field, carries an unknown field or a value of the wrong shape raises ``InvalidMessage`` (a
+``PermanentError``) naming the field, so the worker dead-letters it with that reason and
+keeps running. Nothing else escapes ``from_bytes``.
+
+- ``CalendarChanged`` (topic calendar-changes, ordering key = calendar id): "something in
+  this calendar may have changed"; carries no event data, like Calendar's own push
+  notifications (https://developers.google.com/calendar/api/guides/push).
+- ``ConferenceCommand`` (topic conference-commands, ordering key = conference id): what the
+  conferencing service must do for one event. ``event_updated`` (the event's RFC 3339
+  ``updated``) is the version; ``command_id`` is a hash of (conference id, kind, fingerprint)
+  and is sent as the Idempotency-Key, so a command replayed after a crash is the same
+  command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Self, TypeVar
+
+from confsync.errors import InvalidMessage
+from confsync.rfc3339 import format_rfc3339, parse_rfc3339
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "SCHEMA_VERSION",
+    "CalendarChanged",
+    "CommandKind",
+    "CommandReason",
+    "ConferenceCommand",
+    "ConferencePayload",
+    "EventTime",
+    "ResourceState",
+    "Source",
+    "make_command_id",
+]
+
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 1024 * 1024  # far above any real event; Pub/Sub's own cap is 10 MB
+_MAX_ID = 1024  # Calendar ids are emails; event ids are at most 1024 characters
+_MAX_TEXT = 64 * 1024
+_MAX_ITEMS = 10_000
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class Source(StrEnum):
+    """Why a calendar is being looked at."""
+
+    PUSH = "push"
+    BACKFILL = "backfill"
+    RENEWAL = "renewal"
+    MANUAL = "manual"
+
+
+class ResourceState(StrEnum):
+    """Calendar's X-Goog-Resource-State header."""
+
+    SYNC = "sync"
+    EXISTS = "exists"
+    NOT_EXISTS = "not_exists"
+
+
+class CommandKind(StrEnum):
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class CommandReason(StrEnum):
+    CHANGED = "changed"
+    CANCELLED = "cancelled"
+    CONFERENCE_REMOVED = "conference_removed"
+    CALENDAR_GONE = "calendar_gone"
+    RECONCILED = "reconciled"
+
+
+@dataclass(frozen=True, slots=True)
+class EventTime:
+    """An event's start or end, shaped like Calendar's: a ``dateTime`` or an all-day ``date``.
+
+    Values are carried through exactly as Calendar wrote them (no zone conversion).
+    """
+
+    date_time: str | None = None
+    date: str | None = None
+    time_zone: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.date_time is None) == (self.date is None):
+            raise InvalidMessage("exactly one of dateTime and date is required")
+        if self.date_time is not None:
+            _check_date_time(self.date_time, has_zone=self.time_zone is not None)
+        if self.date is not None:
+            _check_date(self.date)
+
+    def to_json(self) -> dict[str, str]:
+        pairs = (("dateTime", self.date_time), ("date", self.date), ("timeZone", self.time_zone))
+        return {key: value for key, value in pairs if value is not None}
+
+    @classmethod
+    def from_json(cls, value: object, name: str) -> Self:
+        fields = _Fields(value, name)
+        try:
+            result = cls(
+                date_time=fields.optional_text("dateTime"),
+                date=fields.optional_text("date"),
+                time_zone=fields.optional_text("timeZone"),
+            )
+        except InvalidMessage as err:
+            raise InvalidMessage(str(err), field=err.field or name) from err
+        fields.done()
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class ConferencePayload:
+    """What the conferencing service cares about in an event; its hash is the fingerprint."""
+
+    start: EventTime
+    end: EventTime
+    summary: str | None = None
+    attendees: tuple[str, ...] = ()
+    organizer: str | None = None
+    recurrence: tuple[str, ...] = ()
+    html_link: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "start": self.start.to_json(),
+            "end": self.end.to_json(),
+            "attendees": list(self.attendees),
+            "organizer": self.organizer,
+            "recurrence": list(self.recurrence),
+            "html_link": self.html_link,
+        }
+
+    def fingerprint(self) -> str:
+        """A stable hash of every payload field: equal payloads, equal fingerprints."""
+        return _digest(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: object, name: str) -> Self:
+        fields = _Fields(value, name)
+        result = cls(
+            summary=fields.optional_text("summary", empty_ok=True, limit=_MAX_TEXT),
+            start=EventTime.from_json(fields.raw("start"), f"{name}.start"),
+            end=EventTime.from_json(fields.raw("end"), f"{name}.end"),
+            attendees=fields.texts("attendees"),
+            organizer=fields.optional_text("organizer"),
+            recurrence=fields.texts("recurrence"),
+            html_link=fields.optional_text("html_link", limit=_MAX_TEXT),
+        )
+        fields.done()
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarChanged:
+    """Something in ``calendar_id`` may have changed; a processor should sync it."""
+
+    calendar_id: str
+    source: Source
+    received_at: datetime
+    channel_id: str | None = None
+    resource_state: ResourceState | None = None
+    message_number: int | None = None
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.source is Source.PUSH and (self.channel_id is None or self.resource_state is None):
+            raise InvalidMessage("a push notification needs channel_id and resource_state")
+        if self.received_at.tzinfo is None:
+            raise InvalidMessage("must carry a UTC offset", field="received_at")
+
+    def to_bytes(self) -> bytes:
+        return _encode(
+            {
+                "v": self.v,
+                "calendar_id": self.calendar_id,
+                "source": self.source.value,
+                "channel_id": self.channel_id,
+                "resource_state": self.resource_state and self.resource_state.value,
+                "message_number": self.message_number,
+                "received_at": format_rfc3339(self.received_at),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        fields = _Fields(_decode(data), "CalendarChanged")
+        fields.version()
+        result = cls(
+            calendar_id=fields.text("calendar_id"),
+            source=fields.choice("source", Source),
+            channel_id=fields.optional_text("channel_id"),
+            resource_state=fields.optional_choice("resource_state", ResourceState),
+            message_number=fields.optional_integer("message_number"),
+            received_at=fields.timestamp("received_at"),
+        )
+        fields.done()
+        return result
+
+
+def make_command_id(conference_id: str, kind: CommandKind, fingerprint: str) -> str:
+    """The deterministic id of a command: the same decision always gets the same id."""
+    return _digest([conference_id, kind.value, fingerprint])
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceCommand:
+    """What the conferencing service must do for one event.
+
+    Build new commands with ``ConferenceCommand.create``, which derives ``command_id`` (and,
+    for updates, ``fingerprint`` from the payload). For a delete, ``fingerprint`` is the last
+    fingerprint the link recorded, so two deletes of one conference share one id.
+    """
+
+    command_id: str
+    kind: CommandKind
+    conference_id: str
+    calendar_id: str
+    event_id: str
+    event_updated: datetime
+    fingerprint: str
+    reason: CommandReason
+    payload: ConferencePayload | None = None
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.kind is CommandKind.UPDATE and self.payload is None:
+            raise InvalidMessage("an update needs a payload", field="payload")
+        if self.payload is not None and self.payload.fingerprint() != self.fingerprint:
+            raise InvalidMessage("does not match the payload", field="fingerprint")
+        if self.command_id != make_command_id(self.conference_id, self.kind, self.fingerprint):
+            raise InvalidMessage("is not the hash of conference_id, kind, fingerprint", field="command_id")
+        if self.event_updated.tzinfo is None:
+            raise InvalidMessage("must carry a UTC offset", field="event_updated")
+
+    @classmethod
+    def create(  # noqa: PLR0913 - one argument per field of the contract
+        cls,
+        *,
+        kind: CommandKind,
+        conference_id: str,
+        calendar_id: str,
+        event_id: str,
+        event_updated: datetime,
+        reason: CommandReason,
+        payload: ConferencePayload | None = None,
+        fingerprint: str | None = None,
+    ) -> Self:
+        if payload is not None:
+            fingerprint = payload.fingerprint()
+        if not fingerprint:
+            raise InvalidMessage("a command without a payload needs a fingerprint", field="fingerprint")
+        return cls(
+            command_id=make_command_id(conference_id, kind, fingerprint),
+            kind=kind,
+            conference_id=conference_id,
+            calendar_id=calendar_id,
+            event_id=event_id,
+            event_updated=event_updated,
+            fingerprint=fingerprint,
+            reason=reason,
+            payload=payload,
+        )
+
+    def to_bytes(self) -> bytes:
+        return _encode(
+            {
+                "v": self.v,
+                "command_id": self.command_id,
+                "kind": self.kind.value,
+                "conference_id": self.conference_id,
+                "calendar_id": self.calendar_id,
+                "event_id": self.event_id,
+                "event_updated": format_rfc3339(self.event_updated),
+                "fingerprint": self.fingerprint,
+                "reason": self.reason.value,
+                "payload": self.payload and self.payload.to_json(),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        fields = _Fields(_decode(data), "ConferenceCommand")
+        fields.version()
+        raw_payload = fields.raw("payload", optional=True)
+        result = cls(
+            command_id=fields.text("command_id"),
+            kind=fields.choice("kind", CommandKind),
+            conference_id=fields.text("conference_id"),
+            calendar_id=fields.text("calendar_id"),
+            event_id=fields.text("event_id"),
+            event_updated=fields.timestamp("event_updated"),
+            fingerprint=fields.text("fingerprint"),
+            reason=fields.choice("reason", CommandReason),
+            payload=None if raw_payload is None else ConferencePayload.from_json(raw_payload, "payload"),
+        )
+        fields.done()
+        return result
+
+
+def _digest(value: object) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+def _encode(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(data: object) -> object:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidMessage(f"expected bytes, got {type(data).__name__}")
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message is {len(data)} bytes, more than {MAX_MESSAGE_BYTES}")
+    try:
+        return json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError too
+        raise InvalidMessage(f"not UTF-8 JSON: {err}") from err
+
+
+def _check_date_time(value: str, *, has_zone: bool) -> None:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as err:
+        raise InvalidMessage(f"dateTime is not RFC 3339: {value!r}") from err
+    if "T" not in value.upper() or (parsed.tzinfo is None and not has_zone):
+        raise InvalidMessage(f"dateTime needs an offset or a timeZone: {value!r}")
+
+
+def _check_date(value: str) -> None:
+    try:
+        date.fromisoformat(value)
+    except ValueError as err:
+        raise InvalidMessage(f"date is not YYYY-MM-DD: {value!r}") from err
+    if len(value) != len("YYYY-MM-DD"):
+        raise InvalidMessage(f"date is not YYYY-MM-DD: {value!r}")
+
+
+@dataclass
+class _Fields:
+    """Takes validated fields out of one decoded JSON object, naming each bad one."""
+
+    source: object
+    name: str
+    _values: dict[str, object] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, dict):
+            raise InvalidMessage(f"expected a JSON object, got {type(self.source).__name__}", field=self.name)
+        self._values = dict(self.source)
+
+    def _path(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def raw(self, key: str, *, optional: bool = False) -> object:
+        value = self._values.pop(key, None)
+        if value is None and not optional:
+            raise InvalidMessage("is required", field=self._path(key))
+        return value
+
+    def version(self) -> None:
+        value = self.raw("v")
+        if type(value) is not int or value != SCHEMA_VERSION:
+            raise InvalidMessage(f"unknown schema version {_show(value)}; this build reads {SCHEMA_VERSION}", field="v")
+
+    def text(self, key: str, *, empty_ok: bool = False, limit: int = _MAX_ID) -> str:
+        return _text(self.raw(key), self._path(key), empty_ok=empty_ok, limit=limit)
+
+    def optional_text(self, key: str, *, empty_ok: bool = False, limit: int = _MAX_ID) -> str | None:
+        value = self.raw(key, optional=True)
+        return None if value is None else _text(value, self._path(key), empty_ok=empty_ok, limit=limit)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        value = self.raw(key, optional=True)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or len(value) > _MAX_ITEMS:
+            raise InvalidMessage(f"expected a list of at most {_MAX_ITEMS} strings", field=self._path(key))
+        return tuple(_text(item, f"{self._path(key)}[{i}]", limit=_MAX_TEXT) for i, item in enumerate(value))
+
+    def optional_integer(self, key: str) -> int | None:
+        value = self.raw(key, optional=True)
+        if value is not None and (type(value) is not int or not 0 <= value < 2**63):
+            raise InvalidMessage(f"expected a non-negative 64-bit integer, got {_show(value)}", field=self._path(key))
+        return value
+
+    def choice(self, key: str, enum: type[_E]) -> _E:
+        value = self.raw(key)
+        members = {member.value: member for member in enum}
+        if not isinstance(value, str) or value not in members:
+            allowed = ", ".join(members)
+            raise InvalidMessage(f"expected one of {allowed}, got {_show(value)}", field=self._path(key))
+        return members[value]
+
+    def optional_choice(self, key: str, enum: type[_E]) -> _E | None:
+        if self._values.get(key) is None:
+            self._values.pop(key, None)
+            return None
+        return self.choice(key, enum)
+
+    def timestamp(self, key: str) -> datetime:
+        value = _text(self.raw(key), self._path(key))
+        try:
+            return parse_rfc3339(value)
+        except ValueError as err:
+            raise InvalidMessage(f"expected an RFC 3339 timestamp, got {_show(value)}", field=self._path(key)) from err
+
+    def done(self) -> None:
+        if self._values:
+            unknown = ", ".join(sorted(map(str, self._values)))
+            raise InvalidMessage(f"unknown field(s) {unknown}", field=self.name)
+
+
+def _text(value: object, path: str, *, empty_ok: bool = False, limit: int = _MAX_ID) -> str:
+    if not isinstance(value, str):
+        raise InvalidMessage(f"expected a string, got {type(value).__name__}", field=path)
+    if not value and not empty_ok:
+        raise InvalidMessage("must not be empty", field=path)
+    if len(value) > limit:
+        raise InvalidMessage(f"longer than {limit} characters", field=path)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidMessage("is not valid Unicode text", field=path) from err
+    if any(ord(char) < 0x20 and char not in "\t\n\r" for char in value):
+        raise InvalidMessage("contains control characters", field=path)
+    return value
+
+
+def _show(value: object) -> str:
+    """A short repr for error messages: a hostile message must not flood the logs."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,214 @@
+"""The small interfaces the stages share, and the typed values that cross them.
+
+Each port has a production implementation and a real second one (a sandbox server or an
+in-process twin), so every stage is tested against something that behaves, not a mock:
+
+- ``Publisher``: google-cloud-pubsub, or the in-process transport.
+- ``CalendarClient``: google-api-python-client against Google or the Calendar sandbox.
+- ``ConferenceProvider``: httpx against the conferencing API or its sandbox.
+- ``Store``: SQLite (embedded default) or Firestore.
+
+Every method raises only confsync's errors (``confsync.errors``): wrappers translate their
+library's exceptions once, at the edge. Google's and the provider's JSON never crosses a
+port: wrappers parse it into the dataclasses below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from confsync.contracts import ConferencePayload, EventTime
+from confsync.store.records import AppliedVersion, CalendarState, CalendarStatus, ChannelRecord, Link
+
+__all__ = [
+    "CalendarClient",
+    "CalendarEvent",
+    "Conference",
+    "ConferenceProvider",
+    "EventConference",
+    "EventPage",
+    "NewConference",
+    "Publisher",
+    "Store",
+    "WatchChannel",
+]
+
+
+# -- Calendar ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventConference:
+    """The part of an event's conferenceData that tells whose conference it is."""
+
+    conference_id: str | None
+    solution_type: str | None  # conferenceSolution.key.type: "addOn", "hangoutsMeet", ...
+    solution_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarEvent:
+    """One Calendar event as a listing returns it; cancelled tombstones carry little else."""
+
+    id: str
+    status: str  # confirmed | tentative | cancelled
+    updated: datetime | None = None
+    summary: str | None = None
+    start: EventTime | None = None
+    end: EventTime | None = None
+    attendees: tuple[str, ...] = ()
+    organizer: str | None = None
+    recurrence: tuple[str, ...] = ()
+    recurring_event_id: str | None = None
+    original_start_time: EventTime | None = None
+    html_link: str | None = None
+    conference: EventConference | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of events.list: ``next_sync_token`` only on the last page."""
+
+    events: tuple[CalendarEvent, ...]
+    next_page_token: str | None = None
+    next_sync_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchChannel:
+    """What events.watch answered: Google's resource id and the expiration it granted."""
+
+    channel_id: str
+    resource_id: str
+    resource_uri: str
+    expiration: datetime
+
+
+class CalendarClient(Protocol):
+    def list_events(
+        self,
+        calendar_id: str,
+        *,
+        sync_token: str | None = None,
+        page_token: str | None = None,
+        time_min: datetime | None = None,
+        max_results: int = 2500,
+    ) -> EventPage:
+        """One page; raises SyncTokenExpired on 410, CalendarGone, AuthError, TransientError."""
+        ...
+
+    def watch(self, calendar_id: str, *, channel_id: str, address: str, token: str, ttl_s: int) -> WatchChannel:
+        """Open a web_hook channel on the calendar's events."""
+        ...
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """Stop a channel; stopping one that is already gone is not an error."""
+        ...
+
+
+# -- the conferencing service -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewConference:
+    """A create request; ``request_id`` makes it idempotent."""
+
+    calendar_id: str
+    event_id: str
+    request_id: str
+    summary: str | None = None
+    start: EventTime | None = None
+    end: EventTime | None = None
+    attendees: tuple[str, ...] = ()
+    organizer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conference:
+    """A conference as the conferencing service describes it."""
+
+    id: str
+    video_uri: str
+    passcode: str | None = None
+    phone_number: str | None = None
+    phone_pin: str | None = None
+    admin_email: str | None = None
+    legal_notice: str | None = None
+    version: int = 1
+    state: str = "active"  # active | deleted
+    last_event_updated: datetime | None = None
+
+
+class ConferenceProvider(Protocol):
+    def create(self, request: NewConference) -> Conference: ...
+
+    def get(self, conference_id: str) -> Conference:
+        """Raises NotFound for an unknown id."""
+        ...
+
+    def update(
+        self, conference_id: str, payload: ConferencePayload, *, event_updated: datetime, idempotency_key: str
+    ) -> Conference:
+        """Apply an event's new state; raises PermanentError('stale') for an older version."""
+        ...
+
+    def delete(self, conference_id: str, *, idempotency_key: str) -> None:
+        """Delete; raises NotFound for an id the service never knew."""
+        ...
+
+
+# -- Pub/Sub ----------------------------------------------------------------------------------
+
+
+class Publisher(Protocol):
+    def publish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        """Publish and return the message id once the broker holds the message durably."""
+        ...
+
+
+# -- state ------------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """confsync's state. Every compare-and-set returns whether it won; none blocks forever."""
+
+    # calendars
+    def get_calendar(self, calendar_id: str) -> CalendarState | None: ...
+
+    def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
+        """Compare-and-set the sync token on ``token_version``; True if this call won."""
+        ...
+
+    def record_notification(self, calendar_id: str, message_number: int, at: datetime) -> None: ...
+
+    def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
+
+    # channels
+    def add_channel(self, channel: ChannelRecord) -> None: ...
+
+    def get_channel(self, channel_id: str) -> ChannelRecord | None: ...
+
+    def channels_expiring_before(self, when: datetime) -> Iterable[ChannelRecord]: ...
+
+    def stop_channel(self, channel_id: str) -> None: ...
+
+    # links
+    def upsert_link(self, link: Link) -> None: ...
+
+    def get_link(self, calendar_id: str, event_id: str) -> Link | None: ...
+
+    def link_for_conference(self, conference_id: str) -> Link | None: ...
+
+    def live_links(self, calendar_id: str) -> Iterable[Link]: ...
+
+    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None: ...
+
+    # applied versions
+    def apply_if_newer(self, applied: AppliedVersion) -> bool:
+        """Record ``applied`` unless a newer or equal version is stored; True if recorded."""
+        ...

@@ -1,0 +1,224 @@
+"""confsync's configuration: one frozen ``Settings``, read from the environment once.
+
+``Settings.from_env()`` is the only place in confsync that reads ``os.environ``, and only
+entry points call it; everything else receives a ``Settings`` (or the few values it needs).
+Each setting is the environment variable ``CONFSYNC_<NAME>`` (the two emulator hosts keep
+the names Google's client libraries read). Every value is validated here, so a typo fails at
+start with a message naming the variable, never later inside a worker. A ``CONFSYNC_``
+variable that names no setting is an error too, with the closest name suggested.
+
+Secrets are ``Secret`` values: they print as ``********`` and only ``reveal()`` gives the
+text, so a whole ``Settings`` can be logged or shown by ``confsync config`` safely.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from confsync.errors import ConfigError
+
+__all__ = ["PREFIX", "Secret", "SettingInfo", "Settings"]
+
+PREFIX = "CONFSYNC_"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value that must never be printed or logged; ``reveal()`` is the only way in."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    def __str__(self) -> str:
+        return "********"
+
+
+def _setting(default: Any, help: str, *, env: str | None = None) -> Any:  # noqa: A002 - reads best at call sites
+    """Declare one setting: its default, its one-line help and (rarely) a non-prefixed name."""
+    return field(default=default, metadata={"help": help, "env": env})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob confsync has. Build it with ``from_env``; tests build it directly."""
+
+    # -- where things live ------------------------------------------------------------------
+    project_id: str = _setting("confsync-local", "Google Cloud project for Pub/Sub, Firestore and log traces.")
+    store_url: str = _setting(
+        "",
+        "State store: sqlite:///PATH or firestore://PROJECT[/DATABASE]. "
+        "Empty means a SQLite file under the user's data directory.",
+    )
+    pubsub_emulator_host: str | None = _setting(
+        None, "host:port of a Pub/Sub emulator; unset means real Pub/Sub.", env="PUBSUB_EMULATOR_HOST"
+    )
+    firestore_emulator_host: str | None = _setting(
+        None, "host:port of a Firestore emulator; unset means real Firestore.", env="FIRESTORE_EMULATOR_HOST"
+    )
+    # -- logging ----------------------------------------------------------------------------
+    log_format: LogFormat = _setting("auto", "json (Cloud Logging lines), console, or auto (console on a TTY).")
+    log_level: LogLevel = _setting("info", "Lowest level logged: debug, info, warning or error.")
+    # -- Pub/Sub names ----------------------------------------------------------------------
+    topic_calendar_changes: str = _setting("calendar-changes", "Topic for CalendarChanged messages.")
+    topic_conference_commands: str = _setting("conference-commands", "Topic for ConferenceCommand messages.")
+    topic_calendar_changes_dead: str = _setting(
+        "calendar-changes-dead", "Dead-letter topic for CalendarChanged messages."
+    )
+    topic_conference_commands_dead: str = _setting(
+        "conference-commands-dead", "Dead-letter topic for ConferenceCommand messages."
+    )
+    pubsub_timeout_s: float = _setting(30.0, "Deadline in seconds for one Pub/Sub call, retries included.")
+    # -- Google Calendar --------------------------------------------------------------------
+    calendar_api_endpoint: str | None = _setting(
+        None, "Calendar API endpoint override (a sandbox's http://HOST:PORT/calendar/v3/); unset means Google."
+    )
+    conference_solution_names: tuple[str, ...] = _setting(
+        ("My Web Conference", "My Recorded Web Conference"),
+        "Comma-separated conference solution names that mark an event's conference as ours.",
+    )
+    webhook_url: str | None = _setting(None, "Public HTTPS address Calendar posts watch notifications to.")
+    channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
+    # -- the conferencing service -----------------------------------------------------------
+    provider_url: str | None = _setting(None, "Base URL of the conferencing REST API.")
+    provider_api_key: Secret | None = _setting(None, "API key sent as a bearer token to the conferencing API.")
+    provider_timeout_s: float = _setting(10.0, "Timeout in seconds for one conferencing API request.")
+    # -- retries ----------------------------------------------------------------------------
+    retry_max_attempts: int = _setting(8, "Attempts per command before it is nacked back to Pub/Sub.")
+    retry_initial_s: float = _setting(0.5, "First backoff delay in seconds (then doubling, with jitter).")
+    retry_max_s: float = _setting(30.0, "Longest single backoff delay in seconds.")
+    retry_max_elapsed_s: float = _setting(120.0, "Give up retrying one command after this many seconds.")
+    # -- serving ----------------------------------------------------------------------------
+    local_mode: bool = _setting(
+        default=False, help="Local development: push routes skip OIDC checks and the dev token is accepted."
+    )
+    push_audience: str | None = _setting(None, "Expected audience of Pub/Sub push OIDC tokens.")
+    push_service_account: str | None = _setting(None, "Expected email of the Pub/Sub push service account.")
+    dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
+    # -- bookkeeping, not a setting: which settings the environment set ---------------------
+    from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for info in self.describe():
+            _check(info.name, info.value, info.env)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``environ`` (default: the process environment)."""
+        env = os.environ if environ is None else environ
+        _reject_unknown(env)
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for spec in _settings_fields():
+            name = spec.metadata["env"] or PREFIX + spec.name.upper()
+            if name in env:
+                values[spec.name] = _parse(env[name], hints[spec.name], name)
+        given = frozenset(values)
+        if not values.get("store_url"):
+            values["store_url"] = _default_store_url(env)
+        return cls(**values, from_environment=given)
+
+    def describe(self) -> Iterator[SettingInfo]:
+        """Each setting with its variable, shown value (secrets masked), default flag and help."""
+        for spec in _settings_fields():
+            value = getattr(self, spec.name)
+            yield SettingInfo(
+                name=spec.name,
+                env=spec.metadata["env"] or PREFIX + spec.name.upper(),
+                value=value,
+                shown=_show(value),
+                from_environment=spec.name in self.from_environment,
+                help=spec.metadata["help"],
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SettingInfo:
+    name: str
+    env: str
+    value: object
+    shown: str
+    from_environment: bool
+    help: str
+
+
+def _settings_fields() -> tuple[Field[Any], ...]:
+    return tuple(spec for spec in fields(Settings) if "help" in spec.metadata)
+
+
+def _default_store_url(env: Mapping[str, str]) -> str:
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return f"sqlite:///{data_home / 'confsync' / 'confsync.sqlite'}"
+
+
+def _reject_unknown(env: Mapping[str, str]) -> None:
+    known = {PREFIX + spec.name.upper() for spec in _settings_fields()}
+    for name in sorted(env):
+        if name.startswith(PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"no such setting{hint} (`confsync config` lists them all)", variable=name)
+
+
+def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return per supported type
+    text = raw.strip()
+    if isinstance(kind, types.UnionType):  # X | None: empty means None
+        inner = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        return None if not text else _parse(raw, inner, name)
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        if text.lower() not in allowed:
+            raise ConfigError(f"expected one of {', '.join(allowed)}, got {text!r}", variable=name)
+        return text.lower()
+    if kind is bool:
+        if text.lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"expected true or false, got {text!r}", variable=name)
+        return text.lower() in _TRUE
+    if kind is int or kind is float:
+        try:
+            return kind(text)
+        except ValueError as err:
+            raise ConfigError(f"expected a number, got {text!r}", variable=name) from err
+    if kind is Secret:
+        return Secret(text)
+    if typing.get_origin(kind) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
+
+
+def _check(name: str, value: object, env: str) -> None:
+    """Cross-type sanity: positive numbers, http(s) URLs, non-empty names."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
+        raise ConfigError(f"must be positive, got {value}", variable=env)
+    is_url = name.endswith(("_url", "_endpoint")) and name != "store_url"
+    if is_url and value is not None and not str(value).startswith(("http://", "https://")):
+        raise ConfigError(f"must be an http(s) URL, got {value!r}", variable=env)
+    if name == "store_url" and value and not str(value).startswith(("sqlite:///", "firestore://")):
+        raise ConfigError(f"must start with sqlite:/// or firestore://, got {value!r}", variable=env)
+    if name.startswith("topic_") and not value:
+        raise ConfigError("must not be empty", variable=env)
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)

@@ -1,0 +1,86 @@
+"""The records confsync keeps between messages (see "State" in DESIGN.md).
+
+Plain frozen dataclasses, shared by every ``Store`` implementation and by the stages that
+read them. Times are aware UTC datetimes; versions are integers bumped on every write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from confsync.settings import Secret
+
+__all__ = [
+    "AppliedVersion",
+    "CalendarState",
+    "CalendarStatus",
+    "ChannelRecord",
+    "ChannelState",
+    "Link",
+    "LinkState",
+]
+
+
+class CalendarStatus(StrEnum):
+    ACTIVE = "active"
+    DISCONNECTED = "disconnected"  # credentials refused; waits for the user to reconnect
+    GONE = "gone"  # the calendar can no longer be read; its conferences were reconciled
+
+
+class ChannelState(StrEnum):
+    LIVE = "live"
+    STOPPED = "stopped"
+
+
+class LinkState(StrEnum):
+    LIVE = "live"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarState:
+    """One watched calendar's sync position. ``token_version`` guards compare-and-set."""
+
+    calendar_id: str
+    subject: str | None = None
+    sync_token: str | None = None
+    token_version: int = 0
+    last_synced_at: datetime | None = None
+    last_message_number: int | None = None
+    status: CalendarStatus = CalendarStatus.ACTIVE
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """A Calendar watch channel; ``token`` is the per-channel secret Google echoes back."""
+
+    channel_id: str
+    calendar_id: str
+    resource_id: str
+    token: Secret
+    expiration: datetime
+    state: ChannelState = ChannelState.LIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """(calendar, event) -> conference: the only memory of what to delete after a cancel."""
+
+    calendar_id: str
+    event_id: str
+    conference_id: str
+    last_fingerprint: str | None = None
+    last_event_updated: datetime | None = None
+    state: LinkState = LinkState.LIVE
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedVersion:
+    """The newest event version the conferencing service has been given for a conference."""
+
+    conference_id: str
+    event_updated: datetime
+    fingerprint: str

@@ -1,0 +1,80 @@
+"""The emulator fixtures are real: one round trip through each emulator with Google's clients."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from google.api_core.exceptions import NotFound
+from google.api_core.retry import Retry
+from google.cloud import firestore, pubsub_v1
+
+from confsync.contracts import CalendarChanged, ResourceState, Source
+
+PROJECT = "confsync-test"
+_RETRY = Retry(timeout=20)
+
+
+def test_a_calendar_change_survives_a_round_trip_through_the_pubsub_emulator(pubsub_emulator_host: str) -> None:
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        topic = publisher.topic_path(PROJECT, f"t-{uuid.uuid4().hex}")
+        subscription = subscriber.subscription_path(PROJECT, f"s-{uuid.uuid4().hex}")
+        publisher.create_topic(name=topic, retry=_RETRY, timeout=20)
+        subscriber.create_subscription(name=subscription, topic=topic, retry=_RETRY, timeout=20)
+        sent = CalendarChanged(
+            calendar_id="alice@example.com",
+            source=Source.PUSH,
+            received_at=datetime(2026, 11, 24, 18, 0, tzinfo=UTC),
+            channel_id="channel-1",
+            resource_state=ResourceState.EXISTS,
+            message_number=7,
+        )
+        publisher.publish(topic, sent.to_bytes(), kind="CalendarChanged").result(timeout=20)
+
+        response = subscriber.pull(subscription=subscription, max_messages=10, retry=_RETRY, timeout=20)
+
+        assert len(response.received_messages) == 1
+        message = response.received_messages[0].message
+        assert CalendarChanged.from_bytes(message.data) == sent
+        assert dict(message.attributes) == {"kind": "CalendarChanged"}
+        subscriber.acknowledge(
+            subscription=subscription, ack_ids=[response.received_messages[0].ack_id], retry=_RETRY, timeout=20
+        )
+    finally:
+        subscriber.close()
+        publisher.transport.close()
+
+
+def test_a_firestore_transaction_commits_in_the_emulator(firestore_emulator_host: str) -> None:
+    client = firestore.Client(project=PROJECT)
+    try:
+        counter = client.collection("counters").document(uuid.uuid4().hex)
+
+        @firestore.transactional  # type: ignore[misc]
+        def bump(transaction: firestore.Transaction) -> int:
+            snapshot = counter.get(transaction=transaction)
+            value = (snapshot.get("value") if snapshot.exists else 0) + 1
+            transaction.set(counter, {"value": value})
+            return int(value)
+
+        assert bump(client.transaction()) == 1
+        assert bump(client.transaction()) == 2
+        assert counter.get().get("value") == 2
+    finally:
+        client.close()
+
+
+def test_reset_wipes_the_pubsub_emulator(pubsub_emulator_host: str, request: pytest.FixtureRequest) -> None:
+    emulator = request.getfixturevalue("_pubsub_process")
+    publisher = pubsub_v1.PublisherClient()
+    try:
+        topic = publisher.topic_path(PROJECT, f"t-{uuid.uuid4().hex}")
+        publisher.create_topic(name=topic, retry=_RETRY, timeout=20)
+        emulator.reset()
+        with pytest.raises(NotFound):
+            publisher.get_topic(topic=topic, retry=Retry(timeout=5), timeout=5)
+    finally:
+        publisher.transport.close()

@@ -1,0 +1,54 @@
+"""Imports point one way: stages import ``confsync``, never each other; ``confsync`` imports
+no stage except in ``cli.py``, the composition root (DESIGN.md, "Layout")."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("ingest", "processors", "publishers", "sandbox")
+PACKAGES = ("confsync", *STAGES)
+
+
+def imported_top_levels(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_imports_no_other_stage(stage: str) -> None:
+    for path in sources(stage):
+        forbidden = imported_top_levels(path) & (set(STAGES) - {stage})
+        assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}"
+
+
+def test_the_kernel_imports_stages_only_in_the_cli() -> None:
+    for path in sources("confsync"):
+        if path.name == "cli.py" and path.parent.name == "confsync":
+            continue
+        forbidden = imported_top_levels(path) & set(STAGES)
+        assert not forbidden, f"{path.relative_to(ROOT)} imports {sorted(forbidden)}"
+
+
+def test_the_scan_sees_every_package() -> None:
+    for package in PACKAGES:
+        assert sources(package), f"no sources found for {package}"
+
+
+def test_the_scan_would_catch_a_violation(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import ingest.webhook\nfrom processors import sync\nfrom . import local\n")
+    assert imported_top_levels(module) == {"ingest", "processors"}

@@ -1,0 +1,83 @@
+"""The `confsync` command as a user runs it: a real subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from confsync.cli import app
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
+    return subprocess.run(
+        [sys.executable, "-m", "confsync", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_version_prints_the_distribution_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("confsync 0.")
+
+
+def test_no_arguments_shows_help() -> None:
+    result = run()
+    assert "Usage" in result.stdout + result.stderr
+
+
+def _command_names() -> list[str]:
+    return [command.name or "" for command in app.registered_commands]
+
+
+@pytest.mark.parametrize("command", _command_names())
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+
+
+def test_config_json_masks_secrets_and_logs_only_json_lines() -> None:
+    result = run(
+        "config",
+        "--json",
+        CONFSYNC_LOG_FORMAT="json",
+        CONFSYNC_LOG_LEVEL="debug",
+        CONFSYNC_PROVIDER_API_KEY="sk-live-123",
+        CONFSYNC_PROJECT_ID="prod-project",
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["CONFSYNC_PROJECT_ID"] == "prod-project"
+    assert shown["CONFSYNC_PROVIDER_API_KEY"] == "********"
+    assert "sk-live-123" not in result.stdout + result.stderr
+    log_lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert log_lines, "the entry point logs at least one line at debug level"
+    for line in log_lines:
+        assert {"severity", "message", "time"} <= line.keys()
+
+
+def test_a_bad_setting_is_a_one_line_error_with_exit_code_2() -> None:
+    result = run("config", CONFSYNC_CHANNEL_TTL_S="soon")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "confsync: configuration error: CONFSYNC_CHANNEL_TTL_S: expected a number, got 'soon'"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_config_table_says_where_each_value_came_from() -> None:
+    result = run("config", CONFSYNC_LOCAL_MODE="true")
+    assert result.returncode == 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("CONFSYNC_LOCAL_MODE"))
+    assert "True" in line
+    assert "[from environment]" in line
