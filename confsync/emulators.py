@@ -29,8 +29,6 @@ from types import TracebackType
 from typing import IO, Self
 
 __all__ = [
-    "FIRESTORE_JAR_GLOB",
-    "PUBSUB_JAR_GLOB",
     "Emulator",
     "EmulatorError",
     "find_jar",
@@ -38,8 +36,6 @@ __all__ = [
     "pubsub_emulator",
 ]
 
-PUBSUB_JAR_GLOB = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar"
-FIRESTORE_JAR_GLOB = "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 _FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 
 
@@ -48,7 +44,7 @@ class EmulatorError(RuntimeError):
 
 
 def find_jar(pattern: str) -> Path | None:
-    """The newest jar matching ``pattern``, or None when it (or java) is not installed."""
+    """The newest jar matching ``pattern`` (Settings' *_emulator_jar), or None when it or java is missing."""
     if shutil.which("java") is None:
         return None
     matches = sorted(glob.glob(pattern))  # noqa: PTH207 - an absolute pattern; Path.glob takes relative ones

@@ -72,6 +72,14 @@ class Settings:
     firestore_emulator_host: str | None = _setting(
         None, "host:port of a Firestore emulator; unset means real Firestore.", env="FIRESTORE_EMULATOR_HOST"
     )
+    pubsub_emulator_jar: str = _setting(
+        "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-*-all.jar",
+        "Path (glob) of the Pub/Sub emulator jar that tests and `confsync local` start.",
+    )
+    firestore_emulator_jar: str = _setting(
+        "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar",
+        "Path (glob) of the Firestore emulator jar that tests start.",
+    )
     # -- logging ----------------------------------------------------------------------------
     log_format: LogFormat = _setting("auto", "json (Cloud Logging lines), console, or auto (console on a TTY).")
     log_level: LogLevel = _setting("info", "Lowest level logged: debug, info, warning or error.")

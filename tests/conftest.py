@@ -1,6 +1,7 @@
 """Shared fixtures: the real Pub/Sub and Firestore emulators, started once per session.
 
-Each emulator is a java child started from the jar this machine carries, reset before every
+Each emulator is a java child started from the jar this machine carries (or the one
+CONFSYNC_PUBSUB_EMULATOR_JAR / CONFSYNC_FIRESTORE_EMULATOR_JAR name), reset before every
 test that asks for it, and stopped by PID at the end of the session. Where a jar (or java)
 is missing, the tests that need it are skipped with a reason that says so in capitals, and
 the run ends with a banner counting them: a green run without emulators must not look like
@@ -13,14 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from confsync.emulators import (
-    FIRESTORE_JAR_GLOB,
-    PUBSUB_JAR_GLOB,
-    Emulator,
-    find_jar,
-    firestore_emulator,
-    pubsub_emulator,
-)
+from confsync.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
+from confsync.settings import Settings
 
 PROJECT = "confsync-test"
 _MISSING = "EMULATOR MISSING"
@@ -37,12 +32,14 @@ def _start(name: str, pattern: str, build: object) -> Iterator[Emulator]:
 
 @pytest.fixture(scope="session")
 def _pubsub_process() -> Iterator[Emulator]:
-    yield from _start("Pub/Sub", PUBSUB_JAR_GLOB, pubsub_emulator)
+    yield from _start("Pub/Sub", Settings.from_env().pubsub_emulator_jar, pubsub_emulator)
 
 
 @pytest.fixture(scope="session")
 def _firestore_process() -> Iterator[Emulator]:
-    yield from _start("Firestore", FIRESTORE_JAR_GLOB, lambda jar: firestore_emulator(jar, PROJECT))
+    yield from _start(
+        "Firestore", Settings.from_env().firestore_emulator_jar, lambda jar: firestore_emulator(jar, PROJECT)
+    )
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
@@ -11,6 +14,8 @@ from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
+from confsync.emulators import find_jar, pubsub_emulator
+from confsync.settings import Settings
 
 PROJECT = "confsync-test"
 _RETRY = Retry(timeout=20)
@@ -78,3 +83,36 @@ def test_reset_wipes_the_pubsub_emulator(pubsub_emulator_host: str, request: pyt
             publisher.get_topic(topic=topic, retry=Retry(timeout=5), timeout=5)
     finally:
         publisher.transport.close()
+
+
+def test_a_stopped_emulator_process_is_gone() -> None:
+    jar = find_jar(Settings.from_env().pubsub_emulator_jar)
+    if jar is None:
+        pytest.skip("EMULATOR MISSING: Pub/Sub jar not found: this test did NOT run")
+    emulator = pubsub_emulator(jar).start()
+    pid = emulator.pid
+    assert pid is not None
+    emulator.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    emulator.stop()  # a second stop is harmless
+
+
+def test_missing_jars_skip_the_emulator_tests_loudly() -> None:
+    env = {
+        **os.environ,
+        "CONFSYNC_PUBSUB_EMULATOR_JAR": "/nonexistent/pubsub-*.jar",
+        "CONFSYNC_FIRESTORE_EMULATOR_JAR": "/nonexistent/firestore.jar",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", __file__, "-k", "round_trip or transaction"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "2 skipped" in result.stdout
+    assert "EMULATORS MISSING" in result.stdout
+    assert "Pub/Sub jar not found at /nonexistent/pubsub-*.jar" in result.stdout
