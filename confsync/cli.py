@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import version as _dist_version
+from pathlib import Path
 from typing import Annotated
 
 import structlog
@@ -80,6 +81,44 @@ def config_command(
         origin = "from environment" if info.from_environment else "default"
         typer.echo(f"{info.env:<{width}}  {info.shown}  [{origin}]")
         typer.echo(f"{'':<{width}}  {info.help}")
+
+
+sandbox_app = typer.Typer(
+    help="Local stand-ins, over real HTTP, for the services confsync cannot reach from here.",
+    no_args_is_help=True,
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+def _token_pairs(values: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        token, sep, email = value.partition("=")
+        if not sep or not token or "@" not in email:
+            raise typer.BadParameter(f"expected TOKEN=EMAIL, got {value!r}", param_hint="--auth-token")
+        pairs[token] = email
+    return pairs
+
+
+@sandbox_app.command("calendar")
+def sandbox_calendar(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).", min=0, max=65535)] = 8090,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file that keeps the state across restarts (default: memory only).")
+    ] = None,
+    owner: Annotated[str, typer.Option(help="Whose calendar `primary` is when no auth token says.")] = (
+        "owner@sandbox.test"
+    ),
+    auth_token: Annotated[
+        list[str] | None,
+        typer.Option(help="TOKEN=EMAIL: require bearer tokens; repeat for more users (default: no auth)."),
+    ] = None,
+) -> None:
+    """Serve a Google Calendar API v3 sandbox under /calendar/v3/ (admin under /_sandbox/)."""
+    from sandbox.calendar.server import serve_calendar  # noqa: PLC0415 - stages load only when asked for
+
+    serve_calendar(host=host, port=port, db=db, owner=owner, auth_tokens=_token_pairs(auth_token or []))
 
 
 def main() -> None:

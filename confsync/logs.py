@@ -106,6 +106,7 @@ def _mask_match(match: re.Match[str]) -> str:
 
 def _cloud_logging_shape(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
     """Rename structlog's keys to the ones Cloud Logging reads from a JSON line."""
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured twin of the message
     level = str(event_dict.pop("level", method)).lower()
     event_dict["severity"] = _SEVERITY.get(level, "DEFAULT")
     event_dict["message"] = str(event_dict.pop("event", ""))

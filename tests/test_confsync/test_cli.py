@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import click
 import pytest
+import typer
 
 from confsync.cli import app
 
@@ -35,15 +37,30 @@ def test_no_arguments_shows_help() -> None:
     assert "Usage" in result.stdout + result.stderr
 
 
-def _command_names() -> list[str]:
-    return [command.name or "" for command in app.registered_commands]
+def _command_paths() -> list[tuple[str, ...]]:
+    """Every command and sub-command, as the words a user types."""
+    click_group = typer.main.get_command(app)
+
+    def walk(command: click.Command, words: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found = [words] if words else []
+        if isinstance(command, click.Group):
+            for name, child in command.commands.items():
+                found += walk(child, (*words, name))
+        return found
+
+    return walk(click_group, ())
 
 
-@pytest.mark.parametrize("command", _command_names())
-def test_every_command_has_help(command: str) -> None:
-    result = run(command, "--help")
+@pytest.mark.parametrize("words", _command_paths(), ids=" ".join)
+def test_every_command_has_help(words: tuple[str, ...]) -> None:
+    result = run(*words, "--help")
     assert result.returncode == 0
     assert "Usage" in result.stdout
+    assert len(result.stdout.strip().splitlines()) > 3, "a help text, not just a usage line"
+
+
+def test_the_command_tree_includes_the_sandbox() -> None:
+    assert ("sandbox", "calendar") in _command_paths()
 
 
 def test_config_json_masks_secrets_and_logs_only_json_lines() -> None:
