@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import click
 import pytest
 import typer
 
@@ -41,9 +40,9 @@ def _command_paths() -> list[tuple[str, ...]]:
     """Every command and sub-command, as the words a user types."""
     click_group = typer.main.get_command(app)
 
-    def walk(command: click.Command, words: tuple[str, ...]) -> list[tuple[str, ...]]:
+    def walk(command: object, words: tuple[str, ...]) -> list[tuple[str, ...]]:
         found = [words] if words else []
-        if isinstance(command, click.Group):
+        if isinstance(command, typer.core.TyperGroup):
             for name, child in command.commands.items():
                 found += walk(child, (*words, name))
         return found
