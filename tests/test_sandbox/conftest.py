@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +45,8 @@ def webhook() -> Iterator[Webhook]:
 
     async def receive(request: Request) -> Response:
         body = await request.body()
+        if hook.gate is not None:
+            await asyncio.to_thread(hook.gate.wait, 30)
         with hook._lock:
             status = hook.answers.pop(0) if hook.answers else 200
             hook.received.append(

@@ -145,6 +145,20 @@ def test_writes_between_pages_are_never_lost(calendar_sandbox: RunningCalendar) 
     assert mirror == truth
 
 
+def test_updated_min_lists_recent_changes_including_deletions(calendar: Any) -> None:
+    events = calendar.events()
+    old = events.insert(calendarId=CAL, body=event_body("old")).execute()
+    doomed = events.insert(calendarId=CAL, body=event_body("doomed")).execute()
+    since = events.insert(calendarId=CAL, body=event_body("marker")).execute()["updated"]
+    events.delete(calendarId=CAL, eventId=doomed["id"]).execute()
+    recent = list_all(calendar, CAL, updatedMin=since)[0]
+    assert {(item["summary"] if item["status"] != "cancelled" else item["id"]) for item in recent} == {
+        "marker",
+        doomed["id"],
+    }
+    assert old["id"] not in {item["id"] for item in recent}
+
+
 def test_updated_is_strictly_increasing_with_milliseconds(calendar: Any) -> None:
     events = calendar.events()
     stamps = [events.insert(calendarId=CAL, body=event_body(f"e{i}")).execute()["updated"] for i in range(30)]

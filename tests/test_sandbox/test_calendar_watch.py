@@ -4,6 +4,7 @@ webhook, in order, retried when they fail, and stop when the channel stops or ex
 from __future__ import annotations
 
 import email.utils
+import threading
 import uuid
 from typing import Any
 
@@ -52,6 +53,18 @@ def test_a_channel_says_sync_first_then_exists_for_each_change(calendar: Any, we
         assert item["_body"] == ""
         expires = email.utils.parsedate_to_datetime(item["x-goog-channel-expiration"])
         assert int(expires.timestamp()) == int(channel["expiration"]) // 1000
+
+
+def test_a_slow_receiver_never_blocks_a_write(calendar: Any, webhook: Webhook) -> None:
+    calendar.events().insert(calendarId=CAL, body=event_body("x")).execute()
+    webhook.gate = threading.Event()  # the receiver hangs until the test lets it go
+    open_channel(calendar, webhook)
+    written = [calendar.events().insert(calendarId=CAL, body=event_body(f"w{i}")).execute() for i in range(5)]
+    assert len(written) == 5, "every write returned while the webhook was still stuck on the first message"
+    assert webhook.received == []
+    webhook.gate.set()
+    received = webhook.wait_for(lambda got: len(got) == 6)
+    assert [int(item["x-goog-message-number"]) for item in received] == [1, 2, 3, 4, 5, 6]
 
 
 def test_two_channels_on_one_calendar_share_the_resource_id(calendar: Any, webhook: Webhook) -> None:

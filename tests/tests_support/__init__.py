@@ -63,6 +63,7 @@ class Webhook:
     url: str = ""
     received: list[dict[str, str]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
+    gate: threading.Event | None = None  # when set up, each delivery waits for it to open
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(
