@@ -121,6 +121,29 @@ def sandbox_calendar(
     serve_calendar(host=host, port=port, db=db, owner=owner, auth_tokens=_token_pairs(auth_token or []))
 
 
+@sandbox_app.command("provider")
+def sandbox_provider(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8091,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite file that keeps conferences across restarts (default: memory only).")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(help="The API key clients must send as a bearer token (default: CONFSYNC_PROVIDER_API_KEY)."),
+    ] = None,
+) -> None:
+    """Serve a conferencing API sandbox (the REST contract in confsync.provider; spec at /openapi.json)."""
+    from sandbox.provider.server import serve_provider  # noqa: PLC0415 - stages load only when asked for
+
+    settings: Settings = ctx.obj
+    key = api_key or (settings.provider_api_key.reveal() if settings.provider_api_key else None)
+    if not key:
+        raise typer.BadParameter("give --api-key or set CONFSYNC_PROVIDER_API_KEY", param_hint="--api-key")
+    serve_provider(host=host, port=port, db=db, api_key=key)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -5,7 +5,8 @@ Wrappers at the edges (``confsync/calendar.py`` for Google's ``HttpError``,
 ``raise ... from err``. Only a worker loop decides ack, nack or dead-letter, and it
 decides from the type alone::
 
-    ConfsyncError                  base of everything confsync raises on purpose
+    ConfsyncError                  base of everything confsync raises on purpose; carries
+    │                              the peer's HTTP ``status`` and ``body`` when there was one
     ├── TransientError             may succeed if tried again later: 429, 5xx, timeouts,
     │                              connection errors; carries ``retry_after`` (seconds)
     │                              when the other side said how long to wait -> nack
@@ -15,6 +16,8 @@ decides from the type alone::
     │   ├── AuthError              credentials refused (401); may carry the URL where a
     │   │                          user can (re)authenticate
     │   ├── NotFound               the thing addressed does not exist (404)
+    │   ├── Stale                  the peer already holds a newer version (409 stale): the
+    │   │                          change is superseded, so callers may count it as done
     │   └── CalendarGone           a calendar we can no longer read (404/403 on the
     │                              calendar itself): its conferences get reconciled
     └── SyncTokenExpired           Calendar answered 410 fullSyncRequired: neither retry
@@ -31,20 +34,32 @@ __all__ = [
     "InvalidMessage",
     "NotFound",
     "PermanentError",
+    "Stale",
     "SyncTokenExpired",
     "TransientError",
 ]
 
 
 class ConfsyncError(Exception):
-    """Base of every error confsync raises on purpose."""
+    """Base of every error confsync raises on purpose.
+
+    ``status`` and ``body`` are the peer's HTTP answer when the error came from one, so a
+    dead letter can carry what the other side said.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 class TransientError(ConfsyncError):
     """Retrying later may succeed. ``retry_after`` is the delay the peer asked for."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None, body: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, body=body)
         self.retry_after = retry_after
 
 
@@ -71,13 +86,24 @@ class ConfigError(PermanentError):
 class AuthError(PermanentError):
     """Credentials were refused. ``authentication_url`` is where a user can fix that."""
 
-    def __init__(self, message: str, *, authentication_url: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        authentication_url: str | None = None,
+        status: int | None = None,
+        body: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body)
         self.authentication_url = authentication_url
 
 
 class NotFound(PermanentError):
     """The addressed resource does not exist (HTTP 404)."""
+
+
+class Stale(PermanentError):
+    """The peer already holds a newer version of this thing; the change is superseded."""
 
 
 class CalendarGone(PermanentError):

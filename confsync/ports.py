@@ -128,7 +128,7 @@ class NewConference:
 
 @dataclass(frozen=True, slots=True)
 class Conference:
-    """A conference as the conferencing service describes it."""
+    """A conference as the conferencing service describes it (GET gives every field)."""
 
     id: str
     video_uri: str
@@ -140,6 +140,13 @@ class Conference:
     version: int = 1
     state: str = "active"  # active | deleted
     last_event_updated: datetime | None = None
+    calendar_id: str | None = None
+    event_id: str | None = None
+    summary: str | None = None
+    start: EventTime | None = None
+    end: EventTime | None = None
+    attendees: tuple[str, ...] = ()
+    organizer: str | None = None
 
 
 class ConferenceProvider(Protocol):
@@ -152,7 +159,7 @@ class ConferenceProvider(Protocol):
     def update(
         self, conference_id: str, payload: ConferencePayload, *, event_updated: datetime, idempotency_key: str
     ) -> Conference:
-        """Apply an event's new state; raises PermanentError('stale') for an older version."""
+        """Apply an event's new state; raises Stale when the service holds a newer version."""
         ...
 
     def delete(self, conference_id: str, *, idempotency_key: str) -> None:

@@ -335,4 +335,4 @@ def _error(err: GoogleError) -> Response:
 
 
 async def _http_error(_request: Request, exc: HTTPException) -> Response:
-    return JSONResponse(error_body(exc.status_code), status_code=exc.status_code)
+    return JSONResponse(error_body(exc.status_code), status_code=exc.status_code, headers=exc.headers)

@@ -11,11 +11,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from tests_support import FAST_RETRY, RunningCalendar, Webhook
+from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider, Webhook
 
 from confsync.serving import ServedApp
 from sandbox.calendar import CalendarSandbox, create_app
 from sandbox.calendar.server import build_sandbox
+from sandbox.provider import create_app as create_provider_app
+from sandbox.provider.server import build_sandbox as build_provider
 
 
 def serve_calendar(sandbox: CalendarSandbox) -> Iterator[RunningCalendar]:
@@ -57,3 +59,9 @@ def webhook() -> Iterator[Webhook]:
     with ServedApp(Starlette(routes=[Route("/notifications", receive, methods=["POST"])])) as served:
         hook.url = f"{served.url}/notifications"
         yield hook
+
+
+@pytest.fixture
+def provider_sandbox() -> Iterator[RunningProvider]:
+    with ServedApp(create_provider_app(build_provider(api_key=PROVIDER_KEY))) as served:
+        yield RunningProvider(served.url)

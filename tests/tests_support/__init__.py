@@ -16,7 +16,18 @@ from googleapiclient.discovery import build
 
 from sandbox.calendar import CalendarSandbox, RetryPolicy
 
-__all__ = ["FAST_RETRY", "RunningCalendar", "Webhook", "event_body", "list_all", "sync_all"]
+__all__ = [
+    "FAST_RETRY",
+    "PROVIDER_KEY",
+    "RunningCalendar",
+    "RunningProvider",
+    "Webhook",
+    "event_body",
+    "list_all",
+    "sync_all",
+]
+
+PROVIDER_KEY = "test-provider-key"
 
 FAST_RETRY = RetryPolicy(initial_s=0.05, max_delay_s=0.2, max_elapsed_s=5.0, timeout_s=2.0)
 
@@ -109,3 +120,19 @@ def sync_all(service: Any, calendar_id: str, token: str | None = None) -> tuple[
     params = {"syncToken": token} if token else {}
     items, pages = list_all(service, calendar_id, **params)
     return items, pages[-1]["nextSyncToken"]
+
+
+@dataclass
+class RunningProvider:
+    """A conferencing sandbox served on loopback, with admin helpers."""
+
+    url: str
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:
+        answer = httpx.request(method, f"{self.url}{path}", json=json, timeout=30)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def journal(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.admin("GET", "/_sandbox/requests")
+        return result

@@ -1,0 +1,238 @@
+"""The conferencing service's REST API ("My Web Conferencing"), and its httpx client.
+
+The contract every provider implements (the sandbox serves it as OpenAPI at /openapi.json):
+
+- ``POST /v1/conferences`` ``{calendar_id, event_id, request_id, summary, start, end, attendees,
+  organizer}`` -> 201 ``{id, video_uri, passcode, phone_number, phone_pin, admin_email,
+  legal_notice, version}``. The same ``request_id`` again returns the same conference (200).
+- ``GET /v1/conferences/{id}`` -> 200 with every stored field plus ``state`` (active|deleted),
+  ``version``, ``updated_at`` and ``last_event_updated``; 404 for an unknown id.
+- ``PATCH /v1/conferences/{id}`` with ``Idempotency-Key``; body = changed fields plus
+  ``event_updated`` -> 200. A repeated key returns the first answer and changes nothing; an
+  ``event_updated`` older than the stored one -> 409 ``stale`` and changes nothing.
+- ``DELETE /v1/conferences/{id}`` with ``Idempotency-Key`` -> 204, also for a conference
+  already deleted; 404 for an unknown id.
+- ``start``/``end`` are shaped like Calendar's (``{"dateTime", "timeZone"}`` or ``{"date"}``);
+  ``attendees`` is a list of email strings.
+- Auth: ``Authorization: Bearer <api key>``; missing or wrong -> 401 whose error carries an
+  ``authentication_url`` (the add-on shows it to the user, as in Google's quickstart).
+- Errors: ``{"error": {"code", "message", "retryable"}}``; 429 and 503 carry ``Retry-After``.
+
+``HttpConferenceProvider`` implements ``confsync.ports.ConferenceProvider`` over one pooled
+httpx client. Status codes and transport failures become confsync errors in one place,
+``_raise_for_status``/``_send``; it never retries: the publisher owns the retry policy.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from confsync.contracts import ConferencePayload, EventTime
+from confsync.errors import AuthError, ConfigError, InvalidMessage, NotFound, PermanentError, Stale, TransientError
+from confsync.ports import Conference, NewConference
+from confsync.rfc3339 import format_rfc3339, parse_rfc3339
+from confsync.settings import Secret, Settings
+
+__all__ = ["HttpConferenceProvider", "parse_retry_after"]
+
+_TRANSIENT_STATUS = frozenset({408, 425, 429})
+_MAX_ERROR_BODY = 2000
+
+
+class HttpConferenceProvider:
+    """The conferencing REST API over httpx; thread-safe (httpx.Client pools connections)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 10.0,
+        max_connections: int = 100,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key.reveal()}", "User-Agent": "confsync"},
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> Self:
+        if not settings.provider_url or settings.provider_api_key is None:
+            raise ConfigError("the conferencing API needs CONFSYNC_PROVIDER_URL and CONFSYNC_PROVIDER_API_KEY")
+        return cls(
+            settings.provider_url,
+            settings.provider_api_key,
+            timeout_s=settings.provider_timeout_s,
+            transport=transport,
+        )
+
+    # -- the port ---------------------------------------------------------------------------
+
+    def create(self, request: NewConference) -> Conference:
+        body = {
+            "calendar_id": request.calendar_id,
+            "event_id": request.event_id,
+            "request_id": request.request_id,
+            "summary": request.summary,
+            "start": request.start and request.start.to_json(),
+            "end": request.end and request.end.to_json(),
+            "attendees": list(request.attendees),
+            "organizer": request.organizer,
+        }
+        return _conference(self._send("POST", "/v1/conferences", json=body))
+
+    def get(self, conference_id: str) -> Conference:
+        return _conference(self._send("GET", f"/v1/conferences/{_segment(conference_id)}"))
+
+    def update(
+        self, conference_id: str, payload: ConferencePayload, *, event_updated: datetime, idempotency_key: str
+    ) -> Conference:
+        body = {**payload.to_json(), "event_updated": format_rfc3339(event_updated)}
+        answer = self._send(
+            "PATCH",
+            f"/v1/conferences/{_segment(conference_id)}",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return _conference(answer)
+
+    def delete(self, conference_id: str, *, idempotency_key: str) -> None:
+        self._send("DELETE", f"/v1/conferences/{_segment(conference_id)}", headers={"Idempotency-Key": idempotency_key})
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            answer = self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as err:
+            raise TransientError(f"{method} {path}: timed out ({type(err).__name__})") from err
+        except httpx.TransportError as err:
+            raise TransientError(f"{method} {path}: {type(err).__name__}: {err}") from err
+        _raise_for_status(method, path, answer)
+        return answer
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _raise_for_status(method: str, path: str, answer: httpx.Response) -> None:
+    """The one place an HTTP status becomes a confsync error."""
+    status = answer.status_code
+    if status < 400:
+        return
+    body = answer.text[:_MAX_ERROR_BODY]
+    error = _error_object(answer)
+    code = str(error.get("code", ""))
+    message = f"{method} {path}: {status} {code or answer.reason_phrase}: {error.get('message', '')}".rstrip(": ")
+    if status == 401:
+        url = error.get("authentication_url")
+        raise AuthError(message, authentication_url=url if isinstance(url, str) else None, status=status, body=body)
+    if status == 404:
+        raise NotFound(message, status=status, body=body)
+    if status == 409 and code == "stale":
+        raise Stale(message, status=status, body=body)
+    if status in _TRANSIENT_STATUS or status >= 500:
+        retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        raise TransientError(message, retry_after=retry_after, status=status, body=body)
+    raise PermanentError(message, status=status, body=body)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _error_object(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        data = answer.json()
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _segment(conference_id: str) -> str:
+    if not conference_id or "/" in conference_id or conference_id in (".", ".."):
+        raise PermanentError(f"not a conference id: {conference_id!r}")
+    return conference_id
+
+
+def _conference(answer: httpx.Response) -> Conference:
+    """Parse a provider answer once, here; a malformed one is worth retrying later."""
+    try:
+        data = answer.json()
+        return Conference(
+            id=_str(data, "id"),
+            video_uri=_str(data, "video_uri"),
+            passcode=_opt(data, "passcode"),
+            phone_number=_opt(data, "phone_number"),
+            phone_pin=_opt(data, "phone_pin"),
+            admin_email=_opt(data, "admin_email"),
+            legal_notice=_opt(data, "legal_notice"),
+            version=int(data.get("version", 1)),
+            state=str(data.get("state", "active")),
+            last_event_updated=_time(data.get("last_event_updated")),
+            calendar_id=_opt(data, "calendar_id"),
+            event_id=_opt(data, "event_id"),
+            summary=_opt(data, "summary"),
+            start=_event_time(data.get("start")),
+            end=_event_time(data.get("end")),
+            attendees=tuple(str(item) for item in data.get("attendees") or ()),
+            organizer=_opt(data, "organizer"),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, InvalidMessage) as err:
+        raise TransientError(
+            f"malformed answer from the conferencing API: {err}", status=answer.status_code, body=answer.text[:200]
+        ) from err
+
+
+def _str(data: dict[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key} is not a non-empty string")
+    return value
+
+
+def _opt(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
+
+
+def _time(value: object) -> datetime | None:
+    return None if value is None else parse_rfc3339(str(value))
+
+
+def _event_time(value: object) -> EventTime | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("start/end is not an object")
+    return EventTime.from_json(value, "conference")
