@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException
 
@@ -39,7 +39,6 @@ _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _KEY = r"^[\x21-\x7e]{1,255}$"
 _TEXT = 1024
 _BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
-Auth = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 ConferenceId = Annotated[str, Path(pattern=_ID)]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", pattern=_KEY)]
 
@@ -175,15 +174,9 @@ def create_app(sandbox: ProviderSandbox) -> FastAPI:
     )
     store = sandbox.store
 
-    def authorize(credentials: Auth) -> None:
-        """Runs before the body is read: an unauthenticated caller learns nothing about it."""
-        token = "" if credentials is None else credentials.credentials
-        if not hmac.compare_digest(token.encode(), sandbox.api_key.encode()):
-            raise _Refused(
-                error(401, "unauthenticated", "a valid API key is required", authentication_url=AUTHENTICATION_URL)
-            )
-
-    authorized = [Depends(authorize)]
+    # The bearer check itself runs in _Gate, before routing or body parsing; declaring the scheme
+    # here puts it in the OpenAPI spec for clients and schemathesis.
+    authorized = [Depends(_BEARER)]
 
     @app.post(
         "/v1/conferences",
@@ -249,10 +242,6 @@ def create_app(sandbox: ProviderSandbox) -> FastAPI:
     async def requests() -> Response:
         return JSONResponse(sandbox.journal.entries())
 
-    @app.exception_handler(_Refused)
-    async def refused(_request: Request, exc: _Refused) -> Response:
-        return _answer(exc.answer)
-
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(
@@ -269,7 +258,7 @@ def create_app(sandbox: ProviderSandbox) -> FastAPI:
             response.headers["Allow"] = ", ".join(_methods_for(app, request.url.path))
         return response
 
-    app.add_middleware(_FaultsAndJournal, sandbox=sandbox)
+    app.add_middleware(_Gate, sandbox=sandbox)
     return app
 
 
@@ -279,12 +268,6 @@ def _methods_for(app: FastAPI, path: str) -> list[str]:
         if isinstance(route, APIRoute) and route.path_regex.match(path):
             methods |= route.methods or set()
     return sorted(methods)
-
-
-class _Refused(Exception):  # an answer carried through FastAPI's handler lookup
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(answer.status)
-        self.answer = answer
 
 
 def _answer(answer: Answer) -> Response:
@@ -306,12 +289,18 @@ Send = Callable[[Message], Awaitable[None]]
 _REASONS = {429: "rate_limited", 500: "internal", 502: "bad_gateway", 503: "unavailable", 504: "timeout"}
 
 
-class _FaultsAndJournal:
-    """Pure ASGI middleware: injects faults into /v1 requests and journals how each ended."""
+class _Gate:
+    """Pure ASGI middleware in front of /v1: faults, then the API key, then the app; journals each."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], sandbox: ProviderSandbox) -> None:
         self._app = app
         self._sandbox = sandbox
+        self._expected = f"bearer {sandbox.api_key}".encode()
+
+    def _authorized(self, scope: Scope) -> bool:
+        given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+        scheme, _, token = given.partition(b" ")
+        return hmac.compare_digest(scheme.lower() + b" " + token, self._expected)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -328,6 +317,10 @@ class _FaultsAndJournal:
                 status = rule.status
                 await _send_fault(send, rule.status, rule.reason, rule.retry_after)
                 return
+            if not self._authorized(scope):
+                status = 401
+                await _send_json(send, 401, _UNAUTHENTICATED)
+                return
 
             async def recording_send(message: Message) -> None:
                 nonlocal status
@@ -342,12 +335,29 @@ class _FaultsAndJournal:
             )
 
 
+_UNAUTHENTICATED = {
+    "error": {
+        "code": "unauthenticated",
+        "message": "a valid API key is required",
+        "retryable": False,
+        "authentication_url": AUTHENTICATION_URL,
+    }
+}
+
+
 async def _send_fault(send: Send, status: int, reason: str | None, retry_after: int | None) -> None:
     retryable = status in (408, 429) or status >= 500
     code = reason or _REASONS.get(status, "injected_fault")
-    body = json.dumps({"error": {"code": code, "message": "injected fault", "retryable": retryable}}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    extra = []
     if status in (429, 503) or retry_after is not None:
-        headers.append((b"retry-after", str(1 if retry_after is None else retry_after).encode()))
+        extra.append((b"retry-after", str(1 if retry_after is None else retry_after).encode()))
+    await _send_json(
+        send, status, {"error": {"code": code, "message": "injected fault", "retryable": retryable}}, extra
+    )
+
+
+async def _send_json(send: Send, status: int, value: object, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(value).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

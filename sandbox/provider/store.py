@@ -121,13 +121,14 @@ class ProviderStore:
         if stored is not None and event_updated < datetime.fromisoformat(stored):
             return error(409, "stale", f"event_updated {_stamp(event_updated)} is older than the stored {stored}")
         data = {**json.loads(row["data"]), **changes}
+        stamp, updated_at, version = _stamp(event_updated), _stamp(now), row["version"] + 1
         self._db.execute(
-            "UPDATE conferences SET data = ?, version = version + 1, updated_at = ?, last_event_updated = ?"
-            " WHERE id = ?",
-            (json.dumps(data), _stamp(now), _stamp(event_updated), conference_id),
+            "UPDATE conferences SET data = ?, version = ?, updated_at = ?, last_event_updated = ? WHERE id = ?",
+            (json.dumps(data), version, updated_at, stamp, conference_id),
         )
-        updated = self._db.execute("SELECT * FROM conferences WHERE id = ?", (conference_id,)).fetchone()
-        return Answer(200, _view(updated))
+        data.pop("request_id", None)
+        view = {"state": "active", "version": version, "updated_at": updated_at, "last_event_updated": stamp}
+        return Answer(200, {**data, **view})
 
     def delete(self, conference_id: str, key: str, now: datetime) -> Answer:
         with self._lock, self._transaction():
