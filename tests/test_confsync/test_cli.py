@@ -97,3 +97,9 @@ def test_config_table_says_where_each_value_came_from() -> None:
     line = next(line for line in result.stdout.splitlines() if line.startswith("CONFSYNC_LOCAL_MODE"))
     assert "True" in line
     assert "[from environment]" in line
+
+
+def test_the_provider_sandbox_needs_an_api_key() -> None:
+    result = run("sandbox", "provider", "--port", "0")
+    assert result.returncode == 2
+    assert "--api-key" in result.stderr

@@ -255,3 +255,18 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_ids_are_path_safe() -> None:
 def test_retry_after_is_read_as_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
     now = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
     assert parse_retry_after(header, now=now) == seconds
+
+
+def test_the_client_is_built_from_settings_or_refuses_clearly() -> None:
+    from confsync.errors import ConfigError  # noqa: PLC0415
+    from confsync.settings import Settings  # noqa: PLC0415
+
+    with pytest.raises(ConfigError, match="CONFSYNC_PROVIDER_URL"):
+        HttpConferenceProvider.from_settings(Settings())
+    settings = Settings(provider_url="http://provider.test", provider_api_key=Secret("k-2"), provider_timeout_s=3)
+    seen: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(204))
+    with HttpConferenceProvider.from_settings(settings, transport=transport) as client:
+        client.delete("cnf_1", idempotency_key="x")
+    assert seen[0].headers["Authorization"] == "Bearer k-2"
+    assert seen[0].extensions["timeout"]["read"] == 3
