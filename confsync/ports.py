@@ -15,7 +15,7 @@ port: wrappers parse it into the dataclasses below.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -182,16 +182,30 @@ class Publisher(Protocol):
 
 
 class Store(Protocol):
-    """confsync's state. Every compare-and-set returns whether it won; none blocks forever."""
+    """confsync's state (DESIGN.md, "State"): SQLite embedded, Firestore in production.
+
+    Every compare-and-set returns whether it won and never blocks forever; every write is
+    durable when the call returns. Times are aware UTC datetimes.
+    """
 
     # calendars
     def get_calendar(self, calendar_id: str) -> CalendarState | None: ...
 
-    def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
-        """Compare-and-set the sync token on ``token_version``; True if this call won."""
+    def ensure_calendar(self, calendar_id: str, subject: str | None = None) -> CalendarState:
+        """The calendar's state, created (active, no token) if it did not exist."""
         ...
 
-    def record_notification(self, calendar_id: str, message_number: int, at: datetime) -> None: ...
+    def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]: ...
+
+    def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
+        """Store ``token`` if ``token_version`` still equals ``expected_version`` (then +1).
+
+        True if this call won; a missing calendar counts as version 0."""
+        ...
+
+    def record_notification(self, calendar_id: str, channel_id: str, message_number: int, at: datetime) -> bool:
+        """Remember the newest notification; False if this one (or a newer) was already seen."""
+        ...
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
 
@@ -200,7 +214,11 @@ class Store(Protocol):
 
     def get_channel(self, channel_id: str) -> ChannelRecord | None: ...
 
-    def channels_expiring_before(self, when: datetime) -> Iterable[ChannelRecord]: ...
+    def live_channels(self, calendar_id: str) -> list[ChannelRecord]: ...
+
+    def channels_expiring_before(self, when: datetime) -> list[ChannelRecord]:
+        """Live channels whose expiration is before ``when``, soonest first."""
+        ...
 
     def stop_channel(self, channel_id: str) -> None: ...
 
@@ -211,11 +229,15 @@ class Store(Protocol):
 
     def link_for_conference(self, conference_id: str) -> Link | None: ...
 
-    def live_links(self, calendar_id: str) -> Iterable[Link]: ...
+    def live_links(self, calendar_id: str) -> list[Link]: ...
 
     def mark_link_deleted(self, calendar_id: str, event_id: str) -> None: ...
 
     # applied versions
+    def get_applied(self, conference_id: str) -> AppliedVersion | None: ...
+
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
-        """Record ``applied`` unless a newer or equal version is stored; True if recorded."""
+        """Record ``applied`` unless an equal or newer version is stored; True if recorded."""
         ...
+
+    def close(self) -> None: ...

@@ -41,14 +41,20 @@ class LinkState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CalendarState:
-    """One watched calendar's sync position. ``token_version`` guards compare-and-set."""
+    """One watched calendar's sync position. ``token_version`` guards compare-and-set.
+
+    ``last_channel_id``/``last_message_number``/``last_notified_at`` are the newest push
+    notification handled, so a duplicate or older one is acknowledged without work.
+    """
 
     calendar_id: str
     subject: str | None = None
     sync_token: str | None = None
     token_version: int = 0
     last_synced_at: datetime | None = None
+    last_channel_id: str | None = None
     last_message_number: int | None = None
+    last_notified_at: datetime | None = None
     status: CalendarStatus = CalendarStatus.ACTIVE
     last_error: str | None = None
 

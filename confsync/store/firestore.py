@@ -1,0 +1,327 @@
+"""The production ``Store``: Cloud Firestore (``firestore://PROJECT[/DATABASE]``).
+
+Layout (https://cloud.google.com/firestore/docs/best-practices): each calendar is its own
+document, with its links in a subcollection beneath it, so one busy calendar's writes never
+touch a document another calendar needs::
+
+    {prefix}calendars/{calendar}                 sync token, token_version, last notification, status
+    {prefix}calendars/{calendar}/links/{event}   event -> conference link
+    {prefix}channels/{channel}                   watch channel (queried by expiration)
+    {prefix}conferences/{conference}             applied version + which link points here
+
+Every compare-and-set (sync token, notification, applied version) runs in a transaction
+that re-reads the document it decides on. Document ids are the natural ids, escaped where
+Firestore forbids them (``/``, ``.``/``..``, ``__x__``). ``prefix`` lets tests and tenants
+share one database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from confsync.errors import ConfigError
+from confsync.settings import Secret
+from confsync.store.records import (
+    AppliedVersion,
+    CalendarState,
+    CalendarStatus,
+    ChannelRecord,
+    ChannelState,
+    Link,
+    LinkState,
+)
+
+__all__ = ["FirestoreStore"]
+
+_T = TypeVar("_T")
+
+
+def _doc_id(natural: str) -> str:
+    """A Firestore-safe document id that keeps ordinary ids readable."""
+    escaped = quote(natural, safe="@+-_.:=,!~*'()")
+    if escaped in (".", "..") or (escaped.startswith("__") and escaped.endswith("__")):
+        escaped = "%" + escaped.encode().hex()
+    return escaped
+
+
+class FirestoreStore:
+    """``confsync.ports.Store`` over Firestore; thread-safe (the client is)."""
+
+    def __init__(self, client: firestore.Client, *, prefix: str = "") -> None:
+        self._client = client
+        self._calendars = client.collection(f"{prefix}calendars")
+        self._channels = client.collection(f"{prefix}channels")
+        self._conferences = client.collection(f"{prefix}conferences")
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "") -> FirestoreStore:
+        rest = url.removeprefix("firestore://")
+        project, _, database = rest.partition("/")
+        if not url.startswith("firestore://") or not project:
+            raise ConfigError(f"not a firestore://PROJECT[/DATABASE] URL: {url!r}", variable="CONFSYNC_STORE_URL")
+        client = firestore.Client(project=project, database=database or "(default)")
+        return cls(client, prefix=prefix)
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+    def _transact(self, work: Callable[[Any], _T]) -> _T:
+        transaction = self._client.transaction(max_attempts=20)
+        result: _T = firestore.transactional(work)(transaction)
+        return result
+
+    def _calendar_ref(self, calendar_id: str) -> Any:
+        return self._calendars.document(_doc_id(calendar_id))
+
+    # -- calendars --------------------------------------------------------------------------
+
+    def get_calendar(self, calendar_id: str) -> CalendarState | None:
+        snapshot = self._calendar_ref(calendar_id).get()
+        return _calendar(_data(snapshot)) if snapshot.exists else None
+
+    def ensure_calendar(self, calendar_id: str, subject: str | None = None) -> CalendarState:
+        ref = self._calendar_ref(calendar_id)
+
+        def work(transaction: Any) -> CalendarState:
+            snapshot = ref.get(transaction=transaction)
+            data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
+            if subject is not None:
+                data["subject"] = subject
+            transaction.set(ref, data)
+            return _calendar(data)
+
+        return self._transact(work)
+
+    def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]:
+        query = (
+            self._calendars
+            if status is None
+            else self._calendars.where(filter=FieldFilter("status", "==", status.value))
+        )
+        states = [_calendar(_data(snapshot)) for snapshot in query.stream()]
+        return sorted(states, key=lambda state: state.calendar_id)
+
+    def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
+        ref = self._calendar_ref(calendar_id)
+
+        def work(transaction: Any) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
+            if data["token_version"] != expected_version:
+                return False
+            data.update(sync_token=token, token_version=expected_version + 1, last_synced_at=at)
+            transaction.set(ref, data)
+            return True
+
+        return self._transact(work)
+
+    def record_notification(self, calendar_id: str, channel_id: str, message_number: int, at: datetime) -> bool:
+        ref = self._calendar_ref(calendar_id)
+
+        def work(transaction: Any) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
+            last = data.get("last_message_number")
+            if data.get("last_channel_id") == channel_id and last is not None and last >= message_number:
+                return False
+            data.update(last_channel_id=channel_id, last_message_number=message_number, last_notified_at=at)
+            transaction.set(ref, data)
+            return True
+
+        return self._transact(work)
+
+    def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
+        ref = self._calendar_ref(calendar_id)
+
+        def work(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
+            data.update(status=status.value, last_error=error)
+            transaction.set(ref, data)
+
+        self._transact(work)
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def add_channel(self, channel: ChannelRecord) -> None:
+        self._channels.document(_doc_id(channel.channel_id)).set(
+            {
+                "channel_id": channel.channel_id,
+                "calendar_id": channel.calendar_id,
+                "resource_id": channel.resource_id,
+                "token": channel.token.reveal(),
+                "expiration": channel.expiration,
+                "state": channel.state.value,
+            }
+        )
+
+    def get_channel(self, channel_id: str) -> ChannelRecord | None:
+        snapshot = self._channels.document(_doc_id(channel_id)).get()
+        return _channel(_data(snapshot)) if snapshot.exists else None
+
+    def live_channels(self, calendar_id: str) -> list[ChannelRecord]:
+        query = self._channels.where(filter=FieldFilter("calendar_id", "==", calendar_id))
+        channels = [_channel(_data(snapshot)) for snapshot in query.stream()]
+        return sorted((c for c in channels if c.state is ChannelState.LIVE), key=lambda c: c.expiration)
+
+    def channels_expiring_before(self, when: datetime) -> list[ChannelRecord]:
+        # One range filter on one field needs only Firestore's automatic index; state is
+        # filtered here rather than with a composite index.
+        query = self._channels.where(filter=FieldFilter("expiration", "<", when)).order_by("expiration")
+        channels = (_channel(_data(snapshot)) for snapshot in query.stream())
+        return [channel for channel in channels if channel.state is ChannelState.LIVE]
+
+    def stop_channel(self, channel_id: str) -> None:
+        ref = self._channels.document(_doc_id(channel_id))
+        if ref.get().exists:
+            ref.update({"state": ChannelState.STOPPED.value})
+
+    # -- links ------------------------------------------------------------------------------
+
+    def _link_ref(self, calendar_id: str, event_id: str) -> Any:
+        return self._calendar_ref(calendar_id).collection("links").document(_doc_id(event_id))
+
+    def upsert_link(self, link: Link) -> None:
+        batch = self._client.batch()
+        batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link))
+        batch.set(
+            self._conferences.document(_doc_id(link.conference_id)),
+            {"calendar_id": link.calendar_id, "event_id": link.event_id},
+            merge=True,
+        )
+        batch.commit()
+
+    def get_link(self, calendar_id: str, event_id: str) -> Link | None:
+        snapshot = self._link_ref(calendar_id, event_id).get()
+        return _link(_data(snapshot)) if snapshot.exists else None
+
+    def link_for_conference(self, conference_id: str) -> Link | None:
+        snapshot = self._conferences.document(_doc_id(conference_id)).get()
+        data = _data(snapshot) if snapshot.exists else None
+        if not data or "event_id" not in data:
+            return None
+        return self.get_link(data["calendar_id"], data["event_id"])
+
+    def live_links(self, calendar_id: str) -> list[Link]:
+        query = (
+            self._calendar_ref(calendar_id)
+            .collection("links")
+            .where(filter=FieldFilter("state", "==", LinkState.LIVE.value))
+        )
+        return sorted((_link(_data(snapshot)) for snapshot in query.stream()), key=lambda link: link.event_id)
+
+    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None:
+        ref = self._link_ref(calendar_id, event_id)
+        if ref.get().exists:
+            ref.update({"state": LinkState.DELETED.value})
+
+    # -- applied versions -------------------------------------------------------------------
+
+    def get_applied(self, conference_id: str) -> AppliedVersion | None:
+        snapshot = self._conferences.document(_doc_id(conference_id)).get()
+        data = _data(snapshot) if snapshot.exists else None
+        if not data or "applied_event_updated" not in data:
+            return None
+        return AppliedVersion(conference_id, _aware(data["applied_event_updated"]), data["applied_fingerprint"])
+
+    def apply_if_newer(self, applied: AppliedVersion) -> bool:
+        ref = self._conferences.document(_doc_id(applied.conference_id))
+
+        def work(transaction: Any) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            data = (_data(snapshot) if snapshot.exists else None) or {}
+            stored = data.get("applied_event_updated")
+            if stored is not None and _aware(stored) >= applied.event_updated:
+                return False
+            transaction.set(
+                ref,
+                {"applied_event_updated": applied.event_updated, "applied_fingerprint": applied.fingerprint},
+                merge=True,
+            )
+            return True
+
+        return self._transact(work)
+
+
+def _data(snapshot: Any) -> dict[str, Any]:
+    data: dict[str, Any] = snapshot.to_dict() or {}
+    return data
+
+
+def _new_calendar(calendar_id: str) -> dict[str, Any]:
+    return {
+        "calendar_id": calendar_id,
+        "subject": None,
+        "sync_token": None,
+        "token_version": 0,
+        "last_synced_at": None,
+        "last_channel_id": None,
+        "last_message_number": None,
+        "last_notified_at": None,
+        "status": CalendarStatus.ACTIVE.value,
+        "last_error": None,
+    }
+
+
+def _aware(value: Any) -> datetime:
+    """Firestore answers DatetimeWithNanoseconds in UTC; make it a plain aware datetime."""
+    moment = datetime.fromisoformat(value.isoformat()) if hasattr(value, "isoformat") else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _maybe(value: Any) -> datetime | None:
+    return None if value is None else _aware(value)
+
+
+def _calendar(data: dict[str, Any]) -> CalendarState:
+    return CalendarState(
+        calendar_id=data["calendar_id"],
+        subject=data.get("subject"),
+        sync_token=data.get("sync_token"),
+        token_version=int(data.get("token_version", 0)),
+        last_synced_at=_maybe(data.get("last_synced_at")),
+        last_channel_id=data.get("last_channel_id"),
+        last_message_number=data.get("last_message_number"),
+        last_notified_at=_maybe(data.get("last_notified_at")),
+        status=CalendarStatus(data.get("status", "active")),
+        last_error=data.get("last_error"),
+    )
+
+
+def _channel(data: dict[str, Any]) -> ChannelRecord:
+    return ChannelRecord(
+        channel_id=data["channel_id"],
+        calendar_id=data["calendar_id"],
+        resource_id=data["resource_id"],
+        token=Secret(data["token"]),
+        expiration=_aware(data["expiration"]),
+        state=ChannelState(data["state"]),
+    )
+
+
+def _link_data(link: Link) -> dict[str, Any]:
+    return {
+        "calendar_id": link.calendar_id,
+        "event_id": link.event_id,
+        "conference_id": link.conference_id,
+        "last_fingerprint": link.last_fingerprint,
+        "last_event_updated": link.last_event_updated,
+        "state": link.state.value,
+    }
+
+
+def _link(data: dict[str, Any]) -> Link:
+    return Link(
+        calendar_id=data["calendar_id"],
+        event_id=data["event_id"],
+        conference_id=data["conference_id"],
+        last_fingerprint=data.get("last_fingerprint"),
+        last_event_updated=_maybe(data.get("last_event_updated")),
+        state=LinkState(data["state"]),
+    )

@@ -1,0 +1,352 @@
+"""The embedded ``Store``: one SQLite file (``sqlite:///PATH``), WAL, shared by threads and processes.
+
+Each thread gets its own connection; every write is one ``BEGIN IMMEDIATE`` transaction, so
+writers queue on SQLite's file lock (``busy_timeout``) and compare-and-set is a single
+conditional ``UPDATE`` whose row count says who won. ``synchronous=NORMAL`` in WAL mode keeps
+every committed write across a killed process (only a power cut can lose the last commits,
+never consistency). The schema is versioned in code (``PRAGMA user_version``): ``_MIGRATIONS``
+applies each step once, in order, inside a transaction.
+
+Times are stored as integer microseconds since the epoch (UTC), so versions compare exactly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confsync.errors import ConfigError
+from confsync.settings import Secret
+from confsync.store.records import (
+    AppliedVersion,
+    CalendarState,
+    CalendarStatus,
+    ChannelRecord,
+    ChannelState,
+    Link,
+    LinkState,
+)
+
+__all__ = ["SqliteStore", "path_from_url"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE calendars (
+        calendar_id TEXT PRIMARY KEY,
+        subject TEXT,
+        sync_token TEXT,
+        token_version INTEGER NOT NULL DEFAULT 0,
+        last_synced_at INTEGER,
+        last_channel_id TEXT,
+        last_message_number INTEGER,
+        last_notified_at INTEGER,
+        status TEXT NOT NULL DEFAULT 'active',
+        last_error TEXT
+    );
+    CREATE TABLE channels (
+        channel_id TEXT PRIMARY KEY,
+        calendar_id TEXT NOT NULL,
+        resource_id TEXT NOT NULL,
+        token TEXT NOT NULL,
+        expiration INTEGER NOT NULL,
+        state TEXT NOT NULL
+    );
+    CREATE INDEX channels_by_expiration ON channels (state, expiration);
+    CREATE INDEX channels_by_calendar ON channels (calendar_id);
+    CREATE TABLE links (
+        calendar_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        conference_id TEXT NOT NULL,
+        last_fingerprint TEXT,
+        last_event_updated INTEGER,
+        state TEXT NOT NULL,
+        PRIMARY KEY (calendar_id, event_id)
+    );
+    CREATE INDEX links_by_conference ON links (conference_id);
+    CREATE TABLE applied (
+        conference_id TEXT PRIMARY KEY,
+        event_updated INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL
+    );
+    """,
+)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///abs/path`` or ``sqlite:///rel/path`` -> the file's Path."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigError(f"not a sqlite:///PATH store URL: {url!r}", variable="CONFSYNC_STORE_URL")
+    rest = url[len(prefix) :]
+    return Path("/" + rest.lstrip("/")) if url.startswith("sqlite:////") else Path(rest)
+
+
+class SqliteStore:
+    """``confsync.ports.Store`` over one SQLite file."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = path
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._registry = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        return cls(path_from_url(url))
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_ms / 1000, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._registry:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()
+        return row
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
+
+    def schema_version(self) -> int:
+        return int(self._db().execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        return str(self._db().execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        with self._registry:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- calendars --------------------------------------------------------------------------
+
+    def get_calendar(self, calendar_id: str) -> CalendarState | None:
+        row = self._one("SELECT * FROM calendars WHERE calendar_id = ?", calendar_id)
+        return None if row is None else _calendar(row)
+
+    def ensure_calendar(self, calendar_id: str, subject: str | None = None) -> CalendarState:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO calendars (calendar_id, subject) VALUES (?, ?) ON CONFLICT (calendar_id) DO UPDATE"
+                " SET subject = COALESCE(excluded.subject, calendars.subject)",
+                (calendar_id, subject),
+            )
+            row = db.execute("SELECT * FROM calendars WHERE calendar_id = ?", (calendar_id,)).fetchone()
+        return _calendar(row)
+
+    def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]:
+        if status is None:
+            rows = self._db().execute("SELECT * FROM calendars ORDER BY calendar_id")
+        else:
+            rows = self._db().execute("SELECT * FROM calendars WHERE status = ? ORDER BY calendar_id", (status.value,))
+        return [_calendar(row) for row in rows]
+
+    def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
+        with self._write() as db:
+            if expected_version == 0:
+                db.execute("INSERT OR IGNORE INTO calendars (calendar_id) VALUES (?)", (calendar_id,))
+            cursor = db.execute(
+                "UPDATE calendars SET sync_token = ?, token_version = token_version + 1, last_synced_at = ?"
+                " WHERE calendar_id = ? AND token_version = ?",
+                (token, _us(at), calendar_id, expected_version),
+            )
+            return cursor.rowcount == 1
+
+    def record_notification(self, calendar_id: str, channel_id: str, message_number: int, at: datetime) -> bool:
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO calendars (calendar_id) VALUES (?)", (calendar_id,))
+            cursor = db.execute(
+                "UPDATE calendars SET last_channel_id = ?, last_message_number = ?, last_notified_at = ?"
+                " WHERE calendar_id = ? AND NOT (last_channel_id IS ? AND last_message_number >= ?)",
+                (channel_id, message_number, _us(at), calendar_id, channel_id, message_number),
+            )
+            return cursor.rowcount == 1
+
+    def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO calendars (calendar_id, status, last_error) VALUES (?, ?, ?) ON CONFLICT (calendar_id)"
+                " DO UPDATE SET status = excluded.status, last_error = excluded.last_error",
+                (calendar_id, status.value, error),
+            )
+
+    # -- channels ---------------------------------------------------------------------------
+
+    def add_channel(self, channel: ChannelRecord) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    channel.channel_id,
+                    channel.calendar_id,
+                    channel.resource_id,
+                    channel.token.reveal(),
+                    _us(channel.expiration),
+                    channel.state.value,
+                ),
+            )
+
+    def get_channel(self, channel_id: str) -> ChannelRecord | None:
+        row = self._one("SELECT * FROM channels WHERE channel_id = ?", channel_id)
+        return None if row is None else _channel(row)
+
+    def live_channels(self, calendar_id: str) -> list[ChannelRecord]:
+        rows = self._db().execute(
+            "SELECT * FROM channels WHERE calendar_id = ? AND state = 'live' ORDER BY expiration", (calendar_id,)
+        )
+        return [_channel(row) for row in rows]
+
+    def channels_expiring_before(self, when: datetime) -> list[ChannelRecord]:
+        rows = self._db().execute(
+            "SELECT * FROM channels WHERE state = 'live' AND expiration < ? ORDER BY expiration", (_us(when),)
+        )
+        return [_channel(row) for row in rows]
+
+    def stop_channel(self, channel_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))
+
+    # -- links ------------------------------------------------------------------------------
+
+    def upsert_link(self, link: Link) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    link.calendar_id,
+                    link.event_id,
+                    link.conference_id,
+                    link.last_fingerprint,
+                    None if link.last_event_updated is None else _us(link.last_event_updated),
+                    link.state.value,
+                ),
+            )
+
+    def get_link(self, calendar_id: str, event_id: str) -> Link | None:
+        row = self._one("SELECT * FROM links WHERE calendar_id = ? AND event_id = ?", calendar_id, event_id)
+        return None if row is None else _link(row)
+
+    def link_for_conference(self, conference_id: str) -> Link | None:
+        row = self._one(
+            "SELECT * FROM links WHERE conference_id = ? ORDER BY state = 'live' DESC, last_event_updated DESC LIMIT 1",
+            conference_id,
+        )
+        return None if row is None else _link(row)
+
+    def live_links(self, calendar_id: str) -> list[Link]:
+        rows = self._db().execute(
+            "SELECT * FROM links WHERE calendar_id = ? AND state = 'live' ORDER BY event_id", (calendar_id,)
+        )
+        return [_link(row) for row in rows]
+
+    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE links SET state = 'deleted' WHERE calendar_id = ? AND event_id = ?", (calendar_id, event_id)
+            )
+
+    # -- applied versions -------------------------------------------------------------------
+
+    def get_applied(self, conference_id: str) -> AppliedVersion | None:
+        row = self._one("SELECT * FROM applied WHERE conference_id = ?", conference_id)
+        if row is None:
+            return None
+        return AppliedVersion(
+            row["conference_id"], _EPOCH + timedelta(microseconds=row["event_updated"]), row["fingerprint"]
+        )
+
+    def apply_if_newer(self, applied: AppliedVersion) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO applied VALUES (?, ?, ?) ON CONFLICT (conference_id) DO UPDATE"
+                " SET event_updated = excluded.event_updated, fingerprint = excluded.fingerprint"
+                " WHERE excluded.event_updated > applied.event_updated",
+                (applied.conference_id, _us(applied.event_updated), applied.fingerprint),
+            )
+            return cursor.rowcount == 1
+
+
+def _us(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored")
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _dt(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _calendar(row: sqlite3.Row) -> CalendarState:
+    return CalendarState(
+        calendar_id=row["calendar_id"],
+        subject=row["subject"],
+        sync_token=row["sync_token"],
+        token_version=row["token_version"],
+        last_synced_at=_dt(row["last_synced_at"]),
+        last_channel_id=row["last_channel_id"],
+        last_message_number=row["last_message_number"],
+        last_notified_at=_dt(row["last_notified_at"]),
+        status=CalendarStatus(row["status"]),
+        last_error=row["last_error"],
+    )
+
+
+def _channel(row: sqlite3.Row) -> ChannelRecord:
+    return ChannelRecord(
+        channel_id=row["channel_id"],
+        calendar_id=row["calendar_id"],
+        resource_id=row["resource_id"],
+        token=Secret(row["token"]),
+        expiration=_EPOCH + timedelta(microseconds=row["expiration"]),
+        state=ChannelState(row["state"]),
+    )
+
+
+def _link(row: sqlite3.Row) -> Link:
+    return Link(
+        calendar_id=row["calendar_id"],
+        event_id=row["event_id"],
+        conference_id=row["conference_id"],
+        last_fingerprint=row["last_fingerprint"],
+        last_event_updated=_dt(row["last_event_updated"]),
+        state=LinkState(row["state"]),
+    )

@@ -1,0 +1,276 @@
+"""One contract for every Store: the same tests on SQLite and on Firestore (its emulator)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from confsync.errors import ConfigError
+from confsync.ports import Store
+from confsync.settings import Secret
+from confsync.store import (
+    AppliedVersion,
+    CalendarStatus,
+    ChannelRecord,
+    ChannelState,
+    Link,
+    LinkState,
+    open_store,
+)
+from confsync.store.sqlite import SqliteStore
+
+T0 = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
+CAL = "alice@example.com"
+
+
+@pytest.fixture(params=["sqlite", "firestore"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        backend: Store = SqliteStore(tmp_path / "state.sqlite")
+    else:
+        request.getfixturevalue("firestore_emulator_host")
+        from google.cloud import firestore  # noqa: PLC0415 - only with the emulator up
+
+        from confsync.store.firestore import FirestoreStore  # noqa: PLC0415
+
+        backend = FirestoreStore(firestore.Client(project="confsync-test"), prefix=f"t{uuid.uuid4().hex[:8]}_")
+    yield backend
+    backend.close()
+
+
+# -- calendars ------------------------------------------------------------------------------------
+
+
+def test_an_unknown_calendar_has_no_state(store: Store) -> None:
+    assert store.get_calendar(CAL) is None
+
+
+def test_ensure_creates_once_and_keeps_what_it_finds(store: Store) -> None:
+    created = store.ensure_calendar(CAL, subject="alice@example.com")
+    assert (created.token_version, created.sync_token, created.status) == (0, None, CalendarStatus.ACTIVE)
+    assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
+    again = store.ensure_calendar(CAL)
+    assert again.sync_token == "tok-1"
+    assert again.subject == "alice@example.com"
+
+
+def test_a_token_is_saved_only_against_the_version_read(store: Store) -> None:
+    store.ensure_calendar(CAL)
+    assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
+    assert not store.save_sync_token(CAL, "tok-stale", expected_version=0, at=T0)
+    assert store.save_sync_token(CAL, "tok-2", expected_version=1, at=T0 + timedelta(seconds=1))
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert (state.sync_token, state.token_version, state.last_synced_at) == ("tok-2", 2, T0 + timedelta(seconds=1))
+
+
+def test_the_first_token_of_a_calendar_never_seen_needs_version_0(store: Store) -> None:
+    assert not store.save_sync_token("new@example.com", "tok", expected_version=3, at=T0)
+    assert store.save_sync_token("new@example.com", "tok", expected_version=0, at=T0)
+
+
+def test_clearing_the_token_is_a_versioned_write_too(store: Store) -> None:
+    store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
+    assert store.save_sync_token(CAL, None, expected_version=1, at=T0)
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert (state.sync_token, state.token_version) == (None, 2)
+
+
+def test_a_notification_is_new_once_per_channel_and_number(store: Store) -> None:
+    assert store.record_notification(CAL, "ch-1", 1, T0)
+    assert store.record_notification(CAL, "ch-1", 3, T0 + timedelta(seconds=1))
+    assert not store.record_notification(CAL, "ch-1", 3, T0 + timedelta(seconds=2)), "a duplicate"
+    assert not store.record_notification(CAL, "ch-1", 2, T0 + timedelta(seconds=3)), "an older one"
+    assert store.record_notification(CAL, "ch-2", 1, T0 + timedelta(seconds=4)), "a renewed channel restarts at 1"
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert (state.last_channel_id, state.last_message_number, state.last_notified_at) == (
+        "ch-2",
+        1,
+        T0 + timedelta(seconds=4),
+    )
+
+
+def test_status_changes_are_kept_with_their_reason(store: Store) -> None:
+    store.ensure_calendar(CAL)
+    store.ensure_calendar("bob@example.com")
+    store.set_calendar_status(CAL, CalendarStatus.DISCONNECTED, "401 from Google: token revoked")
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert (state.status, state.last_error) == (CalendarStatus.DISCONNECTED, "401 from Google: token revoked")
+    assert [c.calendar_id for c in store.list_calendars(CalendarStatus.DISCONNECTED)] == [CAL]
+    assert [c.calendar_id for c in store.list_calendars()] == [CAL, "bob@example.com"]
+
+
+def test_odd_calendar_ids_are_stored_faithfully(store: Store) -> None:
+    for odd in ("c_1234@group.calendar.google.com", "a/b@example.com", "..", "__reserved__", "żółw@example.pl"):
+        assert store.save_sync_token(odd, f"tok-{odd}", expected_version=0, at=T0)
+        state = store.get_calendar(odd)
+        assert state is not None
+        assert (state.calendar_id, state.sync_token) == (odd, f"tok-{odd}")
+
+
+# -- channels -------------------------------------------------------------------------------------
+
+
+def channel(channel_id: str, expires_in_h: float, calendar_id: str = CAL) -> ChannelRecord:
+    return ChannelRecord(
+        channel_id=channel_id,
+        calendar_id=calendar_id,
+        resource_id=f"res-{calendar_id}",
+        token=Secret(f"secret-{channel_id}"),
+        expiration=T0 + timedelta(hours=expires_in_h),
+    )
+
+
+def test_a_channel_is_found_by_id_with_its_secret(store: Store) -> None:
+    store.add_channel(channel("ch-1", 24))
+    found = store.get_channel("ch-1")
+    assert found == channel("ch-1", 24)
+    assert found is not None
+    assert found.token.reveal() == "secret-ch-1"
+    assert store.get_channel("ch-unknown") is None
+
+
+def test_expiring_channels_are_listed_soonest_first_and_only_live(store: Store) -> None:
+    for channel_id, hours in (("late", 100), ("soon", 2), ("sooner", 1), ("stopped", 3)):
+        store.add_channel(channel(channel_id, hours))
+    store.stop_channel("stopped")
+    expiring = store.channels_expiring_before(T0 + timedelta(hours=24))
+    assert [c.channel_id for c in expiring] == ["sooner", "soon"]
+    assert store.get_channel("stopped") is not None
+    assert store.get_channel("stopped").state is ChannelState.STOPPED  # type: ignore[union-attr]
+
+
+def test_live_channels_of_a_calendar(store: Store) -> None:
+    store.add_channel(channel("a", 5))
+    store.add_channel(channel("b", 1))
+    store.add_channel(channel("other", 1, calendar_id="bob@example.com"))
+    store.stop_channel("a")
+    assert [c.channel_id for c in store.live_channels(CAL)] == ["b"]
+    store.stop_channel("never-existed")  # harmless
+
+
+# -- links ----------------------------------------------------------------------------------------
+
+
+def link(event_id: str, conference_id: str, *, minutes: int = 0) -> Link:
+    return Link(CAL, event_id, conference_id, f"fp-{event_id}-{minutes}", T0 + timedelta(minutes=minutes))
+
+
+def test_links_are_found_both_ways_and_updated_in_place(store: Store) -> None:
+    store.upsert_link(link("evt1", "cnf_1"))
+    store.upsert_link(link("evt1", "cnf_1", minutes=5))
+    assert store.get_link(CAL, "evt1") == link("evt1", "cnf_1", minutes=5)
+    assert store.link_for_conference("cnf_1") == link("evt1", "cnf_1", minutes=5)
+    assert store.get_link(CAL, "evt-missing") is None
+    assert store.link_for_conference("cnf_missing") is None
+
+
+def test_live_links_exclude_deleted_ones_for_mark_and_sweep(store: Store) -> None:
+    for n in range(5):
+        store.upsert_link(link(f"evt{n}", f"cnf_{n}"))
+    store.upsert_link(Link("bob@example.com", "evtX", "cnf_x"))
+    store.mark_link_deleted(CAL, "evt2")
+    store.mark_link_deleted(CAL, "evt-missing")  # harmless
+    assert [live.event_id for live in store.live_links(CAL)] == ["evt0", "evt1", "evt3", "evt4"]
+    deleted = store.get_link(CAL, "evt2")
+    assert deleted is not None
+    assert deleted.state is LinkState.DELETED
+    assert store.link_for_conference("cnf_2") == deleted, "a cancelled event's link still names its conference"
+
+
+# -- applied versions -----------------------------------------------------------------------------
+
+
+def test_apply_if_newer_keeps_only_the_newest_version(store: Store) -> None:
+    assert store.get_applied("cnf_1") is None
+    assert store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp-a"))
+    assert not store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp-a")), "a duplicate"
+    assert not store.apply_if_newer(AppliedVersion("cnf_1", T0 - timedelta(microseconds=1), "fp-old")), "stale"
+    assert store.apply_if_newer(AppliedVersion("cnf_1", T0 + timedelta(microseconds=1), "fp-b"))
+    assert store.get_applied("cnf_1") == AppliedVersion("cnf_1", T0 + timedelta(microseconds=1), "fp-b")
+
+
+def test_shuffled_versions_end_at_the_newest(store: Store) -> None:
+    versions = [T0 + timedelta(milliseconds=n) for n in range(30)]
+    random.Random(5).shuffle(versions)
+    wins = [store.apply_if_newer(AppliedVersion("cnf_s", version, "fp")) for version in versions]
+    applied = store.get_applied("cnf_s")
+    assert applied is not None
+    assert applied.event_updated == T0 + timedelta(milliseconds=29)
+    running_max = [version == max(versions[: i + 1]) for i, version in enumerate(versions)]
+    assert wins == running_max, "a version wins exactly when it is newer than all before it"
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+def race_for_versions(store: Store, threads: int, attempts: int) -> list[int]:
+    """Each thread reads the version and tries to save; returns the versions won, all threads."""
+    store.ensure_calendar(CAL)
+    won: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads)
+
+    def contend(name: int) -> None:
+        start.wait()
+        for attempt in range(attempts):
+            state = store.get_calendar(CAL)
+            assert state is not None
+            if store.save_sync_token(CAL, f"t{name}-{attempt}", expected_version=state.token_version, at=T0):
+                with lock:
+                    won.append(state.token_version + 1)
+
+    workers = [threading.Thread(target=contend, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return won
+
+
+def test_racing_threads_win_each_version_exactly_once(store: Store) -> None:
+    small = isinstance(store, SqliteStore)
+    won = race_for_versions(store, threads=8 if small else 3, attempts=40 if small else 3)
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert sorted(won) == list(range(1, state.token_version + 1)), "no version won twice, none lost"
+
+
+def test_racing_appliers_end_at_the_newest_version(store: Store) -> None:
+    versions = [T0 + timedelta(milliseconds=n) for n in range(24 if isinstance(store, SqliteStore) else 6)]
+    random.Random(9).shuffle(versions)
+    chunks = [versions[n::3] for n in range(3)]
+    workers = [
+        threading.Thread(
+            target=lambda part=part: [store.apply_if_newer(AppliedVersion("cnf_r", v, "fp")) for v in part]
+        )
+        for part in chunks
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    applied = store.get_applied("cnf_r")
+    assert applied is not None
+    assert applied.event_updated == max(versions)
+
+
+# -- opening --------------------------------------------------------------------------------------
+
+
+def test_open_store_picks_the_backend_from_the_url(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/nested/dir/state.sqlite")
+    assert isinstance(store, SqliteStore)
+    assert store.path == tmp_path / "nested/dir/state.sqlite"
+    store.close()
+    with pytest.raises(ConfigError, match="CONFSYNC_STORE_URL"):
+        open_store("postgres://db")

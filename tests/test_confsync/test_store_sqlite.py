@@ -1,0 +1,133 @@
+"""The SQLite store across processes: two processes racing one calendar, and a writer killed
+with SIGKILL again and again, leave a store that opens, checks clean and lost nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from confsync.store import AppliedVersion, Link
+from confsync.store.sqlite import SqliteStore
+
+CAL = "alice@example.com"
+T0 = datetime(2026, 11, 24, tzinfo=UTC)
+
+RACER = """
+import json, sys
+from datetime import UTC, datetime
+from confsync.store.sqlite import SqliteStore
+import os, time
+store = SqliteStore(__import__("pathlib").Path(sys.argv[1]))
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1] + ".go"):  # start together
+    time.sleep(0.001)
+won, lost = [], 0
+for attempt in range(int(sys.argv[2])):
+    state = store.ensure_calendar("alice@example.com")
+    if store.save_sync_token("alice@example.com", f"{sys.argv[3]}-{attempt}",
+                             expected_version=state.token_version, at=datetime.now(UTC)):
+        won.append(state.token_version + 1)
+    else:
+        lost += 1
+print(json.dumps({"won": won, "lost": lost}))
+"""
+
+WRITER = """
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from confsync.store import AppliedVersion, Link
+from confsync.store.sqlite import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
+t0 = datetime(2026, 11, 24, tzinfo=UTC)
+version = store.ensure_calendar("alice@example.com").token_version
+while True:
+    version += 1
+    assert store.save_sync_token("alice@example.com", f"tok-{version}", expected_version=version - 1, at=t0)
+    store.upsert_link(Link("alice@example.com", f"evt{version}", f"cnf_{version}", "fp", t0))
+    store.apply_if_newer(AppliedVersion("cnf_all", t0 + timedelta(microseconds=version), f"fp{version}"))
+    print(version, flush=True)
+"""
+
+
+def test_two_processes_racing_win_each_version_once(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    SqliteStore(db).close()  # migrate once before the race
+    racers = [
+        subprocess.Popen([sys.executable, "-c", RACER, str(db), "1500", name], stdout=subprocess.PIPE, text=True)
+        for name in ("a", "b")
+    ]
+    for racer in racers:
+        assert racer.stdout is not None
+        assert racer.stdout.readline().strip() == "ready"
+    Path(f"{db}.go").touch()
+    outputs = [json.loads(racer.communicate(timeout=120)[0]) for racer in racers]
+    assert all(racer.returncode == 0 for racer in racers)
+    won = [version for output in outputs for version in output["won"]]
+    store = SqliteStore(db)
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert sorted(won) == list(range(1, state.token_version + 1)), "no version won twice, none lost"
+    assert all(output["won"] for output in outputs), "both processes won some versions"
+    assert sum(output["lost"] for output in outputs) > 0, "the processes really did contend"
+
+
+def test_a_writer_killed_mid_write_leaves_a_clean_store_that_lost_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    rng = random.Random(3)
+    acknowledged = 0
+    for _round in range(6):
+        with subprocess.Popen([sys.executable, "-c", WRITER, str(db)], stdout=subprocess.PIPE, text=True) as writer:
+            assert writer.stdout is not None
+            target = acknowledged + rng.randint(20, 200)
+            for line in writer.stdout:
+                acknowledged = int(line)
+                if acknowledged >= target:
+                    break
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=10)
+
+        store = SqliteStore(db)
+        assert store.integrity_check() == "ok"
+        state = store.get_calendar(CAL)
+        assert state is not None
+        assert state.token_version >= acknowledged, "a write the writer saw committed is there"
+        assert store.get_link(CAL, f"evt{acknowledged}") == Link(
+            CAL, f"evt{acknowledged}", f"cnf_{acknowledged}", "fp", T0
+        )
+        applied = store.get_applied("cnf_all")
+        assert applied is not None
+        assert applied.fingerprint in (f"fp{state.token_version}", f"fp{state.token_version - 1}")
+        acknowledged = state.token_version
+        store.close()
+
+
+def test_migrations_run_once_and_reopening_keeps_data(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite"
+    store = SqliteStore(db)
+    assert store.schema_version() >= 1
+    store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp"))
+    store.close()
+    reopened = SqliteStore(db)
+    assert reopened.schema_version() == store.schema_version()
+    assert reopened.get_applied("cnf_1") == AppliedVersion("cnf_1", T0, "fp")
+    with sqlite3.connect(db) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reopened.close()
+
+
+def test_a_store_works_from_many_threads_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    store = SqliteStore(tmp_path / "state.sqlite")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: store.upsert_link(Link(CAL, f"evt{n}", f"cnf_{n}")), range(400)))
+    assert len(store.live_links(CAL)) == 400
+    store.close()
