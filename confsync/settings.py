@@ -92,7 +92,20 @@ class Settings:
     topic_conference_commands_dead: str = _setting(
         "conference-commands-dead", "Dead-letter topic for ConferenceCommand messages."
     )
+    sub_calendar_changes: str = _setting("calendar-changes-processor", "Subscription the processors read.")
+    sub_conference_commands: str = _setting("conference-commands-publisher", "Subscription the publishers read.")
     pubsub_timeout_s: float = _setting(30.0, "Deadline in seconds for one Pub/Sub call, retries included.")
+    pubsub_ack_deadline_s: int = _setting(60, "Ack deadline of confsync's subscriptions, in seconds.")
+    pubsub_max_delivery_attempts: int = _setting(
+        5, "Deliveries of one message before it is dead-lettered (Pub/Sub allows 5 to 100)."
+    )
+    pubsub_flow_max_messages: int = _setting(100, "Messages one worker holds unacknowledged at most.")
+    pubsub_flow_max_bytes: int = _setting(10 * 1024 * 1024, "Bytes one worker holds unacknowledged at most.")
+    pubsub_streams: int = _setting(2, "Streaming-pull streams per worker process.")
+    pubsub_publish_max_messages: int = _setting(100, "Messages batched into one publish call at most.")
+    pubsub_publish_max_latency_s: float = _setting(0.01, "Longest a message waits for its publish batch.")
+    memory_queue_limit: int = _setting(10_000, "Messages the in-process transport holds before publish waits.")
+    shutdown_deadline_s: float = _setting(20.0, "On SIGTERM, how long in-flight messages may take to finish.")
     # -- Google Calendar --------------------------------------------------------------------
     calendar_api_endpoint: str | None = _setting(
         None, "Calendar API endpoint override (a sandbox's http://HOST:PORT/calendar/v3/); unset means Google."

@@ -1,0 +1,242 @@
+"""The in-process transport: Pub/Sub's semantics without Pub/Sub, for the embedded default.
+
+``MemoryBroker`` holds topics and subscriptions (each subscription gets every message
+published to its topic after it was created). It keeps the contract the stages rely on:
+
+- ordering per key: while a message with ordering key K is out (delivered, or waiting to be
+  redelivered), no later message with key K is delivered; messages without a key flow freely;
+- ack removes a message; nack redelivers it after an exponential backoff, counting delivery
+  attempts (``Message.delivery_attempt``), so the worker dead-letters it on the last one;
+- bounded memory: ``publish`` waits while the broker holds ``queue_limit`` messages and
+  raises ``TransientError`` if no room frees up in time (back-pressure, not growth).
+
+``MemoryWorker`` runs a handler on a subscription with N threads and the shared outcome
+rules (``confsync.transport.base``). Messages live in this process only: a crash loses what
+was not yet handled, which is why production uses Pub/Sub.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from confsync.errors import NotFound, TransientError
+from confsync.rfc3339 import utc_now
+from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
+
+__all__ = ["MemoryBroker", "MemoryWorker"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Envelope:
+    message: Message
+    attempt: int = 0
+    ack_id: int = 0
+
+
+@dataclass
+class _Subscription:
+    name: str
+    pending: deque[_Envelope] = field(default_factory=deque)
+    out: dict[int, _Envelope] = field(default_factory=dict)
+    retries: list[tuple[float, int, _Envelope]] = field(default_factory=list)
+    busy_keys: set[str] = field(default_factory=set)
+
+    def size(self) -> int:
+        return len(self.pending) + len(self.out) + len(self.retries)
+
+
+class MemoryBroker:
+    """Topics and subscriptions in memory; also a ``Publisher`` (``publish`` is durable here)."""
+
+    def __init__(
+        self,
+        *,
+        queue_limit: int = 10_000,
+        backoff_s: float = 0.05,
+        max_backoff_s: float = 5.0,
+        publish_timeout_s: float = 30.0,
+    ) -> None:
+        self._topics: dict[str, list[_Subscription]] = {}
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._limit = queue_limit
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._publish_timeout_s = publish_timeout_s
+        self._changed = threading.Condition()
+        self._ids = itertools.count(1)
+        self._held = 0
+
+    def create_topic(self, topic: str) -> None:
+        with self._changed:
+            self._topics.setdefault(topic, [])
+
+    def create_subscription(self, name: str, topic: str) -> None:
+        with self._changed:
+            if name in self._subscriptions:
+                return
+            subscription = _Subscription(name)
+            self._subscriptions[name] = subscription
+            self._topics.setdefault(topic, []).append(subscription)
+
+    def publish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        deadline = time.monotonic() + self._publish_timeout_s
+        with self._changed:
+            subscriptions = self._topics.get(topic)
+            if subscriptions is None:
+                raise NotFound(f"no topic {topic!r}")
+            while self._held + len(subscriptions) > self._limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(f"in-process queue full ({self._limit} messages): back-pressure")
+                self._changed.wait(remaining)
+            message_id = str(next(self._ids))
+            for subscription in subscriptions:
+                message = Message(data, dict(attributes or {}), message_id, ordering_key, None, utc_now())
+                subscription.pending.append(_Envelope(message))
+                self._held += 1
+            self._changed.notify_all()
+            return message_id
+
+    def pull(self, subscription: str, max_messages: int, timeout_s: float) -> list[tuple[int, Message]]:
+        """Up to ``max_messages`` deliverable messages as (ack id, message); waits up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            state = self._subscriptions[subscription]
+            while True:
+                taken = self._take(state, max_messages)
+                if taken:
+                    return taken
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                next_retry = state.retries[0][0] - time.monotonic() if state.retries else remaining
+                self._changed.wait(max(0.001, min(remaining, next_retry)))
+
+    def _take(self, state: _Subscription, max_messages: int) -> list[tuple[int, Message]]:
+        taken: list[tuple[int, Message]] = []
+        now = time.monotonic()
+        while state.retries and state.retries[0][0] <= now and len(taken) < max_messages:
+            _, _, envelope = heapq.heappop(state.retries)
+            taken.append(self._deliver(state, envelope))  # its key stayed reserved for it
+        if len(taken) < max_messages and state.pending:
+            skipped: deque[_Envelope] = deque()
+            while state.pending and len(taken) < max_messages:
+                envelope = state.pending.popleft()
+                key = envelope.message.ordering_key
+                if key and key in state.busy_keys:
+                    skipped.append(envelope)
+                    continue
+                if key:
+                    state.busy_keys.add(key)
+                taken.append(self._deliver(state, envelope))
+            skipped.extend(state.pending)
+            state.pending = skipped
+        return taken
+
+    def _deliver(self, state: _Subscription, envelope: _Envelope) -> tuple[int, Message]:
+        envelope.attempt += 1
+        envelope.ack_id = next(self._ids)
+        state.out[envelope.ack_id] = envelope
+        message = envelope.message
+        delivered = Message(
+            message.data,
+            message.attributes,
+            message.message_id,
+            message.ordering_key,
+            envelope.attempt,
+            message.publish_time,
+        )
+        return envelope.ack_id, delivered
+
+    def ack(self, subscription: str, ack_id: int) -> None:
+        with self._changed:
+            state = self._subscriptions[subscription]
+            envelope = state.out.pop(ack_id, None)
+            if envelope is None:
+                return
+            state.busy_keys.discard(envelope.message.ordering_key)
+            self._held -= 1
+            self._changed.notify_all()
+
+    def nack(self, subscription: str, ack_id: int) -> None:
+        with self._changed:
+            state = self._subscriptions[subscription]
+            envelope = state.out.pop(ack_id, None)
+            if envelope is None:
+                return
+            delay = min(self._backoff_s * 2 ** (envelope.attempt - 1), self._max_backoff_s)
+            heapq.heappush(state.retries, (time.monotonic() + delay, envelope.ack_id, envelope))
+            self._changed.notify_all()
+
+    def backlog(self, subscription: str) -> int:
+        """Messages not yet acknowledged on a subscription."""
+        with self._changed:
+            return self._subscriptions[subscription].size()
+
+
+class MemoryWorker:
+    """Handles one subscription of a MemoryBroker with ``concurrency`` threads."""
+
+    def __init__(  # noqa: PLR0913 - the worker's whole configuration
+        self,
+        broker: MemoryBroker,
+        subscription: str,
+        handler: Handler,
+        *,
+        dead_letter: DeadLetter,
+        max_attempts: int = 5,
+        concurrency: int = 4,
+        batch: int = 10,
+    ) -> None:
+        self._broker = broker
+        self._subscription = subscription
+        self._handler = handler
+        self._dead_letter = dead_letter
+        self._max_attempts = max_attempts
+        self._batch = batch
+        self._stopping = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{subscription}-{n}", daemon=True) for n in range(concurrency)
+        ]
+
+    def start(self) -> MemoryWorker:
+        for thread in self._threads:
+            thread.start()
+        log.info("worker started", subscription=self._subscription, transport="memory", threads=len(self._threads))
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            for ack_id, message in self._broker.pull(self._subscription, self._batch, timeout_s=0.1):
+                if self._stopping.is_set():  # handed out but not started: give it back at once
+                    self._broker.nack(self._subscription, ack_id)
+                    continue
+                outcome = process(
+                    message, self._handler, dead_letter=self._dead_letter, max_attempts=self._max_attempts
+                )
+                if outcome is Outcome.NACK:
+                    self._broker.nack(self._subscription, ack_id)
+                else:
+                    self._broker.ack(self._subscription, ack_id)
+
+    def stop(self, deadline_s: float = 20.0) -> bool:
+        """Stop pulling, let in-flight handlers finish within ``deadline_s``; True if all did."""
+        self._stopping.set()
+        end = time.monotonic() + deadline_s
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        finished = not any(thread.is_alive() for thread in self._threads)
+        log.info("worker stopped", subscription=self._subscription, transport="memory", clean=finished)
+        return finished

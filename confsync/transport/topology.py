@@ -1,0 +1,68 @@
+"""The Pub/Sub topics and subscriptions confsync needs: one source of truth, from Settings.
+
+``confsync pubsub bootstrap`` creates exactly these; the Terraform in infra/ must declare the
+same names and policies (a test compares them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confsync.settings import Settings
+
+__all__ = ["SubscriptionSpec", "Topology", "topology"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    name: str
+    topic: str
+    ordered: bool
+    ack_deadline_s: int
+    dead_letter_topic: str | None  # None for the subscriptions that hold dead letters
+    max_delivery_attempts: int
+    min_backoff_s: int = 1
+    max_backoff_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    topics: tuple[str, ...]
+    subscriptions: tuple[SubscriptionSpec, ...]
+
+    def subscription(self, name: str) -> SubscriptionSpec:
+        return next(spec for spec in self.subscriptions if spec.name == name)
+
+
+def topology(settings: Settings) -> Topology:
+    """Two work topics with their dead-letter topics; a worker subscription on each work
+    topic (ordered, retried with backoff, dead-lettered after N attempts) and a holding
+    subscription on each dead-letter topic, so dead letters wait for `confsync deadletter`."""
+    pairs = (
+        (settings.topic_calendar_changes, settings.topic_calendar_changes_dead, settings.sub_calendar_changes),
+        (settings.topic_conference_commands, settings.topic_conference_commands_dead, settings.sub_conference_commands),
+    )
+    subscriptions: list[SubscriptionSpec] = []
+    for topic, dead, worker in pairs:
+        subscriptions.append(
+            SubscriptionSpec(
+                name=worker,
+                topic=topic,
+                ordered=True,
+                ack_deadline_s=settings.pubsub_ack_deadline_s,
+                dead_letter_topic=dead,
+                max_delivery_attempts=settings.pubsub_max_delivery_attempts,
+            )
+        )
+        subscriptions.append(
+            SubscriptionSpec(
+                name=f"{dead}-hold",
+                topic=dead,
+                ordered=False,
+                ack_deadline_s=600,
+                dead_letter_topic=None,
+                max_delivery_attempts=0,
+            )
+        )
+    topics = tuple(name for pair in pairs for name in pair[:2])
+    return Topology(topics, tuple(subscriptions))
