@@ -144,6 +144,43 @@ def sandbox_provider(
     serve_provider(host=host, port=port, db=db, api_key=key)
 
 
+pubsub_app = typer.Typer(help="Google Cloud Pub/Sub (or its emulator): topics and subscriptions.", no_args_is_help=True)
+app.add_typer(pubsub_app, name="pubsub")
+
+
+@pubsub_app.command("bootstrap")
+def pubsub_bootstrap(
+    ctx: typer.Context,
+    push_endpoint: Annotated[
+        str | None,
+        typer.Option(help="Base URL of the services: worker subscriptions then push to URL/pubsub/TOPIC."),
+    ] = None,
+) -> None:
+    """Create confsync's topics and subscriptions where missing; report what was created or found.
+
+    Safe to run again: existing topics and subscriptions are left exactly as they are.
+    Uses CONFSYNC_PROJECT_ID, and PUBSUB_EMULATOR_HOST when set.
+    """
+    from google.api_core import exceptions as google_exceptions  # noqa: PLC0415 - heavy; only here
+
+    from confsync.transport.pubsub import bootstrap  # noqa: PLC0415
+    from confsync.transport.topology import topology  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    target = f"emulator at {settings.pubsub_emulator_host}" if settings.pubsub_emulator_host else "Google Cloud"
+    typer.echo(f"Pub/Sub project {settings.project_id} ({target})")
+    try:
+        report = bootstrap(settings, topology(settings), push_endpoint=push_endpoint)
+    except google_exceptions.GoogleAPIError as err:
+        typer.echo(f"confsync: Pub/Sub refused or did not answer: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    for line in report.created:
+        typer.echo(f"  created {line}")
+    for line in report.found:
+        typer.echo(f"  found   {line}")
+    typer.echo(f"{len(report.created)} created, {len(report.found)} already there")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,243 @@
+"""The push endpoint: OIDC tokens we sign ourselves are checked like Google's, envelopes are
+validated, outcomes become status codes; and a real emulator push subscription drives it."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.api_core.retry import Retry
+from google.auth import crypt, jwt
+from google.cloud import pubsub_v1
+from starlette.applications import Starlette
+from tests_support.transport import Recorder, wait_until
+
+from confsync.errors import PermanentError, TransientError
+from confsync.serving import ServedApp
+from confsync.transport.base import DeadLetter, Message
+from confsync.transport.memory import MemoryBroker
+from confsync.transport.push import OidcVerifier, push_route
+
+AUDIENCE = "https://processor.example.run.app/pubsub/calendar-changes"
+PUSHER = "pubsub-push@confsync-prod.iam.gserviceaccount.com"
+
+
+def _key_and_cert(kid: str) -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return private, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+GOOGLE_KEY, GOOGLE_CERT = _key_and_cert("google-kid")
+IMPOSTOR_KEY, _ = _key_and_cert("google-kid")  # same key id, different key: a forged signature
+
+
+def token(private_key: str = GOOGLE_KEY, **overrides: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "email": PUSHER,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + 600,
+        "sub": "1234567890",
+    }
+    claims.update(overrides)
+    signer = crypt.RSASigner.from_string(private_key, key_id="google-kid")
+    return jwt.encode(signer, claims).decode()
+
+
+def envelope(payload: bytes = b"hello", **message: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "data": base64.b64encode(payload).decode(),
+        "attributes": {"kind": "test"},
+        "messageId": "m-1",
+        "publishTime": "2026-11-24T18:00:00.123Z",
+    }
+    body.update(message)
+    return {"message": body, "subscription": "projects/p/subscriptions/s", "deliveryAttempt": 2}
+
+
+class PushServer:
+    def __init__(self, verifier: OidcVerifier | None, recorder: Recorder) -> None:
+        self.broker = MemoryBroker()
+        self.broker.create_topic("dead")
+        self.broker.create_subscription("dead-sub", "dead")
+        self.recorder = recorder
+        route = push_route(
+            "/pubsub/test",
+            recorder,
+            verifier=verifier,
+            dead_letter=DeadLetter(self.broker, "dead", "push:/pubsub/test"),
+            max_attempts=5,
+        )
+        self.served = ServedApp(Starlette(routes=[route])).start()
+        self.url = f"{self.served.url}/pubsub/test"
+
+    def post(self, body: Any, bearer: str | None = None, raw: bytes | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        content = raw if raw is not None else json.dumps(body).encode()
+        return httpx.post(
+            self.url, content=content, headers={**headers, "Content-Type": "application/json"}, timeout=10
+        )
+
+
+@pytest.fixture
+def server(recorder: Recorder) -> Iterator[PushServer]:
+    verifier = OidcVerifier(audience=AUDIENCE, service_account=PUSHER, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
+    push = PushServer(verifier, recorder)
+    yield push
+    push.served.stop()
+
+
+def test_a_valid_push_is_handled_and_acked(server: PushServer, recorder: Recorder) -> None:
+    answer = server.post(envelope(b"payload"), token())
+    assert answer.status_code == 204
+    (message,) = recorder.seen
+    assert message.data == b"payload"
+    assert message.attributes == {"kind": "test"}
+    assert message.message_id == "m-1"
+    assert message.delivery_attempt == 2
+    assert message.publish_time == dt.datetime(2026, 11, 24, 18, 0, 0, 123000, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("bearer", "status"),
+    [
+        (None, 401),
+        ("not-a-jwt", 401),
+        (token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200), 401),
+        (token(IMPOSTOR_KEY), 401),
+        (token(iss="https://evil.example.com"), 401),
+        (token(aud="https://someone-else.example.com"), 403),
+        (token(email="attacker@evil.example.com"), 403),
+        (token(email_verified=False), 403),
+    ],
+    ids=["missing", "garbage", "expired", "forged", "issuer", "audience", "email", "unverified"],
+)
+def test_a_bad_token_is_refused_and_the_handler_is_not_called(
+    server: PushServer, recorder: Recorder, bearer: str | None, status: int
+) -> None:
+    answer = server.post(envelope(), bearer)
+    assert answer.status_code == status
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (json.dumps({"nomessage": True}).encode(), "no message object"),
+        (json.dumps(envelope(data="***")).encode(), "not base64"),
+        (json.dumps(envelope(attributes={"n": 1})).encode(), "attributes"),
+        (json.dumps(envelope(messageId="")).encode(), "messageId"),
+        (json.dumps({**envelope(), "deliveryAttempt": "two"}).encode(), "deliveryAttempt"),
+    ],
+)
+def test_a_malformed_envelope_is_a_400_with_the_reason(
+    server: PushServer, recorder: Recorder, raw: bytes, reason: str
+) -> None:
+    answer = server.post(None, token(), raw=raw)
+    assert answer.status_code == 400
+    assert reason in answer.json()["error"]
+    assert recorder.seen == []
+
+
+def test_transient_failure_asks_pubsub_to_retry(server: PushServer, recorder: Recorder) -> None:
+    def busy(_message: Message) -> None:
+        raise TransientError("try later")
+
+    recorder.fail = busy
+    assert server.post(envelope(), token()).status_code == 503
+
+
+def test_permanent_failure_is_dead_lettered_then_acked(server: PushServer, recorder: Recorder) -> None:
+    def refuse(_message: Message) -> None:
+        raise PermanentError("unusable")
+
+    recorder.fail = refuse
+    assert server.post(envelope(b"poison"), token()).status_code == 204
+    ((ack_id, dead),) = server.broker.pull("dead-sub", 5, 1.0)
+    assert dead.data == b"poison"
+    assert dead.attributes["dead_letter_reason"] == "unusable"
+    assert dead.attributes["dead_letter_source"] == "push:/pubsub/test"
+    server.broker.ack("dead-sub", ack_id)
+
+
+def test_certificates_are_fetched_once_and_cached(recorder: Recorder) -> None:
+    fetches: list[int] = []
+
+    def fetch() -> dict[str, str]:
+        fetches.append(1)
+        return {"google-kid": GOOGLE_CERT}
+
+    verifier = OidcVerifier(audience=AUDIENCE, service_account=PUSHER, fetch_certs=fetch)
+    for _ in range(3):
+        verifier.verify(f"Bearer {token()}")
+    assert len(fetches) == 1
+
+
+def test_a_real_emulator_push_subscription_drives_the_route(pubsub_emulator_host: str, recorder: Recorder) -> None:
+    push = PushServer(None, recorder)  # local mode: the emulator sends no token
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    try:
+        topic = publisher.topic_path("confsync-test", f"push-{uuid.uuid4().hex[:8]}")
+        publisher.create_topic(name=topic, retry=Retry(timeout=20), timeout=20)
+        subscriber.create_subscription(
+            request={
+                "name": subscriber.subscription_path("confsync-test", f"push-sub-{uuid.uuid4().hex[:8]}"),
+                "topic": topic,
+                "push_config": {"push_endpoint": push.url},
+            },
+            retry=Retry(timeout=20),
+            timeout=20,
+        )
+        publisher.publish(topic, b"pushed for real", origin="emulator").result(timeout=20)
+        wait_until(lambda: b"pushed for real" in recorder.datas(), what="the emulator's push")
+        (message,) = recorder.seen
+        assert message.attributes == {"origin": "emulator"}
+        assert message.message_id
+    finally:
+        subscriber.close()
+        publisher.transport.close()
+        push.served.stop()
+
+
+def test_concurrent_pushes_are_all_handled(server: PushServer, recorder: Recorder) -> None:
+    bearer = token()
+    threads = [
+        threading.Thread(target=server.post, args=(envelope(f"m{n}".encode(), messageId=f"id-{n}"), bearer))
+        for n in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(recorder.datas()) == sorted(f"m{n}".encode() for n in range(20))
