@@ -45,14 +45,51 @@ class _Envelope:
 
 @dataclass
 class _Subscription:
+    """Per-key queues, so picking the next deliverable message never scans the backlog."""
+
     name: str
-    pending: deque[_Envelope] = field(default_factory=deque)
+    unkeyed: deque[_Envelope] = field(default_factory=deque)
+    keyed: dict[str, deque[_Envelope]] = field(default_factory=dict)
+    ready_keys: deque[str] = field(default_factory=deque)  # keys with a backlog and nothing out
+    busy_keys: set[str] = field(default_factory=set)  # keys with a message out or awaiting retry
     out: dict[int, _Envelope] = field(default_factory=dict)
     retries: list[tuple[float, int, _Envelope]] = field(default_factory=list)
-    busy_keys: set[str] = field(default_factory=set)
+
+    def add(self, envelope: _Envelope) -> None:
+        key = envelope.message.ordering_key
+        if not key:
+            self.unkeyed.append(envelope)
+            return
+        queue = self.keyed.get(key)
+        if queue is None:
+            queue = self.keyed[key] = deque()
+            if key not in self.busy_keys:
+                self.ready_keys.append(key)
+        queue.append(envelope)
+
+    def next_fresh(self) -> _Envelope | None:
+        """The next never-delivered message whose key is free (keys and unkeyed alternate)."""
+        if self.ready_keys and (not self.unkeyed or len(self.out) % 2):
+            key = self.ready_keys.popleft()
+            queue = self.keyed[key]
+            envelope = queue.popleft()
+            if not queue:
+                del self.keyed[key]
+            self.busy_keys.add(key)
+            return envelope
+        return self.unkeyed.popleft() if self.unkeyed else None
+
+    def release(self, key: str) -> None:
+        """A key's message is done: its next message (if any) may go out."""
+        if not key:
+            return
+        self.busy_keys.discard(key)
+        if key in self.keyed:
+            self.ready_keys.append(key)
 
     def size(self) -> int:
-        return len(self.pending) + len(self.out) + len(self.retries)
+        backlog = len(self.unkeyed) + sum(len(queue) for queue in self.keyed.values())
+        return backlog + len(self.out) + len(self.retries)
 
 
 class MemoryBroker:
@@ -72,16 +109,18 @@ class MemoryBroker:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._publish_timeout_s = publish_timeout_s
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # pullers wait here for deliverable messages
+        self._space = threading.Condition(self._lock)  # publishers wait here for room
         self._ids = itertools.count(1)
         self._held = 0
 
     def create_topic(self, topic: str) -> None:
-        with self._changed:
+        with self._lock:
             self._topics.setdefault(topic, [])
 
     def create_subscription(self, name: str, topic: str) -> None:
-        with self._changed:
+        with self._lock:
             if name in self._subscriptions:
                 return
             subscription = _Subscription(name)
@@ -92,7 +131,7 @@ class MemoryBroker:
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
         deadline = time.monotonic() + self._publish_timeout_s
-        with self._changed:
+        with self._lock:
             subscriptions = self._topics.get(topic)
             if subscriptions is None:
                 raise NotFound(f"no topic {topic!r}")
@@ -100,19 +139,19 @@ class MemoryBroker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TransientError(f"in-process queue full ({self._limit} messages): back-pressure")
-                self._changed.wait(remaining)
+                self._space.wait(remaining)
             message_id = str(next(self._ids))
+            message = Message(data, dict(attributes or {}), message_id, ordering_key, None, utc_now())
             for subscription in subscriptions:
-                message = Message(data, dict(attributes or {}), message_id, ordering_key, None, utc_now())
-                subscription.pending.append(_Envelope(message))
+                subscription.add(_Envelope(message))
                 self._held += 1
-            self._changed.notify_all()
+            self._work.notify(len(subscriptions))
             return message_id
 
     def pull(self, subscription: str, max_messages: int, timeout_s: float) -> list[tuple[int, Message]]:
         """Up to ``max_messages`` deliverable messages as (ack id, message); waits up to ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
-        with self._changed:
+        with self._lock:
             state = self._subscriptions[subscription]
             while True:
                 taken = self._take(state, max_messages)
@@ -122,7 +161,7 @@ class MemoryBroker:
                 if remaining <= 0:
                     return []
                 next_retry = state.retries[0][0] - time.monotonic() if state.retries else remaining
-                self._changed.wait(max(0.001, min(remaining, next_retry)))
+                self._work.wait(max(0.001, min(remaining, next_retry)))
 
     def _take(self, state: _Subscription, max_messages: int) -> list[tuple[int, Message]]:
         taken: list[tuple[int, Message]] = []
@@ -130,19 +169,11 @@ class MemoryBroker:
         while state.retries and state.retries[0][0] <= now and len(taken) < max_messages:
             _, _, envelope = heapq.heappop(state.retries)
             taken.append(self._deliver(state, envelope))  # its key stayed reserved for it
-        if len(taken) < max_messages and state.pending:
-            skipped: deque[_Envelope] = deque()
-            while state.pending and len(taken) < max_messages:
-                envelope = state.pending.popleft()
-                key = envelope.message.ordering_key
-                if key and key in state.busy_keys:
-                    skipped.append(envelope)
-                    continue
-                if key:
-                    state.busy_keys.add(key)
-                taken.append(self._deliver(state, envelope))
-            skipped.extend(state.pending)
-            state.pending = skipped
+        while len(taken) < max_messages:
+            fresh = state.next_fresh()
+            if fresh is None:
+                break
+            taken.append(self._deliver(state, fresh))
         return taken
 
     def _deliver(self, state: _Subscription, envelope: _Envelope) -> tuple[int, Message]:
@@ -161,28 +192,31 @@ class MemoryBroker:
         return envelope.ack_id, delivered
 
     def ack(self, subscription: str, ack_id: int) -> None:
-        with self._changed:
+        with self._lock:
             state = self._subscriptions[subscription]
             envelope = state.out.pop(ack_id, None)
             if envelope is None:
                 return
-            state.busy_keys.discard(envelope.message.ordering_key)
+            key = envelope.message.ordering_key
+            state.release(key)
             self._held -= 1
-            self._changed.notify_all()
+            self._space.notify()
+            if key and key in state.keyed:
+                self._work.notify()
 
     def nack(self, subscription: str, ack_id: int) -> None:
-        with self._changed:
+        with self._lock:
             state = self._subscriptions[subscription]
             envelope = state.out.pop(ack_id, None)
             if envelope is None:
                 return
             delay = min(self._backoff_s * 2 ** (envelope.attempt - 1), self._max_backoff_s)
             heapq.heappush(state.retries, (time.monotonic() + delay, envelope.ack_id, envelope))
-            self._changed.notify_all()
+            self._work.notify()
 
     def backlog(self, subscription: str) -> int:
         """Messages not yet acknowledged on a subscription."""
-        with self._changed:
+        with self._lock:
             return self._subscriptions[subscription].size()
 
 

@@ -1,0 +1,172 @@
+"""Throughput of each transport with a no-op handler: publish msgs/s and end-to-end msgs/s.
+
+Pub/Sub runs against its emulator, started here from the jar on this machine; messages are
+1 KiB with ordering keys spread over 200 "calendars", on an ordered subscription, as in
+production. The in-process transport runs the same shape in memory. Prints one JSON object.
+
+google-cloud-pubsub batches ordered messages per key, one commit thread per batch, so the
+publish rate depends on how many messages share a key within one batch window: the bench
+reports it for several shapes (``publish_msgs_per_s_by_shape``). The headline figure and the
+consumed backlog use a 0.2 s batch window (CONFSYNC_PUBSUB_PUBLISH_MAX_LATENCY_S), which
+suits bulk publishers (backfill, processors); the default 0.01 s favours the latency of
+single publishes (the webhook answers only after Pub/Sub holds the message).
+
+    .venv/bin/python bench/transport.py [--messages 40000] [--streams 4]
+
+Targets (issue 6): emulator publish >= 8,000 msgs/s; emulator consume >= 3,500 msgs/s (more
+than one stream: one tops out near 2,000); in-process >= 20,000 msgs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+import uuid
+
+from confsync.emulators import find_jar, pubsub_emulator
+from confsync.logs import configure_logging
+from confsync.settings import Settings
+from confsync.transport.base import DeadLetter, Message
+from confsync.transport.memory import MemoryBroker, MemoryWorker
+
+PAYLOAD = b"x" * 1024
+KEYS = 200
+
+
+class Counter:
+    def __init__(self, target: int) -> None:
+        self.count = 0
+        self.target = target
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, _message: Message) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count >= self.target:
+                self.done.set()
+
+
+def bench_memory(messages: int) -> dict[str, object]:
+    broker = MemoryBroker(queue_limit=messages + 10)
+    broker.create_topic("work")
+    broker.create_topic("dead")
+    broker.create_subscription("work-sub", "work")
+    started = time.perf_counter()
+    for n in range(messages):
+        broker.publish("work", PAYLOAD, ordering_key=f"cal-{n % KEYS}")
+    publish_s = time.perf_counter() - started
+    counter = Counter(messages)
+    worker = MemoryWorker(
+        broker, "work-sub", counter, dead_letter=DeadLetter(broker, "dead", "work-sub"), concurrency=4, batch=100
+    )
+    started = time.perf_counter()
+    worker.start()
+    counter.done.wait(300)
+    consume_s = time.perf_counter() - started
+    worker.stop(5)
+    return {
+        "publish_msgs_per_s": round(messages / publish_s),
+        "end_to_end_msgs_per_s": round(counter.count / consume_s),
+        "handled": counter.count,
+    }
+
+
+def _publish_shape(settings: Settings, topic: str, messages: int, keys: int) -> float:
+    from confsync.transport.pubsub import PubSubPublisher  # noqa: PLC0415 - after the emulator host is set
+
+    publisher = PubSubPublisher(settings)
+    batch = [(PAYLOAD, f"cal-{n % keys}" if keys else "", {}) for n in range(messages)]
+    started = time.perf_counter()
+    publisher.publish_many(topic, batch)
+    elapsed = time.perf_counter() - started
+    publisher.close()
+    return messages / elapsed
+
+
+def bench_pubsub(messages: int, streams: int) -> dict[str, object]:
+    jar = find_jar(Settings.from_env().pubsub_emulator_jar)
+    if jar is None:
+        return {"skipped": "Pub/Sub emulator jar not found"}
+    with pubsub_emulator(jar) as emulator:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        from google.api_core.retry import Retry  # noqa: PLC0415 - after the emulator host is set
+        from google.cloud import pubsub_v1  # noqa: PLC0415
+
+        from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
+
+        admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        suffix = uuid.uuid4().hex[:6]
+        topic, sub = f"work-{suffix}", f"work-sub-{suffix}"
+        for name in (topic, "dead", "shapes"):
+            admin_pub.create_topic(name=admin_pub.topic_path("bench", name), retry=Retry(timeout=30))
+        admin_sub.create_subscription(
+            request={
+                "name": admin_sub.subscription_path("bench", sub),
+                "topic": admin_pub.topic_path("bench", topic),
+                "enable_message_ordering": True,
+                "ack_deadline_seconds": 60,
+            },
+            retry=Retry(timeout=30),
+        )
+        base = {"project_id": "bench", "pubsub_publish_max_messages": 1000, "pubsub_timeout_s": 120}
+        bulk = Settings(**base, pubsub_publish_max_latency_s=0.2, pubsub_flow_max_messages=2000)
+        default = Settings(**base)
+        shapes = {
+            f"{KEYS} keys, batch latency 0.2 s": round(_publish_shape(bulk, "shapes", messages // 2, KEYS)),
+            f"{KEYS} keys, batch latency 0.01 s (default)": round(
+                _publish_shape(default, "shapes", messages // 2, KEYS)
+            ),
+            "20 keys, batch latency 0.01 s": round(_publish_shape(default, "shapes", messages // 2, 20)),
+            "no ordering key, batch latency 0.01 s": round(_publish_shape(default, "shapes", messages // 2, 0)),
+        }
+        publish_rate = _publish_shape(bulk, topic, messages, KEYS)  # the backlog the consumers drain
+
+        publisher = PubSubPublisher(bulk)
+        counter = Counter(messages)
+        worker = PubSubWorker(bulk, sub, counter, dead_letter=DeadLetter(publisher, "dead", sub), streams=streams)
+        started = time.perf_counter()
+        worker.start()
+        counter.done.wait(600)
+        consume_s = time.perf_counter() - started
+        worker.stop(10)
+        publisher.close()
+        admin_sub.close()
+        admin_pub.transport.close()
+        return {
+            "publish_msgs_per_s": round(publish_rate),
+            "publish_msgs_per_s_by_shape": shapes,
+            "end_to_end_msgs_per_s": round(counter.count / consume_s),
+            "handled": counter.count,
+            "streams": streams,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=40_000)
+    parser.add_argument("--streams", type=int, default=4)
+    args = parser.parse_args()
+    configure_logging(Settings(log_level="warning", log_format="json"))  # as an entry point would
+    memory = bench_memory(args.messages)
+    pubsub = bench_pubsub(args.messages, args.streams)
+    print(
+        json.dumps(
+            {
+                "benchmark": "transport",
+                "messages": args.messages,
+                "message_bytes": len(PAYLOAD),
+                "ordering_keys": KEYS,
+                "in_process": memory,
+                "pubsub_emulator": pubsub,
+                "targets": {"emulator_publish": 8000, "emulator_consume": 3500, "in_process": 20000},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""What only one transport promises: Pub/Sub's ordered publishing recovers from a failure,
+streaming pull respects flow control; the in-process broker pushes back when it is full."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from google.api_core.retry import Retry
+from google.cloud import pubsub_v1
+from tests_support.transport import wait_until
+
+from confsync.errors import NotFound, TransientError
+from confsync.settings import Settings
+from confsync.transport.base import DeadLetter, Message
+from confsync.transport.memory import MemoryBroker
+from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
+
+PROJECT = "confsync-test"
+
+
+def test_an_ordering_key_works_again_after_a_failed_publish(pubsub_emulator_host: str) -> None:
+    settings = Settings(project_id=PROJECT, pubsub_timeout_s=3)
+    publisher = PubSubPublisher(settings)
+    admin = pubsub_v1.PublisherClient()
+    topic = f"late-{uuid.uuid4().hex[:8]}"
+    try:
+        with pytest.raises(TransientError, match="publish to"):
+            publisher.publish(topic, b"too early", ordering_key="cal-1")  # the topic does not exist yet
+        admin.create_topic(name=admin.topic_path(PROJECT, topic), retry=Retry(timeout=10))
+        assert publisher.publish(topic, b"now", ordering_key="cal-1"), "the key was resumed, not left paused"
+    finally:
+        publisher.close()
+        admin.transport.close()
+
+
+def test_streaming_pull_holds_no_more_than_flow_control_allows(pubsub_emulator_host: str) -> None:
+    settings = Settings(project_id=PROJECT, pubsub_flow_max_messages=2, pubsub_timeout_s=20)
+    admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    suffix = uuid.uuid4().hex[:8]
+    topic, sub = admin_pub.topic_path(PROJECT, f"fc-{suffix}"), admin_sub.subscription_path(PROJECT, f"fc-sub-{suffix}")
+    admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
+    admin_sub.create_subscription(name=sub, topic=topic, retry=Retry(timeout=20))
+    for n in range(12):
+        admin_pub.publish(topic, f"m{n}".encode()).result(timeout=20)
+    active, peak, done = 0, 0, []
+    lock = threading.Lock()
+
+    def slow(message: Message) -> None:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+            done.append(message.data)
+
+    publisher = PubSubPublisher(settings)
+    worker = PubSubWorker(settings, sub, slow, dead_letter=DeadLetter(publisher, "unused", sub), streams=1).start()
+    try:
+        wait_until(lambda: len(done) >= 12, what="all 12 messages")
+    finally:
+        worker.stop(5)
+        publisher.close()
+        admin_sub.close()
+        admin_pub.transport.close()
+    assert 1 <= peak <= 2
+
+
+def test_a_full_in_process_broker_pushes_back_instead_of_growing() -> None:
+    broker = MemoryBroker(queue_limit=3, publish_timeout_s=0.2)
+    broker.create_topic("work")
+    broker.create_subscription("work-sub", "work")
+    for n in range(3):
+        broker.publish("work", f"m{n}".encode())
+    with pytest.raises(TransientError, match="back-pressure"):
+        broker.publish("work", b"one too many")
+    ((ack_id, _),) = broker.pull("work-sub", 1, 1.0)
+    broker.ack("work-sub", ack_id)
+    assert broker.publish("work", b"room again")
+    assert broker.backlog("work-sub") == 3
+
+
+def test_a_waiting_publisher_is_released_as_soon_as_room_frees_up() -> None:
+    broker = MemoryBroker(queue_limit=1, publish_timeout_s=10)
+    broker.create_topic("work")
+    broker.create_subscription("work-sub", "work")
+    broker.publish("work", b"first")
+    released = threading.Event()
+    threading.Thread(target=lambda: (broker.publish("work", b"second"), released.set())).start()
+    assert not released.wait(0.2), "the publisher waits while the broker is full"
+    ((ack_id, _),) = broker.pull("work-sub", 1, 1.0)
+    broker.ack("work-sub", ack_id)
+    assert released.wait(5), "an ack makes room and wakes the publisher"
+
+
+def test_publishing_to_an_unknown_topic_in_memory_is_not_found() -> None:
+    with pytest.raises(NotFound):
+        MemoryBroker().publish("nowhere", b"x")
