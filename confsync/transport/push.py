@@ -22,95 +22,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import threading
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import httpx
 import structlog
-from google.auth import jwt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from confsync.logs import bind_trace
+from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.rfc3339 import parse_rfc3339
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
 
-__all__ = ["GOOGLE_CERTS_URL", "OidcVerifier", "PushRejected", "decode_envelope", "push_route"]
+__all__ = ["OidcVerifier", "PushRejected", "decode_envelope", "push_route"]
 
 log = structlog.get_logger(__name__)
 
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 MAX_ENVELOPE_BYTES = 11 * 1024 * 1024  # a 10 MB message, base64-encoded, plus the envelope
 
 
-class PushRejected(Exception):
+class PushRejected(TokenRejected):
     """A push request refused before its handler ran: ``status`` and ``reason`` say why."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-CertsFetcher = Callable[[], Mapping[str, str]]
-
-
-class OidcVerifier:
-    """Checks Pub/Sub's push tokens; Google's certificates are fetched once and cached."""
-
-    def __init__(
-        self,
-        *,
-        audience: str,
-        service_account: str,
-        fetch_certs: CertsFetcher | None = None,
-        cache_s: float = 3600.0,
-    ) -> None:
-        self._audience = audience
-        self._email = service_account
-        self._fetch = fetch_certs or _fetch_google_certs
-        self._cache_s = cache_s
-        self._certs: Mapping[str, str] | None = None
-        self._fetched_at = 0.0
-        self._lock = threading.Lock()
-
-    def _current_certs(self) -> Mapping[str, str]:
-        with self._lock:
-            if self._certs is None or time.monotonic() - self._fetched_at > self._cache_s:
-                self._certs = self._fetch()
-                self._fetched_at = time.monotonic()
-            return self._certs
-
-    def verify(self, authorization: str | None) -> dict[str, Any]:
-        """The token's claims, or PushRejected(401/403)."""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise PushRejected(401, "missing bearer token")
-        try:
-            claims: dict[str, Any] = jwt.decode(token, certs=self._current_certs(), audience=None)  # type: ignore[no-untyped-call]
-        except (ValueError, httpx.HTTPError) as err:  # bad signature, expired, malformed, no certs
-            raise PushRejected(401, f"invalid token: {err}") from err
-        if claims.get("iss") not in _ISSUERS:
-            raise PushRejected(401, "token not issued by Google")
-        if claims.get("aud") != self._audience:
-            raise PushRejected(403, "token for another audience")
-        if claims.get("email") != self._email or claims.get("email_verified") is not True:
-            raise PushRejected(403, "token for another service account")
-        return claims
-
-
-def _fetch_google_certs() -> Mapping[str, str]:
-    answer = httpx.get(GOOGLE_CERTS_URL, timeout=10)
-    answer.raise_for_status()
-    certs: Mapping[str, str] = answer.json()
-    return certs
 
 
 def decode_envelope(body: bytes) -> Message:
@@ -184,7 +118,7 @@ def push_route(  # noqa: PLR0913 - everything a push endpoint needs, named
                 config.verifier.verify(request.headers.get("authorization"))
             body = await _read(request)
             message = decode_envelope(body)
-        except PushRejected as rejected:
+        except TokenRejected as rejected:  # PushRejected included
             log.warning("push request refused", path=path, status=rejected.status, reason=rejected.reason)
             return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
         outcome = await run_in_threadpool(

@@ -111,7 +111,7 @@ class PushServer:
 
 @pytest.fixture
 def server(recorder: Recorder) -> Iterator[PushServer]:
-    verifier = OidcVerifier(audience=AUDIENCE, service_account=PUSHER, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
+    verifier = OidcVerifier(audience=AUDIENCE, email=PUSHER, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
     push = PushServer(verifier, recorder)
     yield push
     push.served.stop()
@@ -198,7 +198,7 @@ def test_certificates_are_fetched_once_and_cached(recorder: Recorder) -> None:
         fetches.append(1)
         return {"google-kid": GOOGLE_CERT}
 
-    verifier = OidcVerifier(audience=AUDIENCE, service_account=PUSHER, fetch_certs=fetch)
+    verifier = OidcVerifier(audience=AUDIENCE, email=PUSHER, fetch_certs=fetch)
     for _ in range(3):
         verifier.verify(f"Bearer {token()}")
     assert len(fetches) == 1

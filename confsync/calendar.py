@@ -1,0 +1,217 @@
+"""Google Calendar through google-api-python-client: the ``CalendarClient`` port.
+
+One service object per thread (httplib2 is not thread-safe), built from static discovery,
+pointed at Google or at ``Settings.calendar_api_endpoint`` (the sandbox). Credentials are
+per calendar subject and come from an injected factory: domain-wide delegation
+(``service_account.Credentials.with_subject``) or a user's refresh token in production,
+anonymous for the sandbox.
+
+``_translate`` is the one place an ``HttpError`` becomes a confsync error
+(https://developers.google.com/calendar/api/guides/errors):
+
+- 410 ``fullSyncRequired``                       -> SyncTokenExpired
+- 401                                            -> AuthError
+- 403/429 rate limits (rateLimitExceeded, userRateLimitExceeded, quotaExceeded) and 5xx
+                                                 -> TransientError (with Retry-After if sent)
+- 404, or 403 ``forbidden``/``notFound`` on the calendar -> CalendarGone
+- any other 4xx                                  -> PermanentError
+- transport failures and timeouts                -> TransientError
+
+Google's JSON is parsed here, once, into ``confsync.ports`` types.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httplib2
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+
+from confsync.contracts import EventTime
+from confsync.errors import (
+    AuthError,
+    CalendarGone,
+    InvalidMessage,
+    PermanentError,
+    SyncTokenExpired,
+    TransientError,
+)
+from confsync.ports import CalendarEvent, EventConference, EventPage, WatchChannel
+from confsync.provider import parse_retry_after
+from confsync.rfc3339 import format_rfc3339, parse_rfc3339
+from confsync.settings import Settings
+
+__all__ = ["CredentialsFactory", "GoogleCalendarClient", "parse_event"]
+
+CredentialsFactory = Callable[[str], Credentials]
+_RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
+
+
+def anonymous(_subject: str) -> Credentials:
+    """For the sandbox: no credentials at all."""
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
+class GoogleCalendarClient:
+    """``confsync.ports.CalendarClient`` for one calendar subject's credentials."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None = None,
+        credentials: CredentialsFactory = anonymous,
+        subject: str = "",
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._endpoint = endpoint
+        self._credentials = credentials
+        self._subject = subject
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._services: list[Any] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, credentials: CredentialsFactory = anonymous) -> GoogleCalendarClient:
+        return cls(endpoint=settings.calendar_api_endpoint, credentials=credentials)
+
+    def _service(self) -> Any:
+        service = getattr(self._local, "service", None)
+        if service is None:
+            http = AuthorizedHttp(self._credentials(self._subject), http=httplib2.Http(timeout=self._timeout_s))
+            options = {"api_endpoint": self._endpoint} if self._endpoint else None
+            service = build("calendar", "v3", http=http, static_discovery=True, client_options=options)
+            self._local.service = service
+            with self._lock:
+                self._services.append(service)
+        return service
+
+    def close(self) -> None:
+        with self._lock:
+            for service in self._services:
+                service.close()
+            self._services.clear()
+        self._local = threading.local()
+
+    def list_events(
+        self,
+        calendar_id: str,
+        *,
+        sync_token: str | None = None,
+        page_token: str | None = None,
+        time_min: datetime | None = None,
+        max_results: int = 2500,
+    ) -> EventPage:
+        params: dict[str, Any] = {"calendarId": calendar_id, "maxResults": max_results, "showDeleted": True}
+        if sync_token:
+            params["syncToken"] = sync_token
+        elif time_min is not None:
+            params["timeMin"] = format_rfc3339(time_min)
+        if page_token:
+            params["pageToken"] = page_token
+        page = self._execute(lambda events: events.list(**params), calendar_id)
+        return EventPage(
+            events=tuple(parse_event(item) for item in page.get("items", [])),
+            next_page_token=page.get("nextPageToken"),
+            next_sync_token=page.get("nextSyncToken"),
+        )
+
+    def watch(self, calendar_id: str, *, channel_id: str, address: str, token: str, ttl_s: int) -> WatchChannel:
+        body = {"id": channel_id, "type": "web_hook", "address": address, "token": token, "params": {"ttl": str(ttl_s)}}
+        answer = self._execute(lambda events: events.watch(calendarId=calendar_id, body=body), calendar_id)
+        return WatchChannel(
+            channel_id=answer["id"],
+            resource_id=answer["resourceId"],
+            resource_uri=answer.get("resourceUri", ""),
+            expiration=datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC),
+        )
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        try:
+            self._execute_raw(
+                lambda service: service.channels().stop(body={"id": channel_id, "resourceId": resource_id})
+            )
+        except CalendarGone:
+            return  # already gone: stopping it is done
+
+    def _execute(self, request: Callable[[Any], Any], calendar_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._execute_raw(lambda service: request(service.events()), calendar_id)
+        return result
+
+    def _execute_raw(self, request: Callable[[Any], Any], calendar_id: str = "") -> Any:
+        try:
+            return request(self._service()).execute(num_retries=0)
+        except HttpError as err:
+            raise _translate(err, calendar_id) from err
+        except (TimeoutError, httplib2.HttpLib2Error, ConnectionError, OSError) as err:
+            raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
+
+
+def _translate(err: HttpError, calendar_id: str) -> Exception:
+    """The one place a Calendar API HttpError becomes a confsync error."""
+    status = int(err.resp.status)
+    reasons = {str(detail.get("reason", "")) for detail in (err.error_details or []) if isinstance(detail, dict)}
+    body = err.content.decode("utf-8", "replace")[:2000] if isinstance(err.content, bytes) else None
+    message = f"Calendar API {status} {','.join(sorted(reasons)) or ''} for {calendar_id or 'request'}: {err.reason}"
+    if status == 410 and "deleted" not in reasons:
+        return SyncTokenExpired(message, status=status, body=body)
+    if status == 401:
+        return AuthError(message, status=status, body=body)
+    if status == 429 or status >= 500 or (status == 403 and reasons & _RATE_LIMITS):
+        return TransientError(
+            message, retry_after=parse_retry_after(err.resp.get("retry-after")), status=status, body=body
+        )
+    if status == 404 or (status == 403 and reasons & {"forbidden", "notFound", "forbiddenForNonOrganizer"}):
+        return CalendarGone(message, status=status, body=body)
+    return PermanentError(message, status=status, body=body)
+
+
+def parse_event(item: dict[str, Any]) -> CalendarEvent:
+    """One Calendar event resource as the port's typed event (tombstones carry little)."""
+    conference = item.get("conferenceData")
+    return CalendarEvent(
+        id=str(item["id"]),
+        status=str(item.get("status", "confirmed")),
+        updated=_time(item.get("updated")),
+        summary=item.get("summary"),
+        start=_event_time(item.get("start")),
+        end=_event_time(item.get("end")),
+        attendees=tuple(str(a["email"]) for a in item.get("attendees", []) if isinstance(a, dict) and a.get("email")),
+        organizer=(item.get("organizer") or {}).get("email"),
+        recurrence=tuple(str(line) for line in item.get("recurrence", [])),
+        recurring_event_id=item.get("recurringEventId"),
+        original_start_time=_event_time(item.get("originalStartTime")),
+        html_link=item.get("htmlLink"),
+        conference=None if not isinstance(conference, dict) else _conference(conference),
+    )
+
+
+def _conference(data: dict[str, Any]) -> EventConference:
+    solution = data.get("conferenceSolution") or {}
+    return EventConference(
+        conference_id=data.get("conferenceId"),
+        solution_type=(solution.get("key") or {}).get("type"),
+        solution_name=solution.get("name"),
+    )
+
+
+def _time(value: object) -> datetime | None:
+    try:
+        return None if value is None else parse_rfc3339(str(value))
+    except ValueError:
+        return None
+
+
+def _event_time(value: object) -> EventTime | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return EventTime.from_json(value, "event")
+    except InvalidMessage:
+        return None
