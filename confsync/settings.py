@@ -132,6 +132,10 @@ class Settings:
     push_audience: str | None = _setting(None, "Expected audience of Pub/Sub push OIDC tokens.")
     push_service_account: str | None = _setting(None, "Expected email of the Pub/Sub push service account.")
     dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
+    addon_audience: str | None = _setting(None, "Expected audience of the add-on's ID tokens (its OAuth client id).")
+    scheduler_service_account: str | None = _setting(
+        None, "Expected email of the Cloud Scheduler service account that calls the channel routes."
+    )
     # -- bookkeeping, not a setting: which settings the environment set ---------------------
     from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

@@ -1,0 +1,188 @@
+"""``POST /v1/conferences``: the add-on's onCreateFunction asks confsync for a conference.
+
+The body is ``{"calendarId", "eventId", "requestId", "event": {...}}`` where ``event`` is the
+Calendar event resource as the add-on could read it (maybe partial or missing: the event may
+not exist in Calendar yet, as Google's quickstart notes). The caller proves who it is with
+the user's Google ID token (``ScriptApp.getIdentityToken()``), or, in local mode only, with
+the static dev token.
+
+confsync creates the conference through the ConferenceProvider (idempotent on
+``requestId``), links (calendar, event) -> conference, makes sure the calendar is watched, and
+answers with JSON shaped like Calendar's ConferenceData, which the add-on turns into a
+ConferenceDataService object. Failures answer ``{"error": {"type", "message",
+"authenticationUrl"?}}`` with the types ConferenceError knows: AUTHENTICATION (403: the user
+must sign in to the conferencing service), TEMPORARY (503) and PERMANENT (502).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from confsync.contracts import EventTime
+from confsync.errors import AuthError, ConfsyncError, InvalidMessage, PermanentError, TransientError
+from confsync.oidc import OidcVerifier, TokenRejected
+from confsync.ports import Conference, ConferenceProvider, NewConference, Store
+from confsync.settings import Secret
+from confsync.store import Link
+
+__all__ = ["AddonAuth", "conference_data", "create_conference_route"]
+
+log = structlog.get_logger(__name__)
+
+SOLUTION_NAME = "My Web Conference"
+ICON_URI = "https://mywebconf.test/icon.png"
+MAX_BODY = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AddonAuth:
+    """How callers of the add-on API prove who they are."""
+
+    verifier: OidcVerifier | None  # Google ID tokens (production)
+    dev_token: Secret | None  # local mode only
+
+    def check(self, authorization: str | None) -> str:
+        """The caller's email (or 'dev'), or TokenRejected."""
+        scheme, _, token = (authorization or "").partition(" ")
+        dev = self.dev_token
+        if (
+            dev is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(token.encode(), dev.reveal().encode())
+        ):
+            return "dev"
+        if self.verifier is None:
+            raise TokenRejected(401, "missing or wrong bearer token")
+        return str(self.verifier.verify(authorization)["email"])
+
+
+def create_conference_route(
+    store: Store,
+    provider: ConferenceProvider,
+    *,
+    auth: AddonAuth,
+    ensure_channel: Callable[[str], object],  # ChannelManager.ensure
+    path: str = "/v1/conferences",
+) -> Route:
+    def create(request: NewConference) -> Response:
+        try:
+            conference = provider.create(request)
+        except AuthError as err:
+            return _error(403, "AUTHENTICATION", "Sign in to My Web Conferencing first.", err.authentication_url)
+        except TransientError as err:
+            log.warning("conference creation failed, temporarily", error=str(err))
+            return _error(503, "TEMPORARY", "The conferencing service is busy; try again in a moment.")
+        except ConfsyncError as err:
+            log.error("conference creation failed", error=str(err))  # noqa: TRY400 - an answer, not a crash
+            return _error(502, "PERMANENT", f"The conferencing service refused the conference: {err}")
+        store.upsert_link(Link(request.calendar_id, request.event_id, conference.id))
+        try:
+            ensure_channel(request.calendar_id)
+        except ConfsyncError as err:  # the conference exists; renewal keeps trying to watch
+            log.error("could not watch the calendar; changes will not sync until it can", error=str(err))  # noqa: TRY400
+        log.info("conference created", conference_id=conference.id, event_id=request.event_id)
+        return JSONResponse(conference_data(conference))
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            caller = auth.check(request.headers.get("authorization"))
+        except TokenRejected as rejected:
+            return JSONResponse({"error": {"type": "AUTHENTICATION", "message": rejected.reason}}, rejected.status)
+        try:
+            new = _parse(await _read(request))
+        except InvalidMessage as err:
+            return _error(400, "PERMANENT", f"Bad request: {err}")
+        with structlog.contextvars.bound_contextvars(calendar_id=new.calendar_id, caller=caller):
+            return await run_in_threadpool(create, new)
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def conference_data(conference: Conference) -> dict[str, Any]:
+    """Calendar's ConferenceData for one conference (what the add-on builds and returns)."""
+    entry_points: list[dict[str, Any]] = [
+        {"entryPointType": "video", "uri": conference.video_uri, "passcode": conference.passcode}
+    ]
+    if conference.phone_number:
+        entry_points.append(
+            {"entryPointType": "phone", "uri": f"tel:+{conference.phone_number}", "pin": conference.phone_pin}
+        )
+    return {
+        "conferenceId": conference.id,
+        "conferenceSolution": {"key": {"type": "addOn"}, "name": SOLUTION_NAME, "iconUri": ICON_URI},
+        "entryPoints": entry_points,
+        "parameters": {"addOnParameters": {"parameters": {"adminEmail": conference.admin_email}}},
+        "notes": conference.legal_notice,
+    }
+
+
+def _error(status: int, kind: str, message: str, authentication_url: str | None = None) -> Response:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if authentication_url:
+        error["authenticationUrl"] = authentication_url
+    return JSONResponse({"error": error}, status_code=status)
+
+
+async def _read(request: Request) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise InvalidMessage(f"body larger than {MAX_BODY} bytes")
+    return body
+
+
+def _parse(body: bytes) -> NewConference:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidMessage(f"body is not JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise InvalidMessage("body must be a JSON object")
+    ids = {key: data.get(key) for key in ("calendarId", "eventId", "requestId")}
+    for key, value in ids.items():
+        if not isinstance(value, str) or not value or len(value) > 1024:
+            raise InvalidMessage("a non-empty string of at most 1024 characters is required", field=key)
+    event = data.get("event") or {}
+    if not isinstance(event, dict):
+        raise InvalidMessage("must be an object", field="event")
+    attendees = event.get("attendees") or []
+    if not isinstance(attendees, list):
+        raise InvalidMessage("must be a list", field="event.attendees")
+    return NewConference(
+        calendar_id=str(ids["calendarId"]),
+        event_id=str(ids["eventId"]),
+        request_id=str(ids["requestId"]),
+        summary=_text(event.get("summary"), "event.summary"),
+        start=_time(event.get("start"), "event.start"),
+        end=_time(event.get("end"), "event.end"),
+        attendees=tuple(str(a["email"]) for a in attendees if isinstance(a, dict) and isinstance(a.get("email"), str)),
+        organizer=_text((event.get("organizer") or {}).get("email"), "event.organizer.email"),
+    )
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidMessage("must be a string", field=name)
+    return value
+
+
+def _time(value: object, name: str) -> EventTime | None:
+    if value is None:
+        return None
+    try:
+        return EventTime.from_json(value, name)
+    except PermanentError as err:
+        raise InvalidMessage(str(err), field=name) from err

@@ -1,0 +1,174 @@
+"""``POST /notifications``: Calendar's push notifications, turned into CalendarChanged messages.
+
+Calendar sends headers only (https://developers.google.com/calendar/api/guides/push):
+X-Goog-Channel-ID, -Token, -Expiration, X-Goog-Resource-ID, -URI, -State, X-Goog-Message-Number.
+
+- Missing or malformed headers -> 400 with the reason.
+- Unknown or stopped channel -> 200 (so Google stops retrying), nothing published, counted.
+- Token (compared in constant time) or resource id not matching the channel -> 401, nothing
+  published, a warning naming the channel (never the token).
+- A notification already handled (same channel, same or older message number) -> 200,
+  published once only.
+- Otherwise (``sync``, ``exists``, ``not_exists``) publish CalendarChanged with ordering key =
+  calendar id, remember the message number, 200. If publishing fails -> 503, nothing
+  remembered, so Google's retry publishes it: never a 200 for what is not durably published.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from confsync.contracts import CalendarChanged, ResourceState, Source
+from confsync.errors import ConfsyncError
+from confsync.ports import Publisher, Store
+from confsync.rfc3339 import utc_now
+
+__all__ = ["WebhookStats", "webhook_route"]
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 64 * 1024
+_MAX_HEADER = 1024
+
+
+@dataclass
+class WebhookStats:
+    """What the webhook did, by outcome (published, duplicate, unknown_channel, ...)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str, outcome: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.outcome = status, reason, outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Notification:
+    channel_id: str
+    token: str | None
+    resource_id: str
+    resource_state: ResourceState
+    message_number: int
+
+
+def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
+    store: Store,
+    publisher: Publisher,
+    *,
+    topic: str,
+    stats: WebhookStats | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    path: str = "/notifications",
+) -> Route:
+    counts = (stats or WebhookStats()).counts
+
+    def handle(notification: _Notification) -> Response:
+        channel = store.get_channel(notification.channel_id)
+        if channel is None or channel.state.value != "live":
+            raise _Refused(200, "unknown or stopped channel", "unknown_channel")
+        structlog.contextvars.bind_contextvars(calendar_id=channel.calendar_id)
+        if notification.token is None or not hmac.compare_digest(
+            notification.token.encode(), channel.token.reveal().encode()
+        ):
+            raise _Refused(401, "channel token does not match", "bad_token")
+        if notification.resource_id != channel.resource_id:
+            raise _Refused(401, "resource id does not match the channel", "bad_resource")
+        state = store.get_calendar(channel.calendar_id)
+        if (
+            state is not None
+            and state.last_channel_id == channel.channel_id
+            and state.last_message_number is not None
+            and state.last_message_number >= notification.message_number
+        ):
+            raise _Refused(200, "already handled", "duplicate")
+        received = clock()
+        change = CalendarChanged(
+            calendar_id=channel.calendar_id,
+            source=Source.PUSH,
+            received_at=received,
+            channel_id=channel.channel_id,
+            resource_state=notification.resource_state,
+            message_number=notification.message_number,
+        )
+        try:
+            publisher.publish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
+        except ConfsyncError as err:
+            raise _Refused(503, f"could not publish: {err}", "publish_failed") from err
+        store.record_notification(channel.calendar_id, channel.channel_id, notification.message_number, received)
+        return Response(status_code=200)
+
+    async def endpoint(request: Request) -> Response:
+        started = time.perf_counter()
+        channel_id = request.headers.get("x-goog-channel-id", "")[:_MAX_HEADER]
+        with structlog.contextvars.bound_contextvars(channel_id=channel_id or None):
+            try:
+                await _drain(request)
+                notification = _parse(request)
+                response = await run_in_threadpool(handle, notification)
+                outcome = "published"
+            except _Refused as refused:
+                outcome = refused.outcome
+                response = (
+                    Response(status_code=200)
+                    if refused.status == 200
+                    else JSONResponse({"error": refused.reason}, status_code=refused.status)
+                )
+                level = log.warning if refused.status in (401, 503) else log.info
+                level("notification refused", channel_id=channel_id, reason=refused.reason, status=refused.status)
+            counts[outcome] += 1
+            log.info(
+                "notification",
+                outcome=outcome,
+                status=response.status_code,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            return response
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def _parse(request: Request) -> _Notification:
+    headers = request.headers
+
+    def required(name: str) -> str:
+        value = headers.get(name)
+        if not value:
+            raise _Refused(400, f"missing header {name}", "bad_request")
+        if len(value) > _MAX_HEADER:
+            raise _Refused(400, f"header {name} is too long", "bad_request")
+        return value
+
+    channel_id = required("X-Goog-Channel-ID")
+    resource_id = required("X-Goog-Resource-ID")
+    state_text = required("X-Goog-Resource-State")
+    number_text = required("X-Goog-Message-Number")
+    try:
+        resource_state = ResourceState(state_text)
+    except ValueError as err:
+        raise _Refused(400, f"unknown X-Goog-Resource-State {state_text!r}", "bad_request") from err
+    if not number_text.isdigit() or len(number_text) > 18:
+        raise _Refused(400, "X-Goog-Message-Number is not a number", "bad_request")
+    token = headers.get("X-Goog-Channel-Token")
+    return _Notification(channel_id, token, resource_id, resource_state, int(number_text))
+
+
+async def _drain(request: Request) -> None:
+    """Calendar's notifications have no body; read (and drop) at most MAX_BODY of one."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _Refused(413, "notification body too large", "bad_request")

@@ -1,0 +1,139 @@
+"""The webhook against the real app and the Pub/Sub emulator: every row of its contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from confsync.contracts import ResourceState, Source
+from confsync.settings import Secret
+from confsync.store import ChannelRecord
+from tests_support import event_body
+
+CAL = "alice@example.com"
+
+
+@pytest.fixture
+def channel(ingest) -> ChannelRecord:  # type: ignore[no-untyped-def]
+    record = ChannelRecord(
+        channel_id="chan-1",
+        calendar_id=CAL,
+        resource_id="res-1",
+        token=Secret("per-channel-secret"),
+        expiration=datetime.now(UTC) + timedelta(days=1),
+    )
+    ingest.store.add_channel(record)
+    return record
+
+
+def headers(number: int = 1, state: str = "exists", **changes: str) -> dict[str, str]:
+    values = {
+        "X-Goog-Channel-ID": "chan-1",
+        "X-Goog-Channel-Token": "per-channel-secret",
+        "X-Goog-Resource-ID": "res-1",
+        "X-Goog-Resource-State": state,
+        "X-Goog-Message-Number": str(number),
+        "X-Goog-Resource-URI": "https://www.googleapis.com/calendar/v3/calendars/alice%40example.com/events",
+    }
+    values.update(changes)
+    return {key: value for key, value in values.items() if value != "-"}
+
+
+@pytest.mark.parametrize("state", ["sync", "exists", "not_exists"])
+def test_a_known_channel_publishes_one_calendar_changed(ingest, channel, state: str) -> None:  # type: ignore[no-untyped-def]
+    answer = ingest.notify(**headers(7, state))
+    assert answer.status_code == 200
+    (change,) = ingest.published(1)
+    assert change.calendar_id == CAL
+    assert change.source is Source.PUSH
+    assert change.channel_id == "chan-1"
+    assert change.resource_state is ResourceState(state)
+    assert change.message_number == 7
+    state_after = ingest.store.get_calendar(CAL)
+    assert (state_after.last_channel_id, state_after.last_message_number) == ("chan-1", 7)
+
+
+@pytest.mark.parametrize(
+    ("changes", "outcome"),
+    [
+        ({"X-Goog-Channel-Token": "guessed"}, "bad_token"),
+        ({"X-Goog-Channel-Token": "-"}, "bad_token"),
+        ({"X-Goog-Resource-ID": "res-other"}, "bad_resource"),
+    ],
+)
+def test_a_forged_notification_is_refused_and_the_token_never_logged(ingest, channel, changes, outcome) -> None:  # type: ignore[no-untyped-def]
+    with capture_logs() as logs:
+        answer = ingest.notify(**headers(**changes))
+    assert answer.status_code == 401
+    assert ingest.stats.counts[outcome] == 1
+    refused = [line for line in logs if line["event"] == "notification refused"]
+    assert refused
+    assert refused[0]["log_level"] == "warning"
+    assert refused[0]["channel_id"] == "chan-1"
+    assert "per-channel-secret" not in repr(logs)
+    assert "guessed" not in repr(logs)
+    assert ingest.published(0) == []
+
+
+def test_an_unknown_or_stopped_channel_is_acknowledged_and_ignored(ingest, channel) -> None:  # type: ignore[no-untyped-def]
+    assert ingest.notify(**headers(**{"X-Goog-Channel-ID": "chan-unknown"})).status_code == 200
+    ingest.store.stop_channel("chan-1")
+    assert ingest.notify(**headers(2)).status_code == 200
+    assert ingest.stats.counts["unknown_channel"] == 2
+    assert ingest.published(0) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"X-Goog-Channel-ID": "-"}, "missing header X-Goog-Channel-ID"),
+        ({"X-Goog-Resource-State": "-"}, "missing header X-Goog-Resource-State"),
+        ({"X-Goog-Resource-State": "deleted"}, "unknown X-Goog-Resource-State"),
+        ({"X-Goog-Message-Number": "seven"}, "X-Goog-Message-Number is not a number"),
+        ({"X-Goog-Resource-ID": "-"}, "missing header X-Goog-Resource-ID"),
+    ],
+)
+def test_missing_or_malformed_headers_are_a_400_with_the_reason(ingest, channel, changes, reason) -> None:  # type: ignore[no-untyped-def]
+    answer = ingest.notify(**headers(**changes))
+    assert answer.status_code == 400
+    assert reason in answer.json()["error"]
+    assert ingest.published(0) == []
+
+
+def test_duplicates_publish_once(ingest, channel) -> None:  # type: ignore[no-untyped-def]
+    for number in (1, 1, 2, 2, 1):
+        assert ingest.notify(**headers(number)).status_code == 200
+    assert [change.message_number for change in ingest.published(2)] == [1, 2]
+    assert ingest.stats.counts["duplicate"] == 3
+
+
+def test_a_failed_publish_is_a_503_and_the_retry_publishes(ingest, channel) -> None:  # type: ignore[no-untyped-def]
+    """An outage of the topic: 503 (Google retries), nothing remembered; the retry publishes."""
+    from google.cloud import pubsub_v1  # noqa: PLC0415
+
+    admin = pubsub_v1.PublisherClient()
+    topic = admin.topic_path("confsync-test", ingest.settings.topic_calendar_changes)
+    admin.delete_topic(topic=topic)
+    try:
+        assert ingest.notify(**headers(5)).status_code == 503
+        state = ingest.store.get_calendar(CAL)
+        assert state is None or state.last_message_number != 5, "a failed publish is not remembered"
+        admin.create_topic(name=topic)
+        assert ingest.notify(**headers(5)).status_code == 200, "Google's retry goes through"
+        assert ingest.stats.counts["publish_failed"] == 1
+    finally:
+        admin.transport.close()
+
+
+def test_the_calendar_sandbox_notifications_reach_the_webhook(ingest) -> None:  # type: ignore[no-untyped-def]
+    service = ingest.calendar.service()
+    service.events().insert(calendarId=CAL, body=event_body("first")).execute()
+    ingest.channels.ensure(CAL)
+    (sync,) = ingest.published(1, timeout=5)
+    assert sync.resource_state is ResourceState.SYNC
+    service.events().insert(calendarId=CAL, body=event_body("second")).execute()
+    (exists,) = ingest.published(1, timeout=5)
+    assert exists.resource_state is ResourceState.EXISTS
+    assert exists.message_number == 2
