@@ -15,6 +15,7 @@ import pytest
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider
 
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged
@@ -30,7 +31,6 @@ from sandbox.calendar import create_app as create_calendar_app
 from sandbox.calendar.server import build_sandbox as build_calendar
 from sandbox.provider import create_app as create_provider_app
 from sandbox.provider.server import build_sandbox as build_provider
-from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider
 
 PROJECT = "confsync-test"
 DEV_TOKEN = "dev-token-for-tests"

@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from structlog.testing import capture_logs
+from tests_support import event_body
 
 from confsync.contracts import ResourceState, Source
 from confsync.settings import Secret
 from confsync.store import ChannelRecord
-from tests_support import event_body
 
 CAL = "alice@example.com"
 

@@ -14,14 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from google.api_core.retry import Retry
-from google.auth import crypt, jwt
 from google.cloud import pubsub_v1
 from starlette.applications import Starlette
+from tests_support.oidc import GOOGLE_CERT, IMPOSTOR_KEY, sign
 from tests_support.transport import Recorder, wait_until
 
 from confsync.errors import PermanentError, TransientError
@@ -34,44 +30,9 @@ AUDIENCE = "https://processor.example.run.app/pubsub/calendar-changes"
 PUSHER = "pubsub-push@confsync-prod.iam.gserviceaccount.com"
 
 
-def _key_and_cert(kid: str) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, kid)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    return private, cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-GOOGLE_KEY, GOOGLE_CERT = _key_and_cert("google-kid")
-IMPOSTOR_KEY, _ = _key_and_cert("google-kid")  # same key id, different key: a forged signature
-
-
-def token(private_key: str = GOOGLE_KEY, **overrides: Any) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "https://accounts.google.com",
-        "aud": AUDIENCE,
-        "email": PUSHER,
-        "email_verified": True,
-        "iat": now,
-        "exp": now + 600,
-        "sub": "1234567890",
-    }
-    claims.update(overrides)
-    signer = crypt.RSASigner.from_string(private_key, key_id="google-kid")
-    return jwt.encode(signer, claims).decode()
+def token(private_key: str | None = None, **overrides: object) -> str:
+    claims: dict[str, object] = {"aud": AUDIENCE, "email": PUSHER, **overrides}
+    return sign(private_key, **claims)
 
 
 def envelope(payload: bytes = b"hello", **message: Any) -> dict[str, Any]:

@@ -1,0 +1,204 @@
+"""Channel lifecycle against the calendar sandbox, and the add-on's create-conference API
+against the provider and calendar sandboxes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from tests_support import event_body
+
+from confsync.contracts import Source
+from confsync.settings import Secret
+from confsync.store import CalendarStatus, ChannelRecord, ChannelState
+
+CAL = "alice@example.com"
+DEV = {"Authorization": "Bearer dev-token-for-tests"}
+
+
+def sandbox_channels(ingest) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {view["id"]: view["state"] for view in ingest.calendar.admin("GET", "/_sandbox/channels")}
+
+
+def test_ensure_opens_one_channel_with_googles_expiration(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    first = ingest.channels.ensure(CAL)
+    again = ingest.channels.ensure(CAL)
+    assert again.channel_id == first.channel_id
+    (view,) = ingest.calendar.admin("GET", "/_sandbox/channels")
+    assert view["id"] == first.channel_id
+    assert int(first.expiration.timestamp() * 1000) == int(view["expiration"])
+    assert first.token.reveal() != "", "a random per-channel token"
+    assert first.resource_id == view["resourceId"]
+
+
+def test_renewal_opens_the_new_channel_before_stopping_the_old(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    old = ingest.channels.ensure(CAL)
+    report = ingest.channels.renew(timedelta(hours=2))  # the channel asked for a 1 h TTL
+    assert report.renewed == [CAL]
+    (new,) = ingest.store.live_channels(CAL)
+    assert new.channel_id != old.channel_id
+    assert ingest.store.get_channel(old.channel_id).state is ChannelState.STOPPED
+    assert sandbox_channels(ingest) == {old.channel_id: "stopped", new.channel_id: "live"}
+    calls = [(e["method"], e["path"]) for e in ingest.calendar.journal() if "watch" in e["path"] or "stop" in e["path"]]
+    assert calls == [
+        ("POST", "/calendar/v3/calendars/alice@example.com/events/watch"),
+        ("POST", "/calendar/v3/calendars/alice@example.com/events/watch"),
+        ("POST", "/calendar/v3/channels/stop"),
+    ], "watch first, stop after: never a moment without a live channel"
+
+
+def test_renewal_leaves_channels_that_are_not_expiring_alone(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    channel = ingest.channels.ensure(CAL)
+    assert ingest.channels.renew(timedelta(minutes=5)).renewed == []
+    assert [c.channel_id for c in ingest.store.live_channels(CAL)] == [channel.channel_id]
+
+
+def test_a_calendar_that_is_gone_is_marked_and_reconciled(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.store.add_channel(
+        ChannelRecord("chan-ghost", "ghost@example.com", "res", Secret("t"), datetime.now(UTC) + timedelta(minutes=30))
+    )
+    report = ingest.channels.renew(timedelta(hours=1))
+    assert report.gone == ["ghost@example.com"]
+    state = ingest.store.get_calendar("ghost@example.com")
+    assert state.status is CalendarStatus.GONE
+    assert "404" in (state.last_error or "")
+    assert ingest.store.live_channels("ghost@example.com") == []
+    (change,) = ingest.published(1)
+    assert (change.calendar_id, change.source) == ("ghost@example.com", Source.RENEWAL)
+    assert ingest.channels.renew(timedelta(hours=1)).gone == [], "its renewal stops"
+
+
+def test_stop_by_calendar_and_the_renew_route(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    channel = ingest.channels.ensure(CAL)
+    answer = httpx.post(f"{ingest.url}/tasks/renew-channels?before=7200", timeout=30)
+    assert answer.status_code == 200
+    assert answer.json()["renewed"] == [CAL]
+    stopped = ingest.channels.stop(calendar_id=CAL)
+    assert len(stopped) == 1
+    assert stopped[0] != channel.channel_id
+    assert ingest.store.live_channels(CAL) == []
+    assert set(sandbox_channels(ingest).values()) == {"stopped"}
+
+
+# -- the add-on's API ---------------------------------------------------------------------------
+
+
+def create(ingest, request_id: str = "req-1", headers: dict[str, str] | None = None, **body: object) -> httpx.Response:  # type: ignore[no-untyped-def]
+    payload = {
+        "calendarId": CAL,
+        "eventId": "evt1",
+        "requestId": request_id,
+        "event": {
+            "summary": "Planning",
+            "start": {"dateTime": "2026-12-01T10:00:00+01:00"},
+            "end": {"dateTime": "2026-12-01T11:00:00+01:00"},
+            "attendees": [{"email": "bob@example.com"}],
+            "organizer": {"email": CAL},
+        },
+    }
+    payload.update(body)
+    return httpx.post(
+        f"{ingest.url}/v1/conferences", json=payload, headers=DEV if headers is None else headers, timeout=20
+    )
+
+
+def test_a_conference_is_created_linked_and_its_calendar_watched(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    answer = create(ingest)
+    assert answer.status_code == 200
+    data = answer.json()
+    conference_id = data["conferenceId"]
+    assert data["conferenceSolution"] == {
+        "key": {"type": "addOn"},
+        "name": "My Web Conference",
+        "iconUri": "https://mywebconf.test/icon.png",
+    }
+    video, phone = data["entryPoints"]
+    assert video["entryPointType"] == "video"
+    assert video["uri"].endswith(conference_id)
+    assert video["passcode"]
+    assert phone["uri"].startswith("tel:+")
+    assert phone["pin"]
+    assert data["parameters"]["addOnParameters"]["parameters"]["adminEmail"] == "admin@mywebconf.test"
+    assert data["notes"]
+    assert ingest.store.get_link(CAL, "evt1").conference_id == conference_id
+    assert len(ingest.store.live_channels(CAL)) == 1
+
+
+def test_a_retried_request_returns_the_same_conference(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    first, again = create(ingest, "req-same"), create(ingest, "req-same")
+    assert first.json()["conferenceId"] == again.json()["conferenceId"]
+    assert [e["status"] for e in ingest.provider.journal() if e["method"] == "POST"] == [201, 200]
+
+
+def test_a_conferencing_login_problem_is_an_authentication_error(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.provider.admin("POST", "/_sandbox/faults", {"path": "/v1/conferences", "status": 401, "count": 1})
+    answer = create(ingest)
+    assert answer.status_code == 403
+    assert answer.json()["error"]["type"] == "AUTHENTICATION"
+
+
+def test_a_busy_conferencing_service_is_a_temporary_error(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.provider.admin("POST", "/_sandbox/faults", {"path": "/v1/conferences", "status": 503, "count": 1})
+    answer = create(ingest)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["type"] == "TEMPORARY"
+    assert create(ingest).status_code == 200, "the retry succeeds"
+
+
+def test_a_refusal_by_the_conferencing_service_is_permanent(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.provider.admin("POST", "/_sandbox/faults", {"path": "/v1/conferences", "status": 400, "count": 1})
+    answer = create(ingest)
+    assert answer.status_code == 502
+    assert answer.json()["error"]["type"] == "PERMANENT"
+
+
+def test_a_bad_or_missing_token_is_401_and_creates_nothing(ingest) -> None:  # type: ignore[no-untyped-def]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic ZGV2"}):
+        answer = create(ingest, headers=headers)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["type"] == "AUTHENTICATION"
+    assert ingest.provider.journal() == []
+
+
+def test_a_malformed_request_is_a_400_naming_the_field(ingest) -> None:  # type: ignore[no-untyped-def]
+    answer = create(ingest, eventId="")
+    assert answer.status_code == 400
+    assert "eventId" in answer.json()["error"]["message"]
+    answer = create(ingest, event={"start": {"dateTime": "tomorrow"}})
+    assert answer.status_code == 400
+    assert "event.start" in answer.json()["error"]["message"]
+    assert ingest.provider.journal() == []
+
+
+def test_an_event_not_yet_in_calendar_still_gets_its_conference(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    answer = create(ingest, event=None)
+    assert answer.status_code == 200
+    assert ingest.store.get_link(CAL, "evt1") is not None
+
+
+def test_the_add_on_api_accepts_a_google_id_token_and_refuses_others() -> None:
+    from tests_support.oidc import GOOGLE_CERT, sign  # noqa: PLC0415
+
+    from confsync.oidc import OidcVerifier, TokenRejected  # noqa: PLC0415
+    from ingest.api import AddonAuth  # noqa: PLC0415
+
+    audience = "1234-addon.apps.googleusercontent.com"
+    verifier = OidcVerifier(audience=audience, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
+    production = AddonAuth(verifier, dev_token=None)
+    assert production.check(f"Bearer {sign(aud=audience, email='alice@example.com')}") == "alice@example.com"
+    for bad, status in (
+        (sign(aud="someone-else", email="alice@example.com"), 403),
+        (sign(aud=audience, email="alice@example.com", email_verified=False), 403),
+        ("dev-token-for-tests", 401),
+    ):
+        with pytest.raises(TokenRejected) as caught:
+            production.check(f"Bearer {bad}")
+        assert caught.value.status == status
