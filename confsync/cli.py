@@ -9,9 +9,11 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import timedelta
 from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -179,6 +181,131 @@ def pubsub_bootstrap(
     for line in report.found:
         typer.echo(f"  found   {line}")
     typer.echo(f"{len(report.created)} created, {len(report.found)} already there")
+
+
+channels_app = typer.Typer(help="Calendar watch channels: open, renew, stop and list them.", no_args_is_help=True)
+app.add_typer(channels_app, name="channels")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '45m', '24h', '7d' or plain seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    if not number.isdigit():
+        raise typer.BadParameter(f"expected a duration such as 90s, 45m, 24h or 7d, got {text!r}")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def _channel_manager(settings: Settings, *, with_publisher: bool = False) -> Any:
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415 - loaded only for these commands
+    from confsync.store import open_store  # noqa: PLC0415
+    from ingest.channels import ChannelManager  # noqa: PLC0415
+
+    if not settings.webhook_url:
+        typer.echo("confsync: CONFSYNC_WEBHOOK_URL is required to open watch channels", err=True)
+        raise typer.Exit(code=2)
+    publisher = None
+    if with_publisher:
+        from confsync.transport.pubsub import LazyPubSubPublisher  # noqa: PLC0415
+
+        publisher = LazyPubSubPublisher(settings)
+    return ChannelManager(
+        open_store(settings.store_url),
+        GoogleCalendarClient.from_settings(settings),
+        webhook_url=settings.webhook_url,
+        ttl_s=settings.channel_ttl_s,
+        publisher=publisher,
+        changes_topic=settings.topic_calendar_changes,
+    )
+
+
+def _run_channels(work: Callable[[], None]) -> None:
+    from confsync.errors import ConfsyncError  # noqa: PLC0415
+
+    try:
+        work()
+    except ConfsyncError as err:
+        typer.echo(f"confsync: {err}", err=True)
+        raise typer.Exit(code=1) from err
+
+
+@channels_app.command("ensure")
+def channels_ensure(
+    ctx: typer.Context, calendar_id: Annotated[str, typer.Argument(help="The calendar to watch.")]
+) -> None:
+    """Watch a calendar: open a channel unless it already has a live one."""
+
+    def work() -> None:
+        channel = _channel_manager(ctx.obj).ensure(calendar_id)
+        typer.echo(f"{channel.channel_id}  {channel.calendar_id}  expires {channel.expiration.isoformat()}")
+
+    _run_channels(work)
+
+
+@channels_app.command("renew")
+def channels_renew(
+    ctx: typer.Context,
+    before: Annotated[str, typer.Option(help="Renew channels expiring within this window (90m, 24h, 2d).")] = "24h",
+) -> None:
+    """Replace channels that expire soon: the new channel opens before the old one stops."""
+    window = parse_duration(before)
+
+    def work() -> None:
+        report = _channel_manager(ctx.obj, with_publisher=True).renew(window)
+        typer.echo(
+            f"renewed {len(report.renewed)}, gone {len(report.gone)}, "
+            f"disconnected {len(report.disconnected)}, failed {len(report.failed)}"
+        )
+        for calendar_id in report.gone:
+            typer.echo(f"  gone: {calendar_id}")
+        if report.failed:
+            raise typer.Exit(code=1)
+
+    _run_channels(work)
+
+
+@channels_app.command("stop")
+def channels_stop(
+    ctx: typer.Context,
+    calendar_id: Annotated[str | None, typer.Argument(help="Stop every live channel of this calendar.")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Stop this one channel instead.")] = None,
+) -> None:
+    """Stop watching: one channel, or all of a calendar's."""
+    if (calendar_id is None) == (channel is None):
+        raise typer.BadParameter("give a CALENDAR_ID or --channel ID, not both and not neither")
+
+    def work() -> None:
+        stopped = _channel_manager(ctx.obj).stop(calendar_id=calendar_id, channel_id=channel)
+        typer.echo(f"stopped {len(stopped)} channel(s)")
+        for channel_id in stopped:
+            typer.echo(f"  {channel_id}")
+
+    _run_channels(work)
+
+
+@channels_app.command("list")
+def channels_list(
+    ctx: typer.Context,
+    expiring_within: Annotated[str, typer.Option(help="Only channels expiring within this window.")] = "3650d",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list instead of a table.")] = False,
+) -> None:
+    """List live channels, soonest to expire first (tokens are never shown)."""
+    window = parse_duration(expiring_within)
+
+    def work() -> None:
+        channels = _channel_manager(ctx.obj).expiring_within(window)
+        rows = [
+            {"channel_id": c.channel_id, "calendar_id": c.calendar_id, "expiration": c.expiration.isoformat()}
+            for c in channels
+        ]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for row in rows:
+            typer.echo(f"{row['channel_id']}  {row['calendar_id']}  expires {row['expiration']}")
+        typer.echo(f"{len(rows)} channel(s)")
+
+    _run_channels(work)
 
 
 def main() -> None:

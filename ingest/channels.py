@@ -117,7 +117,10 @@ class ChannelManager:
         log.error("calendar can no longer be watched", calendar_id=old.calendar_id, status=status.value, error=str(err))
         if status is CalendarStatus.GONE and self._publisher is not None:
             change = CalendarChanged(calendar_id=old.calendar_id, source=Source.RENEWAL, received_at=self._clock())
-            self._publisher.publish(self._changes_topic, change.to_bytes(), ordering_key=old.calendar_id)
+            try:
+                self._publisher.publish(self._changes_topic, change.to_bytes(), ordering_key=old.calendar_id)
+            except ConfsyncError as failure:  # marked gone already; a backfill reconciles it later
+                log.error("could not ask for reconciliation", calendar_id=old.calendar_id, error=str(failure))  # noqa: TRY400
 
     def stop(self, *, calendar_id: str | None = None, channel_id: str | None = None) -> list[str]:
         """Stop one channel, or every live channel of a calendar; the ids stopped."""

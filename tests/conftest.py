@@ -17,6 +17,8 @@ import pytest
 from confsync.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
 from confsync.settings import Settings
 
+pytest_plugins = ["tests_support.fixtures"]  # the sandbox fixtures, for every test package
+
 PROJECT = "confsync-test"
 _MISSING = "EMULATOR MISSING"
 

@@ -29,16 +29,17 @@ from typing import Any
 import structlog
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
+from google.auth import exceptions as google_auth_exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 from google.protobuf import duration_pb2
 from google.pubsub_v1.types import DeadLetterPolicy, RetryPolicy
 
-from confsync.errors import TransientError
+from confsync.errors import ConfigError, TransientError
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
 from confsync.transport.topology import SubscriptionSpec, Topology
 
-__all__ = ["BootstrapReport", "PubSubPublisher", "PubSubWorker", "bootstrap"]
+__all__ = ["BootstrapReport", "LazyPubSubPublisher", "PubSubPublisher", "PubSubWorker", "bootstrap"]
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +183,31 @@ class PubSubWorker:
         self._client.close()
         log.info("worker stopped", subscription=self._path, transport="pubsub", clean=finished)
         return finished
+
+
+class LazyPubSubPublisher:
+    """A PubSubPublisher built on first publish: commands that may never publish (or run where
+    Pub/Sub is not configured) do not need Google credentials just to start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._real: PubSubPublisher | None = None
+
+    def publish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        if self._real is None:
+            try:
+                self._real = PubSubPublisher(self._settings)
+            except google_auth_exceptions.DefaultCredentialsError as err:
+                raise ConfigError(
+                    "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
+                ) from err
+        return self._real.publish(topic, data, ordering_key=ordering_key, attributes=attributes)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
 
 
 # -- bootstrap --------------------------------------------------------------------------------

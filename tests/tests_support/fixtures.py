@@ -1,4 +1,4 @@
-"""Fixtures for the sandboxes: each served over real HTTP on a free loopback port."""
+"""Shared fixtures (loaded by tests/conftest.py): the sandboxes, each served over real HTTP on a free loopback port."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider, Webhook
 
 from confsync.serving import ServedApp
 from sandbox.calendar import CalendarSandbox, create_app
 from sandbox.calendar.server import build_sandbox
 from sandbox.provider import create_app as create_provider_app
 from sandbox.provider.server import build_sandbox as build_provider
+from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider, Webhook
 
 
 def serve_calendar(sandbox: CalendarSandbox) -> Iterator[RunningCalendar]:

@@ -1,0 +1,72 @@
+"""`confsync channels ...` as an operator runs it, against the calendar sandbox and a SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests_support import RunningCalendar, event_body
+
+CAL = "alice@example.com"
+
+
+def cli(running: RunningCalendar, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update(
+        CONFSYNC_STORE_URL=f"sqlite:///{store}",
+        CONFSYNC_CALENDAR_API_ENDPOINT=running.api_endpoint,
+        CONFSYNC_WEBHOOK_URL="http://127.0.0.1:9/notifications",
+        CONFSYNC_CHANNEL_TTL_S="3600",
+        CONFSYNC_LOG_LEVEL="warning",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "confsync", "channels", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_ensure_list_renew_and_stop_from_the_command_line(calendar_sandbox: RunningCalendar, tmp_path: Path) -> None:
+    store = tmp_path / "state.sqlite"
+    calendar_sandbox.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    ensured = cli(calendar_sandbox, store, "ensure", CAL)
+    assert ensured.returncode == 0, ensured.stderr
+    channel_id = ensured.stdout.split()[0]
+
+    listed = json.loads(cli(calendar_sandbox, store, "list", "--json").stdout)
+    assert [row["channel_id"] for row in listed] == [channel_id]
+    assert "token" not in json.dumps(listed)
+
+    renewed = cli(calendar_sandbox, store, "renew", "--before", "2h")
+    assert renewed.returncode == 0, renewed.stderr
+    assert "renewed 1, gone 0" in renewed.stdout
+    (new,) = json.loads(cli(calendar_sandbox, store, "list", "--json").stdout)
+    assert new["channel_id"] != channel_id
+
+    stopped = cli(calendar_sandbox, store, "stop", CAL)
+    assert "stopped 1 channel(s)" in stopped.stdout
+    assert json.loads(cli(calendar_sandbox, store, "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("renew", "--before", "soon"), "expected a duration"),
+        (("stop",), "give a CALENDAR_ID or --channel ID"),
+        (("ensure", "nobody@example.com"), "Calendar API 404"),
+    ],
+)
+def test_bad_requests_get_a_clear_message(
+    calendar_sandbox: RunningCalendar, tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = cli(calendar_sandbox, tmp_path / "s.sqlite", *args)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
