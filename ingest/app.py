@@ -3,6 +3,9 @@
 Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/conferences``
 (the add-on), ``POST /tasks/renew-channels`` (Cloud Scheduler, OIDC-authenticated like the
 push routes; ``?before=SECONDS``), ``GET /healthz``.
+
+Give it a ``BatchingPubSubPublisher``: each notification is one publish, and batching them
+across concurrent requests is what keeps the webhook's throughput up (bench/ingest.py).
 """
 
 from __future__ import annotations

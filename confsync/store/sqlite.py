@@ -1,7 +1,8 @@
 """The embedded ``Store``: one SQLite file (``sqlite:///PATH``), WAL, shared by threads and processes.
 
-Each thread gets its own connection; every write is one ``BEGIN IMMEDIATE`` transaction, so
-writers queue on SQLite's file lock (``busy_timeout``) and compare-and-set is a single
+Each thread gets its own connection; every write is one ``BEGIN IMMEDIATE`` transaction;
+writers of one process queue on a lock, other processes on SQLite's file lock
+(``busy_timeout``); compare-and-set is a single
 conditional ``UPDATE`` whose row count says who won. ``synchronous=NORMAL`` in WAL mode keeps
 every committed write across a killed process (only a power cut can lose the last commits,
 never consistency). The schema is versioned in code (``PRAGMA user_version``): ``_MIGRATIONS``
@@ -96,6 +97,7 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._registry = threading.Lock()
+        self._writer = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -121,14 +123,18 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        # Threads of one process queue on a Python lock: SQLite's own busy handler sleeps in
+        # steps of up to 100 ms, which turns contention between threads into latency.
+        # Other processes still wait on SQLite's file lock (busy_timeout).
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._writer:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()

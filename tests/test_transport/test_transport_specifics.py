@@ -100,3 +100,41 @@ def test_a_waiting_publisher_is_released_as_soon_as_room_frees_up() -> None:
 def test_publishing_to_an_unknown_topic_in_memory_is_not_found() -> None:
     with pytest.raises(NotFound):
         MemoryBroker().publish("nowhere", b"x")
+
+
+def test_the_batching_publisher_keeps_each_keys_order_across_concurrent_callers(pubsub_emulator_host: str) -> None:
+    from confsync.transport.pubsub import BatchingPubSubPublisher  # noqa: PLC0415
+
+    settings = Settings(project_id=PROJECT, pubsub_timeout_s=20)
+    admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    suffix = uuid.uuid4().hex[:8]
+    topic = admin_pub.topic_path(PROJECT, f"batch-{suffix}")
+    sub = admin_sub.subscription_path(PROJECT, f"batch-sub-{suffix}")
+    admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
+    admin_sub.create_subscription(
+        request={"name": sub, "topic": topic, "enable_message_ordering": True}, retry=Retry(timeout=20)
+    )
+    publisher = BatchingPubSubPublisher(settings)
+
+    def publish_key(key: str) -> None:
+        for seq in range(15):
+            publisher.publish(f"batch-{suffix}", f"{key}:{seq}".encode(), ordering_key=key)
+
+    threads = [threading.Thread(target=publish_key, args=(f"cal-{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    received: list[bytes] = []
+    try:
+        while len(received) < 90:
+            answer = admin_sub.pull(subscription=sub, max_messages=100, timeout=5, retry=Retry(timeout=6))
+            received += [item.message.data for item in answer.received_messages]
+            admin_sub.acknowledge(subscription=sub, ack_ids=[item.ack_id for item in answer.received_messages])
+    finally:
+        publisher.close()
+        admin_sub.close()
+        admin_pub.transport.close()
+    for n in range(6):
+        order = [int(data.split(b":")[1]) for data in received if data.startswith(f"cal-{n}:".encode())]
+        assert order == list(range(15))

@@ -1,0 +1,205 @@
+"""Notifications/s the webhook accepts, each durably published to Pub/Sub (the emulator).
+
+The ingest app runs in its own process (uvicorn, SQLite store, Pub/Sub emulator started here
+from the jar); this process sends Calendar-style notifications for 200 channels with an
+async client at a fixed concurrency and measures throughput and latency. Every 200 answer
+means the CalendarChanged was published; the bench counts the topic's messages to check.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 64]
+
+Target (issue 7): >= 2,000 notifications/s with p99 < 50 ms on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+CHANNELS = 200
+_NUMBERS = dict.fromkeys(range(CHANNELS), 1)
+
+# Run as `python bench/ingest.py`, this file's folder comes first on sys.path, where "ingest"
+# would name this script instead of confsync's ingest package.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(port: int, store_path: str, topic: str) -> None:
+    """The server side: the real ingest app, as `confsync serve ingest` will run it."""
+    import uvicorn  # noqa: PLC0415
+
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.logs import configure_logging  # noqa: PLC0415
+    from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
+    from confsync.settings import Secret, Settings  # noqa: PLC0415
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+    from confsync.transport.pubsub import BatchingPubSubPublisher  # noqa: PLC0415
+    from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
+    from ingest.channels import ChannelManager  # noqa: PLC0415
+    from ingest.webhook import WebhookStats  # noqa: PLC0415
+
+    settings = Settings(project_id="bench", topic_calendar_changes=topic, log_level="warning", log_format="json")
+    configure_logging(settings)
+    store = SqliteStore(Path(store_path))
+    publisher = BatchingPubSubPublisher(settings)
+    channels = ChannelManager(store, GoogleCalendarClient(), webhook_url="http://127.0.0.1/", ttl_s=3600)
+    provider = HttpConferenceProvider("http://127.0.0.1:9", Secret("unused"))
+    app = create_ingest_app(IngestParts(settings, store, publisher, provider, channels, WebhookStats()))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+
+
+async def load(url: str, seconds: float, concurrency: int) -> tuple[list[float], int, int]:
+    """Keep-alive HTTP/1.1 over raw asyncio streams: a load generator far cheaper than the
+    server it measures (httpx's async pool itself collapses near 64 connections)."""
+    host, port_text = url.split("//")[1].split("/", maxsplit=1)[0].split(":")
+    path = "/" + url.split("//")[1].split("/", 1)[1]
+    latencies: list[float] = []
+    failures = 0
+    numbers = _NUMBERS  # shared by the warm-up and the run: every notification is new, none a duplicate
+    stop_at = time.monotonic() + seconds
+
+    async def worker(n: int) -> None:
+        nonlocal failures
+        reader, writer = await asyncio.open_connection(host, int(port_text))
+        channel = n
+        try:
+            while time.monotonic() < stop_at:
+                channel = (channel + concurrency) % CHANNELS
+                numbers[channel] += 1
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n"
+                    f"X-Goog-Channel-ID: chan-{channel}\r\nX-Goog-Channel-Token: token-{channel}\r\n"
+                    f"X-Goog-Resource-ID: res-{channel}\r\nX-Goog-Resource-State: exists\r\n"
+                    f"X-Goog-Message-Number: {numbers[channel]}\r\n\r\n"
+                ).encode()
+                started = time.perf_counter()
+                writer.write(request)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                if status_line.split(b" ")[1] == b"200":
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failures += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return latencies, failures, len(latencies)
+
+
+def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, count, report
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--serve", nargs=3, metavar=("PORT", "STORE", "TOPIC"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1], args.serve[2])
+        return
+
+    from google.api_core.retry import Retry  # noqa: PLC0415
+    from google.cloud import pubsub_v1  # noqa: PLC0415
+
+    from confsync.emulators import find_jar, pubsub_emulator  # noqa: PLC0415
+    from confsync.settings import Secret, Settings  # noqa: PLC0415
+    from confsync.store import ChannelRecord  # noqa: PLC0415
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    jar = find_jar(Settings.from_env().pubsub_emulator_jar)
+    if jar is None:
+        print(json.dumps({"benchmark": "ingest_webhook", "skipped": "Pub/Sub emulator jar not found"}))
+        return
+    with pubsub_emulator(jar) as emulator, tempfile.TemporaryDirectory() as tmp:
+        os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+        admin, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        topic = admin.topic_path("bench", "changes")
+        admin.create_topic(name=topic, retry=Retry(timeout=30))
+        subscription = subscriber.subscription_path("bench", "changes-count")
+        subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=30))
+        store_path = Path(tmp) / "state.sqlite"
+        store = SqliteStore(store_path)
+        expiration = datetime.now(UTC) + timedelta(days=1)
+        for n in range(CHANNELS):
+            store.add_channel(
+                ChannelRecord(f"chan-{n}", f"cal-{n}@example.com", f"res-{n}", Secret(f"token-{n}"), expiration)
+            )
+        store.close()
+        port = free_port()
+        server = subprocess.Popen(  # noqa: S603 - this very script, in server mode
+            [sys.executable, __file__, "--serve", str(port), str(store_path), "changes"], env=dict(os.environ)
+        )
+        url = f"http://127.0.0.1:{port}/notifications"
+        try:
+            import httpx  # noqa: PLC0415
+
+            for _ in range(300):
+                if server.poll() is not None:
+                    raise SystemExit("the ingest server exited at start")
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            warm, _, _ = asyncio.run(load(url, 1.0, args.concurrency))  # warm up
+            started = time.perf_counter()
+            latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
+            elapsed = time.perf_counter() - started
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+        published = 0
+        while True:
+            try:
+                answer = subscriber.pull(
+                    subscription=subscription, max_messages=1000, timeout=3, retry=Retry(timeout=4)
+                )
+            except Exception:  # noqa: BLE001 - the emulator answers DeadlineExceeded when empty
+                break
+            if not answer.received_messages:
+                break
+            published += len(answer.received_messages)
+            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in answer.received_messages])
+        subscriber.close()
+        admin.transport.close()
+    latencies.sort()
+    print(
+        json.dumps(
+            {
+                "benchmark": "ingest_webhook",
+                "concurrency": args.concurrency,
+                "accepted": len(latencies),
+                "failed": failures,
+                "published_messages_counted": published,
+                "published_expected": len(warm) + len(latencies),
+                "notifications_per_s": round(len(latencies) / elapsed),
+                "p50_ms": round(statistics.median(latencies) * 1000, 2),
+                "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+                "target_notifications_per_s": 2000,
+                "target_p99_ms": 50,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
