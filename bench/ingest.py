@@ -5,7 +5,7 @@ from the jar); this process sends Calendar-style notifications for 200 channels 
 async client at a fixed concurrency and measures throughput and latency. Every 200 answer
 means the CalendarChanged was published; the bench counts the topic's messages to check.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 64]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 32]
 
 Target (issue 7): >= 2,000 notifications/s with p99 < 50 ms on this machine.
 """
@@ -110,7 +110,7 @@ async def load(url: str, seconds: float, concurrency: int) -> tuple[list[float],
 def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, count, report
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "STORE", "TOPIC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -185,8 +185,12 @@ class Store(Protocol):
     """confsync's state (DESIGN.md, "State"): SQLite embedded, Firestore in production.
 
     Every compare-and-set returns whether it won and never blocks forever; every write is
-    durable when the call returns. Times are aware UTC datetimes.
+    durable when the call returns. Times are aware UTC datetimes. ``local`` says the calls are
+    in-process and take microseconds (SQLite), so an event loop may make them directly;
+    network stores (Firestore) say False and are called from a thread.
     """
+
+    local: bool
 
     # calendars
     def get_calendar(self, calendar_id: str) -> CalendarState | None: ...

@@ -19,9 +19,10 @@ from __future__ import annotations
 import hmac
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -33,12 +34,14 @@ from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.errors import ConfsyncError
 from confsync.ports import Publisher, Store
 from confsync.rfc3339 import utc_now
+from confsync.store import ChannelRecord
 
 __all__ = ["WebhookStats", "webhook_route"]
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 64 * 1024
+_T = TypeVar("_T")
 _MAX_HEADER = 1024
 
 
@@ -74,8 +77,14 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
     path: str = "/notifications",
 ) -> Route:
     counts = (stats or WebhookStats()).counts
+    apublish: Callable[..., Awaitable[str]] | None = getattr(publisher, "apublish", None)
 
-    def handle(notification: _Notification) -> Response:
+    async def off_loop(work: Callable[..., _T], *args: object) -> _T:
+        """Local stores answer in microseconds: call them here; network stores from a thread."""
+        return work(*args) if getattr(store, "local", False) else await run_in_threadpool(work, *args)
+
+    def admit(notification: _Notification) -> ChannelRecord:
+        """The channel this notification is for, if it is genuine and new; else _Refused."""
         channel = store.get_channel(notification.channel_id)
         if channel is None or channel.state.value != "live":
             raise _Refused(200, "unknown or stopped channel", "unknown_channel")
@@ -94,6 +103,10 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             and state.last_message_number >= notification.message_number
         ):
             raise _Refused(200, "already handled", "duplicate")
+        return channel
+
+    async def handle(notification: _Notification) -> Response:
+        channel = await off_loop(admit, notification)
         received = clock()
         change = CalendarChanged(
             calendar_id=channel.calendar_id,
@@ -104,10 +117,17 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             message_number=notification.message_number,
         )
         try:
-            publisher.publish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
-        except ConfsyncError as err:
+            if apublish is not None:
+                await apublish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
+            else:
+                await run_in_threadpool(
+                    lambda: publisher.publish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
+                )
+        except (ConfsyncError, TimeoutError) as err:
             raise _Refused(503, f"could not publish: {err}", "publish_failed") from err
-        store.record_notification(channel.calendar_id, channel.channel_id, notification.message_number, received)
+        await off_loop(
+            store.record_notification, channel.calendar_id, channel.channel_id, notification.message_number, received
+        )
         return Response(status_code=200)
 
     async def endpoint(request: Request) -> Response:
@@ -117,7 +137,7 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             try:
                 await _drain(request)
                 notification = _parse(request)
-                response = await run_in_threadpool(handle, notification)
+                response = await handle(notification)
                 outcome = "published"
             except _Refused as refused:
                 outcome = refused.outcome

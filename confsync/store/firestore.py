@@ -53,6 +53,8 @@ def _doc_id(natural: str) -> str:
 class FirestoreStore:
     """``confsync.ports.Store`` over Firestore; thread-safe (the client is)."""
 
+    local = False  # every call is a network round trip: call it from a thread
+
     def __init__(self, client: firestore.Client, *, prefix: str = "") -> None:
         self._client = client
         self._calendars = client.collection(f"{prefix}calendars")

@@ -91,6 +91,8 @@ def path_from_url(url: str) -> Path:
 class SqliteStore:
     """``confsync.ports.Store`` over one SQLite file."""
 
+    local = True  # calls take microseconds: an event loop may make them directly
+
     def __init__(self, path: Path, *, busy_timeout_s: float = 30.0) -> None:
         self.path = path
         self._busy_ms = int(busy_timeout_s * 1000)

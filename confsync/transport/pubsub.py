@@ -19,6 +19,7 @@ nack; idempotency downstream, not delivery order, is what makes the pipeline cor
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping
@@ -201,6 +202,21 @@ class _Pending:
     done: threading.Event
     message_id: str | None = None
     error: Exception | None = None
+    future: asyncio.Future[str] | None = None  # set for apublish callers
+
+    def finish(self) -> None:
+        self.done.set()
+        future = self.future
+        if future is not None:
+            future.get_loop().call_soon_threadsafe(self._resolve, future)
+
+    def _resolve(self, future: asyncio.Future[str]) -> None:
+        if future.done():
+            return
+        if self.error is not None:
+            future.set_exception(TransientError(f"publish failed: {self.error}"))
+        else:
+            future.set_result(str(self.message_id))
 
 
 class BatchingPubSubPublisher:
@@ -214,7 +230,7 @@ class BatchingPubSubPublisher:
     still returns only once Pub/Sub holds the message.
     """
 
-    def __init__(self, settings: Settings, *, max_messages: int = 1000, max_latency_s: float = 0.005) -> None:
+    def __init__(self, settings: Settings, *, max_messages: int = 1000, max_latency_s: float = 0.002) -> None:
         self._project = settings.project_id
         self._timeout_s = settings.pubsub_timeout_s
         self._retry = Retry(timeout=settings.pubsub_timeout_s)
@@ -229,22 +245,34 @@ class BatchingPubSubPublisher:
     def publish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
-        pending = _Pending(data, ordering_key, dict(attributes or {}), threading.Event())
+        pending = self._enqueue(topic, _Pending(data, ordering_key, dict(attributes or {}), threading.Event()))
+        if not pending.done.wait(self._timeout_s + 5):
+            raise TransientError(f"publish to {topic} timed out")
+        if pending.error is not None:
+            raise TransientError(f"publish to {topic} failed: {pending.error}") from pending.error
+        return str(pending.message_id)
+
+    async def apublish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        """``publish`` for an event loop: awaits Pub/Sub's answer without holding a thread."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        pending = _Pending(data, ordering_key, dict(attributes or {}), threading.Event(), future=future)
+        self._enqueue(topic, pending)
+        return await asyncio.wait_for(future, self._timeout_s + 5)
+
+    def _enqueue(self, topic: str, pending: _Pending) -> _Pending:
         path = topic if topic.startswith("projects/") else self._client.topic_path(self._project, topic)
         with self._lock:
             if self._closed:
                 raise TransientError("publisher is closed")
             self._queues.setdefault(path, []).append(pending)
             if path not in self._senders:
-                sender = threading.Thread(target=self._send_loop, args=(path,), name=f"publish-{topic}", daemon=True)
+                sender = threading.Thread(target=self._send_loop, args=(path,), name=f"publish-{path}", daemon=True)
                 self._senders[path] = sender
                 sender.start()
             self._lock.notify_all()
-        if not pending.done.wait(self._timeout_s + 5):
-            raise TransientError(f"publish to {topic} timed out")
-        if pending.error is not None:
-            raise TransientError(f"publish to {topic} failed: {pending.error}") from pending.error
-        return str(pending.message_id)
+        return pending
 
     def _send_loop(self, path: str) -> None:
         while True:
@@ -276,7 +304,7 @@ class BatchingPubSubPublisher:
             for item in batch:
                 item.error = err
         for item in batch:
-            item.done.set()
+            item.finish()
 
     def close(self) -> None:
         with self._lock:

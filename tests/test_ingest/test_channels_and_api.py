@@ -202,3 +202,47 @@ def test_the_add_on_api_accepts_a_google_id_token_and_refuses_others() -> None:
         with pytest.raises(TokenRejected) as caught:
             production.check(f"Bearer {bad}")
         assert caught.value.status == status
+
+
+def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests_support.oidc import GOOGLE_CERT, sign  # noqa: PLC0415
+
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.oidc import OidcVerifier  # noqa: PLC0415
+    from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
+    from confsync.serving import ServedApp  # noqa: PLC0415
+    from confsync.settings import Settings  # noqa: PLC0415
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+    from confsync.transport.memory import MemoryBroker  # noqa: PLC0415
+    from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
+    from ingest.channels import ChannelManager  # noqa: PLC0415
+    from ingest.webhook import WebhookStats  # noqa: PLC0415
+
+    audience, scheduler = "https://ingest.example.run.app", "scheduler@confsync-prod.iam.gserviceaccount.com"
+    store = SqliteStore(tmp_path / "s.sqlite")
+    channels = ChannelManager(store, GoogleCalendarClient(), webhook_url="https://x.example/n", ttl_s=3600)
+    parts = IngestParts(
+        Settings(local_mode=False),
+        store,
+        MemoryBroker(),
+        HttpConferenceProvider("http://127.0.0.1:9", Secret("unused")),
+        channels,
+        WebhookStats(),
+        scheduler_verifier=OidcVerifier(
+            audience=audience, email=scheduler, fetch_certs=lambda: {"google-kid": GOOGLE_CERT}
+        ),
+    )
+    with ServedApp(create_ingest_app(parts)) as served:
+        url = f"{served.url}/tasks/renew-channels"
+        assert httpx.post(url, timeout=10).status_code == 401
+        someone = sign(aud=audience, email="intruder@example.com")
+        assert httpx.post(url, headers={"Authorization": f"Bearer {someone}"}, timeout=10).status_code == 403
+        good = sign(aud=audience, email=scheduler)
+        answer = httpx.post(url, headers={"Authorization": f"Bearer {good}"}, timeout=10)
+        assert answer.status_code == 200
+        assert answer.json() == {"renewed": [], "gone": [], "disconnected": [], "failed": []}
+        dev = httpx.post(
+            f"{served.url}/v1/conferences", json={}, headers={"Authorization": "Bearer dev-token-for-tests"}, timeout=10
+        )
+        assert dev.status_code == 401, "no dev token outside local mode"
+    store.close()
