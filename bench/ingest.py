@@ -5,7 +5,10 @@ from the jar); this process sends Calendar-style notifications for 200 channels 
 async client at a fixed concurrency and measures throughput and latency. Every 200 answer
 means the CalendarChanged was published; the bench counts the topic's messages to check.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 32]
+    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 24] [--runs 3]
+
+The emulator's JVM takes about one of the machine's two cores while it runs, so the figures
+are medians of ``--runs`` runs; every run is listed too.
 
 Target (issue 7): >= 2,000 notifications/s with p99 < 50 ms on this machine.
 """
@@ -110,7 +113,8 @@ async def load(url: str, seconds: float, concurrency: int) -> tuple[list[float],
 def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, count, report
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "STORE", "TOPIC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -161,9 +165,22 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
                 except httpx.TransportError:
                     time.sleep(0.05)
             warm, _, _ = asyncio.run(load(url, 1.0, args.concurrency))  # warm up
-            started = time.perf_counter()
-            latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
-            elapsed = time.perf_counter() - started
+            expected = len(warm)
+            runs = []
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
+                elapsed = time.perf_counter() - started
+                latencies.sort()
+                expected += len(latencies)
+                runs.append(
+                    {
+                        "notifications_per_s": round(len(latencies) / elapsed),
+                        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+                        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+                        "failed": failures,
+                    }
+                )
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -181,21 +198,21 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
             subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in answer.received_messages])
         subscriber.close()
         admin.transport.close()
-    latencies.sort()
+    rate = statistics.median(run["notifications_per_s"] for run in runs)
+    p99 = statistics.median(run["p99_ms"] for run in runs)
     print(
         json.dumps(
             {
                 "benchmark": "ingest_webhook",
                 "concurrency": args.concurrency,
-                "accepted": len(latencies),
-                "failed": failures,
+                "notifications_per_s": rate,
+                "p99_ms": p99,
+                "runs": runs,
                 "published_messages_counted": published,
-                "published_expected": len(warm) + len(latencies),
-                "notifications_per_s": round(len(latencies) / elapsed),
-                "p50_ms": round(statistics.median(latencies) * 1000, 2),
-                "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+                "published_expected": expected,
                 "target_notifications_per_s": 2000,
                 "target_p99_ms": 50,
+                "meets_target": rate >= 2000 and p99 < 50,
             }
         )
     )

@@ -1,8 +1,10 @@
 """The ingest service: everything that enters confsync from Google, as one ASGI app.
 
 Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/conferences``
-(the add-on), ``POST /tasks/renew-channels`` (Cloud Scheduler, OIDC-authenticated like the
-push routes; ``?before=SECONDS``), ``GET /healthz``.
+(the add-on), ``GET /healthz``, and for Cloud Scheduler (OIDC-authenticated like the push
+routes): ``POST /tasks/renew-channels?before=SECONDS``, ``POST
+/tasks/channels/ensure?calendar=ID``, ``POST /tasks/channels/stop?calendar=ID|channel=ID``,
+``GET /tasks/channels?expiring_within=SECONDS``.
 
 Give it a ``BatchingPubSubPublisher``: each notification is one publish, and batching them
 across concurrent requests is what keeps the webhook's throughput up (bench/ingest.py).
@@ -20,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from confsync.errors import ConfsyncError
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.settings import Settings
@@ -50,7 +53,8 @@ def create_ingest_app(parts: IngestParts) -> Starlette:
         log.warning("ingest runs in LOCAL MODE: the dev token is accepted and scheduler routes are not verified")
     auth = AddonAuth(parts.addon_verifier, settings.dev_token if settings.local_mode else None)
 
-    async def renew(request: Request) -> Response:
+    def refused(request: Request) -> Response | None:
+        """Scheduler routes: the scheduler's OIDC token, as for push routes (local mode: none)."""
         if parts.scheduler_verifier is not None:
             try:
                 parts.scheduler_verifier.verify(request.headers.get("authorization"))
@@ -58,10 +62,19 @@ def create_ingest_app(parts: IngestParts) -> Starlette:
                 return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
         elif not settings.local_mode:
             return JSONResponse({"error": "scheduler authentication is not configured"}, status_code=401)
-        before_text = request.query_params.get("before", str(24 * 3600))
-        if not before_text.isdigit():
+        return None
+
+    def seconds(request: Request, name: str, default: int) -> int | None:
+        text = request.query_params.get(name, str(default))
+        return int(text) if text.isdigit() else None
+
+    async def renew(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        before = seconds(request, "before", 24 * 3600)
+        if before is None:
             return JSONResponse({"error": "before: a number of seconds"}, status_code=400)
-        report = await run_in_threadpool(parts.channels.renew, timedelta(seconds=int(before_text)))
+        report = await run_in_threadpool(parts.channels.renew, timedelta(seconds=before))
         return JSONResponse(
             {
                 "renewed": report.renewed,
@@ -71,6 +84,41 @@ def create_ingest_app(parts: IngestParts) -> Starlette:
             }
         )
 
+    async def ensure(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        calendar_id = request.query_params.get("calendar")
+        if not calendar_id:
+            return JSONResponse({"error": "calendar: the calendar id is required"}, status_code=400)
+        try:
+            channel = await run_in_threadpool(parts.channels.ensure, calendar_id)
+        except ConfsyncError as err:
+            return JSONResponse({"error": str(err)}, status_code=502)
+        return JSONResponse({"channel_id": channel.channel_id, "expiration": channel.expiration.isoformat()})
+
+    async def stop(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        calendar_id, channel_id = request.query_params.get("calendar"), request.query_params.get("channel")
+        if (calendar_id is None) == (channel_id is None):
+            return JSONResponse({"error": "give calendar or channel"}, status_code=400)
+        stopped = await run_in_threadpool(lambda: parts.channels.stop(calendar_id=calendar_id, channel_id=channel_id))
+        return JSONResponse({"stopped": stopped})
+
+    async def listing(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        within = seconds(request, "expiring_within", 3650 * 86400)
+        if within is None:
+            return JSONResponse({"error": "expiring_within: a number of seconds"}, status_code=400)
+        channels = await run_in_threadpool(parts.channels.expiring_within, timedelta(seconds=within))
+        return JSONResponse(
+            [
+                {"channel_id": c.channel_id, "calendar_id": c.calendar_id, "expiration": c.expiration.isoformat()}
+                for c in channels
+            ]
+        )
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
@@ -78,6 +126,9 @@ def create_ingest_app(parts: IngestParts) -> Starlette:
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
         create_conference_route(parts.store, parts.provider, auth=auth, ensure_channel=parts.channels.ensure),
         Route("/tasks/renew-channels", renew, methods=["POST"]),
+        Route("/tasks/channels/ensure", ensure, methods=["POST"]),
+        Route("/tasks/channels/stop", stop, methods=["POST"]),
+        Route("/tasks/channels", listing, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     return Starlette(routes=routes)

@@ -246,3 +246,19 @@ def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path)
         )
         assert dev.status_code == 401, "no dev token outside local mode"
     store.close()
+
+
+def test_every_channel_operation_is_an_http_route_too(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    ensured = httpx.post(f"{ingest.url}/tasks/channels/ensure", params={"calendar": CAL}, timeout=20)
+    assert ensured.status_code == 200
+    channel_id = ensured.json()["channel_id"]
+    listed = httpx.get(f"{ingest.url}/tasks/channels", params={"expiring_within": 7200}, timeout=20).json()
+    assert [row["channel_id"] for row in listed] == [channel_id]
+    assert httpx.post(f"{ingest.url}/tasks/channels/ensure", timeout=20).status_code == 400
+    stopped = httpx.post(f"{ingest.url}/tasks/channels/stop", params={"channel": channel_id}, timeout=20)
+    assert stopped.json() == {"stopped": [channel_id]}
+    assert httpx.get(f"{ingest.url}/tasks/channels", timeout=20).json() == []
+    gone = httpx.post(f"{ingest.url}/tasks/channels/ensure", params={"calendar": "nobody@example.com"}, timeout=20)
+    assert gone.status_code == 502
+    assert "404" in gone.json()["error"]
