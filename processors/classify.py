@@ -1,0 +1,140 @@
+"""What the conferencing service must do about one Calendar event: a pure function.
+
+``classify(event, link, solution_names)`` looks at nothing but its arguments (DESIGN.md,
+"Semantics that matter"):
+
+==============================================  ==========================================
+event                                           decision
+==============================================  ==========================================
+ours, live, fingerprint differs from the link   UPDATE (changed)
+ours, live, no link yet                         UPDATE (changed); the worker links it
+ours, live, fingerprint equal to the link's     NOTHING (unchanged, or an echo of our write)
+cancelled single event or series, with link     DELETE (cancelled)
+cancelled instance of a series                  NOTHING unless this instance has its own
+                                                link: the series' conference stays
+link, but the event no longer carries our       DELETE (conference_removed): removed, or
+conference                                      switched to Google Meet
+live instance of a series without its own link  NOTHING: the series' conference speaks for it
+not ours, no link                               NOTHING
+==============================================  ==========================================
+
+"Ours" means conferenceData.conferenceSolution.key.type is ``addOn`` with one of the
+configured solution names, or the conference id is the one the link recorded. The
+fingerprint hashes only what the conferencing service cares about (``ConferencePayload``):
+attendees are sorted, so Calendar reordering them is not a change; a change to anything
+else (description, reminders, colour) is no change at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from confsync.contracts import CommandReason, ConferencePayload
+from confsync.errors import InvalidMessage
+from confsync.ports import CalendarEvent
+from confsync.store import Link, LinkState
+
+__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "payload_of"]
+
+DEFAULT_SOLUTION_NAMES = frozenset({"My Web Conference", "My Recorded Web Conference"})
+
+
+class Action(StrEnum):
+    NOTHING = "nothing"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    why: str  # a short human reason, for logs and `backfill --dry-run`
+    reason: CommandReason | None = None
+    conference_id: str | None = None
+    payload: ConferencePayload | None = None
+    fingerprint: str | None = None
+    event_updated: datetime | None = None
+
+
+def classify(
+    event: CalendarEvent, link: Link | None, solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
+) -> Decision:
+    """The decision for one event; never raises, whatever shape the event has."""
+    live_link = link if link is not None and link.state is LinkState.LIVE else None
+    if event.status == "cancelled":
+        return _cancelled(event, live_link)
+    ours = _our_conference_id(event, live_link, solution_names)
+    if ours is None:
+        if live_link is not None:
+            return Decision(
+                Action.DELETE,
+                "the event no longer carries our conference",
+                CommandReason.CONFERENCE_REMOVED,
+                live_link.conference_id,
+                fingerprint=live_link.last_fingerprint or "removed",
+                event_updated=event.updated,
+            )
+        return Decision(Action.NOTHING, "not our conference")
+    if event.recurring_event_id is not None and live_link is None:
+        return Decision(Action.NOTHING, "an instance; the series' conference speaks for it")
+    payload = payload_of(event)
+    if payload is None:
+        return Decision(Action.NOTHING, "the event has no usable start and end")
+    fingerprint = payload.fingerprint()
+    if live_link is not None and live_link.conference_id == ours and live_link.last_fingerprint == fingerprint:
+        return Decision(Action.NOTHING, "unchanged", conference_id=ours, fingerprint=fingerprint)
+    return Decision(
+        Action.UPDATE,
+        "changed" if live_link is not None else "ours, not linked yet",
+        CommandReason.CHANGED,
+        ours,
+        payload,
+        fingerprint,
+        event.updated,
+    )
+
+
+def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:
+    if link is None:
+        if event.recurring_event_id is not None:
+            return Decision(Action.NOTHING, "a cancelled instance; the series keeps its conference")
+        return Decision(Action.NOTHING, "cancelled, and not linked to a conference")
+    return Decision(
+        Action.DELETE,
+        "cancelled",
+        CommandReason.CANCELLED,
+        link.conference_id,
+        fingerprint=link.last_fingerprint or "cancelled",
+        event_updated=event.updated,
+    )
+
+
+def _our_conference_id(event: CalendarEvent, link: Link | None, solution_names: frozenset[str]) -> str | None:
+    conference = event.conference
+    if conference is None or not conference.conference_id:
+        return None
+    if link is not None and conference.conference_id == link.conference_id:
+        return conference.conference_id
+    if conference.solution_type == "addOn" and conference.solution_name in solution_names:
+        return conference.conference_id
+    return None
+
+
+def payload_of(event: CalendarEvent) -> ConferencePayload | None:
+    """What the conferencing service is told about an event (None without start and end)."""
+    if event.start is None or event.end is None:
+        return None
+    try:
+        return ConferencePayload(
+            start=event.start,
+            end=event.end,
+            summary=event.summary,
+            attendees=tuple(sorted(set(event.attendees))),
+            organizer=event.organizer,
+            recurrence=event.recurrence,
+            html_link=event.html_link,
+        )
+    except InvalidMessage:
+        return None

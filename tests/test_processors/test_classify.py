@@ -1,0 +1,199 @@
+"""classify(): every row of the table in DESIGN.md, and properties over any event shape."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from confsync.calendar import parse_event
+from confsync.contracts import CommandReason, EventTime
+from confsync.ports import CalendarEvent, EventConference
+from confsync.store import Link, LinkState
+from processors.classify import Action, classify, payload_of
+
+T = datetime(2026, 11, 24, 10, tzinfo=UTC)
+OURS = EventConference("cnf_1", "addOn", "My Web Conference")
+
+
+def event(**changes: object) -> CalendarEvent:
+    base = CalendarEvent(
+        id="evt1",
+        status="confirmed",
+        updated=T,
+        summary="Planning",
+        start=EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw"),
+        end=EventTime(date_time="2026-12-01T11:00:00+01:00", time_zone="Europe/Warsaw"),
+        attendees=("bob@example.com", "alice@example.com"),
+        organizer="alice@example.com",
+        conference=OURS,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
+    payload = payload_of(ev or event())
+    assert payload is not None
+    values: dict[str, object] = {
+        "calendar_id": "alice@example.com",
+        "event_id": "evt1",
+        "conference_id": "cnf_1",
+        "last_fingerprint": payload.fingerprint(),
+        "last_event_updated": T,
+    }
+    values.update(changes)
+    return Link(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ev", "link", "action", "reason"),
+    [
+        (event(summary="Renamed"), linked(), Action.UPDATE, CommandReason.CHANGED),
+        (
+            event(start=EventTime(date_time="2026-12-02T10:00:00+01:00", time_zone="Europe/Warsaw")),
+            linked(),
+            Action.UPDATE,
+            CommandReason.CHANGED,
+        ),
+        (event(attendees=("carol@example.com",)), linked(), Action.UPDATE, CommandReason.CHANGED),
+        (event(), None, Action.UPDATE, CommandReason.CHANGED),
+        (event(), linked(), Action.NOTHING, None),
+        (event(attendees=("alice@example.com", "bob@example.com")), linked(), Action.NOTHING, None),
+        (event(status="tentative"), linked(), Action.NOTHING, None),
+        (
+            event(status="cancelled", summary=None, start=None, end=None, conference=None),
+            linked(),
+            Action.DELETE,
+            CommandReason.CANCELLED,
+        ),
+        (event(status="cancelled", conference=None), None, Action.NOTHING, None),
+        (event(id="evt1_20261208T090000Z", status="cancelled", recurring_event_id="evt1"), None, Action.NOTHING, None),
+        (event(conference=None), linked(), Action.DELETE, CommandReason.CONFERENCE_REMOVED),
+        (
+            event(conference=EventConference("abc-defg-hij", "hangoutsMeet", "Google Meet")),
+            linked(),
+            Action.DELETE,
+            CommandReason.CONFERENCE_REMOVED,
+        ),
+        (event(conference=EventConference("zoom-1", "addOn", "Another Vendor")), None, Action.NOTHING, None),
+        (event(conference=None), None, Action.NOTHING, None),
+        (event(id="evt1_20261208T090000Z", recurring_event_id="evt1", summary="moved"), None, Action.NOTHING, None),
+        (event(summary="Renamed"), linked(state=LinkState.DELETED), Action.UPDATE, CommandReason.CHANGED),
+        (event(conference=EventConference("cnf_1", "addOn", "Renamed Solution")), linked(), Action.NOTHING, None),
+    ],
+    ids=[
+        "renamed",
+        "moved",
+        "guests changed",
+        "ours, not linked yet",
+        "unchanged",
+        "attendees reordered only",
+        "status tentative, same payload",
+        "cancelled with link",
+        "cancelled, never ours",
+        "cancelled instance of a series",
+        "conference removed",
+        "switched to Meet",
+        "another vendor's add-on",
+        "plain event",
+        "live instance without its own link",
+        "deleted link is no link",
+        "link's conference id makes it ours",
+    ],
+)
+def test_the_decision_table(ev: CalendarEvent, link: Link | None, action: Action, reason: CommandReason | None) -> None:
+    decision = classify(ev, link)
+    assert decision.action is action, decision.why
+    assert decision.reason is reason
+
+
+def test_an_update_carries_the_payload_its_fingerprint_and_the_version() -> None:
+    decision = classify(event(summary="Renamed"), linked())
+    assert decision.conference_id == "cnf_1"
+    assert decision.payload is not None
+    assert decision.payload.summary == "Renamed"
+    assert decision.payload.attendees == ("alice@example.com", "bob@example.com")
+    assert decision.fingerprint == decision.payload.fingerprint()
+    assert decision.event_updated == T
+
+
+def test_all_day_events_and_time_zones_are_carried_through_unchanged() -> None:
+    all_day = event(start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"))
+    decision = classify(all_day, linked())
+    assert decision.payload is not None
+    assert decision.payload.start == EventTime(date="2026-12-24")
+    zoned = classify(event(summary="x"), linked()).payload
+    assert zoned is not None
+    assert zoned.start == EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw")
+
+
+def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
+    tombstone = CalendarEvent(id="evt1", status="cancelled")
+    decision = classify(tombstone, linked())
+    assert (decision.action, decision.conference_id) == (Action.DELETE, "cnf_1")
+    assert decision.fingerprint == linked().last_fingerprint
+
+
+def test_configured_solution_names_decide_what_is_ours() -> None:
+    mine = event(conference=EventConference("cnf_9", "addOn", "Acme Meet"))
+    assert classify(mine, None).action is Action.NOTHING
+    assert classify(mine, None, frozenset({"Acme Meet"})).action is Action.UPDATE
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+texts = st.none() | st.text(max_size=20)
+times = (
+    st.none()
+    | st.fixed_dictionaries({"dateTime": st.sampled_from(["2026-12-01T10:00:00Z", "garbage", "2026-12-01T10:00:00"])})
+    | st.fixed_dictionaries({"date": st.sampled_from(["2026-12-24", "24/12"])})
+)
+raw_events = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=10)},
+    optional={
+        "status": st.sampled_from(["confirmed", "tentative", "cancelled", "weird"]),
+        "updated": st.sampled_from(["2026-11-24T10:00:00.000Z", "not a time"]),
+        "summary": texts,
+        "start": times,
+        "end": times,
+        "attendees": st.lists(st.fixed_dictionaries({}, optional={"email": st.emails()}), max_size=3),
+        "recurringEventId": texts,
+        "conferenceData": st.fixed_dictionaries(
+            {},
+            optional={
+                "conferenceId": texts,
+                "conferenceSolution": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "key": st.fixed_dictionaries({}, optional={"type": st.sampled_from(["addOn", "hangoutsMeet"])}),
+                        "name": st.sampled_from(["My Web Conference", "Google Meet", "x"]),
+                    },
+                ),
+            },
+        ),
+    },
+)
+links = st.none() | st.builds(
+    Link,
+    calendar_id=st.just("alice@example.com"),
+    event_id=st.just("evt1"),
+    conference_id=st.sampled_from(["cnf_1", "other"]),
+    last_fingerprint=st.none() | st.text(max_size=8),
+    state=st.sampled_from(list(LinkState)),
+)
+
+
+@settings(max_examples=400)
+@given(raw_events, links)
+def test_classify_never_raises_and_is_deterministic(raw: dict[str, object], link: Link | None) -> None:
+    ev = parse_event(raw)
+    first, second = classify(ev, link), classify(ev, link)
+    assert first == second
+    if first.action is not Action.NOTHING:
+        assert first.conference_id
+        assert first.fingerprint
+    if first.action is Action.UPDATE:
+        assert first.payload is not None
