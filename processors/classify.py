@@ -58,7 +58,7 @@ class Decision:
     event_updated: datetime | None = None
 
 
-def classify(
+def classify(  # noqa: PLR0911 - one return per row of the decision table
     event: CalendarEvent, link: Link | None, solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
 ) -> Decision:
     """The decision for one event; never raises, whatever shape the event has."""
