@@ -10,7 +10,7 @@ anonymous for the sandbox.
 (https://developers.google.com/calendar/api/guides/errors):
 
 - 410 ``fullSyncRequired``                       -> SyncTokenExpired
-- 401                                            -> AuthError
+- 401 (or credentials that cannot be refreshed)  -> AuthError
 - 403/429 rate limits (rateLimitExceeded, userRateLimitExceeded, quotaExceeded) and 5xx
                                                  -> TransientError (with Retry-After if sent)
 - 404, or 403 ``forbidden``/``notFound`` on the calendar -> CalendarGone
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httplib2
+from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
@@ -149,6 +150,8 @@ class GoogleCalendarClient:
             return request(self._service()).execute(num_retries=0)
         except HttpError as err:
             raise _translate(err, calendar_id) from err
+        except google_auth_exceptions.GoogleAuthError as err:  # a 401 made the client refresh, and that failed
+            raise AuthError(f"Calendar credentials for {calendar_id or 'request'} were refused: {err}") from err
         except (TimeoutError, httplib2.HttpLib2Error, ConnectionError, OSError) as err:
             raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
 

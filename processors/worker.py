@@ -1,0 +1,164 @@
+"""The CalendarChanged handler: sync one calendar and publish what its conferences need.
+
+For each message: a notification older than the calendar's last completed sync is
+acknowledged without calling Google (a burst of N notifications costs one listing); else the
+calendar is synced (``processors.sync.run_sync``) and every event classified
+(``processors.classify``): commands are published with ordering key = conference id, then the
+links are updated. A calendar that is gone (404/403) gets delete commands for all its live
+links (reason ``calendar_gone``) and is marked gone; one whose credentials are refused is
+marked disconnected, logged once, and acknowledged (no retry storm). Everything else
+transient is raised, so the transport retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand
+from confsync.errors import AuthError, CalendarGone
+from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
+from confsync.rfc3339 import utc_now
+from confsync.store import CalendarStatus, Link
+from confsync.transport.base import Message
+from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify
+from processors.sync import run_sync
+
+__all__ = ["CalendarWorker"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CalendarWorker:
+    store: Store
+    calendar: CalendarClient
+    publisher: Publisher
+    commands_topic: str
+    solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
+    page_size: int = 2500
+    clock: Callable[[], datetime] = utc_now
+
+    def __call__(self, message: Message) -> None:
+        """The transport handler: one CalendarChanged message."""
+        change = CalendarChanged.from_bytes(message.data)
+        self.handle(change)
+
+    def handle(self, change: CalendarChanged) -> None:
+        calendar_id = change.calendar_id
+        with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
+            state = self.store.get_calendar(calendar_id)
+            if state is not None and state.status is not CalendarStatus.ACTIVE:
+                log.info("calendar not active; nothing to do", status=state.status.value)
+                return
+            if state is not None and state.last_synced_at is not None and change.received_at < state.last_synced_at:
+                log.info("notification older than the last sync; acknowledged without listing")
+                return
+            started = time.perf_counter()
+            # The sync counts as of when its listing began: a notification received after that
+            # may be for a change the listing missed, so it must not be coalesced away.
+            listing_began = self.clock()
+            try:
+                result = run_sync(
+                    read_state=lambda: self.store.get_calendar(calendar_id),
+                    list_page=lambda token, page: self.calendar.list_events(
+                        calendar_id, sync_token=token, page_token=page, max_results=self.page_size
+                    ),
+                    handle_page=lambda events: self._handle_events(calendar_id, events),
+                    sweep=lambda seen: self._sweep(calendar_id, seen),
+                    save_token=lambda token, version: self.store.save_sync_token(
+                        calendar_id, token, expected_version=version, at=listing_began
+                    ),
+                )
+            except CalendarGone as err:
+                self._calendar_gone(calendar_id, str(err))
+                return
+            except AuthError as err:
+                self.store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
+                log.error("calendar credentials refused; calendar disconnected", error=str(err))  # noqa: TRY400
+                return
+            log.info(
+                "calendar synced",
+                listed=result.listed,
+                full_sync=result.full_sync,
+                recovered_from_410=result.recovered_from_410,
+                swept=result.swept,
+                token_saved=result.token_saved,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
+        decided: list[tuple[CalendarEvent, Decision]] = []
+        for event in events:
+            decision = classify(event, self.store.get_link(calendar_id, event.id), self.solution_names)
+            if decision.action is not Action.NOTHING:
+                decided.append((event, decision))
+        for event, decision in decided:  # publish everything first, then remember it in links
+            self._publish(calendar_id, event.id, decision)
+        for event, decision in decided:
+            self._remember(calendar_id, event.id, decision)
+
+    def _publish(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+        assert decision.conference_id is not None  # noqa: S101 - classify() names it for every action
+        assert decision.reason is not None  # noqa: S101
+        command = ConferenceCommand.create(
+            kind=CommandKind.UPDATE if decision.action is Action.UPDATE else CommandKind.DELETE,
+            conference_id=decision.conference_id,
+            calendar_id=calendar_id,
+            event_id=event_id,
+            event_updated=decision.event_updated or self.clock(),
+            reason=decision.reason,
+            payload=decision.payload,
+            fingerprint=decision.fingerprint,
+        )
+        self.publisher.publish(self.commands_topic, command.to_bytes(), ordering_key=decision.conference_id)
+        log.info(
+            "command published",
+            kind=command.kind.value,
+            reason=command.reason.value,
+            conference_id=command.conference_id,
+            command_id=command.command_id,
+        )
+
+    def _remember(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+        if decision.action is Action.DELETE:
+            self.store.mark_link_deleted(calendar_id, event_id)
+            return
+        assert decision.conference_id is not None  # noqa: S101
+        self.store.upsert_link(
+            Link(calendar_id, event_id, decision.conference_id, decision.fingerprint, decision.event_updated)
+        )
+
+    def _sweep(self, calendar_id: str, seen: set[str]) -> int:
+        """After a 410: delete the conferences of linked events the full listing no longer shows
+        (only links whose event was seen before: a fresh link may await its event's save)."""
+        swept = 0
+        for link in self.store.live_links(calendar_id):
+            if link.event_id in seen or link.last_event_updated is None:
+                continue
+            self._publish_delete(link, CommandReason.RECONCILED)
+            swept += 1
+        return swept
+
+    def _calendar_gone(self, calendar_id: str, error: str) -> None:
+        links = self.store.live_links(calendar_id)
+        for link in links:
+            self._publish_delete(link, CommandReason.CALENDAR_GONE)
+        self.store.set_calendar_status(calendar_id, CalendarStatus.GONE, error)
+        log.error("calendar gone; its conferences are deleted", deleted=len(links), error=error)
+
+    def _publish_delete(self, link: Link, reason: CommandReason) -> None:
+        decision = Decision(
+            Action.DELETE,
+            reason.value,
+            reason,
+            link.conference_id,
+            fingerprint=link.last_fingerprint or reason.value,
+            event_updated=self.clock(),
+        )
+        self._publish(link.calendar_id, link.event_id, decision)
+        self.store.mark_link_deleted(link.calendar_id, link.event_id)

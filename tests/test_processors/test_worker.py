@@ -1,0 +1,205 @@
+"""The processor against the calendar sandbox (google-api-python-client), a SQLite store and
+the in-process transport: full and incremental sync, 410 recovery with a sweep, CAS loss, a
+crash before the token is saved, coalescing, gone and disconnected calendars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests_support import RunningCalendar, event_body
+
+from confsync.calendar import GoogleCalendarClient
+from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, Source
+from confsync.store import CalendarStatus, Link
+from confsync.store.sqlite import SqliteStore
+from confsync.transport.memory import MemoryBroker
+from processors.worker import CalendarWorker
+
+CAL = "alice@example.com"
+
+
+def ours(conference_id: str, summary: str = "Planning", day: int = 0) -> dict[str, Any]:
+    return {
+        **event_body(summary, day=day),
+        "conferenceData": {
+            "conferenceId": conference_id,
+            "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
+        },
+    }
+
+
+@dataclass
+class Rig:
+    calendar: RunningCalendar
+    store: SqliteStore
+    broker: MemoryBroker
+    worker: CalendarWorker
+    service: Any
+
+    def insert(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            self.service.events().insert(calendarId=CAL, body=body, conferenceDataVersion=1).execute()
+        )
+        return result
+
+    def notify(self, at: datetime | None = None) -> None:
+        self.worker.handle(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=at or datetime.now(UTC)))
+
+    def commands(self) -> list[ConferenceCommand]:
+        got = []
+        for ack_id, message in self.broker.pull("commands-sub", 10_000, 0.05):
+            self.broker.ack("commands-sub", ack_id)
+            got.append(ConferenceCommand.from_bytes(message.data))
+        return got
+
+    def listings(self) -> int:
+        return sum(1 for e in self.calendar.journal() if e["method"] == "GET" and e["path"].endswith("/events"))
+
+
+@pytest.fixture
+def rig(calendar_sandbox: RunningCalendar, tmp_path: Path) -> Iterator[Rig]:
+    broker = MemoryBroker()
+    broker.create_topic("commands")
+    broker.create_subscription("commands-sub", "commands")
+    store = SqliteStore(tmp_path / "state.sqlite")
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+    worker = CalendarWorker(store, client, broker, "commands")
+    yield Rig(calendar_sandbox, store, broker, worker, calendar_sandbox.service())
+    client.close()
+    store.close()
+
+
+@pytest.mark.parametrize("page_size", [1, 2500])
+def test_first_sync_then_changes_produce_exactly_the_right_commands(rig: Rig, page_size: int) -> None:
+    rig.worker.page_size = page_size
+    a = rig.insert(ours("cnf_a", "A"))
+    b = rig.insert(ours("cnf_b", "B", day=1))
+    rig.insert(event_body("not ours", day=2))
+    rig.notify()
+    first = rig.commands()
+    assert sorted((c.conference_id, c.kind) for c in first) == [
+        ("cnf_a", CommandKind.UPDATE),
+        ("cnf_b", CommandKind.UPDATE),
+    ]
+    assert rig.store.get_link(CAL, a["id"]).conference_id == "cnf_a"
+
+    rig.notify()
+    assert rig.commands() == [], "nothing changed: no command"
+
+    rig.service.events().patch(calendarId=CAL, eventId=a["id"], body={"summary": "A renamed"}).execute()
+    rig.service.events().delete(calendarId=CAL, eventId=b["id"]).execute()
+    rig.notify()
+    changed = {c.conference_id: c for c in rig.commands()}
+    assert changed["cnf_a"].kind is CommandKind.UPDATE
+    assert changed["cnf_a"].payload.summary == "A renamed"
+    assert (changed["cnf_b"].kind, changed["cnf_b"].reason) == (CommandKind.DELETE, CommandReason.CANCELLED)
+    assert set(changed) == {"cnf_a", "cnf_b"}
+
+
+def test_a_410_mid_stream_recovers_with_a_full_sync_and_sweeps_vanished_events(rig: Rig) -> None:
+    kept = rig.insert(ours("cnf_kept"))
+    rig.notify()
+    rig.commands()
+    # an event whose tombstone is gone by the time we list again: only the sweep can find it
+    rig.store.upsert_link(Link(CAL, "vanished0001", "cnf_vanished", "fp", datetime.now(UTC)))
+    rig.store.upsert_link(Link(CAL, "fresh00001", "cnf_fresh", None, None))  # not yet seen: must survive
+    rig.service.events().patch(calendarId=CAL, eventId=kept["id"], body={"summary": "changed in the gap"}).execute()
+    rig.calendar.admin("POST", f"/_sandbox/calendars/{CAL}/invalidate-sync-tokens")
+    rig.notify()
+    commands = {c.conference_id: c for c in rig.commands()}
+    assert commands["cnf_kept"].payload.summary == "changed in the gap"
+    assert (commands["cnf_vanished"].kind, commands["cnf_vanished"].reason) == (
+        CommandKind.DELETE,
+        CommandReason.RECONCILED,
+    )
+    assert "cnf_fresh" not in commands
+    assert rig.store.get_link(CAL, "fresh00001").state.value == "live"
+    state = rig.store.get_calendar(CAL)
+    rig.notify()
+    assert rig.commands() == []
+    assert rig.store.get_calendar(CAL).token_version == state.token_version + 1, "the fresh token works"
+
+
+def test_losing_the_token_race_saves_nothing(rig: Rig) -> None:
+    rig.insert(ours("cnf_a"))
+    original = rig.worker._handle_events
+
+    def another_worker_finishes_first(calendar_id: str, events: tuple[Any, ...]) -> None:
+        original(calendar_id, events)
+        rig.store.save_sync_token(CAL, "their-token", expected_version=0, at=datetime.now(UTC))
+
+    rig.worker._handle_events = another_worker_finishes_first  # type: ignore[method-assign]
+    rig.notify()
+    state = rig.store.get_calendar(CAL)
+    assert (state.sync_token, state.token_version) == ("their-token", 1)
+
+
+def test_a_crash_before_the_token_is_saved_replays_the_same_commands(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig.insert(ours("cnf_a"))
+    rig.insert(ours("cnf_b", day=1))
+    rig.notify()
+    rig.commands()
+    events = rig.service.events().list(calendarId=CAL).execute()["items"]
+    for item in events:
+        rig.service.events().patch(calendarId=CAL, eventId=item["id"], body={"summary": "moved"}).execute()
+
+    def crash(*_args: object, **_kwargs: object) -> bool:
+        raise RuntimeError("killed between publish and token save")
+
+    links_before = {link.event_id: link for link in rig.store.live_links(CAL)}
+    monkeypatch.setattr(rig.store, "save_sync_token", crash)
+    monkeypatch.setattr(rig.store, "upsert_link", lambda _link: None)  # died before the links were written too
+    with pytest.raises(RuntimeError):
+        rig.notify()
+    first = sorted(c.command_id for c in rig.commands())
+    monkeypatch.undo()
+    assert {link.event_id: link for link in rig.store.live_links(CAL)} == links_before
+    rig.notify()
+    replayed = sorted(c.command_id for c in rig.commands())
+    assert replayed == first
+    assert len(first) == 2
+
+
+def test_a_notification_older_than_the_last_sync_costs_no_listing(rig: Rig) -> None:
+    rig.insert(ours("cnf_a"))
+    rig.notify()
+    before = rig.listings()
+    rig.notify(at=datetime.now(UTC) - timedelta(minutes=5))
+    assert rig.listings() == before
+    rig.notify()
+    assert rig.listings() == before + 1
+
+
+def test_a_gone_calendar_deletes_its_conferences_and_is_marked(rig: Rig) -> None:
+    rig.store.upsert_link(Link("ghost@example.com", "evt1", "cnf_g1", "fp", datetime.now(UTC)))
+    rig.store.upsert_link(Link("ghost@example.com", "evt2", "cnf_g2", "fp", datetime.now(UTC)))
+    rig.worker.handle(
+        CalendarChanged(calendar_id="ghost@example.com", source=Source.RENEWAL, received_at=datetime.now(UTC))
+    )
+    commands = rig.commands()
+    assert sorted((c.conference_id, c.reason) for c in commands) == [
+        ("cnf_g1", CommandReason.CALENDAR_GONE),
+        ("cnf_g2", CommandReason.CALENDAR_GONE),
+    ]
+    assert rig.store.get_calendar("ghost@example.com").status is CalendarStatus.GONE
+    assert rig.store.live_links("ghost@example.com") == []
+
+
+def test_refused_credentials_disconnect_the_calendar_without_retrying(rig: Rig) -> None:
+    from confsync.serving import ServedApp  # noqa: PLC0415
+    from sandbox.calendar import create_app  # noqa: PLC0415
+    from sandbox.calendar.server import build_sandbox  # noqa: PLC0415
+
+    with ServedApp(create_app(build_sandbox(auth_tokens={"good": CAL}))) as served:
+        client = GoogleCalendarClient(endpoint=f"{served.url}/calendar/v3/")
+        worker = CalendarWorker(rig.store, client, rig.broker, "commands")
+        worker.handle(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=datetime.now(UTC)))
+        client.close()
+    state = rig.store.get_calendar(CAL)
+    assert state.status is CalendarStatus.DISCONNECTED
+    assert "refused" in state.last_error
