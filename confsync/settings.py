@@ -115,6 +115,9 @@ class Settings:
         "Comma-separated conference solution names that mark an event's conference as ours.",
     )
     webhook_url: str | None = _setting(None, "Public HTTPS address Calendar posts watch notifications to.")
+    sync_min_interval_s: float = _setting(
+        0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     # -- the conferencing service -----------------------------------------------------------
     provider_url: str | None = _setting(None, "Base URL of the conferencing REST API.")

@@ -1,8 +1,10 @@
 """The CalendarChanged handler: sync one calendar and publish what its conferences need.
 
 For each message: a notification older than the calendar's last completed sync is
-acknowledged without calling Google (a burst of N notifications costs one listing); else the
-calendar is synced (``processors.sync.run_sync``) and every event classified
+acknowledged without calling Google; one that comes within ``min_interval_s`` of the last
+listing first waits the interval out (the transport holds that calendar's later notifications
+behind it), so a burst of N notifications costs one or two listings. Otherwise the calendar is
+synced (``processors.sync.run_sync``) and every event classified
 (``processors.classify``): commands are published with ordering key = conference id, then the
 links are updated. A calendar that is gone (404/403) gets delete commands for all its live
 links (reason ``calendar_gone``) and is marked gone; one whose credentials are refused is
@@ -23,7 +25,7 @@ from confsync.contracts import CalendarChanged, CommandKind, CommandReason, Conf
 from confsync.errors import AuthError, CalendarGone
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarStatus, Link
+from confsync.store import CalendarState, CalendarStatus, Link
 from confsync.transport.base import Message
 from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify
 from processors.sync import run_sync
@@ -41,7 +43,9 @@ class CalendarWorker:
     commands_topic: str
     solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
     page_size: int = 2500
+    min_interval_s: float = 0.5
     clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep
 
     def __call__(self, message: Message) -> None:
         """The transport handler: one CalendarChanged message."""
@@ -55,9 +59,14 @@ class CalendarWorker:
             if state is not None and state.status is not CalendarStatus.ACTIVE:
                 log.info("calendar not active; nothing to do", status=state.status.value)
                 return
-            if state is not None and state.last_synced_at is not None and change.received_at < state.last_synced_at:
-                log.info("notification older than the last sync; acknowledged without listing")
+            if self._covered(change, state):
                 return
+            if state is not None and state.last_synced_at is not None:
+                wait = (state.last_synced_at - self.clock()).total_seconds() + self.min_interval_s
+                if wait > 0:  # a burst: let it gather (its later notifications queue behind this one)
+                    self.sleep(wait)
+                    if self._covered(change, self.store.get_calendar(calendar_id)):
+                        return
             started = time.perf_counter()
             # The sync counts as of when its listing began: a notification received after that
             # may be for a change the listing missed, so it must not be coalesced away.
@@ -90,6 +99,14 @@ class CalendarWorker:
                 token_saved=result.token_saved,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+    @staticmethod
+    def _covered(change: CalendarChanged, state: CalendarState | None) -> bool:
+        """A listing that began after this notification arrived has already seen its change."""
+        if state is not None and state.last_synced_at is not None and change.received_at < state.last_synced_at:
+            log.info("notification older than the last sync; acknowledged without listing")
+            return True
+        return False
 
     def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
         decided: list[tuple[CalendarEvent, Decision]] = []

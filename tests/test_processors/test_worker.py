@@ -14,7 +14,7 @@ import pytest
 from tests_support import RunningCalendar, event_body
 
 from confsync.calendar import GoogleCalendarClient
-from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, Source
+from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, ResourceState, Source
 from confsync.store import CalendarStatus, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
@@ -68,7 +68,7 @@ def rig(calendar_sandbox: RunningCalendar, tmp_path: Path) -> Iterator[Rig]:
     broker.create_subscription("commands-sub", "commands")
     store = SqliteStore(tmp_path / "state.sqlite")
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
-    worker = CalendarWorker(store, client, broker, "commands")
+    worker = CalendarWorker(store, client, broker, "commands", min_interval_s=0)
     yield Rig(calendar_sandbox, store, broker, worker, calendar_sandbox.service())
     client.close()
     store.close()
@@ -203,3 +203,46 @@ def test_refused_credentials_disconnect_the_calendar_without_retrying(rig: Rig) 
     state = rig.store.get_calendar(CAL)
     assert state.status is CalendarStatus.DISCONNECTED
     assert "refused" in state.last_error
+
+
+def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None:
+    """Through the in-process transport, ordered by calendar as in production."""
+    import time  # noqa: PLC0415
+
+    from tests_support.transport import wait_until  # noqa: PLC0415
+
+    from confsync.transport.base import DeadLetter  # noqa: PLC0415
+    from confsync.transport.memory import MemoryWorker  # noqa: PLC0415
+
+    rig.worker.min_interval_s = 0.5  # the production default
+    rig.insert(ours("cnf_a"))
+    rig.broker.create_topic("changes")
+    rig.broker.create_topic("changes-dead")
+    rig.broker.create_subscription("changes-sub", "changes")
+    handled: list[int] = []
+
+    def count_and_handle(message: Any) -> None:
+        rig.worker(message)
+        handled.append(1)
+
+    worker = MemoryWorker(
+        rig.broker, "changes-sub", count_and_handle, dead_letter=DeadLetter(rig.broker, "changes-dead", "changes-sub")
+    ).start()
+    before = rig.listings()
+    try:
+        started = time.monotonic()
+        for number in range(200):
+            change = CalendarChanged(
+                calendar_id=CAL,
+                source=Source.PUSH,
+                received_at=datetime.now(UTC),
+                channel_id="ch",
+                resource_state=ResourceState.EXISTS,
+                message_number=number,
+            )
+            rig.broker.publish("changes", change.to_bytes(), ordering_key=CAL)
+            time.sleep(max(0.0, started + number / 200 - time.monotonic()))  # spread over one second
+        wait_until(lambda: len(handled) == 200, what="all 200 notifications handled")
+    finally:
+        worker.stop(5)
+    assert rig.listings() - before <= 3
