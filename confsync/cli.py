@@ -308,6 +308,56 @@ def channels_list(
     _run_channels(work)
 
 
+serve_app = typer.Typer(help="Run a confsync service until SIGTERM (then drain in-flight work).", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("processor")
+def serve_processor(
+    ctx: typer.Context,
+    push: Annotated[bool, typer.Option("--push", help="Serve the push route over HTTP instead of pulling.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on (with --push).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (with --push).", min=0, max=65535)] = 8082,
+) -> None:
+    """CalendarChanged -> sync -> classify -> ConferenceCommand, from Pub/Sub."""
+    import uvicorn  # noqa: PLC0415 - loaded only for this command
+
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.store import open_store  # noqa: PLC0415
+    from confsync.transport.base import DeadLetter  # noqa: PLC0415
+    from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
+    from confsync.transport.runner import run_until_signalled  # noqa: PLC0415
+    from processors.app import create_processor_app  # noqa: PLC0415
+    from processors.worker import CalendarWorker  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    publisher = PubSubPublisher(settings)
+    worker = CalendarWorker(
+        open_store(settings.store_url),
+        GoogleCalendarClient.from_settings(settings),
+        publisher,
+        settings.topic_conference_commands,
+        frozenset(settings.conference_solution_names),
+        min_interval_s=settings.sync_min_interval_s,
+    )
+    try:
+        if push:
+            try:
+                web = create_processor_app(worker, settings, publisher)
+            except ConfigError as err:
+                typer.echo(f"confsync: configuration error: {err}", err=True)
+                raise typer.Exit(code=2) from err
+            uvicorn.run(web, host=host, port=port, log_config=None, access_log=False)
+            return
+        dead = DeadLetter(publisher, settings.topic_calendar_changes_dead, settings.sub_calendar_changes)
+        puller = PubSubWorker(settings, settings.sub_calendar_changes, worker, dead_letter=dead).start()
+        clean = run_until_signalled([puller], deadline_s=settings.shutdown_deadline_s)
+        if not clean:
+            raise typer.Exit(code=3)
+    finally:
+        publisher.close()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,47 @@
+"""The processor service, served either way Pub/Sub delivers:
+
+- push: an ASGI app with ``POST /pubsub/calendar-changes`` (OIDC-verified unless local mode)
+  and ``GET /healthz``, for Cloud Run behind a push subscription;
+- pull: ``run_pull`` streams from the calendar-changes subscription until SIGTERM, then drains.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from confsync.errors import ConfigError
+from confsync.oidc import OidcVerifier
+from confsync.ports import Publisher
+from confsync.settings import Settings
+from confsync.transport.base import DeadLetter
+from confsync.transport.push import push_route
+from processors.worker import CalendarWorker
+
+__all__ = ["create_processor_app", "push_verifier"]
+
+
+def push_verifier(settings: Settings) -> OidcVerifier | None:
+    """The OIDC check for push routes: required outside local mode, absent inside it."""
+    if settings.local_mode:
+        return None
+    if not settings.push_audience or not settings.push_service_account:
+        raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
+    return OidcVerifier(audience=settings.push_audience, email=settings.push_service_account)
+
+
+def create_processor_app(worker: CalendarWorker, settings: Settings, dead_letters: Publisher) -> Starlette:
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    route = push_route(
+        f"/pubsub/{settings.topic_calendar_changes}",
+        worker,
+        verifier=push_verifier(settings),
+        dead_letter=DeadLetter(dead_letters, settings.topic_calendar_changes_dead, "push:calendar-changes"),
+        max_attempts=settings.pubsub_max_delivery_attempts,
+        project_id=settings.project_id,
+    )
+    return Starlette(routes=[route, Route("/healthz", healthz, methods=["GET"])])
