@@ -358,6 +358,77 @@ def serve_processor(
         publisher.close()
 
 
+@app.command("backfill")
+def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Typer passes them by name)
+    ctx: typer.Context,
+    calendar: Annotated[list[str] | None, typer.Option("--calendar", help="A calendar to resync (repeatable).")] = None,
+    all_calendars: Annotated[bool, typer.Option("--all", help="Every active calendar in the store.")] = False,
+    window_days: Annotated[
+        int | None, typer.Option(help="Only events ending in the last N days (no reconciliation then).", min=1)
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the decisions; change nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary (and decisions) as JSON.")] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint file: a rerun resumes where a killed run stopped.")
+    ] = None,
+    page_size: Annotated[int, typer.Option(help="Events per Calendar page.", min=1, max=2500)] = 2500,
+) -> None:
+    """Full resync: list calendars from scratch, publish what their conferences need, reconcile links."""
+    import sys  # noqa: PLC0415
+
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.errors import ConfsyncError  # noqa: PLC0415
+    from confsync.store import CalendarStatus, open_store  # noqa: PLC0415
+    from confsync.transport.pubsub import LazyPubSubPublisher  # noqa: PLC0415
+    from processors.backfill import Backfill, Checkpoints  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    if bool(calendar) == all_calendars:
+        raise typer.BadParameter("give --calendar ID (repeatable) or --all, not both and not neither")
+    store = open_store(settings.store_url)
+    ids = (
+        [c.calendar_id for c in store.list_calendars(CalendarStatus.ACTIVE)] if all_calendars else list(calendar or [])
+    )
+    publisher = LazyPubSubPublisher(settings)
+    job = Backfill(
+        store,
+        GoogleCalendarClient.from_settings(settings),
+        publisher,
+        settings.topic_conference_commands,
+        frozenset(settings.conference_solution_names),
+        checkpoints=Checkpoints(checkpoint),
+        requests_per_s=settings.backfill_requests_per_s,
+        page_size=page_size,
+        dry_run=dry_run,
+    )
+    try:
+        if sys.stdout.isatty() and not as_json:
+            from rich.progress import Progress  # noqa: PLC0415 - Typer's own dependency
+
+            with Progress() as progress:
+                task = progress.add_task("events read", total=None)
+                job.on_progress = lambda _calendar, count: progress.advance(task, count)
+                summary = job.run(ids, window_days=window_days)
+        else:
+            summary = job.run(ids, window_days=window_days)
+    except ConfsyncError as err:
+        typer.echo(f"confsync: backfill stopped: {err} (rerun with the same --checkpoint to resume)", err=True)
+        raise typer.Exit(code=1) from err
+    finally:
+        publisher.close()
+    report = {k: v for k, v in summary.__dict__.items() if k != "decisions" or dry_run}
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for decision in summary.decisions:
+        typer.echo(f"{decision['action']:<7} {decision['calendar_id']} {decision['event_id']}  ({decision['why']})")
+    typer.echo(
+        f"{summary.calendars} calendar(s): {summary.events_read} events read, {summary.updates} updates, "
+        f"{summary.deletes} deletes, {summary.unchanged} unchanged, {summary.reconciled} reconciled, "
+        f"{summary.errors} errors{' (dry run: nothing changed)' if dry_run else ''}"
+    )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

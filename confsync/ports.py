@@ -31,6 +31,7 @@ __all__ = [
     "EventConference",
     "EventPage",
     "NewConference",
+    "OutgoingMessage",
     "Publisher",
     "Store",
     "WatchChannel",
@@ -170,11 +171,18 @@ class ConferenceProvider(Protocol):
 # -- Pub/Sub ----------------------------------------------------------------------------------
 
 
+OutgoingMessage = tuple[bytes, str, Mapping[str, str]]  # (data, ordering key, attributes)
+
+
 class Publisher(Protocol):
     def publish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
         """Publish and return the message id once the broker holds the message durably."""
+        ...
+
+    def publish_many(self, topic: str, messages: list[OutgoingMessage]) -> list[str]:
+        """Publish a batch (each key's messages in list order); return once all are durable."""
         ...
 
 

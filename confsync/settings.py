@@ -119,6 +119,7 @@ class Settings:
         0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
     )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
+    backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
     # -- the conferencing service -----------------------------------------------------------
     provider_url: str | None = _setting(None, "Base URL of the conferencing REST API.")
     provider_api_key: Secret | None = _setting(None, "API key sent as a bearer token to the conferencing API.")

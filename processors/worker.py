@@ -114,15 +114,35 @@ class CalendarWorker:
             decision = classify(event, self.store.get_link(calendar_id, event.id), self.solution_names)
             if decision.action is not Action.NOTHING:
                 decided.append((event, decision))
-        for event, decision in decided:  # publish everything first, then remember it in links
-            self._publish(calendar_id, event.id, decision)
+        self.publish_decisions(calendar_id, decided)  # all published first, then remembered in links
         for event, decision in decided:
-            self._remember(calendar_id, event.id, decision)
+            self.remember(calendar_id, event.id, decision)
 
-    def _publish(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+    def publish_decisions(self, calendar_id: str, decided: list[tuple[CalendarEvent, Decision]]) -> None:
+        """Publish one page's commands as one batch (ordering key = conference id)."""
+        commands = [self._command(calendar_id, event.id, decision) for event, decision in decided]
+        if not commands:
+            return
+        self.publisher.publish_many(
+            self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
+        )
+        for command in commands:
+            log.info(
+                "command published",
+                kind=command.kind.value,
+                reason=command.reason.value,
+                conference_id=command.conference_id,
+                command_id=command.command_id,
+            )
+
+    def publish_decision(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+        """Publish the command one decision calls for."""
+        self.publish_decisions(calendar_id, [(CalendarEvent(id=event_id, status=""), decision)])
+
+    def _command(self, calendar_id: str, event_id: str, decision: Decision) -> ConferenceCommand:
         assert decision.conference_id is not None  # noqa: S101 - classify() names it for every action
         assert decision.reason is not None  # noqa: S101
-        command = ConferenceCommand.create(
+        return ConferenceCommand.create(
             kind=CommandKind.UPDATE if decision.action is Action.UPDATE else CommandKind.DELETE,
             conference_id=decision.conference_id,
             calendar_id=calendar_id,
@@ -132,16 +152,9 @@ class CalendarWorker:
             payload=decision.payload,
             fingerprint=decision.fingerprint,
         )
-        self.publisher.publish(self.commands_topic, command.to_bytes(), ordering_key=decision.conference_id)
-        log.info(
-            "command published",
-            kind=command.kind.value,
-            reason=command.reason.value,
-            conference_id=command.conference_id,
-            command_id=command.command_id,
-        )
 
-    def _remember(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+    def remember(self, calendar_id: str, event_id: str, decision: Decision) -> None:
+        """Record a published decision in the event's link."""
         if decision.action is Action.DELETE:
             self.store.mark_link_deleted(calendar_id, event_id)
             return
@@ -157,18 +170,19 @@ class CalendarWorker:
         for link in self.store.live_links(calendar_id):
             if link.event_id in seen or link.last_event_updated is None:
                 continue
-            self._publish_delete(link, CommandReason.RECONCILED)
+            self.delete_link(link, CommandReason.RECONCILED)
             swept += 1
         return swept
 
     def _calendar_gone(self, calendar_id: str, error: str) -> None:
         links = self.store.live_links(calendar_id)
         for link in links:
-            self._publish_delete(link, CommandReason.CALENDAR_GONE)
+            self.delete_link(link, CommandReason.CALENDAR_GONE)
         self.store.set_calendar_status(calendar_id, CalendarStatus.GONE, error)
         log.error("calendar gone; its conferences are deleted", deleted=len(links), error=error)
 
-    def _publish_delete(self, link: Link, reason: CommandReason) -> None:
+    def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
+        """Delete a linked conference (publish the command, then mark the link deleted)."""
         decision = Decision(
             Action.DELETE,
             reason.value,
@@ -177,5 +191,5 @@ class CalendarWorker:
             fingerprint=link.last_fingerprint or reason.value,
             event_updated=self.clock(),
         )
-        self._publish(link.calendar_id, link.event_id, decision)
+        self.publish_decision(link.calendar_id, link.event_id, decision)
         self.store.mark_link_deleted(link.calendar_id, link.event_id)

@@ -148,6 +148,9 @@ class MemoryBroker:
             self._work.notify(len(subscriptions))
             return message_id
 
+    def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
+        return [self.publish(topic, data, ordering_key=key, attributes=attrs) for data, key, attrs in messages]
+
     def pull(self, subscription: str, max_messages: int, timeout_s: float) -> list[tuple[int, Message]]:
         """Up to ``max_messages`` deliverable messages as (ack id, message); waits up to ``timeout_s``."""
         deadline = time.monotonic() + timeout_s

@@ -252,6 +252,19 @@ class BatchingPubSubPublisher:
             raise TransientError(f"publish to {topic} failed: {pending.error}") from pending.error
         return str(pending.message_id)
 
+    def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
+        pending = [
+            self._enqueue(topic, _Pending(data, key, dict(attrs), threading.Event())) for data, key, attrs in messages
+        ]
+        ids = []
+        for item in pending:
+            if not item.done.wait(self._timeout_s + 5):
+                raise TransientError(f"publish to {topic} timed out")
+            if item.error is not None:
+                raise TransientError(f"publish to {topic} failed: {item.error}") from item.error
+            ids.append(str(item.message_id))
+        return ids
+
     async def apublish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
@@ -326,6 +339,12 @@ class LazyPubSubPublisher:
     def publish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
+        return self._ready().publish(topic, data, ordering_key=ordering_key, attributes=attributes)
+
+    def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
+        return self._ready().publish_many(topic, messages)
+
+    def _ready(self) -> PubSubPublisher:
         if self._real is None:
             try:
                 self._real = PubSubPublisher(self._settings)
@@ -333,7 +352,7 @@ class LazyPubSubPublisher:
                 raise ConfigError(
                     "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
                 ) from err
-        return self._real.publish(topic, data, ordering_key=ordering_key, attributes=attributes)
+        return self._real
 
     def close(self) -> None:
         if self._real is not None:

@@ -1,0 +1,166 @@
+"""Backfill on a 20,000-event sandbox calendar: the summary matches the truth, a dry run
+changes nothing, and a killed run resumes without re-sending what it already published."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.api_core import exceptions as google_exceptions
+from google.api_core.retry import Retry
+from google.cloud import pubsub_v1
+from tests_support import RunningCalendar, event_body
+
+from confsync.calendar import GoogleCalendarClient
+from confsync.contracts import CommandReason, ConferenceCommand
+from confsync.store import Link
+from confsync.store.sqlite import SqliteStore
+from confsync.transport.memory import MemoryBroker
+from processors.backfill import Backfill
+
+CAL = "big@example.com"
+EVENTS = 20_000
+
+
+def seed(calendar: RunningCalendar, count: int = EVENTS) -> None:
+    """Half the events carry our conference, half are plain."""
+    for first in range(0, count, 5000):
+        events = []
+        for n in range(first, min(first + 5000, count)):
+            body = event_body(f"e{n}", day=n % 300)
+            if n % 2 == 0:
+                body["conferenceData"] = {
+                    "conferenceId": f"cnf_{n}",
+                    "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
+                }
+            events.append(body)
+        calendar.admin("POST", f"/_sandbox/calendars/{CAL}/bulk-insert", {"events": events, "conferenceDataVersion": 1})
+
+
+@pytest.fixture
+def backfill(calendar_sandbox: RunningCalendar, tmp_path: Path) -> Any:
+    broker = MemoryBroker(queue_limit=100_000)
+    broker.create_topic("commands")
+    broker.create_subscription("commands-sub", "commands")
+    store = SqliteStore(tmp_path / "state.sqlite")
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+
+    def make(**options: Any) -> Backfill:
+        return Backfill(store, client, broker, "commands", requests_per_s=1000, **options)
+
+    make.broker, make.store = broker, store  # type: ignore[attr-defined]
+    yield make
+    client.close()
+    store.close()
+
+
+def published(broker: MemoryBroker) -> list[ConferenceCommand]:
+    got = []
+    while batch := broker.pull("commands-sub", 10_000, 0.05):
+        for ack_id, message in batch:
+            broker.ack("commands-sub", ack_id)
+            got.append(ConferenceCommand.from_bytes(message.data))
+    return got
+
+
+def test_a_20000_event_backfill_reports_the_truth(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
+    seed(calendar_sandbox)
+    store: SqliteStore = backfill.store
+    store.upsert_link(Link(CAL, "gone00000001", "cnf_gone", "fp", datetime.now(UTC)))
+    summary = backfill().run([CAL])
+    assert (summary.events_read, summary.updates, summary.unchanged, summary.deletes) == (
+        EVENTS,
+        EVENTS // 2,
+        EVENTS // 2,
+        0,
+    )
+    assert summary.reconciled == 1
+    commands = published(backfill.broker)
+    assert len(commands) == EVENTS // 2 + 1
+    assert len({c.command_id for c in commands}) == len(commands)
+    assert [c.conference_id for c in commands if c.reason is CommandReason.RECONCILED] == ["cnf_gone"]
+    assert store.get_calendar(CAL).sync_token, "incremental sync continues from the backfill"
+
+    again = backfill().run([CAL])
+    assert (again.updates, again.unchanged) == (0, EVENTS), "a second backfill finds nothing to do"
+    assert published(backfill.broker) == []
+
+
+def test_a_dry_run_decides_and_changes_nothing(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
+    seed(calendar_sandbox, 100)
+    summary = backfill(dry_run=True).run([CAL])
+    assert (summary.updates, summary.unchanged) == (50, 50)
+    assert len(summary.decisions) == 50
+    assert {d["action"] for d in summary.decisions} == {"update"}
+    assert published(backfill.broker) == []
+    assert backfill.store.live_links(CAL) == []
+    assert backfill.store.get_calendar(CAL) is None
+
+
+def test_a_killed_backfill_resumes_without_resending(
+    pubsub_emulator_host: str, calendar_sandbox: RunningCalendar, tmp_path: Path
+) -> None:
+    seed(calendar_sandbox)
+    project = f"bf-{uuid.uuid4().hex[:8]}"
+    admin, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = admin.topic_path(project, "conference-commands")
+    admin.create_topic(name=topic, retry=Retry(timeout=20))
+    subscription = subscriber.subscription_path(project, "count")
+    subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=20))
+    checkpoint = tmp_path / "backfill.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update(
+        PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
+        CONFSYNC_PROJECT_ID=project,
+        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
+        CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
+        CONFSYNC_BACKFILL_REQUESTS_PER_S="4",
+        CONFSYNC_LOG_LEVEL="warning",
+    )
+    command = [sys.executable, "-m", "confsync", "backfill", "--calendar", CAL, "--checkpoint", str(checkpoint),
+               "--page-size", "1000", "--json"]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and json.loads(checkpoint.read_text())[CAL]["counts"]["events_read"] >= 5000:
+            break
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=20)
+    done_before = json.loads(checkpoint.read_text())[CAL]
+    assert not done_before["done"], "killed mid-run"
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["events_read"] == EVENTS
+
+    ids: Counter[str] = Counter()
+    try:
+        while True:
+            try:
+                answer = subscriber.pull(
+                    subscription=subscription, max_messages=1000, timeout=3, retry=Retry(timeout=4)
+                )
+            except google_exceptions.DeadlineExceeded:
+                break
+            if not answer.received_messages:
+                break
+            ids.update(ConferenceCommand.from_bytes(m.message.data).command_id for m in answer.received_messages)
+            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in answer.received_messages])
+    finally:
+        subscriber.close()
+        admin.transport.close()
+    assert len(ids) == EVENTS // 2, "every conference got its update"
+    resent = sum(count - 1 for count in ids.values())
+    assert resent <= 1000, f"at most the page in flight at the kill is sent again (was {resent})"
