@@ -151,7 +151,9 @@ class GoogleCalendarClient:
         except HttpError as err:
             raise _translate(err, calendar_id) from err
         except google_auth_exceptions.GoogleAuthError as err:  # a 401 made the client refresh, and that failed
-            raise AuthError(f"Calendar credentials for {calendar_id or 'request'} were refused: {err}") from err
+            raise AuthError(
+                f"Calendar credentials for {calendar_id or 'request'} were refused: {err}", status=401
+            ) from err
         except (TimeoutError, httplib2.HttpLib2Error, ConnectionError, OSError) as err:
             raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
 

@@ -1,0 +1,75 @@
+"""The Calendar client wrapper: every HttpError class becomes the right confsync error, seen
+through the sandbox's fault injection and google-api-python-client."""
+
+from __future__ import annotations
+
+import pytest
+from tests_support import RunningCalendar, event_body
+
+from confsync.calendar import GoogleCalendarClient
+from confsync.errors import AuthError, CalendarGone, PermanentError, SyncTokenExpired, TransientError
+
+CAL = "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error", "retry_after"),
+    [
+        (403, "rateLimitExceeded", TransientError, None),
+        (403, "userRateLimitExceeded", TransientError, None),
+        (429, "rateLimitExceeded", TransientError, 7.0),
+        (500, "backendError", TransientError, None),
+        (503, "backendError", TransientError, 7.0),
+        (401, "authError", AuthError, None),
+        (404, "notFound", CalendarGone, None),
+        (403, "forbidden", CalendarGone, None),
+        (410, "fullSyncRequired", SyncTokenExpired, None),
+        (400, "invalid", PermanentError, None),
+    ],
+)
+def test_each_calendar_error_maps_to_one_type(
+    calendar_sandbox: RunningCalendar, status: int, reason: str, error: type[Exception], retry_after: float | None
+) -> None:
+    calendar_sandbox.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    rule = {"method": "GET", "path": "/events$", "status": status, "reason": reason, "count": 1}
+    if retry_after:
+        rule["retry_after"] = int(retry_after)
+    calendar_sandbox.admin("POST", "/_sandbox/faults", rule)
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+    try:
+        with pytest.raises(error) as caught:
+            client.list_events(CAL)
+        assert type(caught.value) is error
+        assert caught.value.status == status  # type: ignore[attr-defined]
+        if isinstance(caught.value, TransientError):
+            assert caught.value.retry_after == retry_after
+        assert len(client.list_events(CAL).events) == 1, "one fault, then the calendar answers"
+    finally:
+        client.close()
+
+
+def test_an_unreachable_calendar_api_is_transient() -> None:
+    client = GoogleCalendarClient(endpoint="http://127.0.0.1:9/calendar/v3/", timeout_s=2)
+    with pytest.raises(TransientError, match="unreachable"):
+        client.list_events(CAL)
+    client.close()
+
+
+def test_events_parse_into_typed_values(calendar_sandbox: RunningCalendar) -> None:
+    body = {
+        **event_body("Planning"),
+        "attendees": [{"email": "bob@example.com", "displayName": "Bob", "responseStatus": "accepted"}],
+        "conferenceData": {
+            "conferenceId": "cnf_1",
+            "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
+        },
+    }
+    calendar_sandbox.service().events().insert(calendarId=CAL, body=body, conferenceDataVersion=1).execute()
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+    (event,) = client.list_events(CAL).events
+    client.close()
+    assert event.summary == "Planning"
+    assert event.attendees == ("bob@example.com",)
+    assert event.conference is not None
+    assert (event.conference.conference_id, event.conference.solution_type) == ("cnf_1", "addOn")
+    assert event.updated is not None
