@@ -25,11 +25,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httplib2
 from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
+from google.oauth2 import service_account
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -38,6 +40,7 @@ from confsync.contracts import EventTime
 from confsync.errors import (
     AuthError,
     CalendarGone,
+    ConfigError,
     InvalidMessage,
     PermanentError,
     SyncTokenExpired,
@@ -48,15 +51,73 @@ from confsync.provider import parse_retry_after
 from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 from confsync.settings import Settings
 
-__all__ = ["CredentialsFactory", "GoogleCalendarClient", "parse_event"]
+__all__ = ["CalendarClients", "CredentialsFactory", "GoogleCalendarClient", "anonymous", "delegated", "parse_event"]
 
 CredentialsFactory = Callable[[str], Credentials]
 _RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 
 
+CALENDAR_SCOPES = ("https://www.googleapis.com/auth/calendar.events.readonly",)
+
+
 def anonymous(_subject: str) -> Credentials:
     """For the sandbox: no credentials at all."""
     return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
+def delegated(service_account_file: Path, scopes: tuple[str, ...] = CALENDAR_SCOPES) -> CredentialsFactory:
+    """Domain-wide delegation: the service account acts as each calendar's user (its subject).
+
+    The key file is read once; each subject gets ``with_subject`` credentials, which google-auth
+    refreshes itself (https://developers.google.com/identity/protocols/oauth2/service-account).
+    """
+    try:
+        base = service_account.Credentials.from_service_account_file(str(service_account_file), scopes=list(scopes))  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"unusable service account key: {err}", variable="CONFSYNC_CALENDAR_SERVICE_ACCOUNT_FILE"
+        ) from err
+
+    def for_subject(subject: str) -> Credentials:
+        credentials: Credentials = base.with_subject(subject)
+        return credentials
+
+    return for_subject
+
+
+class CalendarClients:
+    """One GoogleCalendarClient per calendar subject, made on first use and kept."""
+
+    def __init__(self, *, endpoint: str | None, credentials: CredentialsFactory, default_subject: str = "") -> None:
+        self._endpoint = endpoint
+        self._credentials = credentials
+        self._default = default_subject
+        self._clients: dict[str, GoogleCalendarClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CalendarClients:
+        if settings.calendar_service_account_file:
+            factory = delegated(Path(settings.calendar_service_account_file))
+        else:
+            factory = anonymous
+        return cls(endpoint=settings.calendar_api_endpoint, credentials=factory)
+
+    def for_subject(self, subject: str | None) -> GoogleCalendarClient:
+        key = subject or self._default
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = GoogleCalendarClient(
+                    endpoint=self._endpoint, credentials=self._credentials, subject=key
+                )
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
 
 class GoogleCalendarClient:

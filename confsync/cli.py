@@ -322,7 +322,7 @@ def serve_processor(
     """CalendarChanged -> sync -> classify -> ConferenceCommand, from Pub/Sub."""
     import uvicorn  # noqa: PLC0415 - loaded only for this command
 
-    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.calendar import CalendarClients  # noqa: PLC0415
     from confsync.store import open_store  # noqa: PLC0415
     from confsync.transport.base import DeadLetter  # noqa: PLC0415
     from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
@@ -332,13 +332,15 @@ def serve_processor(
 
     settings: Settings = ctx.obj
     publisher = PubSubPublisher(settings)
+    clients = CalendarClients.from_settings(settings)
     worker = CalendarWorker(
         open_store(settings.store_url),
-        GoogleCalendarClient.from_settings(settings),
+        clients.for_subject(None),
         publisher,
         settings.topic_conference_commands,
         frozenset(settings.conference_solution_names),
         min_interval_s=settings.sync_min_interval_s,
+        calendar_for=clients.for_subject,
     )
     try:
         if push:

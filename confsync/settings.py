@@ -110,6 +110,9 @@ class Settings:
     calendar_api_endpoint: str | None = _setting(
         None, "Calendar API endpoint override (a sandbox's http://HOST:PORT/calendar/v3/); unset means Google."
     )
+    calendar_service_account_file: str | None = _setting(
+        None, "Service-account key (JSON) with domain-wide delegation; unset means anonymous (sandbox)."
+    )
     conference_solution_names: tuple[str, ...] = _setting(
         ("My Web Conference", "My Recorded Web Conference"),
         "Comma-separated conference solution names that mark an event's conference as ours.",

@@ -74,7 +74,7 @@ def create_conference_route(
     ensure_channel: Callable[[str], object],  # ChannelManager.ensure
     path: str = "/v1/conferences",
 ) -> Route:
-    def create(request: NewConference) -> Response:
+    def create(request: NewConference, caller: str) -> Response:
         try:
             conference = provider.create(request)
         except AuthError as err:
@@ -85,6 +85,7 @@ def create_conference_route(
         except ConfsyncError as err:
             log.error("conference creation failed", error=str(err))  # noqa: TRY400 - an answer, not a crash
             return _error(502, "PERMANENT", f"The conferencing service refused the conference: {err}")
+        store.ensure_calendar(request.calendar_id, subject=None if caller == "dev" else caller)
         store.upsert_link(Link(request.calendar_id, request.event_id, conference.id))
         try:
             ensure_channel(request.calendar_id)
@@ -103,7 +104,7 @@ def create_conference_route(
         except InvalidMessage as err:
             return _error(400, "PERMANENT", f"Bad request: {err}")
         with structlog.contextvars.bound_contextvars(calendar_id=new.calendar_id, caller=caller):
-            return await run_in_threadpool(create, new)
+            return await run_in_threadpool(create, new, caller)
 
     return Route(path, endpoint, methods=["POST"])
 

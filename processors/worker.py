@@ -44,6 +44,7 @@ class CalendarWorker:
     solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
     page_size: int = 2500
     min_interval_s: float = 0.5
+    calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
 
@@ -71,10 +72,12 @@ class CalendarWorker:
             # The sync counts as of when its listing began: a notification received after that
             # may be for a change the listing missed, so it must not be coalesced away.
             listing_began = self.clock()
+            subject = state.subject if state is not None else None
+            client = self.calendar if self.calendar_for is None else self.calendar_for(subject)
             try:
                 result = run_sync(
                     read_state=lambda: self.store.get_calendar(calendar_id),
-                    list_page=lambda token, page: self.calendar.list_events(
+                    list_page=lambda token, page: client.list_events(
                         calendar_id, sync_token=token, page_token=page, max_results=self.page_size
                     ),
                     handle_page=lambda events: self._handle_events(calendar_id, events),

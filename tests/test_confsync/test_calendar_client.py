@@ -73,3 +73,63 @@ def test_events_parse_into_typed_values(calendar_sandbox: RunningCalendar) -> No
     assert event.conference is not None
     assert (event.conference.conference_id, event.conference.solution_type) == ("cnf_1", "addOn")
     assert event.updated is not None
+
+
+def test_delegated_credentials_act_as_each_calendars_user(tmp_path: object) -> None:
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from tests_support.oidc import GOOGLE_KEY  # noqa: PLC0415
+
+    from confsync.calendar import CALENDAR_SCOPES, delegated  # noqa: PLC0415
+    from confsync.errors import ConfigError  # noqa: PLC0415
+
+    key = Path(str(tmp_path)) / "sa.json"
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "client_email": "confsync@prod.iam.gserviceaccount.com",
+                "private_key": GOOGLE_KEY,
+                "private_key_id": "k1",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    factory = delegated(key)
+    alice, bob = factory("alice@example.com"), factory("bob@example.com")
+    assert alice._subject == "alice@example.com"  # type: ignore[attr-defined]
+    assert bob._subject == "bob@example.com"  # type: ignore[attr-defined]
+    assert tuple(alice._scopes) == CALENDAR_SCOPES  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="CONFSYNC_CALENDAR_SERVICE_ACCOUNT_FILE"):
+        delegated(Path(str(tmp_path)) / "missing.json")
+
+
+def test_the_worker_reads_each_calendar_as_its_own_subject(calendar_sandbox: RunningCalendar, tmp_path: object) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from confsync.calendar import CalendarClients, anonymous  # noqa: PLC0415
+    from confsync.contracts import CalendarChanged, Source  # noqa: PLC0415
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+    from confsync.transport.memory import MemoryBroker  # noqa: PLC0415
+    from processors.worker import CalendarWorker  # noqa: PLC0415
+
+    asked: list[str] = []
+
+    def recording(subject: str) -> object:
+        asked.append(subject)
+        return anonymous(subject)
+
+    calendar_sandbox.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    clients = CalendarClients(endpoint=calendar_sandbox.api_endpoint, credentials=recording)  # type: ignore[arg-type]
+    store = SqliteStore(Path(str(tmp_path)) / "s.sqlite")
+    store.ensure_calendar(CAL, subject="alice@example.com")
+    broker = MemoryBroker()
+    broker.create_topic("commands")
+    worker = CalendarWorker(store, clients.for_subject(None), broker, "commands", calendar_for=clients.for_subject)
+    worker.handle(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=datetime.now(UTC)))
+    assert "alice@example.com" in asked
+    assert store.get_calendar(CAL).sync_token, "the subject's client synced the calendar"
+    clients.close()
+    store.close()
