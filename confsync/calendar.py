@@ -22,6 +22,7 @@ Google's JSON is parsed here, once, into ``confsync.ports`` types.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from typing import Any
 import httplib2
 from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
+from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
@@ -49,9 +51,17 @@ from confsync.errors import (
 from confsync.ports import CalendarEvent, EventConference, EventPage, WatchChannel
 from confsync.provider import parse_retry_after
 from confsync.rfc3339 import format_rfc3339, parse_rfc3339
-from confsync.settings import Settings
+from confsync.settings import Secret, Settings
 
-__all__ = ["CalendarClients", "CredentialsFactory", "GoogleCalendarClient", "anonymous", "delegated", "parse_event"]
+__all__ = [
+    "CalendarClients",
+    "CredentialsFactory",
+    "GoogleCalendarClient",
+    "anonymous",
+    "delegated",
+    "parse_event",
+    "user_tokens",
+]
 
 CredentialsFactory = Callable[[str], Credentials]
 _RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
@@ -85,6 +95,33 @@ def delegated(service_account_file: Path, scopes: tuple[str, ...] = CALENDAR_SCO
     return for_subject
 
 
+def user_tokens(
+    tokens_file: Path, client_id: str, client_secret: Secret, scopes: tuple[str, ...] = CALENDAR_SCOPES
+) -> CredentialsFactory:
+    """Each user's own OAuth consent: refresh tokens per subject, from a JSON file
+    ``{"alice@example.com": "1//refresh-token", ...}`` (kept like any other secret)."""
+    try:
+        tokens = {str(k): Secret(str(v)) for k, v in json.loads(tokens_file.read_text(encoding="utf-8")).items()}
+    except (OSError, ValueError, AttributeError) as err:
+        raise ConfigError(f"unusable user token file: {err}", variable="CONFSYNC_CALENDAR_USER_TOKENS_FILE") from err
+
+    def for_subject(subject: str) -> Credentials:
+        token = tokens.get(subject)
+        if token is None:
+            raise AuthError(f"no refresh token for {subject}: the user must connect confsync again")
+        credentials: Credentials = user_credentials.Credentials(  # type: ignore[no-untyped-call]
+            token=None,
+            refresh_token=token.reveal(),
+            client_id=client_id,
+            client_secret=client_secret.reveal(),
+            token_uri="https://oauth2.googleapis.com/token",  # noqa: S106 - Google's token endpoint, not a secret
+            scopes=list(scopes),
+        )
+        return credentials
+
+    return for_subject
+
+
 class CalendarClients:
     """One GoogleCalendarClient per calendar subject, made on first use and kept."""
 
@@ -97,10 +134,18 @@ class CalendarClients:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CalendarClients:
+        factory: CredentialsFactory = anonymous
         if settings.calendar_service_account_file:
             factory = delegated(Path(settings.calendar_service_account_file))
-        else:
-            factory = anonymous
+        elif settings.calendar_user_tokens_file:
+            if not settings.oauth_client_id or settings.oauth_client_secret is None:
+                raise ConfigError(
+                    "user tokens need CONFSYNC_OAUTH_CLIENT_ID and CONFSYNC_OAUTH_CLIENT_SECRET",
+                    variable="CONFSYNC_CALENDAR_USER_TOKENS_FILE",
+                )
+            factory = user_tokens(
+                Path(settings.calendar_user_tokens_file), settings.oauth_client_id, settings.oauth_client_secret
+            )
         return cls(endpoint=settings.calendar_api_endpoint, credentials=factory)
 
     def for_subject(self, subject: str | None) -> GoogleCalendarClient:

@@ -113,6 +113,11 @@ class Settings:
     calendar_service_account_file: str | None = _setting(
         None, "Service-account key (JSON) with domain-wide delegation; unset means anonymous (sandbox)."
     )
+    calendar_user_tokens_file: str | None = _setting(
+        None, "JSON file of users' refresh tokens by email, when there is no domain-wide delegation."
+    )
+    oauth_client_id: str | None = _setting(None, "OAuth client id the users' refresh tokens were issued to.")
+    oauth_client_secret: Secret | None = _setting(None, "That OAuth client's secret.")
     conference_solution_names: tuple[str, ...] = _setting(
         ("My Web Conference", "My Recorded Web Conference"),
         "Comma-separated conference solution names that mark an event's conference as ours.",

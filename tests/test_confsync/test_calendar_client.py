@@ -133,3 +133,25 @@ def test_the_worker_reads_each_calendar_as_its_own_subject(calendar_sandbox: Run
     assert store.get_calendar(CAL).sync_token, "the subject's client synced the calendar"
     clients.close()
     store.close()
+
+
+def test_user_refresh_tokens_give_each_user_their_own_credentials(tmp_path: object) -> None:
+    import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from confsync.calendar import CalendarClients, user_tokens  # noqa: PLC0415
+    from confsync.errors import ConfigError  # noqa: PLC0415
+    from confsync.settings import Secret, Settings  # noqa: PLC0415
+
+    tokens = Path(str(tmp_path)) / "tokens.json"
+    tokens.write_text(json.dumps({"alice@example.com": "1//alice-refresh"}))
+    factory = user_tokens(tokens, "client-1.apps.googleusercontent.com", Secret("shh"))
+    alice = factory("alice@example.com")
+    assert alice.refresh_token == "1//alice-refresh"  # type: ignore[attr-defined]
+    assert alice.client_id == "client-1.apps.googleusercontent.com"  # type: ignore[attr-defined]
+    with pytest.raises(AuthError, match="connect confsync again"):
+        factory("bob@example.com")
+    with pytest.raises(ConfigError, match="CONFSYNC_OAUTH_CLIENT_ID"):
+        CalendarClients.from_settings(Settings(calendar_user_tokens_file=str(tokens)))
+    with pytest.raises(ConfigError, match="CONFSYNC_CALENDAR_USER_TOKENS_FILE"):
+        user_tokens(Path(str(tmp_path)) / "missing.json", "c", Secret("s"))
