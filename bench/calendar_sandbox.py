@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,14 +25,10 @@ from google.auth.credentials import AnonymousCredentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 
+from confsync.serving import free_port
+
 CALENDAR = "bench@example.com"
 TARGET = 20_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def event(i: int) -> dict[str, object]:

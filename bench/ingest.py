@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,18 +27,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from confsync.serving import free_port
+
 CHANNELS = 200
 _NUMBERS = dict.fromkeys(range(CHANNELS), 1)
 
 # Run as `python bench/ingest.py`, this file's folder comes first on sys.path, where "ingest"
 # would name this script instead of confsync's ingest package.
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(port: int, store_path: str, topic: str) -> None:

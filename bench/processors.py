@@ -24,7 +24,6 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 import argparse
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -36,18 +35,13 @@ import httpx
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.logs import configure_logging
+from confsync.serving import free_port
 from confsync.settings import Settings
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
 from processors.backfill import Backfill
 from processors.worker import CalendarWorker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def seed(base: str, calendar_id: str, count: int) -> None:

@@ -17,7 +17,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,16 +33,11 @@ import httpx
 from confsync.contracts import ConferencePayload, EventTime
 from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
+from confsync.serving import free_port
 from confsync.settings import Secret
 
 KEY = "bench-key"
 TARGET = 1500
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def payload(i: int) -> ConferencePayload:

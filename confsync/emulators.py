@@ -17,7 +17,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from confsync.serving import free_port
 
 __all__ = [
     "Emulator",
@@ -49,12 +50,6 @@ def find_jar(pattern: str) -> Path | None:
         return None
     matches = sorted(glob.glob(pattern))  # noqa: PTH207 - an absolute pattern; Path.glob takes relative ones
     return Path(matches[-1]) if matches else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -148,14 +143,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 
 def pubsub_emulator(jar: Path, port: int | None = None) -> Emulator:
     """An (unstarted) Pub/Sub emulator on ``port`` or a free one."""
-    port = port or _free_port()
+    port = port or free_port()
     command = ["java", "-jar", str(jar), "--host=127.0.0.1", f"--port={port}"]
     return Emulator("pubsub-emulator", command, port, ("POST", "/reset"))
 
 
 def firestore_emulator(jar: Path, project_id: str, port: int | None = None) -> Emulator:
     """An (unstarted) Firestore emulator (native mode) on ``port`` or a free one."""
-    port = port or _free_port()
+    port = port or free_port()
     command = [
         "java",
         "-Duser.language=en",

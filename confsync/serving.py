@@ -14,7 +14,14 @@ from typing import Any, Self
 
 import uvicorn
 
-__all__ = ["ServedApp"]
+__all__ = ["ServedApp", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class ServedApp:

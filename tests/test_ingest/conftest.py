@@ -3,7 +3,6 @@ SQLite store, and the Pub/Sub emulator (published messages are read back from a 
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProv
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged
 from confsync.provider import HttpConferenceProvider
-from confsync.serving import ServedApp
+from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.pubsub import BatchingPubSubPublisher
@@ -34,12 +33,6 @@ from sandbox.provider.server import build_sandbox as build_provider
 
 PROJECT = "confsync-test"
 DEV_TOKEN = "dev-token-for-tests"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -81,7 +74,7 @@ class Ingest:
 @pytest.fixture
 def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
     suffix = uuid.uuid4().hex[:8]
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     settings = Settings(
         project_id=PROJECT,

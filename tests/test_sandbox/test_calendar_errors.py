@@ -15,6 +15,7 @@ import pytest
 from googleapiclient.errors import HttpError
 from tests_support import RunningCalendar, event_body, list_all, sync_all
 
+from confsync.serving import free_port
 from sandbox.calendar.server import build_sandbox
 
 CAL = "alice@example.com"
@@ -223,7 +224,7 @@ def test_state_and_sync_tokens_survive_a_restart_with_the_same_db(tmp_path: Path
 
 
 def test_the_cli_serves_the_sandbox_and_logs_json_lines(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "confsync", "sandbox", "calendar", "--port", str(port), "--db", str(tmp_path / "c.db")],
         env={"CONFSYNC_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
@@ -246,11 +247,3 @@ def test_the_cli_serves_the_sandbox_and_logs_json_lines(tmp_path: Path) -> None:
 
     lines = [json.loads(line) for line in stderr.splitlines()]
     assert any(line["message"] == "request" and line["status"] == 200 for line in lines)
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from tests_support import PROVIDER_KEY, RunningProvider
 
+from confsync.serving import free_port
 from sandbox.provider import create_app
 from sandbox.provider.server import build_sandbox
 
@@ -108,12 +108,6 @@ def test_a_malformed_fault_rule_is_refused(provider_sandbox: RunningProvider) ->
     assert "path" in answer.json()["error"]["message"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _serve(db: Path, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, "CONFSYNC_LOG_FORMAT": "json"}
     env = {key: value for key, value in env.items() if not key.startswith("CONFSYNC_") or key == "CONFSYNC_LOG_FORMAT"}
@@ -149,7 +143,7 @@ def _wait(url: str) -> None:
 
 
 def test_conferences_and_idempotency_records_survive_a_restart(tmp_path: Path) -> None:
-    db, port = tmp_path / "provider.sqlite", _free_port()
+    db, port = tmp_path / "provider.sqlite", free_port()
     url = f"http://127.0.0.1:{port}"
     body = {"calendar_id": "a@example.com", "event_id": "e1", "request_id": "r1", "summary": "kept"}
     patch = {"event_updated": "2026-11-24T10:00:00Z", "summary": "patched"}
