@@ -1,0 +1,113 @@
+"""ConferenceCommand -> the conferencing API, exactly once as the provider sees it.
+
+- A command older than the version already applied to its conference is dropped as stale
+  (logged, counted); one equal in version and fingerprint is a duplicate, dropped too.
+- update -> PATCH with the payload, delete -> DELETE, each with Idempotency-Key = command_id,
+  so a retried or redelivered command changes nothing twice.
+- Transient failures are retried by the one policy (``publishers.retry``) behind a circuit
+  breaker and a concurrency limit; when the policy gives up, the error goes back to the
+  transport (nack: Pub/Sub redelivers later).
+- 404 on delete and 409 ``stale`` count as done. Other permanent errors and 401 propagate:
+  the transport dead-letters them with the provider's status and body.
+- After success the applied version is recorded with compare-and-set.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import structlog
+from tenacity import Retrying
+
+from confsync.contracts import CommandKind, ConferenceCommand
+from confsync.errors import ConfsyncError, NotFound, Stale, TransientError
+from confsync.ports import ConferenceProvider, Store
+from confsync.store import AppliedVersion
+from confsync.transport.base import Message
+from publishers.breaker import CircuitBreaker
+from publishers.retry import CircuitOpen
+
+__all__ = ["CommandApplier"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class CommandApplier:
+    store: Store
+    provider: ConferenceProvider
+    retrying: Retrying
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    concurrency: int = 16
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+
+    def __call__(self, message: Message) -> None:
+        """The transport handler: one ConferenceCommand message."""
+        self.apply(ConferenceCommand.from_bytes(message.data))
+
+    def apply(self, command: ConferenceCommand) -> None:
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(
+            conference_id=command.conference_id, command_id=command.command_id
+        ):
+            outcome = self._apply(command)
+            self.counts[outcome] += 1
+            log.info(
+                "command applied" if outcome == "applied" else f"command {outcome}",
+                kind=command.kind.value,
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    def _apply(self, command: ConferenceCommand) -> str:
+        applied = self.store.get_applied(command.conference_id)
+        if applied is not None and command.event_updated < applied.event_updated:
+            return "stale"
+        if (
+            applied is not None
+            and command.event_updated == applied.event_updated
+            and command.fingerprint == applied.fingerprint
+        ):
+            return "duplicate"
+        try:
+            with self._slots:
+                self.retrying(self._call, command)
+        except Stale:
+            return "superseded"  # the provider already holds a newer version: nothing to do
+        except NotFound:
+            if command.kind is not CommandKind.DELETE:
+                raise
+            outcome = "already_gone"
+        else:
+            outcome = "applied"
+        self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
+        return outcome
+
+    def _call(self, command: ConferenceCommand) -> None:
+        self.breaker.before_call()
+        try:
+            if command.kind is CommandKind.DELETE:
+                self.provider.delete(command.conference_id, idempotency_key=command.command_id)
+            else:
+                assert command.payload is not None  # noqa: S101 - contracts require it for updates
+                self.provider.update(
+                    command.conference_id,
+                    command.payload,
+                    event_updated=command.event_updated,
+                    idempotency_key=command.command_id,
+                )
+        except CircuitOpen:
+            raise
+        except TransientError:
+            self.breaker.failure()
+            raise
+        except ConfsyncError:
+            self.breaker.success()  # the provider answered, even if it said no: it is up
+            raise
+        self.breaker.success()

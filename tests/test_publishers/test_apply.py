@@ -1,0 +1,184 @@
+"""Applying commands against the provider sandbox with fault injection: retries reuse one
+Idempotency-Key and change the conference once, Retry-After is honoured, stale commands never
+reach the provider, permanent failures are dead-lettered with the provider's answer, the
+breaker opens and closes, and shuffled duplicates end at the newest version."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from tests_support import PROVIDER_KEY, RunningProvider
+
+from confsync.contracts import CommandKind, CommandReason, ConferenceCommand, ConferencePayload, EventTime
+from confsync.errors import AuthError, PermanentError, TransientError
+from confsync.ports import NewConference
+from confsync.provider import HttpConferenceProvider
+from confsync.serving import ServedApp
+from confsync.settings import Secret, Settings
+from confsync.store.sqlite import SqliteStore
+from confsync.transport.base import DeadLetter, Message, Outcome, process
+from confsync.transport.memory import MemoryBroker
+from publishers.apply import CommandApplier
+from publishers.breaker import CircuitBreaker
+from publishers.retry import CircuitOpen, retry_policy
+from sandbox.provider import create_app
+from sandbox.provider.server import build_sandbox
+
+T0 = datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+
+@dataclass
+class Rig:
+    provider: RunningProvider
+    client: HttpConferenceProvider
+    store: SqliteStore
+    applier: CommandApplier
+    sleeps: list[float] = field(default_factory=list)
+
+    def conference(self, request_id: str = "r1") -> str:
+        return self.client.create(NewConference(calendar_id="a@example.com", event_id="e1", request_id=request_id)).id
+
+    def patches(self) -> list[dict[str, object]]:
+        return [e for e in self.provider.journal() if e["method"] == "PATCH"]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    sleeps: list[float] = []
+    settings = Settings(retry_max_attempts=6, retry_initial_s=0.1, retry_max_s=2.0, retry_max_elapsed_s=60)
+    with ServedApp(create_app(build_sandbox(api_key=PROVIDER_KEY))) as served:
+        client = HttpConferenceProvider(served.url, Secret(PROVIDER_KEY), timeout_s=5)
+        store = SqliteStore(tmp_path / "s.sqlite")
+        applier = CommandApplier(store, client, retry_policy(settings, sleep=sleeps.append))
+        yield Rig(RunningProvider(served.url), client, store, applier, sleeps)
+        client.close()
+        store.close()
+
+
+def update(conference_id: str, summary: str, at: datetime = T0) -> ConferenceCommand:
+    payload = ConferencePayload(start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"), summary=summary)
+    return ConferenceCommand.create(
+        kind=CommandKind.UPDATE,
+        conference_id=conference_id,
+        calendar_id="a@example.com",
+        event_id="e1",
+        event_updated=at,
+        reason=CommandReason.CHANGED,
+        payload=payload,
+    )
+
+
+def fault(rig: Rig, **rule: object) -> None:
+    rig.provider.admin("POST", "/_sandbox/faults", {"path": "^/v1/conferences/", **rule})
+
+
+def test_a_503_and_429_storm_recovers_with_one_applied_change(rig: Rig) -> None:
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, count=2)
+    fault(rig, method="PATCH", status=429, count=2)
+    command = update(conference, "after the storm")
+    rig.applier.apply(command)
+    patches = rig.patches()
+    assert [p["status"] for p in patches] == [503, 503, 429, 429, 200]
+    assert {p["idempotency_key"] for p in patches} == {command.command_id}, "one key for every retry"
+    shown = rig.client.get(conference)
+    assert (shown.summary, shown.version) == ("after the storm", 2), "changed exactly once"
+    assert rig.store.get_applied(conference).event_updated == T0
+
+
+def test_retry_after_is_never_cut_short(rig: Rig) -> None:
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=429, retry_after=3, count=1)
+    rig.applier.apply(update(conference, "x"))
+    assert rig.sleeps
+    assert rig.sleeps[0] >= 3.0
+
+
+def test_a_stale_command_never_reaches_the_provider(rig: Rig) -> None:
+    conference = rig.conference()
+    rig.applier.apply(update(conference, "new", T0 + timedelta(minutes=5)))
+    rig.applier.apply(update(conference, "old", T0))
+    rig.applier.apply(update(conference, "new", T0 + timedelta(minutes=5)))  # a duplicate delivery
+    assert len(rig.patches()) == 1
+    assert rig.client.get(conference).summary == "new"
+    assert (rig.applier.counts["stale"], rig.applier.counts["duplicate"]) == (1, 1)
+
+
+def test_a_409_stale_answer_and_a_404_on_delete_count_as_done(rig: Rig) -> None:
+    conference = rig.conference()
+    rig.client.update(
+        conference, update(conference, "x").payload, event_updated=T0 + timedelta(hours=1), idempotency_key="other"
+    )  # type: ignore[arg-type]
+    rig.applier.apply(update(conference, "older", T0))
+    assert rig.applier.counts["superseded"] == 1
+    gone = ConferenceCommand.create(
+        kind=CommandKind.DELETE, conference_id="cnf_never", calendar_id="a", event_id="e", event_updated=T0,
+        reason=CommandReason.CANCELLED, fingerprint="fp",
+    )  # fmt: skip
+    rig.applier.apply(gone)
+    assert rig.applier.counts["already_gone"] == 1
+
+
+@pytest.mark.parametrize(("status", "error"), [(401, AuthError), (400, PermanentError)])
+def test_permanent_failures_are_dead_lettered_with_the_providers_answer(rig: Rig, status: int, error: type) -> None:
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=status, count=1)
+    broker = MemoryBroker()
+    broker.create_topic("dead")
+    broker.create_subscription("dead-sub", "dead")
+    command = update(conference, "x")
+    outcome = process(
+        Message(command.to_bytes(), {}, "m1", conference, 1),
+        rig.applier,
+        dead_letter=DeadLetter(broker, "dead", "conference-commands-publisher"),
+        max_attempts=5,
+    )
+    assert outcome is Outcome.DEAD_LETTER
+    ((_, dead),) = broker.pull("dead-sub", 5, 1.0)
+    assert dead.data == command.to_bytes()
+    assert dead.attributes["dead_letter_status"] == str(status)
+    assert dead.attributes["dead_letter_error"] == error.__name__
+    assert "injected fault" in dead.attributes["dead_letter_body"]
+    assert len(rig.patches()) == 1, "not retried"
+
+
+def test_giving_up_on_a_transient_outage_hands_the_message_back(rig: Rig) -> None:
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503)
+    with pytest.raises(TransientError):
+        rig.applier.apply(update(conference, "x"))
+    assert len(rig.patches()) == 5, "the breaker opened after 5 failures; the 6th attempt never called"
+
+
+def test_the_breaker_opens_on_an_outage_and_closes_after_the_cool_down(rig: Rig) -> None:
+    now = [0.0]
+    rig.applier.breaker = CircuitBreaker(threshold=3, cooldown_s=30, clock=lambda: now[0])
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, count=3)
+    with pytest.raises(CircuitOpen):
+        rig.applier.apply(update(conference, "x"))
+    assert rig.applier.breaker.state == "open"
+    calls = len(rig.patches())
+    with pytest.raises(CircuitOpen):
+        rig.applier.apply(update(conference, "y", T0 + timedelta(seconds=1)))
+    assert len(rig.patches()) == calls, "an open breaker does not call the provider"
+    now[0] = 31.0
+    rig.applier.apply(update(conference, "z", T0 + timedelta(seconds=2)))
+    assert rig.applier.breaker.state == "closed"
+    assert rig.client.get(conference).summary == "z"
+
+
+def test_shuffled_duplicated_deliveries_end_at_the_newest_version(rig: Rig) -> None:
+    conference = rig.conference()
+    commands = [update(conference, f"v{n}", T0 + timedelta(seconds=n)) for n in range(10)]
+    deliveries = commands * 3
+    random.Random(4).shuffle(deliveries)
+    for command in deliveries:
+        rig.applier.apply(command)
+    assert rig.client.get(conference).summary == "v9"
+    assert rig.store.get_applied(conference).event_updated == T0 + timedelta(seconds=9)
