@@ -431,6 +431,103 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
     )
 
 
+@serve_app.command("publisher")
+def serve_publisher(
+    ctx: typer.Context,
+    push: Annotated[bool, typer.Option("--push", help="Serve the push route over HTTP instead of pulling.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on (with --push).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (with --push).", min=0, max=65535)] = 8083,
+) -> None:
+    """ConferenceCommand -> the conferencing API (retries, idempotency, dead letters), from Pub/Sub."""
+    import uvicorn  # noqa: PLC0415 - loaded only for this command
+
+    from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
+    from confsync.store import open_store  # noqa: PLC0415
+    from confsync.transport.base import DeadLetter  # noqa: PLC0415
+    from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
+    from confsync.transport.runner import run_until_signalled  # noqa: PLC0415
+    from publishers.app import build_applier, create_publisher_app  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    try:
+        provider = HttpConferenceProvider.from_settings(settings)
+    except ConfigError as err:
+        typer.echo(f"confsync: configuration error: {err}", err=True)
+        raise typer.Exit(code=2) from err
+    publisher = PubSubPublisher(settings)
+    applier = build_applier(settings, open_store(settings.store_url), provider)
+    try:
+        if push:
+            try:
+                web = create_publisher_app(applier, settings, publisher)
+            except ConfigError as err:
+                typer.echo(f"confsync: configuration error: {err}", err=True)
+                raise typer.Exit(code=2) from err
+            uvicorn.run(web, host=host, port=port, log_config=None, access_log=False)
+            return
+        dead = DeadLetter(publisher, settings.topic_conference_commands_dead, settings.sub_conference_commands)
+        puller = PubSubWorker(settings, settings.sub_conference_commands, applier, dead_letter=dead).start()
+        if not run_until_signalled([puller], deadline_s=settings.shutdown_deadline_s):
+            raise typer.Exit(code=3)
+    finally:
+        publisher.close()
+        provider.close()
+
+
+deadletter_app = typer.Typer(help="Dead-lettered conference commands: inspect and replay them.", no_args_is_help=True)
+app.add_typer(deadletter_app, name="deadletter")
+
+
+@deadletter_app.command("list")
+def deadletter_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list instead of a table.")] = False,
+) -> None:
+    """Show dead letters (reason, provider status, attempts, age) without consuming them."""
+    from publishers.deadletter import DeadLetters  # noqa: PLC0415
+
+    letters = DeadLetters(ctx.obj)
+    try:
+        entries = letters.peek()
+    finally:
+        letters.close()
+    if as_json:
+        typer.echo(json.dumps([entry.to_json() for entry in entries], indent=2))
+        return
+    for entry in entries:
+        age = "?" if entry.age_s is None else f"{entry.age_s:.0f}s"
+        status = entry.status or "-"
+        typer.echo(f"{entry.message_id}  {entry.error} {status}  attempts {entry.attempts or '-'}  age {age}")
+        typer.echo(f"    {entry.reason}")
+    typer.echo(f"{len(entries)} dead letter(s)")
+
+
+@deadletter_app.command("replay")
+def deadletter_replay(
+    ctx: typer.Context,
+    message_id: Annotated[list[str] | None, typer.Option("--id", help="Replay this dead letter (repeatable).")] = None,
+    all_letters: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be replayed; change nothing.")] = False,
+) -> None:
+    """Republish dead letters to the command topic once their cause is fixed."""
+    from confsync.transport.pubsub import PubSubPublisher  # noqa: PLC0415
+    from publishers.deadletter import DeadLetters  # noqa: PLC0415
+
+    if bool(message_id) == all_letters:
+        raise typer.BadParameter("give --id ID (repeatable) or --all, not both and not neither")
+    settings: Settings = ctx.obj
+    letters, publisher = DeadLetters(settings), PubSubPublisher(settings)
+    try:
+        replayed = letters.replay(publisher, ids=None if all_letters else set(message_id or []), dry_run=dry_run)
+    finally:
+        publisher.close()
+        letters.close()
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {len(replayed)} dead letter(s)")
+    for entry in replayed:
+        typer.echo(f"  {entry.message_id}  {entry.conference_id or '?'}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

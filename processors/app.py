@@ -12,24 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from confsync.errors import ConfigError
-from confsync.oidc import OidcVerifier
 from confsync.ports import Publisher
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
-from confsync.transport.push import push_route
+from confsync.transport.push import push_route, push_verifier
 from processors.worker import CalendarWorker
 
-__all__ = ["create_processor_app", "push_verifier"]
-
-
-def push_verifier(settings: Settings) -> OidcVerifier | None:
-    """The OIDC check for push routes: required outside local mode, absent inside it."""
-    if settings.local_mode:
-        return None
-    if not settings.push_audience or not settings.push_service_account:
-        raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
-    return OidcVerifier(audience=settings.push_audience, email=settings.push_service_account)
+__all__ = ["create_processor_app"]
 
 
 def create_processor_app(worker: CalendarWorker, settings: Settings, dead_letters: Publisher) -> Starlette:

@@ -31,12 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from confsync.errors import ConfigError
 from confsync.logs import bind_trace
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.rfc3339 import parse_rfc3339
+from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
 
-__all__ = ["OidcVerifier", "PushRejected", "decode_envelope", "push_route"]
+__all__ = ["OidcVerifier", "PushRejected", "decode_envelope", "push_route", "push_verifier"]
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +47,15 @@ MAX_ENVELOPE_BYTES = 11 * 1024 * 1024  # a 10 MB message, base64-encoded, plus t
 
 class PushRejected(TokenRejected):
     """A push request refused before its handler ran: ``status`` and ``reason`` say why."""
+
+
+def push_verifier(settings: Settings) -> OidcVerifier | None:
+    """The OIDC check for push routes: required outside local mode, absent inside it."""
+    if settings.local_mode:
+        return None
+    if not settings.push_audience or not settings.push_service_account:
+        raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
+    return OidcVerifier(audience=settings.push_audience, email=settings.push_service_account)
 
 
 def decode_envelope(body: bytes) -> Message:

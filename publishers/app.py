@@ -1,0 +1,41 @@
+"""The publisher service: ConferenceCommand -> conferencing API, served the way Pub/Sub
+delivers: push (``POST /pubsub/conference-commands``, OIDC-verified unless local mode, and
+``GET /healthz``) or streaming pull (``confsync serve publisher``)."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from confsync.ports import ConferenceProvider, Publisher, Store
+from confsync.settings import Settings
+from confsync.transport.base import DeadLetter
+from confsync.transport.push import push_route, push_verifier
+from publishers.apply import CommandApplier
+from publishers.breaker import CircuitBreaker
+from publishers.retry import retry_policy
+
+__all__ = ["build_applier", "create_publisher_app"]
+
+
+def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
+    return CommandApplier(store, provider, retry_policy(settings, sleep=time.sleep), CircuitBreaker())
+
+
+def create_publisher_app(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Starlette:
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True, "breaker": applier.breaker.state})
+
+    route = push_route(
+        f"/pubsub/{settings.topic_conference_commands}",
+        applier,
+        verifier=push_verifier(settings),
+        dead_letter=DeadLetter(dead_letters, settings.topic_conference_commands_dead, "push:conference-commands"),
+        max_attempts=settings.pubsub_max_delivery_attempts,
+        project_id=settings.project_id,
+    )
+    return Starlette(routes=[route, Route("/healthz", healthz, methods=["GET"])])

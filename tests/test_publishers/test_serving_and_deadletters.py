@@ -1,0 +1,113 @@
+"""`confsync serve publisher` on the emulator: a refused command is dead-lettered with the
+provider's answer, `confsync deadletter list` shows it, and after the cause is fixed
+`confsync deadletter replay` brings it back and the running publisher applies it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from google.cloud import pubsub_v1
+from tests_support import PROVIDER_KEY, RunningProvider
+
+from confsync.contracts import CommandKind, CommandReason, ConferenceCommand, ConferencePayload, EventTime
+from confsync.ports import NewConference
+from confsync.provider import HttpConferenceProvider
+from confsync.settings import Secret
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "confsync", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_dead_letters_are_listed_and_replayed_after_the_fix(
+    pubsub_emulator_host: str, provider_sandbox: RunningProvider, tmp_path: Path
+) -> None:
+    project = f"pub-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update(
+        PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
+        CONFSYNC_PROJECT_ID=project,
+        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
+        CONFSYNC_PROVIDER_URL=provider_sandbox.url,
+        CONFSYNC_PROVIDER_API_KEY=PROVIDER_KEY,
+        CONFSYNC_LOG_FORMAT="json",
+    )
+    assert cli(env, "pubsub", "bootstrap").returncode == 0
+    client = HttpConferenceProvider(provider_sandbox.url, Secret(PROVIDER_KEY), timeout_s=5)
+    conference = client.create(NewConference(calendar_id="a@example.com", event_id="e1", request_id="r1")).id
+    provider_sandbox.admin("POST", "/_sandbox/faults", {"method": "PATCH", "path": "^/v1/", "status": 400, "count": 1})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "confsync", "serve", "publisher"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    publisher = pubsub_v1.PublisherClient(
+        publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+    )
+    try:
+        command = ConferenceCommand.create(
+            kind=CommandKind.UPDATE,
+            conference_id=conference,
+            calendar_id="a@example.com",
+            event_id="e1",
+            event_updated=datetime(2026, 11, 24, 10, tzinfo=UTC),
+            reason=CommandReason.CHANGED,
+            payload=ConferencePayload(
+                start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"), summary="fixed"
+            ),
+        )
+        topic = publisher.topic_path(project, "conference-commands")
+        publisher.publish(topic, command.to_bytes(), ordering_key=conference).result(timeout=20)
+
+        listed: list[dict[str, object]] = []
+        deadline = time.monotonic() + 30
+        while not listed and time.monotonic() < deadline:
+            listed = json.loads(cli(env, "deadletter", "list", "--json").stdout)
+        (entry,) = listed
+        assert entry["status"] == "400"
+        assert entry["error"] == "PermanentError"
+        assert entry["conference_id"] == conference
+        assert "400" in str(entry["reason"])
+
+        dry = cli(env, "deadletter", "replay", "--all", "--dry-run")
+        assert "would replay 1" in dry.stdout
+        assert len(json.loads(cli(env, "deadletter", "list", "--json").stdout)) == 1, "a dry run changes nothing"
+
+        replay = cli(env, "deadletter", "replay", "--all")  # the fault was one-off: the cause is gone
+        assert "replayed 1" in replay.stdout, replay.stderr
+        deadline = time.monotonic() + 30
+        while client.get(conference).summary != "fixed" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.get(conference).summary == "fixed"
+        assert json.loads(cli(env, "deadletter", "list", "--json").stdout) == []
+        patches = [e for e in provider_sandbox.journal() if e["method"] == "PATCH"]
+        assert [p["status"] for p in patches] == [400, 200]
+        assert {p["idempotency_key"] for p in patches} == {command.command_id}
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+        assert server.returncode == 0, err
+    finally:
+        if server.poll() is None:
+            server.kill()
+        publisher.transport.close()
+        client.close()
+
+
+def test_serve_publisher_without_a_provider_says_what_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env["CONFSYNC_STORE_URL"] = f"sqlite:///{tmp_path / 's.sqlite'}"
+    result = cli(env, "serve", "publisher")
+    assert result.returncode == 2
+    assert "CONFSYNC_PROVIDER_URL" in result.stderr
