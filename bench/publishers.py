@@ -1,0 +1,153 @@
+"""Commands applied per second against the provider sandbox, clean and with 10% injected 503s.
+
+The provider sandbox runs as its own process (SQLite file); commands flow through the
+in-process transport to CommandApplier (one retry policy, breaker, SQLite applied-versions)
+with N worker threads, each command a new version of one of 500 conferences.
+
+    .venv/bin/python bench/publishers.py [--commands 6000] [--threads 8]
+
+Target (issue 9): >= 1,000 commands/s clean.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/publishers.py`, this file's folder comes first on sys.path, where
+# "publishers" would name this script instead of confsync's publishers package.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from confsync.contracts import CommandKind, CommandReason, ConferenceCommand, ConferencePayload, EventTime
+from confsync.logs import configure_logging
+from confsync.ports import NewConference
+from confsync.provider import HttpConferenceProvider
+from confsync.serving import free_port
+from confsync.settings import Secret, Settings
+from confsync.store.sqlite import SqliteStore
+from confsync.transport.base import DeadLetter, Message
+from confsync.transport.memory import MemoryBroker, MemoryWorker
+from publishers.apply import CommandApplier
+from publishers.breaker import CircuitBreaker
+from publishers.retry import retry_policy
+
+KEY = "bench-key"
+CONFERENCES = 500
+
+
+def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[str, object]:
+    provider = HttpConferenceProvider(url, Secret(KEY), timeout_s=10, max_connections=64)
+    ids = [
+        provider.create(NewConference(calendar_id="b@example.com", event_id=f"e{n}", request_id=f"{label}-{n}")).id
+        for n in range(CONFERENCES)
+    ]
+    store = SqliteStore(tmp / f"{label}.sqlite")
+    settings = Settings(retry_initial_s=0.01, retry_max_s=0.2, retry_max_attempts=8)
+    applier = CommandApplier(store, provider, retry_policy(settings), CircuitBreaker(threshold=1000))
+    broker = MemoryBroker(queue_limit=commands + 10)
+    for topic in ("commands", "dead"):
+        broker.create_topic(topic)
+    broker.create_subscription("commands-sub", "commands")
+    base = datetime(2026, 11, 24, tzinfo=UTC)
+    for n in range(commands):
+        conference = ids[n % CONFERENCES]
+        payload = ConferencePayload(
+            start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"), summary=f"v{n}"
+        )
+        command = ConferenceCommand.create(
+            kind=CommandKind.UPDATE,
+            conference_id=conference,
+            calendar_id="b@example.com",
+            event_id=f"e{n % CONFERENCES}",
+            event_updated=base + timedelta(seconds=n),
+            reason=CommandReason.CHANGED,
+            payload=payload,
+        )
+        broker.publish("commands", command.to_bytes(), ordering_key=conference)
+    done = threading.Event()
+    handled = [0]
+    lock = threading.Lock()
+
+    def handle(message: Message) -> None:
+        applier(message)
+        with lock:
+            handled[0] += 1
+            if handled[0] >= commands:
+                done.set()
+
+    worker = MemoryWorker(
+        broker, "commands-sub", handle, dead_letter=DeadLetter(broker, "dead", "commands-sub"), concurrency=threads
+    )
+    started = time.perf_counter()
+    worker.start()
+    done.wait(600)
+    elapsed = time.perf_counter() - started
+    worker.stop(10)
+    provider.close()
+    store.close()
+    return {
+        "commands": handled[0],
+        "seconds": round(elapsed, 2),
+        "commands_per_s": round(handled[0] / elapsed),
+        "outcomes": dict(applier.counts),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--commands", type=int, default=6000)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    configure_logging(Settings(log_level="error", log_format="json"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "confsync", "sandbox", "provider", "--port", str(port),
+             "--db", str(Path(tmp) / "provider.sqlite"), "--api-key", KEY],
+            env={**os.environ, "CONFSYNC_LOG_LEVEL": "warning"},
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                try:
+                    httpx.get(f"{url}/openapi.json", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            clean = run(url, Path(tmp), args.commands, args.threads, "clean")
+            httpx.post(
+                f"{url}/_sandbox/faults",
+                json={"method": "PATCH", "path": "^/v1/", "status": 503, "probability": 0.1, "retry_after": 0},
+                timeout=10,
+            )
+            faulty = run(url, Path(tmp), args.commands, args.threads, "faulty")
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    print(
+        json.dumps(
+            {
+                "benchmark": "publishers",
+                "threads": args.threads,
+                "clean": clean,
+                "with_10pct_503": faulty,
+                "target_clean_commands_per_s": 1000,
+                "meets_target": clean["commands_per_s"] >= 1000,  # type: ignore[operator]
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
