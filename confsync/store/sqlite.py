@@ -138,6 +138,12 @@ class SqliteStore:
                 raise
             db.execute("COMMIT")
 
+    def _write_one(self, sql: str, args: tuple[Any, ...]) -> int:
+        """One write statement, atomic on its own (autocommit): no BEGIN/COMMIT round trips."""
+        db = self._db()
+        with self._writer:
+            return db.execute(sql, args).rowcount
+
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()
         return row
@@ -249,24 +255,22 @@ class SqliteStore:
         return [_channel(row) for row in rows]
 
     def stop_channel(self, channel_id: str) -> None:
-        with self._write() as db:
-            db.execute("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))
+        self._write_one("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))
 
     # -- links ------------------------------------------------------------------------------
 
     def upsert_link(self, link: Link) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    link.calendar_id,
-                    link.event_id,
-                    link.conference_id,
-                    link.last_fingerprint,
-                    None if link.last_event_updated is None else _us(link.last_event_updated),
-                    link.state.value,
-                ),
-            )
+        self._write_one(
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                link.calendar_id,
+                link.event_id,
+                link.conference_id,
+                link.last_fingerprint,
+                None if link.last_event_updated is None else _us(link.last_event_updated),
+                link.state.value,
+            ),
+        )
 
     def get_link(self, calendar_id: str, event_id: str) -> Link | None:
         row = self._one("SELECT * FROM links WHERE calendar_id = ? AND event_id = ?", calendar_id, event_id)
@@ -286,10 +290,9 @@ class SqliteStore:
         return [_link(row) for row in rows]
 
     def mark_link_deleted(self, calendar_id: str, event_id: str) -> None:
-        with self._write() as db:
-            db.execute(
-                "UPDATE links SET state = 'deleted' WHERE calendar_id = ? AND event_id = ?", (calendar_id, event_id)
-            )
+        self._write_one(
+            "UPDATE links SET state = 'deleted' WHERE calendar_id = ? AND event_id = ?", (calendar_id, event_id)
+        )
 
     # -- applied versions -------------------------------------------------------------------
 
@@ -302,14 +305,13 @@ class SqliteStore:
         )
 
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO applied VALUES (?, ?, ?) ON CONFLICT (conference_id) DO UPDATE"
-                " SET event_updated = excluded.event_updated, fingerprint = excluded.fingerprint"
-                " WHERE excluded.event_updated > applied.event_updated",
-                (applied.conference_id, _us(applied.event_updated), applied.fingerprint),
-            )
-            return cursor.rowcount == 1
+        changed = self._write_one(
+            "INSERT INTO applied VALUES (?, ?, ?) ON CONFLICT (conference_id) DO UPDATE"
+            " SET event_updated = excluded.event_updated, fingerprint = excluded.fingerprint"
+            " WHERE excluded.event_updated > applied.event_updated",
+            (applied.conference_id, _us(applied.event_updated), applied.fingerprint),
+        )
+        return changed == 1
 
 
 def _us(value: datetime) -> int:
