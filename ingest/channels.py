@@ -2,7 +2,11 @@
 
 - ``ensure``: a calendar without a live, unexpired channel gets one: a fresh UUID, a random
   per-channel token (``secrets``), the webhook address and TTL from Settings; the expiration
-  stored is the one Google answers, not the TTL asked for.
+  stored is the one Google answers, not the TTL asked for. The channel is recorded *before*
+  events.watch is called, with no resource id yet: Google sends the ``sync`` message as soon
+  as the channel exists, and it can reach the webhook before watch's answer reaches us. The
+  webhook admits such a pending channel on its token alone; the answer then fills in the
+  resource id and expiration. A watch that fails leaves the pending record stopped.
 - ``renew``: channels expiring within a window get a new channel first, then the old one is
   stopped: two overlap for a moment, there is never a gap. A calendar whose watch answers
   404/403 is marked gone (and a CalendarChanged goes out so its conferences are reconciled);
@@ -15,7 +19,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -25,7 +29,7 @@ from confsync.errors import AuthError, CalendarGone, ConfsyncError
 from confsync.ports import CalendarClient, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
-from confsync.store import CalendarStatus, ChannelRecord
+from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord
 
 __all__ = ["ChannelManager", "RenewReport"]
 
@@ -70,17 +74,23 @@ class ChannelManager:
 
     def _open(self, calendar_id: str) -> ChannelRecord:
         channel_id, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
-        answer = self._calendar.watch(
-            calendar_id, channel_id=channel_id, address=self._webhook_url, token=token, ttl_s=self._ttl_s
-        )
-        record = ChannelRecord(
-            channel_id=answer.channel_id,
+        pending = ChannelRecord(
+            channel_id=channel_id,
             calendar_id=calendar_id,
-            resource_id=answer.resource_id,
+            resource_id=PENDING_RESOURCE_ID,
             token=Secret(token),
-            expiration=answer.expiration,
+            expiration=self._clock() + timedelta(seconds=self._ttl_s),
         )
         self._store.ensure_calendar(calendar_id)
+        self._store.add_channel(pending)  # before watch: the sync message can beat watch's answer
+        try:
+            answer = self._calendar.watch(
+                calendar_id, channel_id=channel_id, address=self._webhook_url, token=token, ttl_s=self._ttl_s
+            )
+        except BaseException:
+            self._store.stop_channel(channel_id)
+            raise
+        record = replace(pending, resource_id=answer.resource_id, expiration=answer.expiration)
         self._store.add_channel(record)
         log.info(
             "channel opened", calendar_id=calendar_id, channel_id=record.channel_id, expiration=str(record.expiration)

@@ -6,7 +6,9 @@ X-Goog-Channel-ID, -Token, -Expiration, X-Goog-Resource-ID, -URI, -State, X-Goog
 - Missing or malformed headers -> 400 with the reason.
 - Unknown or stopped channel -> 200 (so Google stops retrying), nothing published, counted.
 - Token (compared in constant time) or resource id not matching the channel -> 401, nothing
-  published, a warning naming the channel (never the token).
+  published, a warning naming the channel (never the token). A channel still waiting for
+  events.watch's answer has no resource id yet (ingest/channels.py records it first, because
+  Google's ``sync`` message can arrive before that answer): its token alone admits it.
 - A notification already handled (same channel, same or older message number) -> 200,
   published once only.
 - Otherwise (``sync``, ``exists``, ``not_exists``) publish CalendarChanged with ordering key =
@@ -34,7 +36,7 @@ from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.errors import ConfsyncError
 from confsync.ports import Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import ChannelRecord
+from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
 
 __all__ = ["WebhookStats", "webhook_route"]
 
@@ -93,7 +95,7 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             notification.token.encode(), channel.token.reveal().encode()
         ):
             raise _Refused(401, "channel token does not match", "bad_token")
-        if notification.resource_id != channel.resource_id:
+        if channel.resource_id not in (PENDING_RESOURCE_ID, notification.resource_id):
             raise _Refused(401, "resource id does not match the channel", "bad_resource")
         state = store.get_calendar(channel.calendar_id)
         if (

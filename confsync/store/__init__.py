@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from confsync.errors import ConfigError
 from confsync.store.records import (
+    PENDING_RESOURCE_ID,
     AppliedVersion,
     CalendarState,
     CalendarStatus,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # confsync.ports imports the records from here
     from confsync.ports import Store
 
 __all__ = [
+    "PENDING_RESOURCE_ID",
     "AppliedVersion",
     "CalendarState",
     "CalendarStatus",

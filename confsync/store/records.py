@@ -13,6 +13,7 @@ from enum import StrEnum
 from confsync.settings import Secret
 
 __all__ = [
+    "PENDING_RESOURCE_ID",
     "AppliedVersion",
     "CalendarState",
     "CalendarStatus",
@@ -59,9 +60,16 @@ class CalendarState:
     last_error: str | None = None
 
 
+PENDING_RESOURCE_ID = ""
+"""The resource id of a channel recorded before events.watch has answered."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelRecord:
-    """A Calendar watch channel; ``token`` is the per-channel secret Google echoes back."""
+    """A Calendar watch channel; ``token`` is the per-channel secret Google echoes back.
+
+    ``resource_id`` is PENDING_RESOURCE_ID between recording the channel and Google's answer.
+    """
 
     channel_id: str
     calendar_id: str

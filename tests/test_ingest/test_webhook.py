@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from structlog.testing import capture_logs
 from tests_support import event_body
+from tests_support.transport import wait_until
 
 from confsync.contracts import ResourceState, Source
+from confsync.errors import CalendarGone
 from confsync.settings import Secret
 from confsync.store import ChannelRecord
+from ingest.channels import ChannelManager
 
 CAL = "alice@example.com"
 
@@ -136,6 +139,59 @@ def test_the_calendar_sandbox_notifications_reach_the_webhook(ingest) -> None:  
     service.events().insert(calendarId=CAL, body=event_body("second")).execute()
     seen = collect(ingest, lambda got: any(c.resource_state is ResourceState.EXISTS for c in got))
     assert [(c.resource_state, c.message_number) for c in seen] == [(ResourceState.EXISTS, 2)]
+
+
+class LateWatchAnswer:
+    """events.watch whose answer reaches us only after Google's ``sync`` message reached the
+    webhook: the order Google's network may choose, and the one CI once ran into."""
+
+    def __init__(self, inner, stats, *, fail: bool = False) -> None:  # type: ignore[no-untyped-def]
+        self._inner, self._stats, self._fail = inner, stats, fail
+
+    def watch(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        answer = self._inner.watch(*args, **kwargs)
+        wait_until(lambda: sum(self._stats.counts.values()) >= 1, timeout=10, what="the sync message")
+        if self._fail:
+            raise CalendarGone("the answer was lost")
+        return answer
+
+
+def late_manager(ingest, *, fail: bool = False) -> ChannelManager:  # type: ignore[no-untyped-def]
+    return ChannelManager(
+        ingest.store,
+        LateWatchAnswer(ingest.channels._calendar, ingest.stats, fail=fail),
+        webhook_url=ingest.settings.webhook_url,
+        ttl_s=3600,
+    )
+
+
+def test_a_sync_message_that_beats_the_watch_answer_is_published(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("first")).execute()
+    record = late_manager(ingest).ensure(CAL)
+    seen = collect(ingest, bool)
+    assert [(c.resource_state, c.channel_id) for c in seen] == [(ResourceState.SYNC, record.channel_id)]
+    assert ingest.stats.counts["published"] == 1
+    stored = ingest.store.get_channel(record.channel_id)
+    assert stored.resource_id == record.resource_id != "", "the answer fills in the resource id"
+
+
+def test_a_pending_channel_still_refuses_a_wrong_token(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.store.add_channel(
+        ChannelRecord("chan-1", CAL, "", Secret("per-channel-secret"), datetime.now(UTC) + timedelta(hours=1))
+    )
+    assert ingest.notify(**headers(**{"X-Goog-Channel-Token": "guessed"})).status_code == 401
+    assert ingest.notify(**headers(**{"X-Goog-Resource-ID": "whatever"})).status_code == 200
+    assert len(ingest.published(1)) == 1
+
+
+def test_a_watch_that_fails_leaves_no_live_channel(ingest) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CalendarGone):
+        late_manager(ingest, fail=True).ensure(CAL)
+    assert ingest.store.live_channels(CAL) == []
+    (channel_id,) = [
+        c.channel_id for c in ingest.store.channels_expiring_before(datetime.now(UTC) + timedelta(days=2))
+    ] or [None]
+    assert channel_id is None
 
 
 def collect(ingest, done, timeout: float = 20.0):  # type: ignore[no-untyped-def]
