@@ -6,7 +6,16 @@ with N worker threads, each command a new version of one of 500 conferences.
 
     .venv/bin/python bench/publishers.py [--commands 6000] [--threads 8]
 
-Target (issue 9): >= 1,000 commands/s clean.
+Target (issue 9): >= 1,000 commands/s clean. Not met yet: 958/s (4 threads) on 2026-11-24,
+641-688/s on 2026-12-03, when the same machine ran bench/provider.py at 1,169 PATCH/s against
+1,693-2,519 before: figures here move with the host by up to 2x.
+
+Where the CPU goes (2026-12-03, one thread, measured with time.process_time and /proc): the
+client spends ~1.3 ms per command, ~0.65-0.8 ms of it inside httpx for one PATCH (http.client
+needs 0.25 ms for the same request); the sandbox spends 0.63-0.94 ms per PATCH. Two cores
+at ~2 ms per command cap this setup near 1,000/s, so the next step is cutting CPU per
+command (fewer syscalls per request on both sides), not more threads: 8 threads are slower
+than 4 (GIL hand-offs).
 """
 
 from __future__ import annotations
