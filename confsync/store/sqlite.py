@@ -215,28 +215,26 @@ class SqliteStore:
             return cursor.rowcount == 1
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO calendars (calendar_id, status, last_error) VALUES (?, ?, ?) ON CONFLICT (calendar_id)"
-                " DO UPDATE SET status = excluded.status, last_error = excluded.last_error",
-                (calendar_id, status.value, error),
-            )
+        self._write_one(
+            "INSERT INTO calendars (calendar_id, status, last_error) VALUES (?, ?, ?) ON CONFLICT (calendar_id)"
+            " DO UPDATE SET status = excluded.status, last_error = excluded.last_error",
+            (calendar_id, status.value, error),
+        )
 
     # -- channels ---------------------------------------------------------------------------
 
     def add_channel(self, channel: ChannelRecord) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    channel.channel_id,
-                    channel.calendar_id,
-                    channel.resource_id,
-                    channel.token.reveal(),
-                    _us(channel.expiration),
-                    channel.state.value,
-                ),
-            )
+        self._write_one(
+            "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                channel.channel_id,
+                channel.calendar_id,
+                channel.resource_id,
+                channel.token.reveal(),
+                _us(channel.expiration),
+                channel.state.value,
+            ),
+        )
 
     def get_channel(self, channel_id: str) -> ChannelRecord | None:
         row = self._one("SELECT * FROM channels WHERE channel_id = ?", channel_id)

@@ -12,7 +12,7 @@ from tests_support.transport import wait_until
 from confsync.contracts import ResourceState, Source
 from confsync.errors import CalendarGone
 from confsync.settings import Secret
-from confsync.store import ChannelRecord
+from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
 from ingest.channels import ChannelManager
 
 CAL = "alice@example.com"
@@ -172,12 +172,14 @@ def test_a_sync_message_that_beats_the_watch_answer_is_published(ingest) -> None
     assert [(c.resource_state, c.channel_id) for c in seen] == [(ResourceState.SYNC, record.channel_id)]
     assert ingest.stats.counts["published"] == 1
     stored = ingest.store.get_channel(record.channel_id)
-    assert stored.resource_id == record.resource_id != "", "the answer fills in the resource id"
+    assert stored.resource_id == record.resource_id != PENDING_RESOURCE_ID, "the answer fills in the resource id"
 
 
 def test_a_pending_channel_still_refuses_a_wrong_token(ingest) -> None:  # type: ignore[no-untyped-def]
     ingest.store.add_channel(
-        ChannelRecord("chan-1", CAL, "", Secret("per-channel-secret"), datetime.now(UTC) + timedelta(hours=1))
+        ChannelRecord(
+            "chan-1", CAL, PENDING_RESOURCE_ID, Secret("per-channel-secret"), datetime.now(UTC) + timedelta(hours=1)
+        )
     )
     assert ingest.notify(**headers(**{"X-Goog-Channel-Token": "guessed"})).status_code == 401
     assert ingest.notify(**headers(**{"X-Goog-Resource-ID": "whatever"})).status_code == 200
@@ -185,13 +187,11 @@ def test_a_pending_channel_still_refuses_a_wrong_token(ingest) -> None:  # type:
 
 
 def test_a_watch_that_fails_leaves_no_live_channel(ingest) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(CalendarGone):
+    ingest.calendar.service().events().insert(calendarId=CAL, body=event_body("first")).execute()
+    with pytest.raises(CalendarGone, match="the answer was lost"):
         late_manager(ingest, fail=True).ensure(CAL)
     assert ingest.store.live_channels(CAL) == []
-    (channel_id,) = [
-        c.channel_id for c in ingest.store.channels_expiring_before(datetime.now(UTC) + timedelta(days=2))
-    ] or [None]
-    assert channel_id is None
+    assert ingest.store.channels_expiring_before(datetime.now(UTC) + timedelta(days=2)) == []
 
 
 def collect(ingest, done, timeout: float = 20.0):  # type: ignore[no-untyped-def]
