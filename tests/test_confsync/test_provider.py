@@ -240,6 +240,20 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_ids_are_path_safe() -> None:
     assert request.url.path == "/v1/conferences/cnf_1"
 
 
+def test_cookies_the_provider_sets_are_never_sent_back() -> None:
+    """Calls are authenticated by the API key alone: a Set-Cookie must not tie later calls to it."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204, headers={"Set-Cookie": "session=abc; Path=/"})
+
+    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+        client.delete("cnf_1", idempotency_key="cmd-1")
+        client.delete("cnf_2", idempotency_key="cmd-2")
+    assert [request.headers.get("Cookie") for request in seen] == [None, None]
+
+
 @pytest.mark.parametrize(
     ("header", "seconds"),
     [
