@@ -9,6 +9,7 @@ exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from importlib.metadata import version as _dist_version
@@ -312,52 +313,178 @@ serve_app = typer.Typer(help="Run a confsync service until SIGTERM (then drain i
 app.add_typer(serve_app, name="serve")
 
 
-@serve_app.command("processor")
+_ROLE_HELP = {
+    "ingest": "Calendar's watch notifications, the add-on API and the channel routes (8080).",
+    "processor": "CalendarChanged -> sync -> classify -> ConferenceCommand (8082).",
+    "publisher": "ConferenceCommand -> the conferencing API: retries, idempotency, dead letters (8083).",
+    "all": "ingest, processor and publisher in one process (the only role the memory transport allows).",
+}
+_DEFAULT_PORTS = {"ingest": 8080, "processor": 8082, "publisher": 8083, "all": 8080}
+
+
+def _serve(settings: Settings, role: str, *, push: bool, host: str, port: int | None) -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from stack.services import Role, run_service  # noqa: PLC0415 - stages load only when asked for
+
+    if push:
+        settings = replace(settings, delivery="push")
+    try:
+        clean = run_service(settings, Role(role), host=host, port=_DEFAULT_PORTS[role] if port is None else port)
+    except ConfigError as err:
+        typer.echo(f"confsync: configuration error: {err}", err=True)
+        raise typer.Exit(code=2) from err
+    if not clean:
+        raise typer.Exit(code=3)
+
+
+PushOption = Annotated[
+    bool, typer.Option("--push", help="Serve push routes instead of pulling (default: CONFSYNC_DELIVERY).")
+]
+HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")]
+PortOption = Annotated[int | None, typer.Option(help="Port to listen on (0 picks a free one).", min=0, max=65535)]
+_DRAIN = (
+    "Serves /healthz and /readyz. On SIGTERM it stops taking work and drains in-flight messages within "
+    "CONFSYNC_SHUTDOWN_DEADLINE_S (exit code 3 if they did not finish)."
+)
+
+
+@serve_app.command("ingest", help=f"{_ROLE_HELP['ingest']} {_DRAIN}")
+def serve_ingest(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None) -> None:
+    _serve(ctx.obj, "ingest", push=False, host=host, port=port)
+
+
+@serve_app.command("processor", help=f"{_ROLE_HELP['processor']} {_DRAIN}")
 def serve_processor(
-    ctx: typer.Context,
-    push: Annotated[bool, typer.Option("--push", help="Serve the push route over HTTP instead of pulling.")] = False,
-    host: Annotated[str, typer.Option(help="Address to listen on (with --push).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (with --push).", min=0, max=65535)] = 8082,
+    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
 ) -> None:
-    """CalendarChanged -> sync -> classify -> ConferenceCommand, from Pub/Sub."""
-    import uvicorn  # noqa: PLC0415 - loaded only for this command
+    _serve(ctx.obj, "processor", push=push, host=host, port=port)
 
-    from confsync.calendar import CalendarClients  # noqa: PLC0415
-    from confsync.store import open_store  # noqa: PLC0415
-    from confsync.transport.base import DeadLetter  # noqa: PLC0415
-    from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
-    from confsync.transport.runner import run_until_signalled  # noqa: PLC0415
-    from processors.app import create_processor_app  # noqa: PLC0415
-    from processors.worker import CalendarWorker  # noqa: PLC0415
 
-    settings: Settings = ctx.obj
-    publisher = PubSubPublisher(settings)
-    clients = CalendarClients.from_settings(settings)
-    worker = CalendarWorker(
-        open_store(settings.store_url),
-        clients.for_subject(None),
-        publisher,
-        settings.topic_conference_commands,
-        frozenset(settings.conference_solution_names),
-        min_interval_s=settings.sync_min_interval_s,
-        calendar_for=clients.for_subject,
+@serve_app.command("publisher", help=f"{_ROLE_HELP['publisher']} {_DRAIN}")
+def serve_publisher(
+    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
+) -> None:
+    _serve(ctx.obj, "publisher", push=push, host=host, port=port)
+
+
+@serve_app.command("all", help=f"{_ROLE_HELP['all']} {_DRAIN}")
+def serve_all(
+    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
+) -> None:
+    _serve(ctx.obj, "all", push=push, host=host, port=port)
+
+
+TransportOption = Annotated[
+    str | None,
+    typer.Option(
+        help="pubsub (the Pub/Sub emulator) or memory (in-process). Default: pubsub when the emulator jar is here."
+    ),
+]
+
+
+def _transport_choice(value: str | None) -> Any:
+    if value not in (None, "pubsub", "memory"):
+        raise typer.BadParameter(f"expected pubsub or memory, got {value!r}", param_hint="--transport")
+    return value
+
+
+@app.command("local")
+def local_command(
+    ctx: typer.Context,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Write the stack's addresses and keys here (JSON) once it is ready.")
+    ] = None,
+    transport: TransportOption = None,
+    store: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in the state dir).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Keep databases and logs here (default: a temporary dir, removed at exit).")
+    ] = None,
+) -> None:
+    """Run the whole stack on 127.0.0.1: both sandboxes, Pub/Sub (emulator) and every service.
+
+    Prints one JSON object (also written to --ready-file) with the Calendar API endpoint, the
+    conferencing API and its key, the webhook and add-on API addresses and the dev token.
+    Restarts a service that dies; Ctrl-C or SIGTERM stops everything it started.
+    """
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from stack.local import LocalStack, StackError  # noqa: PLC0415 - stages load only when asked for
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = LocalStack(
+        ctx.obj,
+        transport=_transport_choice(transport),
+        store_url=store,
+        state_dir=state_dir,
+        ready_file=ready_file,
+        on_step=lambda text: typer.echo(f"  {text}", err=True),
     )
     try:
-        if push:
-            try:
-                web = create_processor_app(worker, settings, publisher)
-            except ConfigError as err:
-                typer.echo(f"confsync: configuration error: {err}", err=True)
-                raise typer.Exit(code=2) from err
-            uvicorn.run(web, host=host, port=port, log_config=None, access_log=False)
-            return
-        dead = DeadLetter(publisher, settings.topic_calendar_changes_dead, settings.sub_calendar_changes)
-        puller = PubSubWorker(settings, settings.sub_calendar_changes, worker, dead_letter=dead).start()
-        clean = run_until_signalled([puller], deadline_s=settings.shutdown_deadline_s)
-        if not clean:
-            raise typer.Exit(code=3)
+        info = stack.start()
+    except (StackError, ConfigError) as err:
+        typer.echo(f"confsync: the local stack did not start: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    try:
+        typer.echo(json.dumps(info, indent=2))
+        typer.echo("confsync local: ready; Ctrl-C stops everything", err=True)
+        stack.supervise(stop)
     finally:
-        publisher.close()
+        stack.stop()
+
+
+@app.command("demo")
+def demo_command(
+    ctx: typer.Context,
+    transport: TransportOption = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Keep databases and logs here (default: a temporary dir, removed at exit).")
+    ] = None,
+) -> None:
+    """Start the local stack and tell a story: meetings created, moved, renamed, cancelled, switched
+    to Meet, a sync-token invalidation and a conferencing outage; then compare Calendar with the
+    conferencing service. Exit code 0 only if they agree."""
+    import sys  # noqa: PLC0415
+    from dataclasses import replace  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415 - Typer's own dependency
+
+    from stack.demo import run_story  # noqa: PLC0415 - stages load only when asked for
+    from stack.driver import StackDriver  # noqa: PLC0415
+    from stack.local import LocalStack, StackError  # noqa: PLC0415
+
+    configure_logging(replace(ctx.obj, log_level="warning"))  # the story is the output; problems still show
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    started = time.monotonic()
+    console.print(
+        "[bold]confsync demo[/bold]: Calendar -> webhook -> Pub/Sub -> processor -> publisher -> conferencing API"
+    )
+
+    def step(text: str) -> None:
+        console.print(f"[dim][{time.monotonic() - started:5.1f}s][/dim] {text}")
+
+    stack = LocalStack(ctx.obj, transport=_transport_choice(transport), state_dir=state_dir, on_step=step)
+    try:
+        with console.status("starting the local stack ..."):
+            info = stack.start()
+        step(f"stack ready ({info['transport']} transport); logs in {info['state_dir']}/logs")
+        driver = StackDriver(info)
+        try:
+            agreed = run_story(driver, console, started=started)
+        finally:
+            driver.close()
+    except (StackError, ConfigError) as err:
+        console.print(f"confsync: the local stack did not start: {err}")
+        raise typer.Exit(code=1) from err
+    finally:
+        with console.status("stopping the local stack ..."):
+            stack.stop()
+    step(f"done in {time.monotonic() - started:.0f}s")
+    if not agreed:
+        raise typer.Exit(code=1)
 
 
 @app.command("backfill")
@@ -429,49 +556,6 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         f"{summary.deletes} deletes, {summary.unchanged} unchanged, {summary.reconciled} reconciled, "
         f"{summary.errors} errors{' (dry run: nothing changed)' if dry_run else ''}"
     )
-
-
-@serve_app.command("publisher")
-def serve_publisher(
-    ctx: typer.Context,
-    push: Annotated[bool, typer.Option("--push", help="Serve the push route over HTTP instead of pulling.")] = False,
-    host: Annotated[str, typer.Option(help="Address to listen on (with --push).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (with --push).", min=0, max=65535)] = 8083,
-) -> None:
-    """ConferenceCommand -> the conferencing API (retries, idempotency, dead letters), from Pub/Sub."""
-    import uvicorn  # noqa: PLC0415 - loaded only for this command
-
-    from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
-    from confsync.store import open_store  # noqa: PLC0415
-    from confsync.transport.base import DeadLetter  # noqa: PLC0415
-    from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
-    from confsync.transport.runner import run_until_signalled  # noqa: PLC0415
-    from publishers.app import build_applier, create_publisher_app  # noqa: PLC0415
-
-    settings: Settings = ctx.obj
-    try:
-        provider = HttpConferenceProvider.from_settings(settings)
-    except ConfigError as err:
-        typer.echo(f"confsync: configuration error: {err}", err=True)
-        raise typer.Exit(code=2) from err
-    publisher = PubSubPublisher(settings)
-    applier = build_applier(settings, open_store(settings.store_url), provider)
-    try:
-        if push:
-            try:
-                web = create_publisher_app(applier, settings, publisher)
-            except ConfigError as err:
-                typer.echo(f"confsync: configuration error: {err}", err=True)
-                raise typer.Exit(code=2) from err
-            uvicorn.run(web, host=host, port=port, log_config=None, access_log=False)
-            return
-        dead = DeadLetter(publisher, settings.topic_conference_commands_dead, settings.sub_conference_commands)
-        puller = PubSubWorker(settings, settings.sub_conference_commands, applier, dead_letter=dead).start()
-        if not run_until_signalled([puller], deadline_s=settings.shutdown_deadline_s):
-            raise typer.Exit(code=3)
-    finally:
-        publisher.close()
-        provider.close()
 
 
 deadletter_app = typer.Typer(help="Dead-lettered conference commands: inspect and replay them.", no_args_is_help=True)

@@ -179,6 +179,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO: a line per conferencing call (and per probe) that our own
+    # per-command summary already carries, and CPU on the publisher's hot path.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.stdlib.BoundLogger,

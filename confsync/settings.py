@@ -32,6 +32,8 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+TransportKind = Literal["pubsub", "memory"]
+Delivery = Literal["pull", "push"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,10 @@ class Settings:
     pubsub_streams: int = _setting(2, "Streaming-pull streams per worker process.")
     pubsub_publish_max_messages: int = _setting(100, "Messages batched into one publish call at most.")
     pubsub_publish_max_latency_s: float = _setting(0.01, "Longest a message waits for its publish batch.")
+    transport: TransportKind = _setting(
+        "pubsub", "pubsub (Google Cloud Pub/Sub or its emulator) or memory (in-process; `serve all` only)."
+    )
+    delivery: Delivery = _setting("pull", "How processors and publishers get messages: pull (streaming) or push.")
     memory_queue_limit: int = _setting(10_000, "Messages the in-process transport holds before publish waits.")
     shutdown_deadline_s: float = _setting(20.0, "On SIGTERM, how long in-flight messages may take to finish.")
     # -- Google Calendar --------------------------------------------------------------------

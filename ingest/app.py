@@ -30,7 +30,7 @@ from ingest.api import AddonAuth, create_conference_route
 from ingest.channels import ChannelManager
 from ingest.webhook import WebhookStats, webhook_route
 
-__all__ = ["IngestParts", "create_ingest_app"]
+__all__ = ["IngestParts", "create_ingest_app", "ingest_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +48,14 @@ class IngestParts:
 
 
 def create_ingest_app(parts: IngestParts) -> Starlette:
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[*ingest_routes(parts), Route("/healthz", healthz, methods=["GET"])])
+
+
+def ingest_routes(parts: IngestParts) -> list[Route]:
+    """The webhook, the add-on API and the scheduler's channel routes."""
     settings = parts.settings
     if settings.local_mode:
         log.warning("ingest runs in LOCAL MODE: the dev token is accepted and scheduler routes are not verified")
@@ -119,16 +127,11 @@ def create_ingest_app(parts: IngestParts) -> Starlette:
             ]
         )
 
-    async def healthz(_request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    routes = [
+    return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
         create_conference_route(parts.store, parts.provider, auth=auth, ensure_channel=parts.channels.ensure),
         Route("/tasks/renew-channels", renew, methods=["POST"]),
         Route("/tasks/channels/ensure", ensure, methods=["POST"]),
         Route("/tasks/channels/stop", stop, methods=["POST"]),
         Route("/tasks/channels", listing, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
     ]
-    return Starlette(routes=routes)

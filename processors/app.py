@@ -18,14 +18,19 @@ from confsync.transport.base import DeadLetter
 from confsync.transport.push import push_route, push_verifier
 from processors.worker import CalendarWorker
 
-__all__ = ["create_processor_app"]
+__all__ = ["create_processor_app", "processor_push_route"]
 
 
 def create_processor_app(worker: CalendarWorker, settings: Settings, dead_letters: Publisher) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    route = push_route(
+    return Starlette(routes=[processor_push_route(worker, settings, dead_letters), Route("/healthz", healthz)])
+
+
+def processor_push_route(worker: CalendarWorker, settings: Settings, dead_letters: Publisher) -> Route:
+    """``POST /pubsub/<calendar-changes topic>``: one CalendarChanged per push request."""
+    return push_route(
         f"/pubsub/{settings.topic_calendar_changes}",
         worker,
         verifier=push_verifier(settings),
@@ -33,4 +38,3 @@ def create_processor_app(worker: CalendarWorker, settings: Settings, dead_letter
         max_attempts=settings.pubsub_max_delivery_attempts,
         project_id=settings.project_id,
     )
-    return Starlette(routes=[route, Route("/healthz", healthz, methods=["GET"])])

@@ -14,9 +14,16 @@ cancelled instance of a series                  NOTHING unless this instance has
                                                 link: the series' conference stays
 link, but the event no longer carries our       DELETE (conference_removed): removed, or
 conference                                      switched to Google Meet
+link the add-on made, never yet seen on the     NOTHING: Calendar has not saved the event
+event, and the event does not carry it          with it yet (the add-on answers first)
 live instance of a series without its own link  NOTHING: the series' conference speaks for it
 not ours, no link                               NOTHING
 ==============================================  ==========================================
+
+The add-on creates the conference and its link before Calendar saves the event with it, so
+a listing in between sees a linked event without our conference. Only a link confirmed by
+a listing (``last_fingerprint`` set) turns that into a removal; an unconfirmed link whose
+event never gets the conference (the user discarded the edit) leaves its conference alone.
 
 "Ours" means conferenceData.conferenceSolution.key.type is ``addOn`` with one of the
 configured solution names, or the conference id is the one the link recorded. The
@@ -67,6 +74,8 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
         return _cancelled(event, live_link)
     ours = _our_conference_id(event, live_link, solution_names)
     if ours is None:
+        if live_link is not None and live_link.last_fingerprint is None:
+            return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
         if live_link is not None:
             return Decision(
                 Action.DELETE,

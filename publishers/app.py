@@ -19,7 +19,7 @@ from publishers.apply import CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import retry_policy
 
-__all__ = ["build_applier", "create_publisher_app"]
+__all__ = ["build_applier", "create_publisher_app", "publisher_push_route"]
 
 
 def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
@@ -30,7 +30,12 @@ def create_publisher_app(applier: CommandApplier, settings: Settings, dead_lette
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": True, "breaker": applier.breaker.state})
 
-    route = push_route(
+    return Starlette(routes=[publisher_push_route(applier, settings, dead_letters), Route("/healthz", healthz)])
+
+
+def publisher_push_route(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Route:
+    """``POST /pubsub/<conference-commands topic>``: one ConferenceCommand per push request."""
+    return push_route(
         f"/pubsub/{settings.topic_conference_commands}",
         applier,
         verifier=push_verifier(settings),
@@ -38,4 +43,3 @@ def create_publisher_app(applier: CommandApplier, settings: Settings, dead_lette
         max_attempts=settings.pubsub_max_delivery_attempts,
         project_id=settings.project_id,
     )
-    return Starlette(routes=[route, Route("/healthz", healthz, methods=["GET"])])

@@ -99,6 +99,13 @@ class PubSubPublisher:
             raise TransientError(f"publish to {topic} failed: {type(failure).__name__}: {failure}") from failure
         return ids
 
+    def check(self, topic: str, *, timeout_s: float) -> None:
+        """Raise TransientError unless Pub/Sub answers for ``topic`` within ``timeout_s`` (readiness)."""
+        try:
+            self._client.get_topic(topic=self.topic_path(topic), retry=Retry(timeout=timeout_s), timeout=timeout_s)
+        except google_exceptions.GoogleAPIError as err:
+            raise TransientError(f"Pub/Sub did not answer for {topic}: {type(err).__name__}: {err}") from err
+
     def close(self) -> None:
         self._client.stop()
         self._client.transport.close()

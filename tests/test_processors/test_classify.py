@@ -72,6 +72,7 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         (event(status="cancelled", conference=None), None, Action.NOTHING, None),
         (event(id="evt1_20261208T090000Z", status="cancelled", recurring_event_id="evt1"), None, Action.NOTHING, None),
         (event(conference=None), linked(), Action.DELETE, CommandReason.CONFERENCE_REMOVED),
+        (event(conference=None), linked(last_fingerprint=None, last_event_updated=None), Action.NOTHING, None),
         (
             event(conference=EventConference("abc-defg-hij", "hangoutsMeet", "Google Meet")),
             linked(),
@@ -96,6 +97,7 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         "cancelled, never ours",
         "cancelled instance of a series",
         "conference removed",
+        "add-on's conference not saved on the event yet",
         "switched to Meet",
         "another vendor's add-on",
         "plain event",

@@ -1,0 +1,334 @@
+"""``confsync local``: the whole stack on 127.0.0.1, started, watched and stopped as one.
+
+Children, each a process of its own on a free port, with its log in ``STATE/logs/NAME.log``:
+
+- the Calendar sandbox and the conferencing sandbox (``confsync sandbox ...``, SQLite files);
+- with ``transport="pubsub"``: the Pub/Sub emulator (this machine's jar), then
+  ``confsync pubsub bootstrap``, then ``confsync serve ingest``, ``serve processor`` and
+  ``serve publisher`` (as on Cloud Run, one process per service);
+- with ``transport="memory"`` (or no emulator jar, which a log line says): ``confsync serve
+  all`` (the in-process queues cannot cross processes).
+
+``start()`` returns once every child answers its readiness probe and the ready file is
+written: one JSON object (see ``ReadyInfo``). ``supervise()`` restarts a child that dies
+(as Cloud Run replaces a crashed instance), rewriting the ready file with its new pid.
+``stop()`` stops the services first (SIGTERM: they drain), then the sandboxes and the
+emulator; a child that ignores SIGTERM is killed after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import httpx
+import structlog
+
+from confsync.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
+from confsync.errors import ConfigError
+from confsync.serving import free_port
+from confsync.settings import PREFIX, Settings
+
+__all__ = ["LocalStack", "StackError"]
+
+log = structlog.get_logger(__name__)
+
+Transport = Literal["pubsub", "memory"]
+_PROBE_TIMEOUT_S = 60.0
+_GRACE_S = 10.0
+
+
+class StackError(RuntimeError):
+    """A part of the local stack could not start; the message names it and where its log is."""
+
+
+@dataclass
+class _Child:
+    """One supervised process: how to start it and how to know it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    url: str
+    probe: str  # path answering 200 when ready
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - our own CLI, argv built here
+            self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def wait_ready(self, timeout_s: float = _PROBE_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            code = self.exited()
+            if code is not None:
+                raise StackError(f"{self.name} exited with code {code} at start; see {self.log_path}\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + self.probe, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise StackError(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, grace_s: float = _GRACE_S) -> int | None:
+        process, self.process = self.process, None
+        code = None
+        if process is not None:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    log.warning("child ignored SIGTERM; killing it", child=self.name)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(timeout=grace_s)
+            code = process.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+
+def _confsync(*args: str) -> list[str]:
+    return [sys.executable, "-m", "confsync", *args]
+
+
+class LocalStack:
+    """The whole stack as children of this process. Use ``with LocalStack(...) as info:``."""
+
+    def __init__(  # noqa: PLR0913 - the command's options, named
+        self,
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        store_url: str | None = None,
+        state_dir: Path | None = None,
+        ready_file: Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        on_step: Callable[[str], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._wanted = transport
+        self._own_dir = state_dir is None
+        self.state_dir = Path(tempfile.mkdtemp(prefix="confsync-local-")) if state_dir is None else state_dir
+        self._store_url = store_url or f"sqlite:///{self.state_dir / 'confsync.sqlite'}"
+        self._ready_file = ready_file
+        self._base_env = dict(os.environ if environ is None else environ)
+        self._step = on_step or log.info
+        self._emulator: Emulator | None = None
+        self._sandboxes: list[_Child] = []
+        self._services: list[_Child] = []
+        self._lock = threading.Lock()
+        self.info: dict[str, Any] = {}
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self) -> dict[str, Any]:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> dict[str, Any]:
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        transport = self._transport()
+        secrets_ = {"api_key": secrets.token_urlsafe(24), "dev_token": secrets.token_urlsafe(24)}
+        calendar_db = str(self.state_dir / "calendar.sqlite")
+        calendar = self._sandbox("calendar-sandbox", ["sandbox", "calendar", "--db", calendar_db], "/_sandbox/faults")
+        provider = self._sandbox(
+            "provider-sandbox",
+            ["sandbox", "provider", "--db", str(self.state_dir / "provider.sqlite"), "--api-key", secrets_["api_key"]],
+            "/openapi.json",
+        )
+        if transport == "pubsub":
+            self._start_emulator()
+        for child in self._sandboxes:
+            child.wait_ready()
+            self._step(f"{child.name} ready at {child.url}")
+        ingest_port = free_port()
+        env = self._service_env(transport, calendar.url, provider.url, secrets_, ingest_port)
+        if transport == "pubsub":
+            self._bootstrap(env)
+            roles = [("ingest", ingest_port), ("processor", free_port()), ("publisher", free_port())]
+        else:
+            roles = [("all", ingest_port)]
+        for role, port in roles:
+            argv = ["serve", role, "--port", str(port)]
+            self._services.append(self._child(f"serve-{role}", argv, env, port, "/readyz"))
+        for child in self._services:
+            child.start()
+        for child in self._services:
+            child.wait_ready()
+            self._step(f"{child.name} ready at {child.url}")
+        ingest_url = self._services[0].url
+        self.info = {
+            "calendar_api": f"{calendar.url}/calendar/v3/",
+            "provider_api": provider.url,
+            "provider_api_key": secrets_["api_key"],
+            "ingest_url": f"{ingest_url}/notifications",
+            "api_url": ingest_url,
+            "api_token": secrets_["dev_token"],
+            "pubsub_emulator_host": None if self._emulator is None else self._emulator.host,
+            "store": self._store_url,
+            "transport": transport,
+            "state_dir": str(self.state_dir),
+            "services": {},
+        }
+        self._write_ready()
+        return self.info
+
+    def _transport(self) -> Transport:
+        if self._wanted == "memory":
+            self._step("transport: in-process queues (--transport memory)")
+            return "memory"
+        if find_jar(self._settings.pubsub_emulator_jar) is None:
+            if self._wanted == "pubsub":
+                raise ConfigError(
+                    f"no Pub/Sub emulator jar matches {self._settings.pubsub_emulator_jar} (or java is missing)",
+                    variable="CONFSYNC_PUBSUB_EMULATOR_JAR",
+                )
+            log.warning(
+                "Pub/Sub emulator not found: using the in-process transport",
+                jar_pattern=self._settings.pubsub_emulator_jar,
+            )
+            self._step("transport: in-process queues (no Pub/Sub emulator jar on this machine)")
+            return "memory"
+        self._step("transport: Pub/Sub emulator")
+        return "pubsub"
+
+    def _start_emulator(self) -> None:
+        jar = find_jar(self._settings.pubsub_emulator_jar)
+        assert jar is not None  # noqa: S101 - _transport() checked it
+        try:
+            self._emulator = pubsub_emulator(jar).start()
+        except EmulatorError as err:
+            raise StackError(f"Pub/Sub emulator: {err}") from err
+        self._step(f"Pub/Sub emulator ready at {self._emulator.host}")
+
+    def _sandbox(self, name: str, args: list[str], probe: str) -> _Child:
+        port = free_port()
+        env = {k: v for k, v in self._base_env.items() if not k.startswith(PREFIX)}
+        env[f"{PREFIX}LOG_FORMAT"] = "json"
+        child = self._child(name, [*args, "--port", str(port)], env, port, probe)
+        child.start()
+        self._sandboxes.append(child)
+        return child
+
+    def _child(self, name: str, args: list[str], env: dict[str, str], port: int, probe: str) -> _Child:
+        log_path = self.state_dir / "logs" / f"{name}.log"
+        return _Child(name, _confsync(*args), env, f"http://127.0.0.1:{port}", probe, log_path)
+
+    def _service_env(
+        self, transport: Transport, calendar: str, provider: str, secrets_: dict[str, str], ingest_port: int
+    ) -> dict[str, str]:
+        env = {k: v for k, v in self._base_env.items() if k != "PUBSUB_EMULATOR_HOST"}
+        env.update(
+            {
+                f"{PREFIX}LOCAL_MODE": "true",
+                f"{PREFIX}LOG_FORMAT": "json",
+                f"{PREFIX}TRANSPORT": transport,
+                f"{PREFIX}STORE_URL": self._store_url,
+                f"{PREFIX}PROJECT_ID": self._settings.project_id,
+                f"{PREFIX}CALENDAR_API_ENDPOINT": f"{calendar}/calendar/v3/",
+                f"{PREFIX}PROVIDER_URL": provider,
+                f"{PREFIX}PROVIDER_API_KEY": secrets_["api_key"],
+                f"{PREFIX}DEV_TOKEN": secrets_["dev_token"],
+                f"{PREFIX}WEBHOOK_URL": f"http://127.0.0.1:{ingest_port}/notifications",
+            }
+        )
+        if self._emulator is not None:
+            env["PUBSUB_EMULATOR_HOST"] = self._emulator.host
+        return env
+
+    def _bootstrap(self, env: dict[str, str]) -> None:
+        done = subprocess.run(  # noqa: S603 - our own CLI
+            _confsync("pubsub", "bootstrap"), env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        if done.returncode != 0:
+            raise StackError(f"pubsub bootstrap failed (code {done.returncode}):\n{done.stdout}{done.stderr}")
+        self._step("Pub/Sub topics and subscriptions created")
+
+    def _write_ready(self) -> None:
+        with self._lock:
+            self.info["services"] = {
+                child.name: {"url": child.url, "pid": child.pid, "restarts": child.restarts, "log": str(child.log_path)}
+                for child in (*self._sandboxes, *self._services)
+            }
+            if self._ready_file is None:
+                return
+            temporary = self._ready_file.with_name(self._ready_file.name + ".tmp")
+            temporary.write_text(json.dumps(self.info, indent=2) + "\n")
+            temporary.replace(self._ready_file)  # readers never see half a file
+
+    # -- supervise and stop --------------------------------------------------------------------
+
+    def supervise(self, stop: threading.Event, *, poll_s: float = 0.2) -> None:
+        """Until ``stop`` is set: restart any child that died, and say so."""
+        while not stop.wait(poll_s):
+            for child in (*self._sandboxes, *self._services):
+                code = child.exited()
+                if code is None:
+                    continue
+                child.restarts += 1
+                log.warning("child died; restarting it", child=child.name, code=code, restarts=child.restarts)
+                child.stop()
+                child.start()
+                try:
+                    child.wait_ready()
+                except StackError as err:
+                    log.error("child did not come back", child=child.name, error=str(err))  # noqa: TRY400
+                    continue
+                self._write_ready()
+                log.info("child back", child=child.name, pid=child.pid)
+
+    def stop(self) -> None:
+        for child in reversed(self._services):
+            code = child.stop(grace_s=self._settings.shutdown_deadline_s + 5)
+            log.info("stopped", child=child.name, code=code)
+        for child in reversed(self._sandboxes):
+            child.stop()
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+        self._services.clear()
+        self._sandboxes.clear()
+        if self._own_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> dict[str, Any]:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,303 @@
+"""confsync's services composed from Settings: what ``confsync serve ROLE`` runs.
+
+A role is one Cloud Run service (``ingest``, ``processor``, ``publisher``) or all three in
+one process (``all``). The in-process transport (``CONFSYNC_TRANSPORT=memory``) only allows
+``all``: its queues live in one process. Every role serves HTTP with ``GET /healthz`` (the
+process is up) and ``GET /readyz`` (the store and the transport answer within 2 s: 200, or
+503 naming what failed), plus:
+
+- ingest: the webhook, the add-on API and the scheduler's channel routes (``ingest.app``);
+- processor / publisher with push delivery: their push routes; with pull delivery
+  (``CONFSYNC_DELIVERY=pull``, the default) a streaming-pull worker instead.
+
+``Service.stop`` drains: workers stop pulling and finish in-flight messages within the
+deadline, then clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+from google.auth import exceptions as google_auth_exceptions
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from confsync.calendar import CalendarClients
+from confsync.errors import ConfigError
+from confsync.oidc import OidcVerifier
+from confsync.ports import Publisher, Store
+from confsync.provider import HttpConferenceProvider
+from confsync.serving import ServedApp
+from confsync.settings import Settings
+from confsync.store import open_store
+from confsync.transport.base import DeadLetter, Handler
+from confsync.transport.memory import MemoryBroker, MemoryWorker
+from confsync.transport.pubsub import BatchingPubSubPublisher, PubSubPublisher, PubSubWorker
+from confsync.transport.runner import Stoppable, run_until_signalled
+from confsync.transport.topology import topology
+from ingest.app import IngestParts, ingest_routes
+from ingest.channels import ChannelManager
+from ingest.webhook import WebhookStats
+from processors.app import processor_push_route
+from processors.worker import CalendarWorker
+from publishers.app import build_applier, publisher_push_route
+
+__all__ = ["Role", "Service", "build_service", "run_service"]
+
+log = structlog.get_logger(__name__)
+
+READY_TIMEOUT_S = 2.0
+
+
+class Role(StrEnum):
+    INGEST = "ingest"
+    PROCESSOR = "processor"
+    PUBLISHER = "publisher"
+    ALL = "all"
+
+    def runs(self, role: Role) -> bool:
+        return self in (role, Role.ALL)
+
+
+@dataclass
+class Service:
+    """One running role: its HTTP app, its pull workers, and what to close after them."""
+
+    app: Starlette
+    workers: list[Stoppable] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def stop(self, deadline_s: float) -> bool:
+        """Drain the workers within ``deadline_s``, then close every client; True if all drained."""
+        clean = all([worker.stop(deadline_s) for worker in self.workers])  # noqa: C419 - stop every one
+        for close in reversed(self.closers):
+            with contextlib.suppress(Exception):
+                close()
+        return clean
+
+
+class _Transport(Protocol):
+    """How a role's messages travel: Pub/Sub (emulator or Google) or in-process queues."""
+
+    publisher: Publisher
+
+    def webhook_publisher(self) -> Publisher: ...
+
+    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable: ...
+
+    def check(self) -> None:
+        """Raise if the transport cannot be reached."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _PubSub:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        try:
+            self._publisher = PubSubPublisher(settings)
+        except google_auth_exceptions.DefaultCredentialsError as err:
+            raise ConfigError(
+                "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
+            ) from err
+        self.publisher: Publisher = self._publisher
+        self._batching: BatchingPubSubPublisher | None = None
+
+    def webhook_publisher(self) -> Publisher:
+        self._batching = BatchingPubSubPublisher(self._settings)  # one publish RPC per batch of requests
+        return self._batching
+
+    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
+        dead = DeadLetter(self.publisher, dead_topic, subscription)
+        return PubSubWorker(self._settings, subscription, handler, dead_letter=dead).start()
+
+    def check(self) -> None:
+        self._publisher.check(self._settings.topic_calendar_changes, timeout_s=READY_TIMEOUT_S)
+
+    def close(self) -> None:
+        if self._batching is not None:
+            self._batching.close()
+        self._publisher.close()
+
+
+class _Memory:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._broker = MemoryBroker(queue_limit=settings.memory_queue_limit)
+        plan = topology(settings)
+        for topic in plan.topics:
+            self._broker.create_topic(topic)
+        for spec in plan.subscriptions:
+            self._broker.create_subscription(spec.name, spec.topic)
+        self.publisher: Publisher = self._broker
+
+    def webhook_publisher(self) -> Publisher:
+        return self._broker
+
+    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
+        dead = DeadLetter(self._broker, dead_topic, subscription)
+        max_attempts = self._settings.pubsub_max_delivery_attempts
+        return MemoryWorker(self._broker, subscription, handler, dead_letter=dead, max_attempts=max_attempts).start()
+
+    def check(self) -> None:
+        """In-process queues are always reachable."""
+
+    def close(self) -> None:
+        """Nothing to close: the queues go with the process."""
+
+
+def build_service(settings: Settings, role: Role) -> Service:
+    """Wire ``role`` from settings and start its pull workers (if any); ConfigError if it cannot run."""
+    if settings.transport == "memory" and role is not Role.ALL:
+        raise ConfigError(
+            "the in-process transport cannot cross processes: run `confsync serve all`", variable="CONFSYNC_TRANSPORT"
+        )
+    _check_config(settings, role)
+    transport: _Transport = _Memory(settings) if settings.transport == "memory" else _PubSub(settings)
+    store = open_store(settings.store_url)
+    service = Service(Starlette(), closers=[store.close, transport.close])
+    try:
+        routes = _role_routes(settings, role, store, transport, service)
+    except BaseException:
+        service.stop(0)
+        raise
+    service.app = Starlette(routes=[*routes, *_health_routes(store, transport, role)])
+    return service
+
+
+def _check_config(settings: Settings, role: Role) -> None:
+    """Refuse at start, naming the variable, what would otherwise fail on the first message."""
+    needs_provider = role.runs(Role.INGEST) or role.runs(Role.PUBLISHER)
+    if needs_provider and (not settings.provider_url or settings.provider_api_key is None):
+        variable = "CONFSYNC_PROVIDER_URL" if not settings.provider_url else "CONFSYNC_PROVIDER_API_KEY"
+        raise ConfigError("the conferencing API's address and key are required", variable=variable)
+    if role.runs(Role.INGEST):
+        if not settings.webhook_url:
+            raise ConfigError("ingest needs the address Calendar posts to", variable="CONFSYNC_WEBHOOK_URL")
+        if not settings.local_mode and not settings.addon_audience:
+            raise ConfigError("the add-on API needs its OAuth client id", variable="CONFSYNC_ADDON_AUDIENCE")
+    push = settings.delivery == "push" and role is not Role.INGEST
+    if push and not settings.local_mode and not (settings.push_audience and settings.push_service_account):
+        raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
+
+
+def _role_routes(
+    settings: Settings, role: Role, store: Store, transport: _Transport, service: Service
+) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    push = settings.delivery == "push" and settings.transport == "pubsub"
+    clients = CalendarClients.from_settings(settings)
+    service.closers.append(clients.close)
+    if role.runs(Role.INGEST):
+        routes += _ingest(settings, store, transport, clients, service)
+    if role.runs(Role.PROCESSOR):
+        worker = CalendarWorker(
+            store,
+            clients.for_subject(None),
+            transport.publisher,
+            settings.topic_conference_commands,
+            frozenset(settings.conference_solution_names),
+            min_interval_s=settings.sync_min_interval_s,
+            calendar_for=clients.for_subject,
+        )
+        if push:
+            routes.append(processor_push_route(worker, settings, transport.publisher))
+        else:
+            sub, dead = settings.sub_calendar_changes, settings.topic_calendar_changes_dead
+            service.workers.append(transport.worker(sub, worker, dead))
+    if role.runs(Role.PUBLISHER):
+        provider = HttpConferenceProvider.from_settings(settings)
+        service.closers.append(provider.close)
+        applier = build_applier(settings, store, provider)
+        if push:
+            routes.append(publisher_push_route(applier, settings, transport.publisher))
+        else:
+            sub, dead = settings.sub_conference_commands, settings.topic_conference_commands_dead
+            service.workers.append(transport.worker(sub, applier, dead))
+    return routes
+
+
+def _ingest(
+    settings: Settings, store: Store, transport: _Transport, clients: CalendarClients, service: Service
+) -> list[BaseRoute]:
+    provider = HttpConferenceProvider.from_settings(settings)
+    service.closers.append(provider.close)
+    publisher = transport.webhook_publisher()
+    channels = ChannelManager(
+        store,
+        clients.for_subject(None),
+        webhook_url=settings.webhook_url or "",
+        ttl_s=settings.channel_ttl_s,
+        publisher=publisher,
+        changes_topic=settings.topic_calendar_changes,
+    )
+    addon = None if settings.addon_audience is None else OidcVerifier(audience=settings.addon_audience)
+    scheduler = None
+    if settings.scheduler_service_account:
+        audience = settings.push_audience or settings.webhook_url or ""
+        scheduler = OidcVerifier(audience=audience, email=settings.scheduler_service_account)
+    parts = IngestParts(settings, store, publisher, provider, channels, WebhookStats(), addon, scheduler)
+    return list(ingest_routes(parts))
+
+
+def _health_routes(store: Store, transport: _Transport, role: Role) -> list[BaseRoute]:
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True, "role": role.value})
+
+    async def readyz(_request: Request) -> Response:
+        checks = {"store": lambda: store.get_calendar("readyz-probe"), "transport": transport.check}
+        failed: dict[str, str] = {}
+        for name, check in checks.items():
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(run_in_threadpool(check), READY_TIMEOUT_S)
+            except Exception as err:  # noqa: BLE001 - any failure means not ready; the reason is reported
+                failed[name] = f"{type(err).__name__}: {err}"[:300]
+                log.warning("not ready", dependency=name, error=failed[name], after_s=time.monotonic() - started)
+        if failed:
+            return JSONResponse({"ready": False, "failed": failed}, status_code=503)
+        return JSONResponse({"ready": True, "role": role.value})
+
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+
+
+class _Running:
+    """A started service and its HTTP server, stopped in that order's reverse on a signal."""
+
+    def __init__(self, service: Service, served: ServedApp) -> None:
+        self._service = service
+        self._served = served
+
+    def stop(self, deadline_s: float) -> bool:
+        self._served.stop()  # stop taking requests; uvicorn lets in-flight ones finish
+        return self._service.stop(deadline_s)
+
+
+def run_service(settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event | None = None) -> bool:
+    """Serve ``role`` until SIGTERM/SIGINT (or ``stop``), then drain; True if everything finished in time."""
+    service = build_service(settings, role)
+    try:
+        served = ServedApp(service.app, host=host, port=port).start()
+    except BaseException:
+        service.stop(0)
+        raise
+    log.info(
+        "serving",
+        role=role.value,
+        url=served.url,
+        transport=settings.transport,
+        delivery="pull" if service.workers else "push" if role is not Role.INGEST else "http",
+    )
+    return run_until_signalled([_Running(service, served)], deadline_s=settings.shutdown_deadline_s, stop=stop)
