@@ -103,6 +103,16 @@ class Settings:
     )
     pubsub_flow_max_messages: int = _setting(100, "Messages one worker holds unacknowledged at most.")
     pubsub_flow_max_bytes: int = _setting(10 * 1024 * 1024, "Bytes one worker holds unacknowledged at most.")
+    pubsub_ordered_subscriptions: bool = _setting(
+        default=True,
+        help="Create the worker subscriptions with message ordering (`confsync local` turns it off on the "
+        "emulator, whose ordered subscriptions can stall a key after a worker restarts).",
+    )
+    pubsub_lease_extension_s: int = _setting(
+        20,
+        "Longest one lease extension of a held message, in seconds: a crashed worker's messages "
+        "(and, with ordering, their keys) come back within about this long.",
+    )
     pubsub_streams: int = _setting(2, "Streaming-pull streams per worker process.")
     pubsub_publish_max_messages: int = _setting(100, "Messages batched into one publish call at most.")
     pubsub_publish_max_latency_s: float = _setting(0.01, "Longest a message waits for its publish batch.")

@@ -20,6 +20,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -32,6 +33,7 @@ from confsync.contracts import EventTime
 from confsync.errors import AuthError, ConfsyncError, InvalidMessage, PermanentError, TransientError
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import Conference, ConferenceProvider, NewConference, Store
+from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import Link
 
@@ -74,7 +76,7 @@ def create_conference_route(
     ensure_channel: Callable[[str], object],  # ChannelManager.ensure
     path: str = "/v1/conferences",
 ) -> Route:
-    def create(request: NewConference, caller: str) -> Response:
+    def create(request: NewConference, seen: datetime | None, caller: str) -> Response:
         try:
             conference = provider.create(request)
         except AuthError as err:
@@ -86,7 +88,10 @@ def create_conference_route(
             log.error("conference creation failed", error=str(err))  # noqa: TRY400 - an answer, not a crash
             return _error(502, "PERMANENT", f"The conferencing service refused the conference: {err}")
         store.ensure_calendar(request.calendar_id, subject=None if caller == "dev" else caller)
-        store.upsert_link(Link(request.calendar_id, request.event_id, conference.id))
+        # The link remembers the event version the add-on saw (unconfirmed: no fingerprint yet),
+        # so a listing of that version, before Calendar saves the conference on the event, is
+        # not taken for a removal (processors.classify).
+        store.upsert_link(Link(request.calendar_id, request.event_id, conference.id, last_event_updated=seen))
         try:
             ensure_channel(request.calendar_id)
         except ConfsyncError as err:  # the conference exists; renewal keeps trying to watch
@@ -100,11 +105,11 @@ def create_conference_route(
         except TokenRejected as rejected:
             return JSONResponse({"error": {"type": "AUTHENTICATION", "message": rejected.reason}}, rejected.status)
         try:
-            new = _parse(await _read(request))
+            new, seen = _parse(await _read(request))
         except InvalidMessage as err:
             return _error(400, "PERMANENT", f"Bad request: {err}")
         with structlog.contextvars.bound_contextvars(calendar_id=new.calendar_id, caller=caller):
-            return await run_in_threadpool(create, new, caller)
+            return await run_in_threadpool(create, new, seen, caller)
 
     return Route(path, endpoint, methods=["POST"])
 
@@ -143,7 +148,9 @@ async def _read(request: Request) -> bytes:
     return body
 
 
-def _parse(body: bytes) -> NewConference:
+def _parse(body: bytes) -> tuple[NewConference, datetime | None]:
+    """The create request, and the version (``updated``) of the event the add-on saw: None when
+    the event did not exist yet; now, when the add-on sent an event without ``updated``."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -160,7 +167,14 @@ def _parse(body: bytes) -> NewConference:
     attendees = event.get("attendees") or []
     if not isinstance(attendees, list):
         raise InvalidMessage("must be a list", field="event.attendees")
-    return NewConference(
+    seen = None
+    if event:
+        updated = _text(event.get("updated"), "event.updated")
+        try:
+            seen = utc_now() if updated is None else parse_rfc3339(updated)
+        except ValueError as err:
+            raise InvalidMessage("an RFC 3339 date-time is required", field="event.updated") from err
+    new = NewConference(
         calendar_id=str(ids["calendarId"]),
         event_id=str(ids["eventId"]),
         request_id=str(ids["requestId"]),
@@ -170,6 +184,7 @@ def _parse(body: bytes) -> NewConference:
         attendees=tuple(str(a["email"]) for a in attendees if isinstance(a, dict) and isinstance(a.get("email"), str)),
         organizer=_text((event.get("organizer") or {}).get("email"), "event.organizer.email"),
     )
+    return new, seen
 
 
 def _text(value: object, name: str) -> str | None:

@@ -14,16 +14,18 @@ cancelled instance of a series                  NOTHING unless this instance has
                                                 link: the series' conference stays
 link, but the event no longer carries our       DELETE (conference_removed): removed, or
 conference                                      switched to Google Meet
-link the add-on made, never yet seen on the     NOTHING: Calendar has not saved the event
-event, and the event does not carry it          with it yet (the add-on answers first)
+link the add-on made, not yet seen on the       NOTHING: Calendar has not saved the event
+event, which is no newer than the add-on saw    with it yet (the add-on answers first)
 live instance of a series without its own link  NOTHING: the series' conference speaks for it
 not ours, no link                               NOTHING
 ==============================================  ==========================================
 
 The add-on creates the conference and its link before Calendar saves the event with it, so
-a listing in between sees a linked event without our conference. Only a link confirmed by
-a listing (``last_fingerprint`` set) turns that into a removal; an unconfirmed link whose
-event never gets the conference (the user discarded the edit) leaves its conference alone.
+a listing in between sees a linked event without our conference. The link keeps the event
+version the add-on saw (``last_event_updated``; None for an event that did not exist yet):
+a version no newer than that is the event before the save, not a removal. Any newer version
+without our conference is a removal, confirmed link or not. (A conference whose event is
+never saved with it, because the user discarded the edit, is left alone.)
 
 "Ours" means conferenceData.conferenceSolution.key.type is ``addOn`` with one of the
 configured solution names, or the conference id is the one the link recorded. The
@@ -74,7 +76,7 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
         return _cancelled(event, live_link)
     ours = _our_conference_id(event, live_link, solution_names)
     if ours is None:
-        if live_link is not None and live_link.last_fingerprint is None:
+        if live_link is not None and _not_saved_yet(event, live_link):
             return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
         if live_link is not None:
             return Decision(
@@ -103,6 +105,14 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
         fingerprint,
         event.updated,
     )
+
+
+def _not_saved_yet(event: CalendarEvent, link: Link) -> bool:
+    """An unconfirmed link (the add-on made it; no listing has shown the conference on the
+    event yet) and a version of the event no newer than the one the add-on saw."""
+    if link.last_fingerprint is not None or link.last_event_updated is None:
+        return False
+    return event.updated is None or event.updated <= link.last_event_updated
 
 
 def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:

@@ -19,11 +19,14 @@ from publishers.apply import CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import retry_policy
 
+BREAKER_COOLDOWN_S = 30.0
+
 __all__ = ["build_applier", "create_publisher_app", "publisher_push_route"]
 
 
 def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
-    return CommandApplier(store, provider, retry_policy(settings, sleep=time.sleep), CircuitBreaker())
+    breaker = CircuitBreaker(cooldown_s=BREAKER_COOLDOWN_S, hold_s=2 * BREAKER_COOLDOWN_S)
+    return CommandApplier(store, provider, retry_policy(settings, sleep=time.sleep), breaker)
 
 
 def create_publisher_app(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Starlette:

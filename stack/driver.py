@@ -150,6 +150,10 @@ class StackDriver:
     def remove_conference(self, calendar_id: str, event_id: str) -> None:
         self.patch(calendar_id, event_id, {"conferenceData": None})
 
+    def duplicate_notifications(self, *, on: bool) -> None:
+        """Make Calendar deliver every notification twice (as Google may) or once."""
+        self._admin("POST", "/_sandbox/notifications", {"duplicates": on})
+
     def invalidate_sync_tokens(self, calendar_id: str) -> None:
         self._admin("POST", f"/_sandbox/calendars/{calendar_id}/invalidate-sync-tokens")
 
@@ -178,6 +182,16 @@ class StackDriver:
         answer.raise_for_status()
         result: dict[str, Any] = answer.json()
         return result
+
+    def wait_for_version(self, conference_id: str, at_least: int, timeout_s: float = 30.0) -> int:
+        """Wait until the provider's version of a conference reaches ``at_least``; the version then."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            held = self.conference(conference_id)
+            version = 0 if held is None else int(held["version"])
+            if version >= at_least or time.monotonic() > deadline:
+                return version
+            time.sleep(0.1)
 
     def journal(self) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self._http.get(f"{self.info['provider_api']}/_sandbox/requests").json()
@@ -237,9 +251,13 @@ class StackDriver:
             time.sleep(0.1)
         return True
 
-    def call_report(self) -> dict[str, int]:
+    def journal_mark(self) -> int:
+        """A position in the provider's journal: ``call_report(since=...)`` counts only later calls."""
+        return len(self.journal())
+
+    def call_report(self, since: int = 0) -> dict[str, int]:
         """From the provider's journal: creates, applied changes, retried calls, duplicate applies."""
-        entries = self.journal()
+        entries = self.journal()[since:]
         creates = sum(1 for e in entries if e["method"] == "POST" and e["status"] in (200, 201))
         successes: Counter[str] = Counter()
         retried = 0

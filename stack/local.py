@@ -270,6 +270,11 @@ class LocalStack:
         )
         if self._emulator is not None:
             env["PUBSUB_EMULATOR_HOST"] = self._emulator.host
+            # The emulator's ordered subscriptions can leave a key undelivered for good after a
+            # streaming pull closes (a crash, or even a drain on SIGTERM), which a restarted
+            # worker would never see. Ordering only saves work: versions and idempotency keep
+            # the result right without it, so the local stack runs unordered on the emulator.
+            env[f"{PREFIX}PUBSUB_ORDERED_SUBSCRIPTIONS"] = "false"
         return env
 
     def _bootstrap(self, env: dict[str, str]) -> None:

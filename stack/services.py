@@ -135,8 +135,13 @@ class _PubSub:
 class _Memory:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._broker = MemoryBroker(queue_limit=settings.memory_queue_limit)
         plan = topology(settings)
+        worker_spec = plan.subscription(settings.sub_conference_commands)
+        self._broker = MemoryBroker(  # redelivery paced like the Pub/Sub subscriptions' retry policy
+            queue_limit=settings.memory_queue_limit,
+            backoff_s=worker_spec.min_backoff_s,
+            max_backoff_s=worker_spec.max_backoff_s,
+        )
         for topic in plan.topics:
             self._broker.create_topic(topic)
         for spec in plan.subscriptions:

@@ -141,6 +141,7 @@ class PubSubWorker:
         flow = pubsub_v1.types.FlowControl(
             max_messages=self._settings.pubsub_flow_max_messages,
             max_bytes=self._settings.pubsub_flow_max_bytes,
+            max_duration_per_lease_extension=self._settings.pubsub_lease_extension_s,
         )
         for _ in range(self._streams):
             self._futures.append(

@@ -48,7 +48,7 @@ def topology(settings: Settings) -> Topology:
             SubscriptionSpec(
                 name=worker,
                 topic=topic,
-                ordered=True,
+                ordered=settings.pubsub_ordered_subscriptions,
                 ack_deadline_s=settings.pubsub_ack_deadline_s,
                 dead_letter_topic=dead,
                 max_delivery_attempts=settings.pubsub_max_delivery_attempts,

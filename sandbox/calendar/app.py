@@ -10,6 +10,8 @@ Admin and fault injection live under ``/_sandbox/`` (never under ``/calendar/v3`
 ``POST /_sandbox/calendars/{calendarId}/invalidate-sync-tokens``,
 ``POST /_sandbox/calendars/{calendarId}/bulk-insert`` ``{"events": [...]}`` (seeding),
 ``POST|GET|DELETE /_sandbox/faults``, ``GET /_sandbox/channels``, ``GET /_sandbox/requests``,
+``POST /_sandbox/notifications`` ``{"duplicates": true}`` (every notification is then
+delivered twice with the same message number, as Google may),
 ``POST /_sandbox/clock`` ``{"advance_s": N}``.
 
 Every API request is checked against the bearer tokens (when any are configured), then the
@@ -159,6 +161,13 @@ def create_app(sandbox: CalendarSandbox) -> Starlette:  # noqa: PLR0915 - one sm
             raise GoogleError(400, "invalid", f"fault rule: {err}") from err
         return JSONResponse(rule.to_json(), status_code=201)
 
+    async def notifications(request: Request) -> Response:
+        duplicates = (await _admin_body(request)).get("duplicates")
+        if not isinstance(duplicates, bool):
+            raise GoogleError(400, "invalid", "duplicates: true or false")
+        notifier.duplicates = duplicates
+        return JSONResponse({"duplicates": duplicates})
+
     async def channels(_request: Request) -> Response:
         return JSONResponse(model.channels())
 
@@ -198,6 +207,7 @@ def create_app(sandbox: CalendarSandbox) -> Starlette:  # noqa: PLR0915 - one sm
         Route("/_sandbox/calendars/{calendarId}/bulk-insert", _admin(bulk_insert), methods=["POST"]),
         Route("/_sandbox/faults", _admin(faults), methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/channels", _admin(channels), methods=["GET"]),
+        Route("/_sandbox/notifications", _admin(notifications), methods=["POST"]),
         Route("/_sandbox/requests", _admin(requests), methods=["GET"]),
         Route("/_sandbox/clock", _admin(clock), methods=["POST"]),
     ]

@@ -49,6 +49,7 @@ class Notifier:
         self._queues: dict[str, asyncio.Queue[Notification]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self.duplicates = False  # deliver every notification twice, as Google may
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=self._policy.timeout_s)
@@ -90,6 +91,8 @@ class Notifier:
             delivered, retryable = await self._attempt(notification, 1)
             if not delivered and retryable:
                 self._spawn(self._retry(notification))
+            elif delivered and self.duplicates:
+                await self._attempt(notification, 2)
 
     async def _retry(self, notification: Notification) -> None:
         deadline = time.monotonic() + self._policy.max_elapsed_s

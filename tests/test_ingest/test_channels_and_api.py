@@ -174,7 +174,22 @@ def test_a_malformed_request_is_a_400_naming_the_field(ingest) -> None:  # type:
     answer = create(ingest, event={"start": {"dateTime": "tomorrow"}})
     assert answer.status_code == 400
     assert "event.start" in answer.json()["error"]["message"]
+    answer = create(ingest, event={"updated": "yesterday"})
+    assert answer.status_code == 400
+    assert "event.updated" in answer.json()["error"]["message"]
     assert ingest.provider.journal() == []
+
+
+def test_the_link_remembers_which_version_of_the_event_the_add_on_saw(ingest) -> None:  # type: ignore[no-untyped-def]
+    """So a listing of that version (Calendar has not saved the conference on it yet) is not
+    mistaken for the conference's removal; a new event (none yet) leaves it unknown."""
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    assert create(ingest, "req-a", event={"summary": "x", "updated": "2026-12-01T09:00:00.123Z"}).status_code == 200
+    link = ingest.store.get_link(CAL, "evt1")
+    assert link.last_event_updated == datetime(2026, 12, 1, 9, 0, 0, 123000, tzinfo=UTC)
+    assert link.last_fingerprint is None
+    assert create(ingest, "req-b", eventId="evt2", event=None).status_code == 200
+    assert ingest.store.get_link(CAL, "evt2").last_event_updated is None
 
 
 def test_an_event_not_yet_in_calendar_still_gets_its_conference(ingest) -> None:  # type: ignore[no-untyped-def]

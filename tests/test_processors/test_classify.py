@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -72,7 +72,19 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         (event(status="cancelled", conference=None), None, Action.NOTHING, None),
         (event(id="evt1_20261208T090000Z", status="cancelled", recurring_event_id="evt1"), None, Action.NOTHING, None),
         (event(conference=None), linked(), Action.DELETE, CommandReason.CONFERENCE_REMOVED),
-        (event(conference=None), linked(last_fingerprint=None, last_event_updated=None), Action.NOTHING, None),
+        (event(conference=None), linked(last_fingerprint=None, last_event_updated=T), Action.NOTHING, None),
+        (
+            event(conference=None, updated=T + timedelta(seconds=1)),
+            linked(last_fingerprint=None, last_event_updated=T),
+            Action.DELETE,
+            CommandReason.CONFERENCE_REMOVED,
+        ),
+        (
+            event(conference=None),
+            linked(last_fingerprint=None, last_event_updated=None),
+            Action.DELETE,
+            CommandReason.CONFERENCE_REMOVED,
+        ),
         (
             event(conference=EventConference("abc-defg-hij", "hangoutsMeet", "Google Meet")),
             linked(),
@@ -98,6 +110,8 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         "cancelled instance of a series",
         "conference removed",
         "add-on's conference not saved on the event yet",
+        "removed after the add-on saw the event",
+        "removed from an event the add-on saw as new",
         "switched to Meet",
         "another vendor's add-on",
         "plain event",

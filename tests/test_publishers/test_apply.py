@@ -6,6 +6,7 @@ breaker opens and closes, and shuffled duplicates end at the newest version."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -171,6 +172,20 @@ def test_the_breaker_opens_on_an_outage_and_closes_after_the_cool_down(rig: Rig)
     rig.applier.apply(update(conference, "z", T0 + timedelta(seconds=2)))
     assert rig.applier.breaker.state == "closed"
     assert rig.client.get(conference).summary == "z"
+
+
+def test_during_a_short_outage_the_message_is_held_not_nacked(rig: Rig) -> None:
+    """A nack spends one of the message's few delivery attempts; holding it until the breaker
+    lets a trial call through does not, so a short outage dead-letters nothing."""
+    rig.applier.breaker = CircuitBreaker(threshold=1, cooldown_s=0.3, hold_s=5)
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, count=1)  # opens the breaker at once
+    started = time.monotonic()
+    rig.applier.apply(update(conference, "x"))  # held through the cool-down, then the trial call
+    assert time.monotonic() - started >= 0.3
+    assert rig.applier.breaker.state == "closed"
+    assert rig.client.get(conference).summary == "x"
+    assert [entry["status"] for entry in rig.patches()] == [503, 200]
 
 
 def test_shuffled_duplicated_deliveries_end_at_the_newest_version(rig: Rig) -> None:

@@ -174,3 +174,19 @@ def test_watching_an_unknown_calendar_is_not_found(calendar: Any, webhook: Webho
             calendarId="nobody@example.com", body={"id": "c1", "type": "web_hook", "address": webhook.url}
         ).execute()
     assert caught.value.resp.status == 404
+
+
+def test_duplicate_delivery_sends_each_notification_twice_with_one_number(
+    calendar_sandbox: RunningCalendar, calendar: Any, webhook: Webhook
+) -> None:
+    calendar.events().insert(calendarId=CAL, body=event_body("before watch")).execute()
+    calendar_sandbox.admin("POST", "/_sandbox/notifications", {"duplicates": True})
+    open_channel(calendar, webhook)
+    webhook.wait_for(lambda got: len(got) == 2)
+    calendar.events().insert(calendarId=CAL, body=event_body("one")).execute()
+
+    received = webhook.wait_for(lambda got: len(got) == 4)
+
+    assert [item["x-goog-message-number"] for item in received] == ["1", "1", "2", "2"]
+    with pytest.raises(Exception, match="400"):
+        calendar_sandbox.admin("POST", "/_sandbox/notifications", {"duplicates": "yes"})

@@ -1,0 +1,73 @@
+"""The whole stack as ``confsync local`` runs it, once per transport for this package.
+
+``stack`` starts ``confsync local --transport T --ready-file F`` as a child process and
+yields what the ready file says. Tests act only through public surfaces (``StackDriver``:
+the Calendar API, the add-on API, the sandboxes' admin routes, the conferencing API) and use
+calendars of their own, so they share one stack per transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from tests_support.local_stack import Stack
+
+from confsync.emulators import find_jar
+from confsync.settings import Settings
+from stack.driver import StackDriver
+
+READY_TIMEOUT_S = 120.0
+
+
+@pytest.fixture(scope="module", params=["pubsub", "memory"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    transport = request.param
+    if transport == "pubsub" and find_jar(Settings.from_env().pubsub_emulator_jar) is None:
+        pytest.skip("EMULATOR MISSING: no Pub/Sub emulator jar (or no java): the Pub/Sub end-to-end run did NOT run")
+    state = tmp_path_factory.mktemp(f"local-{transport}")
+    ready = state / "ready.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_") and k != "PUBSUB_EMULATOR_HOST"}
+    env["CONFSYNC_SHUTDOWN_DEADLINE_S"] = "5"
+    argv = [sys.executable, "-m", "confsync", "local", "--transport", transport, "--ready-file", str(ready)]
+    log = (state / "local.log").open("wb")
+    process = subprocess.Popen([*argv, "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"confsync local did not get ready:\n{(state / 'local.log').read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield Stack(json.loads(ready.read_text()), process, ready)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def driver(stack: Stack) -> Iterator[StackDriver]:
+    driver = StackDriver(stack.info)
+    yield driver
+    driver.clear_provider_faults()
+    driver.duplicate_notifications(on=False)
+    driver.close()
+
+
+@pytest.fixture
+def calendar(driver: StackDriver) -> str:
+    """A calendar of this test's own on the shared stack."""
+    calendar_id = f"u{uuid.uuid4().hex[:10]}@example.com"
+    driver.add_calendar(calendar_id)
+    return calendar_id
