@@ -31,6 +31,7 @@ while not os.path.exists(sys.argv[1] + ".go"):  # start together
 won, lost = [], 0
 for attempt in range(int(sys.argv[2])):
     state = store.ensure_calendar("alice@example.com")
+    time.sleep(0.0002)  # widen the read-then-CAS window so the racers really overlap, even on a busy host
     if store.save_sync_token("alice@example.com", f"{sys.argv[3]}-{attempt}",
                              expected_version=state.token_version, at=datetime.now(UTC)):
         won.append(state.token_version + 1)

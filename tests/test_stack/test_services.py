@@ -1,0 +1,123 @@
+"""``confsync serve ROLE``: health and readiness routes, and clear refusals at start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider
+
+from confsync.errors import ConfigError
+from confsync.serving import ServedApp, free_port
+from confsync.settings import Secret, Settings
+from stack.services import Role, Service, build_service
+
+
+def settings_for(tmp_path: Path, calendar: RunningCalendar, provider: RunningProvider, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "project_id": "confsync-test",
+        "store_url": f"sqlite:///{tmp_path / 'state.sqlite'}",
+        "local_mode": True,
+        "dev_token": Secret("dev"),
+        "calendar_api_endpoint": calendar.api_endpoint,
+        "provider_url": provider.url,
+        "provider_api_key": Secret(PROVIDER_KEY),
+        "webhook_url": "http://127.0.0.1:9/notifications",
+        "pubsub_timeout_s": 2,
+    }
+    values.update(extra)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def served() -> Iterator[list[tuple[Service, ServedApp]]]:
+    running: list[tuple[Service, ServedApp]] = []
+    yield running
+    for service, app in running:
+        app.stop()
+        service.stop(5)
+
+
+def serve(running: list[tuple[Service, ServedApp]], settings: Settings, role: Role) -> str:
+    service = build_service(settings, role)
+    app = ServedApp(service.app).start()
+    running.append((service, app))
+    return app.url
+
+
+def test_serve_all_in_process_is_healthy_and_ready(
+    tmp_path: Path,
+    calendar_sandbox: RunningCalendar,
+    provider_sandbox: RunningProvider,
+    served: list[tuple[Service, ServedApp]],
+) -> None:
+    url = serve(served, settings_for(tmp_path, calendar_sandbox, provider_sandbox, transport="memory"), Role.ALL)
+    assert httpx.get(f"{url}/healthz").json() == {"ok": True, "role": "all"}
+    assert httpx.get(f"{url}/readyz").json() == {"ready": True, "role": "all"}
+    assert httpx.post(f"{url}/notifications").status_code == 400, "the ingest routes are mounted"
+
+
+def test_readyz_names_an_unreachable_pubsub(
+    tmp_path: Path,
+    calendar_sandbox: RunningCalendar,
+    provider_sandbox: RunningProvider,
+    served: list[tuple[Service, ServedApp]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
+    settings = settings_for(tmp_path, calendar_sandbox, provider_sandbox, delivery="push")
+    url = serve(served, settings, Role.PUBLISHER)
+    answer = httpx.get(f"{url}/readyz", timeout=10)
+    assert answer.status_code == 503
+    assert set(answer.json()["failed"]) == {"transport"}
+    assert httpx.get(f"{url}/healthz").status_code == 200, "alive, just not ready"
+
+
+def test_readyz_is_ready_when_pubsub_answers(
+    tmp_path: Path,
+    calendar_sandbox: RunningCalendar,
+    provider_sandbox: RunningProvider,
+    served: list[tuple[Service, ServedApp]],
+    pubsub_emulator_host: str,
+) -> None:
+    from google.cloud import pubsub_v1  # noqa: PLC0415 - only this test talks to the emulator itself
+
+    settings = settings_for(tmp_path, calendar_sandbox, provider_sandbox, delivery="push")
+    admin = pubsub_v1.PublisherClient()
+    admin.create_topic(name=admin.topic_path(settings.project_id, settings.topic_calendar_changes))
+    admin.transport.close()
+    url = serve(served, settings, Role.INGEST)
+    assert httpx.get(f"{url}/readyz", timeout=10).json() == {"ready": True, "role": "ingest"}
+    assert pubsub_emulator_host
+
+
+def test_a_role_that_cannot_run_is_refused_naming_the_setting(
+    tmp_path: Path, calendar_sandbox: RunningCalendar, provider_sandbox: RunningProvider
+) -> None:
+    base = settings_for(tmp_path, calendar_sandbox, provider_sandbox)
+    with pytest.raises(ConfigError, match="serve all"):
+        build_service(Settings(**{**_fields(base), "transport": "memory"}), Role.PROCESSOR)
+    with pytest.raises(ConfigError, match="CONFSYNC_WEBHOOK_URL"):
+        build_service(Settings(**{**_fields(base), "webhook_url": None}), Role.INGEST)
+    with pytest.raises(ConfigError, match="CONFSYNC_ADDON_AUDIENCE"):
+        build_service(Settings(**{**_fields(base), "local_mode": False}), Role.INGEST)
+
+
+def test_the_cli_says_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
+    done = subprocess.run(
+        [sys.executable, "-m", "confsync", "serve", "ingest"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert "serve all" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _fields(settings: Settings) -> dict[str, object]:
+    return {info.name: info.value for info in settings.describe()}
