@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("confsync", "confsync.store", "ingest", "processors", "publishers", "sandbox")
+PACKAGES = ("confsync", "confsync.store", "ingest", "processors", "publishers", "sandbox", "stack")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_the_wheel_holds_every_package_with_its_type_marker(wheel: Path) -> None
     for package in PACKAGES:
         folder = package.replace(".", "/")
         assert f"{folder}/__init__.py" in names
-    for top in ("confsync", "ingest", "processors", "publishers", "sandbox"):
+    for top in ("confsync", "ingest", "processors", "publishers", "sandbox", "stack"):
         assert f"{top}/py.typed" in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -66,3 +66,20 @@ def test_every_package_imports_from_the_installed_wheel(wheel: Path, tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_dockerfile_copies_every_package_and_runs_confsync_by_argument() -> None:
+    """The image builds from a clean checkout: what it copies exists and is all the wheel needs;
+    the role is the container's argument (no docker daemon here, so the build itself is not run)."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ") and "--from" not in line]
+    copied = {source for sources in copies for source in sources}
+    for source in copied:
+        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which the checkout lacks"
+    tops = {package.split(".")[0] for package in PACKAGES}
+    assert tops <= copied, f"the image misses {sorted(tops - copied)}"
+    assert '["confsync"]' in next(line for line in lines if line.startswith("ENTRYPOINT"))
+    command = next(line for line in lines if line.startswith("CMD"))
+    assert '"serve", "all"' in command
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert not tops & set(ignored), "a package the image needs is docker-ignored"

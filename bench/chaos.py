@@ -1,0 +1,188 @@
+"""Chaos run: random changes across many calendars while both sandboxes fail and services die.
+
+Starts ``confsync local`` (its supervisor restarts what is killed), gives ``--calendars`` x
+``--events`` meetings a conference through the add-on API, then makes ``--changes`` random
+changes through the Calendar API (rename, move, guests, cancel, cancel one occurrence,
+remove the conference, switch to Meet, new meeting with a conference), and meanwhile, at
+random: 503/429 bursts at the conferencing service, 500s on Calendar listings, sync tokens
+invalidated (410), and a service SIGKILLed. Then the faults stop and it waits for the
+provider to agree with Calendar. Prints one JSON object: changes, divergences (must be 0),
+lost deletes (0), duplicate creates (0), provider calls per effective change.
+
+    .venv/bin/python bench/chaos.py --seed 7 --changes 300 [--transport pubsub|memory]
+        [--calendars 8] [--events 6] [--no-kills]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+from confsync.logs import configure_logging
+from confsync.settings import Settings
+from stack.driver import StackDriver
+from stack.local import LocalStack
+
+
+def timed(summary: str, rng: random.Random, *, weekly: bool = False) -> dict[str, Any]:
+    day, hour = rng.randint(1, 27), rng.randint(7, 18)
+    body: dict[str, Any] = {
+        "summary": summary,
+        "start": {"dateTime": f"2026-12-{day:02d}T{hour:02d}:00:00Z"},
+        "end": {"dateTime": f"2026-12-{day:02d}T{hour:02d}:45:00Z"},
+    }
+    if weekly:
+        body["recurrence"] = ["RRULE:FREQ=WEEKLY;COUNT=5"]
+    return body
+
+
+class Chaos:
+    def __init__(self, driver: StackDriver, rng: random.Random, info: dict[str, Any], kills: bool) -> None:
+        self.driver, self.rng, self.info, self.kills = driver, rng, info, kills
+        self.live: list[tuple[str, str, bool]] = []  # (calendar, event, weekly) still carrying ours
+        self.counts: dict[str, int] = {}
+        self.created = 0
+
+    def meeting(self, calendar_id: str, n: int) -> None:
+        weekly = self.rng.random() < 0.25
+        event = self.driver.insert(calendar_id, timed(f"meeting {n}", self.rng, weekly=weekly))
+        self.driver.add_conference(calendar_id, event)
+        self.created += 1
+        self.live.append((calendar_id, str(event["id"]), weekly))
+
+    def change(self, k: int) -> None:
+        driver, rng = self.driver, self.rng
+        if not self.live or rng.random() < 0.08:
+            self.meeting(rng.choice(sorted({c for c, _, _ in self.live} or {"user0@example.com"})), 1000 + k)
+            self._count("create")
+            return
+        index = rng.randrange(len(self.live))
+        calendar_id, event_id, weekly = self.live[index]
+        roll = rng.random()
+        if roll < 0.35:
+            driver.patch(calendar_id, event_id, {"summary": f"renamed {k}"})
+            self._count("rename")
+        elif roll < 0.55:
+            driver.patch(calendar_id, event_id, {key: v for key, v in timed("", rng).items() if key != "summary"})
+            self._count("move")
+        elif roll < 0.70:
+            guests = rng.sample(["a@example.com", "b@example.com", "c@example.com", "d@example.com"], rng.randint(0, 3))
+            driver.patch(calendar_id, event_id, {"attendees": [{"email": g} for g in guests]})
+            self._count("guests")
+        elif roll < 0.78 and weekly:
+            driver.cancel_instance(calendar_id, event_id, rng.randint(1, 3))
+            self._count("cancel_instance")
+        elif roll < 0.86:
+            driver.cancel(calendar_id, event_id)
+            self.live.pop(index)
+            self._count("cancel")
+        elif roll < 0.93:
+            driver.remove_conference(calendar_id, event_id)
+            self.live.pop(index)
+            self._count("remove_conference")
+        else:
+            driver.switch_to_meet(calendar_id, event_id)
+            self.live.pop(index)
+            self._count("switch_to_meet")
+
+    def disturb(self) -> None:
+        driver, rng = self.driver, self.rng
+        roll = rng.random()
+        if roll < 0.3:
+            status = rng.choice([503, 429])
+            driver.provider_fault({"path": "^/v1/conferences/", "status": status, "probability": 0.4, "count": 15})
+            self._count(f"provider_{status}_burst")
+        elif roll < 0.5:
+            driver.calendar_fault({"method": "GET", "path": "/events$", "status": 500, "probability": 0.3, "count": 8})
+            self._count("calendar_500_burst")
+        elif roll < 0.7:
+            calendar_id = rng.choice(sorted({c for c, _, _ in self.live} or {"user0@example.com"}))
+            driver.invalidate_sync_tokens(calendar_id)
+            self._count("sync_tokens_invalidated")
+        elif self.kills:
+            names = [n for n in self.info["services"] if n.startswith("serve-")]
+            victim = rng.choice(names)
+            pid = int(self.info["services"][victim]["pid"])
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self._count(f"killed_{victim}")
+            except ProcessLookupError:
+                pass
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--changes", type=int, default=300)
+    parser.add_argument("--transport", choices=["pubsub", "memory"], default=None)
+    parser.add_argument("--calendars", type=int, default=8)
+    parser.add_argument("--events", type=int, default=6)
+    parser.add_argument("--no-kills", action="store_true")
+    args = parser.parse_args()
+    configure_logging(Settings(log_level="warning", log_format="json"))
+    rng = random.Random(args.seed)  # noqa: S311 - a reproducible run, not a secret
+    stack = LocalStack(Settings.from_env(), transport=args.transport)
+    info = stack.start()
+    stop = threading.Event()
+    supervisor = threading.Thread(target=stack.supervise, args=(stop,), daemon=True)
+    supervisor.start()
+    driver = StackDriver(info)
+    started = time.monotonic()
+    try:
+        mark = driver.journal_mark()
+        chaos = Chaos(driver, rng, stack.info, kills=not args.no_kills)
+        for c in range(args.calendars):
+            driver.add_calendar(f"user{c}@example.com")
+            for e in range(args.events):
+                chaos.meeting(f"user{c}@example.com", c * 100 + e)
+        for k in range(args.changes):
+            chaos.change(k)
+            if rng.random() < 0.04:
+                chaos.disturb()
+        driver.clear_provider_faults()
+        driver.clear_calendar_faults()
+        rows = driver.wait_until_agreed(600, poll_s=0.5)
+        report = driver.call_report(mark)
+    finally:
+        stop.set()
+        supervisor.join(timeout=30)
+        driver.close()
+        stack.stop()
+    divergences = [row for row in rows if not row.agrees]
+    lost_deletes = [r for r in divergences if r.expected.state == "deleted" and r.actual and r.actual.state == "active"]
+    effective = report["applied"]
+    calls = report["applied"] + report["retried"]
+    print(
+        json.dumps(
+            {
+                "benchmark": "chaos",
+                "seed": args.seed,
+                "transport": info["transport"],
+                "changes": args.changes,
+                "conferences": len(rows),
+                "disturbances": chaos.counts,
+                "divergences": len(divergences),
+                "lost_deletes": len(lost_deletes),
+                "duplicate_creates": report["creates"] - chaos.created,
+                "duplicate_applies": report["duplicate_applies"],
+                "provider_calls": calls,
+                "provider_calls_per_effective_change": round(calls / max(1, effective), 3),
+                "retried_calls": report["retried"],
+                "seconds": round(time.monotonic() - started, 1),
+                "diverging": [f"{r.calendar_id}/{r.event_id}: {r.expected} vs {r.actual}" for r in divergences[:5]],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

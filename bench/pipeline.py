@@ -1,0 +1,189 @@
+"""The whole pipeline, end to end, as ``confsync local`` runs it: throughput, latency, work.
+
+For each transport (Pub/Sub emulator, in-process) it starts the local stack, gives
+``--calendars`` x ``--events`` meetings a conference through the add-on API, then:
+
+- storm: ``--storm-changes`` renames as fast as ``--writers`` threads can make them through
+  the Calendar API; changes/s = changes / (first write -> the provider agrees on everything);
+  Calendar listings per notification; provider calls (PATCH/DELETE) per effective change
+  (an effective change is a new version the provider ends up holding: storms coalesce);
+- paced: ``--rate`` changes/s for ``--paced-seconds``, each meeting changed at most once per
+  ``calendars*events/rate`` seconds; latency = the Calendar write -> the provider's journal
+  entry of the PATCH that applied it (p50/p99);
+- peak RSS (VmHWM) of every confsync process of the stack.
+
+    .venv/bin/python bench/pipeline.py [--transport pubsub memory] [--calendars 20] [--events 10]
+        [--storm-changes 3000] [--writers 4] [--rate 100] [--paced-seconds 10]
+
+Targets (issue 10): in-process >= 1,000 changes/s; Pub/Sub emulator >= 500 changes/s; p99 < 1 s
+at 100 changes/s; listings per notification <= 0.1 under the storm; provider calls per effective
+change = 1.00 without faults; peak RSS < 400 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from confsync.logs import configure_logging
+from confsync.settings import Settings
+from stack.driver import StackDriver
+from stack.local import LocalStack
+
+TARGETS = {"memory_changes_per_s": 1000, "pubsub_changes_per_s": 500, "p99_s": 1.0, "listings_per_notification": 0.1}
+
+
+def timed(summary: str, n: int) -> dict[str, Any]:
+    day, hour = 1 + n % 28, 8 + n // 28 % 10
+    start, end = f"2026-12-{day:02d}T{hour:02d}:00:00Z", f"2026-12-{day:02d}T{hour:02d}:30:00Z"
+    return {"summary": summary, "start": {"dateTime": start}, "end": {"dateTime": end}}
+
+
+def seed(driver: StackDriver, calendars: int, events: int) -> list[tuple[str, str, str]]:
+    meetings = []
+    for c in range(calendars):
+        calendar_id = f"user{c}@example.com"
+        driver.add_calendar(calendar_id)
+        for e in range(events):
+            event = driver.insert(calendar_id, timed(f"meeting {c}-{e}", e))
+            meetings.append((calendar_id, str(event["id"]), driver.add_conference(calendar_id, event)))
+    return meetings
+
+
+def in_threads(writers: int, work: Callable[[StackDriver, int], None], info: dict[str, Any]) -> None:
+    """Run ``work(driver, n)`` on ``writers`` threads, each with its own Calendar client."""
+    drivers = [StackDriver(info) for _ in range(writers)]
+    threads = [threading.Thread(target=work, args=(drivers[n], n)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for driver in drivers:
+        driver.close()
+
+
+def work_counts(driver: StackDriver) -> dict[str, int]:
+    calendar_base = str(driver.info["calendar_api"]).removesuffix("/calendar/v3/")
+    journal = driver._http.get(f"{calendar_base}/_sandbox/requests").json()  # noqa: SLF001 - a bench reads the admin API
+    channels = driver._http.get(f"{calendar_base}/_sandbox/channels").json()  # noqa: SLF001
+    listings = sum(1 for e in journal if e["method"] == "GET" and e["path"].endswith("/events"))
+    notifications = sum(int(c["lastMessageNumber"]) for c in channels)
+    provider = driver.journal()
+    calls = sum(1 for e in provider if e["method"] in ("PATCH", "DELETE"))
+    return {"listings": listings, "notifications": notifications, "provider_calls": calls}
+
+
+def versions(driver: StackDriver, meetings: list[tuple[str, str, str]]) -> int:
+    return sum(int((driver.conference(conference) or {"version": 0})["version"]) for _, _, conference in meetings)
+
+
+def storm(driver: StackDriver, meetings: list[tuple[str, str, str]], changes: int, writers: int) -> dict[str, Any]:
+    before, versions_before = work_counts(driver), versions(driver, meetings)
+
+    def write(client: StackDriver, n: int) -> None:
+        for k in range(n, changes, writers):
+            calendar_id, event_id, _ = meetings[k % len(meetings)]
+            client.patch(calendar_id, event_id, {"summary": f"storm change {k}"})
+
+    started = time.monotonic()
+    in_threads(writers, write, driver.info)
+    written = time.monotonic()
+    rows = driver.wait_until_agreed(300, poll_s=0.2)
+    converged = time.monotonic()
+    after, effective = work_counts(driver), versions(driver, meetings) - versions_before
+    notifications = after["notifications"] - before["notifications"]
+    calls = after["provider_calls"] - before["provider_calls"]
+    return {
+        "changes": changes,
+        "agreed": all(row.agrees for row in rows),
+        "write_s": round(written - started, 2),
+        "converged_s": round(converged - started, 2),
+        "changes_per_s": round(changes / (converged - started)),
+        "listings_per_notification": round((after["listings"] - before["listings"]) / max(1, notifications), 4),
+        "effective_changes": effective,
+        "provider_calls_per_effective_change": round(calls / max(1, effective), 3),
+    }
+
+
+def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float, seconds: float) -> dict[str, Any]:
+    mark = driver.journal_mark()
+    writes: list[tuple[str, float]] = []  # (conference, wall time of the write's answer)
+    count = int(rate * seconds)
+    started = time.monotonic()
+    for k in range(count):
+        time.sleep(max(0.0, started + k / rate - time.monotonic()))
+        calendar_id, event_id, conference = meetings[k % len(meetings)]
+        driver.patch(calendar_id, event_id, {"summary": f"paced change {k}"})
+        writes.append((conference, time.time()))
+    driver.wait_until_agreed(120, poll_s=0.2)
+    applied: dict[str, list[float]] = {}
+    for entry in driver.journal()[mark:]:
+        if entry["method"] == "PATCH" and entry["status"] == 200:
+            applied.setdefault(entry["path"].rsplit("/", 1)[1], []).append(
+                datetime.fromisoformat(entry["at"]).timestamp()
+            )
+    latencies = []
+    for conference, wrote in writes:
+        later = [at for at in applied.get(conference, []) if at >= wrote - 0.05]
+        if later:
+            latencies.append(min(later) - wrote)
+    latencies.sort()
+    return {
+        "rate_per_s": rate,
+        "changes": count,
+        "measured": len(latencies),
+        "p50_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p99_s": round(latencies[int(len(latencies) * 0.99)], 3) if latencies else None,
+    }
+
+
+def peak_rss_mb(info: dict[str, Any]) -> dict[str, float]:
+    peaks = {}
+    for name, service in info["services"].items():
+        try:
+            status = open(f"/proc/{service['pid']}/status").read()  # noqa: PTH123, SIM115
+        except OSError:
+            continue
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        peaks[name] = round(int(line.split()[1]) / 1024, 1)
+    return peaks
+
+
+def run(transport: str, args: argparse.Namespace) -> dict[str, Any]:
+    with LocalStack(Settings.from_env(), transport=transport) as info:  # type: ignore[arg-type]
+        driver = StackDriver(info)
+        try:
+            meetings = seed(driver, args.calendars, args.events)
+            driver.wait_until_agreed(120)
+            storm_figures = storm(driver, meetings, args.storm_changes, args.writers)
+            paced_figures = paced(driver, meetings, args.rate, args.paced_seconds)
+            rss = peak_rss_mb(info)
+        finally:
+            driver.close()
+    return {"transport": transport, "meetings": len(meetings), "storm": storm_figures, "paced": paced_figures,
+            "peak_rss_mb": rss, "peak_rss_mb_max": max(rss.values(), default=None)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transport", nargs="+", default=["pubsub", "memory"], choices=["pubsub", "memory"])
+    parser.add_argument("--calendars", type=int, default=20)
+    parser.add_argument("--events", type=int, default=10)
+    parser.add_argument("--storm-changes", type=int, default=3000)
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    configure_logging(Settings(log_level="warning", log_format="json"))
+    results = [run(transport, args) for transport in args.transport]
+    print(json.dumps({"benchmark": "pipeline", "runs": results, "targets": TARGETS}))
+
+
+if __name__ == "__main__":
+    main()
