@@ -16,7 +16,8 @@ decides from the type alone::
     │   ├── AuthError              credentials refused (401); may carry the URL where a
     │   │                          user can (re)authenticate
     │   ├── NotFound               the thing addressed does not exist (404)
-    │   ├── Stale                  the peer already holds a newer version (409 stale): the
+    │   ├── Stale                  the peer already holds a newer version (409 stale, or
+    │   │                          409 deleted for a deleted conference): the
     │   │                          change is superseded, so callers may count it as done
     │   └── CalendarGone           a calendar we can no longer read (404/403 on the
     │                              calendar itself): its conferences get reconciled

@@ -9,7 +9,9 @@ The contract every provider implements (the sandbox serves it as OpenAPI at /ope
   ``version``, ``updated_at`` and ``last_event_updated``; 404 for an unknown id.
 - ``PATCH /v1/conferences/{id}`` with ``Idempotency-Key``; body = changed fields plus
   ``event_updated`` -> 200. A repeated key returns the first answer and changes nothing; an
-  ``event_updated`` older than the stored one -> 409 ``stale`` and changes nothing.
+  ``event_updated`` older than the stored one -> 409 ``stale`` and changes nothing; a PATCH
+  of a deleted conference -> 409 ``deleted`` (both become ``Stale``: the change is superseded;
+  without ordering an update can arrive after its conference's delete).
 - ``DELETE /v1/conferences/{id}`` with ``Idempotency-Key`` -> 204, also for a conference
   already deleted; 404 for an unknown id.
 - ``start``/``end`` are shaped like Calendar's (``{"dateTime", "timeZone"}`` or ``{"date"}``);
@@ -172,7 +174,7 @@ def _raise_for_status(method: str, path: str, answer: httpx.Response) -> None:
         raise AuthError(message, authentication_url=url if isinstance(url, str) else None, status=status, body=body)
     if status == 404:
         raise NotFound(message, status=status, body=body)
-    if status == 409 and code == "stale":
+    if status == 409 and code in ("stale", "deleted"):  # a deletion is the final version: superseded too
         raise Stale(message, status=status, body=body)
     if status in _TRANSIENT_STATUS or status >= 500:
         retry_after = parse_retry_after(answer.headers.get("Retry-After"))
