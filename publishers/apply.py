@@ -35,6 +35,9 @@ __all__ = ["CommandApplier"]
 log = structlog.get_logger(__name__)
 
 
+_LOCK_STRIPES = 64
+
+
 @dataclass
 class CommandApplier:
     store: Store
@@ -46,6 +49,10 @@ class CommandApplier:
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrency)
+        # One conference's commands run one at a time in this process: a duplicate delivered
+        # alongside the original (no ordering key on the emulator, redeliveries) then finds the
+        # version already applied instead of calling the provider a second time.
+        self._conference_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
     def __call__(self, message: Message) -> None:
         """The transport handler: one ConferenceCommand message."""
@@ -66,6 +73,10 @@ class CommandApplier:
             )
 
     def _apply(self, command: ConferenceCommand) -> str:
+        with self._conference_locks[hash(command.conference_id) % _LOCK_STRIPES]:
+            return self._apply_locked(command)
+
+    def _apply_locked(self, command: ConferenceCommand) -> str:
         applied = self.store.get_applied(command.conference_id)
         if applied is not None and command.event_updated < applied.event_updated:
             return "stale"

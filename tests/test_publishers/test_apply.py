@@ -6,6 +6,7 @@ breaker opens and closes, and shuffled duplicates end at the newest version."""
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -186,6 +187,19 @@ def test_during_a_short_outage_the_message_is_held_not_nacked(rig: Rig) -> None:
     assert rig.applier.breaker.state == "closed"
     assert rig.client.get(conference).summary == "x"
     assert [entry["status"] for entry in rig.patches()] == [503, 200]
+
+
+def test_a_duplicate_delivered_alongside_the_original_calls_the_provider_once(rig: Rig) -> None:
+    conference = rig.conference()
+    fault(rig, method="PATCH", latency_ms=300, count=1)  # the first call is slow: the copy overlaps it
+    command = update(conference, "x")
+    copies = [threading.Thread(target=rig.applier.apply, args=(command,)) for _ in range(2)]
+    for copy in copies:
+        copy.start()
+    for copy in copies:
+        copy.join()
+    assert len(rig.patches()) == 1
+    assert rig.applier.counts == {"applied": 1, "duplicate": 1}
 
 
 def test_shuffled_duplicated_deliveries_end_at_the_newest_version(rig: Rig) -> None:
