@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -291,7 +292,20 @@ class _Running:
 
 
 def run_service(settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event | None = None) -> bool:
-    """Serve ``role`` until SIGTERM/SIGINT (or ``stop``), then drain; True if everything finished in time."""
+    """Serve ``role`` until SIGTERM/SIGINT (or ``stop``), then drain; True if everything finished in time.
+
+    The signals are caught from the start: a SIGTERM that comes while the service is still
+    starting (its pull workers may already hold messages) drains it like any other."""
+    stop = stop or threading.Event()
+    early = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _run(settings, role, host=host, port=port, stop=stop)
+    finally:
+        for sig, handler in early.items():
+            signal.signal(sig, handler)
+
+
+def _run(settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event) -> bool:
     service = build_service(settings, role)
     try:
         served = ServedApp(service.app, host=host, port=port).start()
