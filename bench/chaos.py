@@ -11,7 +11,7 @@ provider to agree with Calendar. Prints one JSON object: changes, divergences (m
 lost deletes (0), duplicate creates (0), provider calls per effective change.
 
     .venv/bin/python bench/chaos.py --seed 7 --changes 300 [--transport pubsub|memory]
-        [--calendars 8] [--events 6] [--no-kills]
+        [--calendars 8] [--events 6] [--no-kills] [--state-dir D]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import random
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,11 +139,12 @@ def main() -> None:
     parser.add_argument("--calendars", type=int, default=8)
     parser.add_argument("--events", type=int, default=6)
     parser.add_argument("--no-kills", action="store_true")
+    parser.add_argument("--state-dir", type=Path, default=None, help="Keep the stack's databases and logs here.")
     parser.add_argument("--settle-s", type=float, default=180.0, help="How long the provider may take to agree.")
     args = parser.parse_args()
     configure_logging(Settings(log_level="warning", log_format="json"))
     rng = random.Random(args.seed)  # noqa: S311 - a reproducible run, not a secret
-    stack = LocalStack(Settings.from_env(), transport=args.transport)
+    stack = LocalStack(Settings.from_env(), transport=args.transport, state_dir=args.state_dir)
     info = stack.start()
     stop = threading.Event()
     supervisor = threading.Thread(target=stack.supervise, args=(stop,), daemon=True)
