@@ -68,10 +68,14 @@ class Chaos:
         self.created += 1
         self.live.append((calendar_id, str(event["id"]), weekly))
 
+    def some_calendar(self) -> str:
+        """A calendar that still has live meetings (the first user's when none has)."""
+        return self.rng.choice(sorted({c for c, _, _ in self.live} or {"user0@example.com"}))
+
     def change(self, k: int) -> None:
         driver, rng = self.driver, self.rng
         if not self.live or rng.random() < 0.08:
-            self.meeting(rng.choice(sorted({c for c, _, _ in self.live} or {"user0@example.com"})), 1000 + k)
+            self.meeting(self.some_calendar(), 1000 + k)
             self._count("create")
             return
         index = rng.randrange(len(self.live))
@@ -114,8 +118,7 @@ class Chaos:
             driver.calendar_fault({"method": "GET", "path": "/events$", "status": 500, "probability": 0.3, "count": 8})
             self._count("calendar_500_burst")
         elif roll < 0.7:
-            calendar_id = rng.choice(sorted({c for c, _, _ in self.live} or {"user0@example.com"}))
-            driver.invalidate_sync_tokens(calendar_id)
+            driver.invalidate_sync_tokens(self.some_calendar())
             self._count("sync_tokens_invalidated")
         elif self.kills:
             names = [n for n in self.info["services"] if n.startswith("serve-")]

@@ -69,11 +69,9 @@ def in_threads(writers: int, work: Callable[[StackDriver, int], None], info: dic
 
 
 def work_counts(driver: StackDriver) -> dict[str, int]:
-    calendar_base = str(driver.info["calendar_api"]).removesuffix("/calendar/v3/")
-    journal = driver._http.get(f"{calendar_base}/_sandbox/requests").json()  # noqa: SLF001 - a bench reads the admin API
-    channels = driver._http.get(f"{calendar_base}/_sandbox/channels").json()  # noqa: SLF001
+    journal = driver.calendar_journal()
     listings = sum(1 for e in journal if e["method"] == "GET" and e["path"].endswith("/events"))
-    notifications = sum(int(c["lastMessageNumber"]) for c in channels)
+    notifications = sum(int(c["lastMessageNumber"]) for c in driver.calendar_channels())
     provider = driver.journal()
     calls = sum(1 for e in provider if e["method"] in ("PATCH", "DELETE"))
     return {"listings": listings, "notifications": notifications, "provider_calls": calls}

@@ -383,6 +383,11 @@ TransportOption = Annotated[
 ]
 
 
+StateDirOption = Annotated[
+    Path | None, typer.Option(help="Keep databases and logs here (default: a temporary dir, removed at exit).")
+]
+
+
 def _transport_choice(value: str | None) -> Any:
     if value not in (None, "pubsub", "memory"):
         raise typer.BadParameter(f"expected pubsub or memory, got {value!r}", param_hint="--transport")
@@ -397,9 +402,7 @@ def local_command(
     ] = None,
     transport: TransportOption = None,
     store: Annotated[str | None, typer.Option(help="Store URL (default: a SQLite file in the state dir).")] = None,
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Keep databases and logs here (default: a temporary dir, removed at exit).")
-    ] = None,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Run the whole stack on 127.0.0.1: both sandboxes, Pub/Sub (emulator) and every service.
 
@@ -440,9 +443,7 @@ def local_command(
 def demo_command(
     ctx: typer.Context,
     transport: TransportOption = None,
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Keep databases and logs here (default: a temporary dir, removed at exit).")
-    ] = None,
+    state_dir: StateDirOption = None,
 ) -> None:
     """Start the local stack and tell a story: meetings created, moved, renamed, cancelled, switched
     to Meet, a sync-token invalidation and a conferencing outage; then compare Calendar with the

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from confsync.errors import ConfigError
 
-__all__ = ["PREFIX", "Secret", "SettingInfo", "Settings"]
+__all__ = ["PREFIX", "Delivery", "Secret", "SettingInfo", "Settings", "TransportKind"]
 
 PREFIX = "CONFSYNC_"
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -225,11 +225,20 @@ class StackDriver:
                 return rows
             time.sleep(poll_s)
 
+    def calendar_journal(self) -> list[dict[str, Any]]:
+        """Every Calendar API request the sandbox answered: ``{method, path, query, status, at}``."""
+        entries: list[dict[str, Any]] = self._http.get(f"{self._calendar_base}/_sandbox/requests").json()
+        return entries
+
+    def calendar_channels(self) -> list[dict[str, Any]]:
+        """The sandbox's watch channels, each with ``lastMessageNumber`` (notifications sent)."""
+        channels: list[dict[str, Any]] = self._http.get(f"{self._calendar_base}/_sandbox/channels").json()
+        return channels
+
     def listings(self, calendar_id: str) -> int:
         """How many times the pipeline has listed this calendar's events (the sandbox's journal)."""
         path = f"/calendar/v3/calendars/{calendar_id}/events"
-        entries = self._http.get(f"{self._calendar_base}/_sandbox/requests").json()
-        return sum(1 for e in entries if e["method"] == "GET" and e["path"] == path)
+        return sum(1 for e in self.calendar_journal() if e["method"] == "GET" and e["path"] == path)
 
     def settled_listings(self, calendar_id: str, quiet_s: float = 1.0, timeout_s: float = 30.0) -> int:
         """The calendar's listing count once no listing has happened for ``quiet_s`` (none in flight)."""

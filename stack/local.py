@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import httpx
 import structlog
@@ -40,13 +40,12 @@ import structlog
 from confsync.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
 from confsync.errors import ConfigError
 from confsync.serving import free_port
-from confsync.settings import PREFIX, Settings
+from confsync.settings import PREFIX, Settings, TransportKind
 
 __all__ = ["LocalStack", "StackError"]
 
 log = structlog.get_logger(__name__)
 
-Transport = Literal["pubsub", "memory"]
 _PROBE_TIMEOUT_S = 60.0
 _GRACE_S = 10.0
 
@@ -131,7 +130,7 @@ class LocalStack:
         self,
         settings: Settings,
         *,
-        transport: Transport | None = None,
+        transport: TransportKind | None = None,
         store_url: str | None = None,
         state_dir: Path | None = None,
         ready_file: Path | None = None,
@@ -209,7 +208,7 @@ class LocalStack:
         self._write_ready()
         return self.info
 
-    def _transport(self) -> Transport:
+    def _transport(self) -> TransportKind:
         if self._wanted == "memory":
             self._step("transport: in-process queues (--transport memory)")
             return "memory"
@@ -251,7 +250,7 @@ class LocalStack:
         return _Child(name, _confsync(*args), env, f"http://127.0.0.1:{port}", probe, log_path)
 
     def _service_env(
-        self, transport: Transport, calendar: str, provider: str, secrets_: dict[str, str], ingest_port: int
+        self, transport: TransportKind, calendar: str, provider: str, secrets_: dict[str, str], ingest_port: int
     ) -> dict[str, str]:
         env = {k: v for k, v in self._base_env.items() if k != "PUBSUB_EMULATOR_HOST"}
         env.update(

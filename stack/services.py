@@ -27,7 +27,6 @@ from enum import StrEnum
 from typing import Protocol
 
 import structlog
-from google.auth import exceptions as google_auth_exceptions
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -44,7 +43,8 @@ from confsync.settings import Settings
 from confsync.store import open_store
 from confsync.transport.base import DeadLetter, Handler
 from confsync.transport.memory import MemoryBroker, MemoryWorker
-from confsync.transport.pubsub import BatchingPubSubPublisher, PubSubPublisher, PubSubWorker
+from confsync.transport.pubsub import BatchingPubSubPublisher, PubSubWorker, open_publisher
+from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from confsync.transport.topology import topology
 from ingest.app import IngestParts, ingest_routes
@@ -107,12 +107,7 @@ class _Transport(Protocol):
 class _PubSub:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        try:
-            self._publisher = PubSubPublisher(settings)
-        except google_auth_exceptions.DefaultCredentialsError as err:
-            raise ConfigError(
-                "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
-            ) from err
+        self._publisher = open_publisher(settings)
         self.publisher: Publisher = self._publisher
         self._batching: BatchingPubSubPublisher | None = None
 
@@ -170,12 +165,20 @@ def build_service(settings: Settings, role: Role) -> Service:
         raise ConfigError(
             "the in-process transport cannot cross processes: run `confsync serve all`", variable="CONFSYNC_TRANSPORT"
         )
-    _check_config(settings, role)
-    transport: _Transport = _Memory(settings) if settings.transport == "memory" else _PubSub(settings)
-    store = open_store(settings.store_url)
-    service = Service(Starlette(), closers=[store.close, transport.close])
+    push = _check_config(settings, role)
+    service = Service(Starlette())
     try:
-        routes = _role_routes(settings, role, store, transport, service)
+        provider = None
+        if role.runs(Role.INGEST) or role.runs(Role.PUBLISHER):  # first: a missing URL or key is named at once
+            provider = HttpConferenceProvider.from_settings(settings)
+            service.closers.append(provider.close)
+        transport: _Transport = _Memory(settings) if settings.transport == "memory" else _PubSub(settings)
+        service.closers.append(transport.close)
+        store = open_store(settings.store_url)
+        service.closers.append(store.close)
+        routes = _role_routes(
+            settings, role, push=push, store=store, transport=transport, provider=provider, into=service
+        )
     except BaseException:
         service.stop(0)
         raise
@@ -183,31 +186,37 @@ def build_service(settings: Settings, role: Role) -> Service:
     return service
 
 
-def _check_config(settings: Settings, role: Role) -> None:
-    """Refuse at start, naming the variable, what would otherwise fail on the first message."""
-    needs_provider = role.runs(Role.INGEST) or role.runs(Role.PUBLISHER)
-    if needs_provider and (not settings.provider_url or settings.provider_api_key is None):
-        variable = "CONFSYNC_PROVIDER_URL" if not settings.provider_url else "CONFSYNC_PROVIDER_API_KEY"
-        raise ConfigError("the conferencing API's address and key are required", variable=variable)
+def _check_config(settings: Settings, role: Role) -> bool:
+    """Refuse at start, naming the variable, what would otherwise fail on the first message;
+    True if the processor and publisher serve push routes."""
     if role.runs(Role.INGEST):
         if not settings.webhook_url:
             raise ConfigError("ingest needs the address Calendar posts to", variable="CONFSYNC_WEBHOOK_URL")
         if not settings.local_mode and not settings.addon_audience:
             raise ConfigError("the add-on API needs its OAuth client id", variable="CONFSYNC_ADDON_AUDIENCE")
-    push = settings.delivery == "push" and role is not Role.INGEST
-    if push and not settings.local_mode and not (settings.push_audience and settings.push_service_account):
-        raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
+    push = settings.delivery == "push" and settings.transport == "pubsub" and role is not Role.INGEST
+    if push:
+        push_verifier(settings)  # the push routes' own check, made before anything connects
+    return push
 
 
-def _role_routes(
-    settings: Settings, role: Role, store: Store, transport: _Transport, service: Service
+def _role_routes(  # noqa: PLR0913 - the role's parts, named
+    settings: Settings,
+    role: Role,
+    *,
+    push: bool,
+    store: Store,
+    transport: _Transport,
+    provider: HttpConferenceProvider | None,
+    into: Service,
 ) -> list[BaseRoute]:
+    """The role's HTTP routes; its pull workers and clients go into ``into``."""
     routes: list[BaseRoute] = []
-    push = settings.delivery == "push" and settings.transport == "pubsub"
     clients = CalendarClients.from_settings(settings)
-    service.closers.append(clients.close)
+    into.closers.append(clients.close)
     if role.runs(Role.INGEST):
-        routes += _ingest(settings, store, transport, clients, service)
+        assert provider is not None  # noqa: S101 - build_service made it for this role
+        routes += _ingest(settings, store, transport, clients, provider)
     if role.runs(Role.PROCESSOR):
         worker = CalendarWorker(
             store,
@@ -222,24 +231,25 @@ def _role_routes(
             routes.append(processor_push_route(worker, settings, transport.publisher))
         else:
             sub, dead = settings.sub_calendar_changes, settings.topic_calendar_changes_dead
-            service.workers.append(transport.worker(sub, worker, dead))
+            into.workers.append(transport.worker(sub, worker, dead))
     if role.runs(Role.PUBLISHER):
-        provider = HttpConferenceProvider.from_settings(settings)
-        service.closers.append(provider.close)
+        assert provider is not None  # noqa: S101 - as above
         applier = build_applier(settings, store, provider)
         if push:
             routes.append(publisher_push_route(applier, settings, transport.publisher))
         else:
             sub, dead = settings.sub_conference_commands, settings.topic_conference_commands_dead
-            service.workers.append(transport.worker(sub, applier, dead))
+            into.workers.append(transport.worker(sub, applier, dead))
     return routes
 
 
 def _ingest(
-    settings: Settings, store: Store, transport: _Transport, clients: CalendarClients, service: Service
+    settings: Settings,
+    store: Store,
+    transport: _Transport,
+    clients: CalendarClients,
+    provider: HttpConferenceProvider,
 ) -> list[BaseRoute]:
-    provider = HttpConferenceProvider.from_settings(settings)
-    service.closers.append(provider.close)
     publisher = transport.webhook_publisher()
     channels = ChannelManager(
         store,

@@ -48,6 +48,7 @@ __all__ = [
     "PubSubPublisher",
     "PubSubWorker",
     "bootstrap",
+    "open_publisher",
 ]
 
 log = structlog.get_logger(__name__)
@@ -336,6 +337,16 @@ class BatchingPubSubPublisher:
         self._client.transport.close()
 
 
+def open_publisher(settings: Settings) -> PubSubPublisher:
+    """A PubSubPublisher, or ConfigError when there are no credentials to reach Pub/Sub with."""
+    try:
+        return PubSubPublisher(settings)
+    except google_auth_exceptions.DefaultCredentialsError as err:
+        raise ConfigError(
+            "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
+        ) from err
+
+
 class LazyPubSubPublisher:
     """A PubSubPublisher built on first publish: commands that may never publish (or run where
     Pub/Sub is not configured) do not need Google credentials just to start."""
@@ -354,12 +365,7 @@ class LazyPubSubPublisher:
 
     def _ready(self) -> PubSubPublisher:
         if self._real is None:
-            try:
-                self._real = PubSubPublisher(self._settings)
-            except google_auth_exceptions.DefaultCredentialsError as err:
-                raise ConfigError(
-                    "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
-                ) from err
+            self._real = open_publisher(self._settings)
         return self._real
 
     def close(self) -> None:
