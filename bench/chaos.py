@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from google.api_core.retry import Retry
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 
 from confsync.logs import configure_logging
 from confsync.settings import Settings
+from confsync.transport.topology import topology
 from stack.driver import StackDriver
 from stack.local import LocalStack
 
@@ -134,6 +137,27 @@ class Chaos:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
+def dead_letters(info: dict[str, Any]) -> dict[str, int]:
+    """How many messages wait on each dead-letter holding subscription (Pub/Sub only)."""
+    host = info.get("pubsub_emulator_host")
+    if not host:
+        return {}
+    os.environ["PUBSUB_EMULATOR_HOST"] = str(host)
+    settings = Settings.from_env()
+    subscriber = pubsub_v1.SubscriberClient()
+    counts: dict[str, int] = {}
+    try:
+        for spec in topology(settings).subscriptions:
+            if spec.dead_letter_topic is not None:
+                continue
+            path = subscriber.subscription_path(settings.project_id, spec.name)
+            answer = subscriber.pull(subscription=path, max_messages=1000, timeout=5, retry=Retry(timeout=10))
+            counts[spec.topic] = len(answer.received_messages)
+    finally:
+        subscriber.close()
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
@@ -172,6 +196,7 @@ def main() -> None:
         driver.clear_calendar_faults()
         rows = driver.wait_until_agreed(args.settle_s, poll_s=0.5)
         report = driver.call_report(mark)
+        dead = dead_letters(info)
     finally:
         stop.set()
         supervisor.join(timeout=30)
@@ -197,6 +222,7 @@ def main() -> None:
                 "provider_calls": calls,
                 "provider_calls_per_effective_change": round(calls / max(1, effective), 3),
                 "retried_calls": report["retried"],
+                "dead_letters": dead,
                 "seconds": round(time.monotonic() - started, 1),
                 "diverging": [f"{r.calendar_id}/{r.event_id}: {r.expected} vs {r.actual}" for r in divergences[:5]],
             }

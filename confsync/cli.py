@@ -488,6 +488,46 @@ def demo_command(
         raise typer.Exit(code=1)
 
 
+@app.command("repair-lag")
+def repair_lag_command(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str | None, typer.Option(help="Lag that counts (90s, 5m); default CONFSYNC_LAG_REPAIR_AFTER_S.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the lagging calendars; publish nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
+) -> None:
+    """Re-announce calendars notified but not synced since (a lost or stuck CalendarChanged)."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from confsync.errors import ConfsyncError  # noqa: PLC0415
+    from confsync.store import open_store  # noqa: PLC0415
+    from confsync.transport.pubsub import LazyPubSubPublisher  # noqa: PLC0415
+    from ingest.lag import LagRepair  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    window = parse_duration(older_than) if older_than else timedelta(seconds=settings.lag_repair_after_s)
+    store, publisher = open_store(settings.store_url), LazyPubSubPublisher(settings)
+    try:
+        report = LagRepair(store, publisher, settings.topic_calendar_changes, older_than=window).run_once(
+            dry_run=dry_run
+        )
+    except ConfsyncError as err:
+        typer.echo(f"confsync: {err}", err=True)
+        raise typer.Exit(code=1) from err
+    finally:
+        publisher.close()
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json()))
+        return
+    verb = "would re-announce" if dry_run else "re-announced"
+    lag = "" if report.oldest_lag_s is None else f" (oldest {report.oldest_lag_s:.0f}s behind)"
+    typer.echo(f"{report.lagging} calendar(s) lagging{lag}; {verb} {len(report.republished)}")
+    for calendar_id in report.republished:
+        typer.echo(f"  {calendar_id}")
+
+
 @app.command("backfill")
 def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Typer passes them by name)
     ctx: typer.Context,

@@ -58,6 +58,7 @@ class Source(StrEnum):
     BACKFILL = "backfill"
     RENEWAL = "renewal"
     MANUAL = "manual"
+    REPAIR = "repair"  # re-announced: a notification no sync covered in time (ingest/lag.py)
 
 
 class ResourceState(StrEnum):

@@ -219,6 +219,12 @@ class Store(Protocol):
         """Remember the newest notification; False if this one (or a newer) was already seen."""
         ...
 
+    def lagging_calendars(self, notified_before: datetime, limit: int = 500) -> list[CalendarState]:
+        """Active calendars with a notification received before ``notified_before`` that no
+        completed sync has covered (the last listing began before it), oldest first: their
+        CalendarChanged was lost or is stuck (ingest/lag.py re-announces them)."""
+        ...
+
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
 
     # channels

@@ -142,6 +142,14 @@ class Settings:
     sync_min_interval_s: float = _setting(
         0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
     )
+    lag_repair_after_s: float = _setting(
+        60.0,
+        "A calendar notified this many seconds ago that no sync has covered since is re-announced "
+        "(its CalendarChanged was lost or is stuck; ingest/lag.py).",
+    )
+    lag_repair_interval_s: float = _setting(
+        30.0, "How often the ingest service looks for such calendars, in seconds; 0 turns the loop off."
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
     # -- the conferencing service -----------------------------------------------------------

@@ -4,7 +4,8 @@ Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/con
 (the add-on), ``GET /healthz``, and for Cloud Scheduler (OIDC-authenticated like the push
 routes): ``POST /tasks/renew-channels?before=SECONDS``, ``POST
 /tasks/channels/ensure?calendar=ID``, ``POST /tasks/channels/stop?calendar=ID|channel=ID``,
-``GET /tasks/channels?expiring_within=SECONDS``.
+``GET /tasks/channels?expiring_within=SECONDS``, ``POST /tasks/repair-lag[?dry_run=1]``
+(ingest/lag.py).
 
 Give it a ``BatchingPubSubPublisher``: each notification is one publish, and batching them
 across concurrent requests is what keeps the webhook's throughput up (bench/ingest.py).
@@ -28,6 +29,7 @@ from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.settings import Settings
 from ingest.api import AddonAuth, create_conference_route
 from ingest.channels import ChannelManager
+from ingest.lag import LagRepair
 from ingest.webhook import WebhookStats, webhook_route
 
 __all__ = ["IngestParts", "create_ingest_app", "ingest_routes"]
@@ -45,6 +47,7 @@ class IngestParts:
     stats: WebhookStats
     addon_verifier: OidcVerifier | None = None
     scheduler_verifier: OidcVerifier | None = None
+    lag: LagRepair | None = None
 
 
 def create_ingest_app(parts: IngestParts) -> Starlette:
@@ -127,6 +130,14 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
             ]
         )
 
+    async def repair_lag(request: Request) -> Response:
+        if (answer := refused(request)) is not None:
+            return answer
+        if parts.lag is None:
+            return JSONResponse({"error": "sync-lag repair is not configured"}, status_code=404)
+        report = await run_in_threadpool(parts.lag.run_once, dry_run=request.query_params.get("dry_run") == "1")
+        return JSONResponse(report.to_json())
+
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
         create_conference_route(parts.store, parts.provider, auth=auth, ensure_channel=parts.channels.ensure),
@@ -134,4 +145,5 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         Route("/tasks/channels/ensure", ensure, methods=["POST"]),
         Route("/tasks/channels/stop", stop, methods=["POST"]),
         Route("/tasks/channels", listing, methods=["GET"]),
+        Route("/tasks/repair-lag", repair_lag, methods=["POST"]),
     ]

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -49,6 +50,7 @@ from confsync.transport.runner import Stoppable, run_until_signalled
 from confsync.transport.topology import topology
 from ingest.app import IngestParts, ingest_routes
 from ingest.channels import ChannelManager
+from ingest.lag import LagLoop, LagRepair
 from ingest.webhook import WebhookStats
 from processors.app import processor_push_route
 from processors.worker import CalendarWorker
@@ -216,7 +218,7 @@ def _role_routes(  # noqa: PLR0913 - the role's parts, named
     into.closers.append(clients.close)
     if role.runs(Role.INGEST):
         assert provider is not None  # noqa: S101 - build_service made it for this role
-        routes += _ingest(settings, store, transport, clients, provider)
+        routes += _ingest(settings, store, transport=transport, clients=clients, provider=provider, into=into)
     if role.runs(Role.PROCESSOR):
         worker = CalendarWorker(
             store,
@@ -243,12 +245,14 @@ def _role_routes(  # noqa: PLR0913 - the role's parts, named
     return routes
 
 
-def _ingest(
+def _ingest(  # noqa: PLR0913 - the role's parts, named
     settings: Settings,
     store: Store,
+    *,
     transport: _Transport,
     clients: CalendarClients,
     provider: HttpConferenceProvider,
+    into: Service,
 ) -> list[BaseRoute]:
     publisher = transport.webhook_publisher()
     channels = ChannelManager(
@@ -264,7 +268,15 @@ def _ingest(
     if settings.scheduler_service_account:
         audience = settings.push_audience or settings.webhook_url or ""
         scheduler = OidcVerifier(audience=audience, email=settings.scheduler_service_account)
-    parts = IngestParts(settings, store, publisher, provider, channels, WebhookStats(), addon, scheduler)
+    lag = LagRepair(
+        store,
+        transport.publisher,
+        settings.topic_calendar_changes,
+        older_than=timedelta(seconds=settings.lag_repair_after_s),
+    )
+    if settings.lag_repair_interval_s > 0:
+        into.workers.append(LagLoop(lag, settings.lag_repair_interval_s).start())
+    parts = IngestParts(settings, store, publisher, provider, channels, WebhookStats(), addon, scheduler, lag)
     return list(ingest_routes(parts))
 
 

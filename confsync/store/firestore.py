@@ -118,6 +118,8 @@ class FirestoreStore:
             if data["token_version"] != expected_version:
                 return False
             data.update(sync_token=token, token_version=expected_version + 1, last_synced_at=at)
+            notified = data.get("last_notified_at")
+            data["lagging"] = notified is not None and at <= _aware(notified)
             transaction.set(ref, data)
             return True
 
@@ -133,10 +135,22 @@ class FirestoreStore:
             if data.get("last_channel_id") == channel_id and last is not None and last >= message_number:
                 return False
             data.update(last_channel_id=channel_id, last_message_number=message_number, last_notified_at=at)
+            synced = data.get("last_synced_at")
+            data["lagging"] = synced is None or _aware(synced) <= at
             transaction.set(ref, data)
             return True
 
         return self._transact(work)
+
+    def lagging_calendars(self, notified_before: datetime, limit: int = 500) -> list[CalendarState]:
+        query = (  # production needs a composite index (lagging, status, last_notified_at)
+            self._calendars.where(filter=FieldFilter("lagging", "==", True))  # noqa: FBT003 - a field value
+            .where(filter=FieldFilter("status", "==", CalendarStatus.ACTIVE.value))
+            .where(filter=FieldFilter("last_notified_at", "<", notified_before))
+            .order_by("last_notified_at")
+            .limit(limit)
+        )
+        return [_calendar(_data(snapshot)) for snapshot in query.stream()]
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
         ref = self._calendar_ref(calendar_id)
@@ -268,6 +282,7 @@ def _new_calendar(calendar_id: str) -> dict[str, Any]:
         "last_notified_at": None,
         "status": CalendarStatus.ACTIVE.value,
         "last_error": None,
+        "lagging": False,  # a notification no sync has covered yet: Firestore cannot compare two fields
     }
 
 

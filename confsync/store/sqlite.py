@@ -76,6 +76,9 @@ _MIGRATIONS: tuple[str, ...] = (
         fingerprint TEXT NOT NULL
     );
     """,
+    """
+    CREATE INDEX calendars_by_notified ON calendars (last_notified_at);
+    """,
 )
 
 
@@ -213,6 +216,15 @@ class SqliteStore:
                 (channel_id, message_number, _us(at), calendar_id, channel_id, message_number),
             )
             return cursor.rowcount == 1
+
+    def lagging_calendars(self, notified_before: datetime, limit: int = 500) -> list[CalendarState]:
+        rows = self._db().execute(
+            "SELECT * FROM calendars WHERE status = 'active' AND last_notified_at < ?"
+            " AND (last_synced_at IS NULL OR last_synced_at <= last_notified_at)"
+            " ORDER BY last_notified_at LIMIT ?",
+            (_us(notified_before), limit),
+        )
+        return [_calendar(row) for row in rows]
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
         self._write_one(

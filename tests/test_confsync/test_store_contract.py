@@ -98,6 +98,25 @@ def test_a_notification_is_new_once_per_channel_and_number(store: Store) -> None
     )
 
 
+def test_a_notification_no_sync_covered_is_lagging_until_a_listing_begins_after_it(store: Store) -> None:
+    store.ensure_calendar(CAL)
+    assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
+    store.record_notification(CAL, "ch-1", 1, T0 + timedelta(seconds=1))  # after the listing began
+    store.record_notification("bob@example.com", "ch-2", 1, T0)  # never synced at all
+    store.record_notification("carol@example.com", "ch-3", 1, T0 + timedelta(seconds=30))  # too recent to tell
+    store.ensure_calendar("dave@example.com")
+    assert store.save_sync_token("dave@example.com", "tok", expected_version=0, at=T0)  # notified never
+    cutoff = T0 + timedelta(seconds=10)
+    assert [c.calendar_id for c in store.lagging_calendars(cutoff)] == ["bob@example.com", CAL], "oldest first"
+    assert [c.calendar_id for c in store.lagging_calendars(cutoff, limit=1)] == ["bob@example.com"]
+
+    assert store.save_sync_token(CAL, "tok-2", expected_version=1, at=T0 + timedelta(seconds=1)), "began with it"
+    assert [c.calendar_id for c in store.lagging_calendars(cutoff)] == ["bob@example.com", CAL], "not after it"
+    assert store.save_sync_token(CAL, "tok-3", expected_version=2, at=T0 + timedelta(seconds=2))
+    store.set_calendar_status("bob@example.com", CalendarStatus.GONE, "404 from watch")
+    assert store.lagging_calendars(cutoff) == [], "covered by a later listing; a gone calendar is not waited for"
+
+
 def test_status_changes_are_kept_with_their_reason(store: Store) -> None:
     store.ensure_calendar(CAL)
     store.ensure_calendar("bob@example.com")
