@@ -497,7 +497,8 @@ def repair_lag_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report the lagging calendars; publish nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
 ) -> None:
-    """Re-announce calendars notified but not synced since (a lost or stuck CalendarChanged)."""
+    """Publish again what was lost or is stuck: calendars notified but not synced since, and
+    commands no publisher has settled (ingest/lag.py)."""
     from datetime import timedelta  # noqa: PLC0415
 
     from confsync.errors import ConfsyncError  # noqa: PLC0415
@@ -509,9 +510,10 @@ def repair_lag_command(
     window = parse_duration(older_than) if older_than else timedelta(seconds=settings.lag_repair_after_s)
     store, publisher = open_store(settings.store_url), LazyPubSubPublisher(settings)
     try:
-        report = LagRepair(store, publisher, settings.topic_calendar_changes, older_than=window).run_once(
-            dry_run=dry_run
+        repair = LagRepair(
+            store, publisher, settings.topic_calendar_changes, settings.topic_conference_commands, older_than=window
         )
+        report = repair.run_once(dry_run=dry_run)
     except ConfsyncError as err:
         typer.echo(f"confsync: {err}", err=True)
         raise typer.Exit(code=1) from err
@@ -524,6 +526,7 @@ def repair_lag_command(
     verb = "would re-announce" if dry_run else "re-announced"
     lag = "" if report.oldest_lag_s is None else f" (oldest {report.oldest_lag_s:.0f}s behind)"
     typer.echo(f"{report.lagging} calendar(s) lagging{lag}; {verb} {len(report.republished)}")
+    typer.echo(f"{report.commands_republished} unsettled command(s) overdue; {verb} them")
     for calendar_id in report.republished:
         typer.echo(f"  {calendar_id}")
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Protocol
 
 from confsync.contracts import ConferencePayload, EventTime
-from confsync.store.records import AppliedVersion, CalendarState, CalendarStatus, ChannelRecord, Link
+from confsync.store.records import AppliedVersion, CalendarState, CalendarStatus, ChannelRecord, Link, OutboxEntry
 
 __all__ = [
     "CalendarClient",
@@ -256,6 +256,23 @@ class Store(Protocol):
 
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
         """Record ``applied`` unless an equal or newer version is stored; True if recorded."""
+        ...
+
+    # outbox: commands published and not yet settled (ingest/lag.py republishes the overdue)
+    def outbox_add(self, entries: list[OutboxEntry]) -> None:
+        """Record commands about to be published (an entry with the same command_id is replaced)."""
+        ...
+
+    def outbox_done(self, command_id: str) -> None:
+        """The command is settled; forget it (a missing entry is fine)."""
+        ...
+
+    def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
+        """Entries whose ``due_at`` is before ``now``, most overdue first."""
+        ...
+
+    def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
+        """After republishing: next due time and the attempt count (a settled entry stays gone)."""
         ...
 
     def close(self) -> None: ...

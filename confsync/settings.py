@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from confsync.errors import ConfigError
 
-__all__ = ["PREFIX", "Delivery", "Secret", "SettingInfo", "Settings", "TransportKind"]
+__all__ = ["PREFIX", "Delivery", "PullKind", "Secret", "SettingInfo", "Settings", "TransportKind"]
 
 PREFIX = "CONFSYNC_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -34,6 +34,7 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 TransportKind = Literal["pubsub", "memory"]
 Delivery = Literal["pull", "push"]
+PullKind = Literal["streaming", "unary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,12 @@ class Settings:
         "Longest one lease extension of a held message, in seconds: a crashed worker's messages "
         "(and, with ordering, their keys) come back within about this long.",
     )
-    pubsub_streams: int = _setting(2, "Streaming-pull streams per worker process.")
+    pubsub_streams: int = _setting(2, "Streaming-pull streams (or unary pullers) per worker process.")
+    pubsub_pull: PullKind = _setting(
+        "streaming",
+        "How a pull worker pulls: streaming (Google's Pub/Sub) or unary (the emulator, whose streams "
+        "keep taking messages after their process is killed; confsync/transport/pubsub_unary.py).",
+    )
     pubsub_publish_max_messages: int = _setting(100, "Messages batched into one publish call at most.")
     pubsub_publish_max_latency_s: float = _setting(0.01, "Longest a message waits for its publish batch.")
     transport: TransportKind = _setting(

@@ -37,7 +37,7 @@ else (description, reminders, colour) is no change at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from confsync.contracts import CommandReason, ConferencePayload
@@ -45,7 +45,7 @@ from confsync.errors import InvalidMessage
 from confsync.ports import CalendarEvent
 from confsync.store import Link, LinkState
 
-__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "payload_of"]
+__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "delete_version", "payload_of"]
 
 DEFAULT_SOLUTION_NAMES = frozenset({"My Web Conference", "My Recorded Web Conference"})
 
@@ -85,7 +85,7 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
                 CommandReason.CONFERENCE_REMOVED,
                 live_link.conference_id,
                 fingerprint=live_link.last_fingerprint or "removed",
-                event_updated=event.updated,
+                event_updated=delete_version(event.updated, live_link),
             )
         return Decision(Action.NOTHING, "not our conference")
     if event.recurring_event_id is not None and live_link is None:
@@ -126,8 +126,20 @@ def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:
         CommandReason.CANCELLED,
         link.conference_id,
         fingerprint=link.last_fingerprint or "cancelled",
-        event_updated=event.updated,
+        event_updated=delete_version(event.updated, link),
     )
+
+
+def delete_version(updated: datetime | None, link: Link) -> datetime | None:
+    """The version a delete command carries: the event's ``updated``, or, when Calendar leaves
+    it out (a cancelled event's tombstone need only carry its id), one microsecond after the
+    last version published for the link. Never the clock: every copy of one delete (a calendar
+    listed twice, a sweep repeated) must carry the same version, so publishers see duplicates."""
+    if updated is not None:
+        return updated
+    if link.last_event_updated is not None:
+        return link.last_event_updated + timedelta(microseconds=1)
+    return None
 
 
 def _our_conference_id(event: CalendarEvent, link: Link | None, solution_names: frozenset[str]) -> str | None:

@@ -5,8 +5,10 @@ acknowledged without calling Google; one that comes within ``min_interval_s`` of
 listing first waits the interval out (the transport holds that calendar's later notifications
 behind it), so a burst of N notifications costs one or two listings. Otherwise the calendar is
 synced (``processors.sync.run_sync``) and every event classified
-(``processors.classify``): commands are published with ordering key = conference id, then the
-links are updated. A calendar that is gone (404/403) gets delete commands for all its live
+(``processors.classify``): commands are written to the store's outbox, published with ordering
+key = conference id, then the links are updated. A publisher settles each outbox entry; one
+still there after ``republish_after_s`` was lost or is stuck in the broker, and ingest/lag.py
+publishes it again. A calendar that is gone (404/403) gets delete commands for all its live
 links (reason ``calendar_gone``) and is marked gone; one whose credentials are refused is
 marked disconnected, logged once, and acknowledged (no retry storm). Everything else
 transient is raised, so the transport retries.
@@ -14,10 +16,11 @@ transient is raised, so the transport retries.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -25,14 +28,16 @@ from confsync.contracts import CalendarChanged, CommandKind, CommandReason, Conf
 from confsync.errors import AuthError, CalendarGone
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarState, CalendarStatus, Link
+from confsync.store import CalendarState, CalendarStatus, Link, OutboxEntry
 from confsync.transport.base import Message
-from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify
+from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, delete_version
 from processors.sync import run_sync
 
 __all__ = ["CalendarWorker"]
 
 log = structlog.get_logger(__name__)
+
+_LOCK_STRIPES = 64
 
 
 @dataclass
@@ -44,6 +49,7 @@ class CalendarWorker:
     solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
     page_size: int = 2500
     min_interval_s: float = 0.5
+    republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
     calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
@@ -53,7 +59,18 @@ class CalendarWorker:
         change = CalendarChanged.from_bytes(message.data)
         self.handle(change)
 
+    def __post_init__(self) -> None:
+        # One calendar's notifications run one at a time in this process. Pub/Sub's ordering
+        # key does this where subscriptions are ordered; where they are not (the emulator), N
+        # notifications handled side by side would cost N listings and N copies of each command.
+        # After the first, the rest find the calendar synced since they arrived.
+        self._calendar_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
     def handle(self, change: CalendarChanged) -> None:
+        with self._calendar_locks[hash(change.calendar_id) % _LOCK_STRIPES]:
+            self._handle(change)
+
+    def _handle(self, change: CalendarChanged) -> None:
         calendar_id = change.calendar_id
         with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
             state = self.store.get_calendar(calendar_id)
@@ -126,6 +143,8 @@ class CalendarWorker:
         commands = [self._command(calendar_id, event.id, decision) for event, decision in decided]
         if not commands:
             return
+        due = self.clock() + timedelta(seconds=self.republish_after_s)  # if no publisher settles it by then
+        self.store.outbox_add([OutboxEntry(c.command_id, c.conference_id, c.to_bytes(), due) for c in commands])
         self.publisher.publish_many(
             self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
         )
@@ -192,7 +211,7 @@ class CalendarWorker:
             reason,
             link.conference_id,
             fingerprint=link.last_fingerprint or reason.value,
-            event_updated=self.clock(),
+            event_updated=delete_version(None, link) or self.clock(),
         )
         self.publish_decision(link.calendar_id, link.event_id, decision)
         self.store.mark_link_deleted(link.calendar_id, link.event_id)

@@ -10,6 +10,8 @@
 - 404 on delete and 409 ``stale`` count as done. Other permanent errors and 401 propagate:
   the transport dead-letters them with the provider's status and body.
 - After success the applied version is recorded with compare-and-set.
+- A settled command (applied, dropped, or on its way to the dead-letter topic) leaves the
+  store's outbox (processors/worker.py writes it there; ingest/lag.py republishes what stays).
 """
 
 from __future__ import annotations
@@ -63,7 +65,14 @@ class CommandApplier:
         with structlog.contextvars.bound_contextvars(
             conference_id=command.conference_id, command_id=command.command_id
         ):
-            outcome = self._apply(command)
+            try:
+                outcome = self._apply(command)
+            except TransientError:
+                raise  # redelivered later (CircuitOpen too): it stays in the outbox
+            except ConfsyncError:
+                self.store.outbox_done(command.command_id)  # settled as a dead letter
+                raise
+            self.store.outbox_done(command.command_id)
             self.counts[outcome] += 1
             log.info(
                 "command applied" if outcome == "applied" else f"command {outcome}",

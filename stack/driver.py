@@ -28,6 +28,10 @@ from googleapiclient.errors import HttpError
 
 __all__ = ["Expectation", "Row", "StackDriver", "expectation"]
 
+# As a user's client would: a kept-alive connection the server closed meanwhile (BrokenPipe),
+# or a 5xx, is tried again (google-api-python-client backs off between tries).
+_RETRIES = 2
+
 _OURS = frozenset({"My Web Conference", "My Recorded Web Conference"})
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -110,7 +114,9 @@ class StackDriver:
         self._admin("POST", "/_sandbox/calendars", {"id": calendar_id, "owner": calendar_id})
 
     def insert(self, calendar_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        event: dict[str, Any] = self.calendar.events().insert(calendarId=calendar_id, body=dict(body)).execute()
+        event: dict[str, Any] = (
+            self.calendar.events().insert(calendarId=calendar_id, body=dict(body)).execute(num_retries=_RETRIES)
+        )
         return event
 
     def add_conference(self, calendar_id: str, event: Mapping[str, Any]) -> str:
@@ -130,15 +136,17 @@ class StackDriver:
         request = self.calendar.events().patch(
             calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1
         )
-        event: dict[str, Any] = request.execute()
+        event: dict[str, Any] = request.execute(num_retries=_RETRIES)
         return event
 
     def cancel(self, calendar_id: str, event_id: str) -> None:
-        self.calendar.events().delete(calendarId=calendar_id, eventId=event_id).execute()
+        self.calendar.events().delete(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
 
     def cancel_instance(self, calendar_id: str, series_id: str, index: int = 1) -> str:
         """Cancel one occurrence of a recurring event; returns the instance's id."""
-        instances = self.calendar.events().instances(calendarId=calendar_id, eventId=series_id).execute()
+        instances = (
+            self.calendar.events().instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
+        )
         instance_id = str(instances["items"][index]["id"])
         self.cancel(calendar_id, instance_id)
         return instance_id
@@ -199,7 +207,9 @@ class StackDriver:
 
     def event(self, calendar_id: str, event_id: str) -> dict[str, Any] | None:
         try:
-            event: dict[str, Any] = self.calendar.events().get(calendarId=calendar_id, eventId=event_id).execute()
+            event: dict[str, Any] = (
+                self.calendar.events().get(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
+            )
         except HttpError as err:
             if err.resp.status in (404, 410):
                 return None

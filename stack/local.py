@@ -274,6 +274,9 @@ class LocalStack:
             # worker would never see. Ordering only saves work: versions and idempotency keep
             # the result right without it, so the local stack runs unordered on the emulator.
             env[f"{PREFIX}PUBSUB_ORDERED_SUBSCRIPTIONS"] = "false"
+            # After a worker is killed the emulator keeps routing about half the new messages
+            # to its dead streams for minutes: on the emulator, workers pull without streams.
+            env[f"{PREFIX}PUBSUB_PULL"] = "unary"
         return env
 
     def _bootstrap(self, env: dict[str, str]) -> None:

@@ -45,6 +45,7 @@ from confsync.store import open_store
 from confsync.transport.base import DeadLetter, Handler
 from confsync.transport.memory import MemoryBroker, MemoryWorker
 from confsync.transport.pubsub import BatchingPubSubPublisher, PubSubWorker, open_publisher
+from confsync.transport.pubsub_unary import PubSubUnaryWorker
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from confsync.transport.topology import topology
@@ -119,7 +120,8 @@ class _PubSub:
 
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
         dead = DeadLetter(self.publisher, dead_topic, subscription)
-        return PubSubWorker(self._settings, subscription, handler, dead_letter=dead).start()
+        kind = PubSubUnaryWorker if self._settings.pubsub_pull == "unary" else PubSubWorker
+        return kind(self._settings, subscription, handler, dead_letter=dead).start()
 
     def check(self) -> None:
         self._publisher.check(self._settings.topic_calendar_changes, timeout_s=READY_TIMEOUT_S)
@@ -227,6 +229,7 @@ def _role_routes(  # noqa: PLR0913 - the role's parts, named
             settings.topic_conference_commands,
             frozenset(settings.conference_solution_names),
             min_interval_s=settings.sync_min_interval_s,
+            republish_after_s=settings.lag_repair_after_s,
             calendar_for=clients.for_subject,
         )
         if push:
@@ -272,6 +275,7 @@ def _ingest(  # noqa: PLR0913 - the role's parts, named
         store,
         transport.publisher,
         settings.topic_calendar_changes,
+        settings.topic_conference_commands,
         older_than=timedelta(seconds=settings.lag_repair_after_s),
     )
     if settings.lag_repair_interval_s > 0:

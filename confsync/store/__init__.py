@@ -20,6 +20,7 @@ from confsync.store.records import (
     ChannelState,
     Link,
     LinkState,
+    OutboxEntry,
 )
 
 if TYPE_CHECKING:  # confsync.ports imports the records from here
@@ -34,6 +35,7 @@ __all__ = [
     "ChannelState",
     "Link",
     "LinkState",
+    "OutboxEntry",
     "open_store",
 ]
 

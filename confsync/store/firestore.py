@@ -8,6 +8,7 @@ touch a document another calendar needs::
     {prefix}calendars/{calendar}/links/{event}   event -> conference link
     {prefix}channels/{channel}                   watch channel (queried by expiration)
     {prefix}conferences/{conference}             applied version + which link points here
+    {prefix}outbox/{command}                     a published command not yet settled (by due_at)
 
 Every compare-and-set (sync token, notification, applied version) runs in a transaction
 that re-reads the document it decides on. Document ids are the natural ids, escaped where
@@ -17,11 +18,13 @@ share one database.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -35,11 +38,13 @@ from confsync.store.records import (
     ChannelState,
     Link,
     LinkState,
+    OutboxEntry,
 )
 
 __all__ = ["FirestoreStore"]
 
 _T = TypeVar("_T")
+_BATCH = 500  # Firestore's limit of writes in one batch
 
 
 def _doc_id(natural: str) -> str:
@@ -60,6 +65,7 @@ class FirestoreStore:
         self._calendars = client.collection(f"{prefix}calendars")
         self._channels = client.collection(f"{prefix}channels")
         self._conferences = client.collection(f"{prefix}conferences")
+        self._outbox = client.collection(f"{prefix}outbox")
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "") -> FirestoreStore:
@@ -263,6 +269,38 @@ class FirestoreStore:
             return True
 
         return self._transact(work)
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    def outbox_add(self, entries: list[OutboxEntry]) -> None:
+        for start in range(0, len(entries), _BATCH):  # one batched write per 500 entries
+            batch = self._client.batch()
+            for entry in entries[start : start + _BATCH]:
+                batch.set(
+                    self._outbox.document(_doc_id(entry.command_id)),
+                    {
+                        "command_id": entry.command_id,
+                        "conference_id": entry.conference_id,
+                        "data": entry.data,
+                        "due_at": entry.due_at,
+                        "attempts": entry.attempts,
+                    },
+                )
+            batch.commit()
+
+    def outbox_done(self, command_id: str) -> None:
+        self._outbox.document(_doc_id(command_id)).delete()
+
+    def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
+        query = self._outbox.where(filter=FieldFilter("due_at", "<", now)).order_by("due_at").limit(limit)
+        return [
+            OutboxEntry(d["command_id"], d["conference_id"], bytes(d["data"]), _aware(d["due_at"]), int(d["attempts"]))
+            for d in (_data(snapshot) for snapshot in query.stream())
+        ]
+
+    def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
+        with contextlib.suppress(google_exceptions.NotFound):  # settled meanwhile: stays gone
+            self._outbox.document(_doc_id(command_id)).update({"due_at": due_at, "attempts": attempts})
 
 
 def _data(snapshot: Any) -> dict[str, Any]:

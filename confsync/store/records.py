@@ -21,6 +21,7 @@ __all__ = [
     "ChannelState",
     "Link",
     "LinkState",
+    "OutboxEntry",
 ]
 
 
@@ -98,3 +99,16 @@ class AppliedVersion:
     conference_id: str
     event_updated: datetime
     fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A published ConferenceCommand not yet settled by a publisher (applied, dropped as stale
+    or duplicate, or dead-lettered). ``due_at``: when to publish it again if it is still here
+    (it was lost or is stuck in the broker); ``attempts``: how often that has happened."""
+
+    command_id: str
+    conference_id: str
+    data: bytes
+    due_at: datetime
+    attempts: int = 0

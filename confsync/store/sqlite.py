@@ -31,6 +31,7 @@ from confsync.store.records import (
     ChannelState,
     Link,
     LinkState,
+    OutboxEntry,
 )
 
 __all__ = ["SqliteStore", "path_from_url"]
@@ -78,6 +79,14 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     """
     CREATE INDEX calendars_by_notified ON calendars (last_notified_at);
+    CREATE TABLE outbox (
+        command_id TEXT PRIMARY KEY,
+        conference_id TEXT NOT NULL,
+        data BLOB NOT NULL,
+        due_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX outbox_by_due ON outbox (due_at);
     """,
 )
 
@@ -322,6 +331,38 @@ class SqliteStore:
             (applied.conference_id, _us(applied.event_updated), applied.fingerprint),
         )
         return changed == 1
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    def outbox_add(self, entries: list[OutboxEntry]) -> None:
+        if not entries:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)",
+                [(e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts) for e in entries],
+            )
+
+    def outbox_done(self, command_id: str) -> None:
+        self._write_one("DELETE FROM outbox WHERE command_id = ?", (command_id,))
+
+    def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
+        rows = self._db().execute("SELECT * FROM outbox WHERE due_at < ? ORDER BY due_at LIMIT ?", (_us(now), limit))
+        return [
+            OutboxEntry(
+                row["command_id"],
+                row["conference_id"],
+                bytes(row["data"]),
+                _EPOCH + timedelta(microseconds=row["due_at"]),
+                row["attempts"],
+            )
+            for row in rows
+        ]
+
+    def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
+        self._write_one(
+            "UPDATE outbox SET due_at = ?, attempts = ? WHERE command_id = ?", (_us(due_at), attempts, command_id)
+        )
 
 
 def _us(value: datetime) -> int:

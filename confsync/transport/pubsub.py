@@ -14,7 +14,11 @@
 
 Emulator notes (DEVELOPERS brief): it drops a message after its last delivery attempt instead
 of forwarding it, so the worker dead-letters on the last attempt itself; it reorders after a
-nack; idempotency downstream, not delivery order, is what makes the pipeline correct.
+nack; idempotency downstream, not delivery order, is what makes the pipeline correct. A
+worker killed while holding messages costs each of them about two delivery attempts, and some
+messages that were on (or published towards) a killed worker's streams were not delivered
+again for over nine minutes (bench/chaos.py). The store's traces of such work (a notification
+no sync covered, an unsettled outbox command) let ingest/lag.py publish it again.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from confsync.store import (
     ChannelState,
     Link,
     LinkState,
+    OutboxEntry,
     open_store,
 )
 from confsync.store.sqlite import SqliteStore
@@ -293,3 +294,30 @@ def test_open_store_picks_the_backend_from_the_url(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(ConfigError, match="CONFSYNC_STORE_URL"):
         open_store("postgres://db")
+
+
+# -- outbox ---------------------------------------------------------------------------------------
+
+
+def test_the_outbox_hands_back_overdue_commands_until_they_are_settled(store: Store) -> None:
+    entries = [
+        OutboxEntry("cmd-late", "cnf-1", b'{"kind": "delete"}', T0 + timedelta(seconds=60)),
+        OutboxEntry("cmd-early", "cnf-2", b"\x00binary\xff", T0 + timedelta(seconds=30)),
+        OutboxEntry("cmd-later", "cnf-3", b"{}", T0 + timedelta(seconds=600)),
+    ]
+    store.outbox_add(entries)
+    assert store.outbox_due(T0 + timedelta(seconds=10)) == []
+    due = store.outbox_due(T0 + timedelta(seconds=61))
+    assert [e.command_id for e in due] == ["cmd-early", "cmd-late"], "most overdue first"
+    assert due[0] == entries[1], "bytes and times come back as stored"
+    assert [e.command_id for e in store.outbox_due(T0 + timedelta(seconds=61), limit=1)] == ["cmd-early"]
+
+    store.outbox_reschedule("cmd-early", T0 + timedelta(seconds=300), 1)
+    assert [e.command_id for e in store.outbox_due(T0 + timedelta(seconds=61))] == ["cmd-late"]
+    store.outbox_done("cmd-late")
+    store.outbox_done("cmd-never-there")
+    store.outbox_reschedule("cmd-late", T0, 3)  # settled meanwhile: it must not come back
+    (early,) = store.outbox_due(T0 + timedelta(seconds=301))
+    assert (early.command_id, early.attempts) == ("cmd-early", 1)
+    store.outbox_add([OutboxEntry("cmd-early", "cnf-2", b"v2", T0 + timedelta(seconds=900))])
+    assert store.outbox_due(T0 + timedelta(seconds=301)) == [], "published again: replaced, due later"

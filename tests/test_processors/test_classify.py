@@ -151,6 +151,14 @@ def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
     decision = classify(tombstone, linked())
     assert (decision.action, decision.conference_id) == (Action.DELETE, "cnf_1")
     assert decision.fingerprint == linked().last_fingerprint
+    link = linked()
+    assert link.last_event_updated is not None
+    assert decision.event_updated == link.last_event_updated + timedelta(microseconds=1), (
+        "a tombstone without 'updated': just after the last version sent, so it is not stale"
+    )
+    assert classify(tombstone, linked()) == decision, "the same version for every copy: publishers see duplicates"
+    removed = classify(event(conference=None, updated=None), linked())
+    assert (removed.action, removed.event_updated) == (Action.DELETE, decision.event_updated)
 
 
 def test_configured_solution_names_decide_what_is_ours() -> None:

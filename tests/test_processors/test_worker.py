@@ -101,6 +101,28 @@ def test_first_sync_then_changes_produce_exactly_the_right_commands(rig: Rig, pa
     assert set(changed) == {"cnf_a", "cnf_b"}
 
 
+def test_every_published_command_waits_in_the_outbox_and_a_lost_one_is_published_again(rig: Rig) -> None:
+    from ingest.lag import LagRepair  # noqa: PLC0415 - the repair that reads the outbox
+
+    rig.worker.republish_after_s = 60
+    rig.insert(ours("cnf_a", "A"))
+    rig.insert(ours("cnf_b", "B", day=1))
+    rig.notify()
+    lost = rig.commands()  # pulled and acknowledged, never applied: lost as far as anyone knows
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    waiting = rig.store.outbox_due(later)
+    assert sorted(e.command_id for e in waiting) == sorted(c.command_id for c in lost)
+    assert rig.store.outbox_due(datetime.now(UTC)) == [], "not before they are due"
+
+    rig.store.outbox_done(lost[0].command_id)  # a publisher settled this one
+    repair = LagRepair(rig.store, rig.broker, "changes", "commands", clock=lambda: later)
+    assert repair.run_once().commands_republished == 1
+    assert [c.command_id for c in rig.commands()] == [lost[1].command_id], "the same command: same Idempotency-Key"
+    assert repair.run_once().commands_republished == 0, "rescheduled, with a longer delay"
+    (entry,) = rig.store.outbox_due(later + timedelta(seconds=121))
+    assert entry.attempts == 1
+
+
 def test_a_410_mid_stream_recovers_with_a_full_sync_and_sweeps_vanished_events(rig: Rig) -> None:
     kept = rig.insert(ours("cnf_kept"))
     rig.notify()
@@ -246,3 +268,26 @@ def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None
     finally:
         worker.stop(5)
     assert rig.listings() - before <= 3
+
+
+def test_notifications_of_one_calendar_handled_side_by_side_list_once_and_publish_once(rig: Rig) -> None:
+    """An unordered subscription (the emulator) hands one calendar's notifications to several
+    threads at once: they take turns, and the later ones find the calendar already synced."""
+    import threading  # noqa: PLC0415
+
+    rig.insert(ours("cnf_a"))
+    rig.insert(ours("cnf_b", day=1))
+    arrived = datetime.now(UTC)
+    before = rig.listings()
+    threads = [
+        threading.Thread(
+            target=rig.worker.handle, args=(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=arrived),)
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert rig.listings() - before == 1
+    assert sorted(c.conference_id for c in rig.commands()) == ["cnf_a", "cnf_b"], "each command published once"

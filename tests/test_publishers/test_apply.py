@@ -22,6 +22,7 @@ from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import ServedApp
 from confsync.settings import Secret, Settings
+from confsync.store import OutboxEntry
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message, Outcome, process
 from confsync.transport.memory import MemoryBroker
@@ -155,6 +156,29 @@ def test_giving_up_on_a_transient_outage_hands_the_message_back(rig: Rig) -> Non
     with pytest.raises(TransientError):
         rig.applier.apply(update(conference, "x"))
     assert len(rig.patches()) == 5, "the breaker opened after 5 failures; the 6th attempt never called"
+
+
+def test_a_command_leaves_the_outbox_once_settled_and_stays_while_it_may_come_back(rig: Rig) -> None:
+    conference = rig.conference()
+    new, old, refused, unlucky = (
+        update(conference, "new", T0 + timedelta(minutes=5)),
+        update(conference, "old", T0),
+        update(conference, "refused", T0 + timedelta(minutes=6)),
+        update(conference, "unlucky", T0 + timedelta(minutes=7)),
+    )
+    due = T0 - timedelta(days=1)  # all overdue: only what is settled may leave
+    rig.store.outbox_add(
+        [OutboxEntry(c.command_id, conference, c.to_bytes(), due) for c in (new, old, refused, unlucky)]
+    )
+    rig.applier.apply(new)
+    rig.applier.apply(old)  # stale: settled without a call
+    fault(rig, method="PATCH", status=400, count=1)
+    with pytest.raises(PermanentError):
+        rig.applier.apply(refused)  # the transport dead-letters it with the cause: settled
+    fault(rig, method="PATCH", status=503)
+    with pytest.raises(TransientError):
+        rig.applier.apply(unlucky)  # handed back to the broker: it may be lost there
+    assert [e.command_id for e in rig.store.outbox_due(T0)] == [unlucky.command_id]
 
 
 def test_the_breaker_opens_on_an_outage_and_closes_after_the_cool_down(rig: Rig) -> None:

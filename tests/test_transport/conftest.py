@@ -17,11 +17,12 @@ from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
 from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
+from confsync.transport.pubsub_unary import PubSubUnaryWorker
 
 PROJECT = "confsync-test"
 
 
-@pytest.fixture(params=["memory", "pubsub"])
+@pytest.fixture(params=["memory", "pubsub", "pubsub-unary"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     maker = _memory if request.param == "memory" else _pubsub
     yield from maker(request)
@@ -97,8 +98,10 @@ def _pubsub(request: pytest.FixtureRequest) -> Iterator[Harness]:
     publisher = PubSubPublisher(settings)
     dead_letter = DeadLetter(publisher, dead, sub)
 
+    kind = PubSubUnaryWorker if request.param == "pubsub-unary" else PubSubWorker
+
     def start(handler: Handler) -> Worker:
-        return PubSubWorker(settings, sub, handler, dead_letter=dead_letter, streams=1).start()
+        return kind(settings, sub, handler, dead_letter=dead_letter, streams=1).start()
 
     def dead_letters(count: int, timeout: float) -> list[Message]:
         got: list[Message] = []
@@ -130,7 +133,7 @@ def _pubsub(request: pytest.FixtureRequest) -> Iterator[Harness]:
         return [item.message.data for item in answer.received_messages]
 
     harness = Harness(
-        "pubsub",
+        request.param,
         lambda data, key, attrs: publisher.publish(topic, data, ordering_key=key, attributes=attrs),
         start,
         dead_letters,

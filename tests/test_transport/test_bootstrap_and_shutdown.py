@@ -9,10 +9,14 @@ import sys
 import time
 import uuid
 
+import pytest
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 
 from confsync.settings import Settings
+from confsync.transport.base import DeadLetter
+from confsync.transport.pubsub import PubSubPublisher
+from confsync.transport.pubsub_unary import PubSubUnaryWorker
 from confsync.transport.topology import topology
 
 
@@ -67,15 +71,17 @@ from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
 from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
+from confsync.transport.pubsub_unary import PubSubUnaryWorker
 from confsync.transport.runner import run_until_signalled
-settings = Settings(project_id=sys.argv[1], log_format="json", shutdown_deadline_s=15)
+settings = Settings(project_id=sys.argv[1], log_format="json", shutdown_deadline_s=15, pubsub_lease_extension_s=10)
+kind = PubSubUnaryWorker if sys.argv[4] == "unary" else PubSubWorker
 configure_logging(settings)
 publisher = PubSubPublisher(settings)
 def slow(message):
     print("started", message.data.decode(), flush=True)
     time.sleep(2)
     print("finished", message.data.decode(), flush=True)
-worker = PubSubWorker(settings, sys.argv[2], slow, dead_letter=DeadLetter(publisher, sys.argv[3], sys.argv[2])).start()
+worker = kind(settings, sys.argv[2], slow, dead_letter=DeadLetter(publisher, sys.argv[3], sys.argv[2])).start()
 clean = run_until_signalled([worker], deadline_s=15)
 publisher.close()
 print("exit clean" if clean else "exit dirty", flush=True)
@@ -83,7 +89,8 @@ sys.exit(0 if clean else 3)
 """
 
 
-def test_sigterm_finishes_in_flight_work_and_exits_cleanly(pubsub_emulator_host: str) -> None:
+@pytest.mark.parametrize("pull", ["streaming", "unary"])
+def test_sigterm_finishes_in_flight_work_and_exits_cleanly(pubsub_emulator_host: str, pull: str) -> None:
     project = "confsync-test"
     suffix = uuid.uuid4().hex[:8]
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
@@ -95,7 +102,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(pubsub_emulator_host:
     )
     env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator_host}
     process = subprocess.Popen(
-        [sys.executable, "-c", WORKER, project, f"s-{suffix}", f"d-{suffix}"],
+        [sys.executable, "-c", WORKER, project, f"s-{suffix}", f"d-{suffix}", pull],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -118,3 +125,53 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(pubsub_emulator_host:
     assert process.returncode == 0, err
     assert time.monotonic() - started < 15, "no hung threads kept the process alive"
     assert '"message": "signal received, draining"' in err
+
+
+def test_after_a_unary_worker_is_killed_its_successor_gets_every_new_message_and_the_held_one(
+    pubsub_emulator_host: str,
+) -> None:
+    """The reason the local stack pulls without streams on the emulator (pubsub_unary.py)."""
+    project, suffix = "confsync-test", uuid.uuid4().hex[:8]
+    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = publisher.topic_path(project, f"w-{suffix}")
+    publisher.create_topic(name=topic, retry=Retry(timeout=20))
+    subscriber.create_subscription(
+        name=subscriber.subscription_path(project, f"s-{suffix}"), topic=topic, retry=Retry(timeout=20)
+    )
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": pubsub_emulator_host}
+    process = subprocess.Popen(
+        [sys.executable, "-c", WORKER, project, f"s-{suffix}", f"d-{suffix}", "unary"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    got: list[tuple[str, int | None]] = []
+    settings = Settings(project_id=project, pubsub_lease_extension_s=10)
+    dead_publisher = PubSubPublisher(settings)
+    successor = None
+    try:
+        publisher.publish(topic, b"job-1").result(timeout=20)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "started job-1"
+        process.kill()
+        process.wait(timeout=10)
+        dead = DeadLetter(dead_publisher, f"d-{suffix}", f"s-{suffix}")
+        successor = PubSubUnaryWorker(
+            settings, f"s-{suffix}", lambda m: got.append((m.data.decode(), m.delivery_attempt)), dead_letter=dead
+        ).start()
+        for n in range(20):
+            publisher.publish(topic, f"new-{n}".encode()).result(timeout=20)
+        deadline = time.monotonic() + 45
+        while len({data for data, _ in got}) < 21 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        if successor is not None:
+            successor.stop(10)
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)  # closes its pipe
+        dead_publisher.close()
+        subscriber.close()
+        publisher.transport.close()
+    assert {data for data, _ in got} == {"job-1", *(f"new-{n}" for n in range(20))}
