@@ -44,6 +44,10 @@ class EmulatorError(RuntimeError):
     """An emulator could not be started, reached or reset."""
 
 
+class _PortTaken(EmulatorError):
+    """The port chosen was bound by another process before the emulator could bind it."""
+
+
 def find_jar(pattern: str) -> Path | None:
     """The newest jar matching ``pattern`` (Settings' *_emulator_jar), or None when it or java is missing."""
     if shutil.which("java") is None:
@@ -61,6 +65,7 @@ class Emulator:
     port: int
     reset_request: tuple[str, str]  # (method, path)
     start_timeout_s: float = 60.0
+    ready_text: str | None = None  # printed once it listens; {port} stands for the port
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log: IO[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -74,6 +79,20 @@ class Emulator:
         return None if self._process is None else self._process.pid
 
     def start(self) -> Self:
+        """Start it and wait until it answers; a port taken meanwhile (free_port() cannot
+        reserve it) is replaced by another free one, twice at most."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken:
+                if attempt == 2:
+                    raise EmulatorError(f"{self.name}: port {self.port} and two others were taken") from None
+                old = f"--port={self.port}"
+                self.port = free_port()
+                self.command = [f"--port={self.port}" if part == old else part for part in self.command]
+        raise AssertionError  # pragma: no cover - the loop returns or raises
+
+    def _start_once(self) -> Self:
         self._log = tempfile.TemporaryFile(prefix=f"{self.name}-")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(  # noqa: S603 - a fixed java command line
             self.command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -83,12 +102,20 @@ class Emulator:
             if self._process.poll() is not None:
                 self.stop()
                 raise EmulatorError(f"{self.name} exited at start (code {self._process.returncode})")
-            if self._answers_ok():
+            if "Address already in use" in self.output():  # java keeps running; someone else answers
+                self.stop()
+                raise _PortTaken
+            if self._started() and self._answers_ok():
                 return self
             time.sleep(0.1)
         output = self.output()
         self.stop()
         raise EmulatorError(f"{self.name} not ready after {self.start_timeout_s:.0f}s; output:\n{output}")
+
+    def _started(self) -> bool:
+        """Our process says it listens (where it says so): another process on the port would
+        answer ``Ok`` too."""
+        return self.ready_text is None or self.ready_text.format(port=self.port) in self.output()
 
     def _answers_ok(self) -> bool:
         try:
@@ -145,7 +172,7 @@ def pubsub_emulator(jar: Path, port: int | None = None) -> Emulator:
     """An (unstarted) Pub/Sub emulator on ``port`` or a free one."""
     port = port or free_port()
     command = ["java", "-jar", str(jar), "--host=127.0.0.1", f"--port={port}"]
-    return Emulator("pubsub-emulator", command, port, ("POST", "/reset"))
+    return Emulator("pubsub-emulator", command, port, ("POST", "/reset"), ready_text="listening on {port}")
 
 
 def firestore_emulator(jar: Path, project_id: str, port: int | None = None) -> Emulator:

@@ -98,6 +98,21 @@ def test_a_stopped_emulator_process_is_gone() -> None:
     emulator.stop()  # a second stop is harmless
 
 
+def test_an_emulator_whose_port_is_taken_starts_on_another(pubsub_emulator_host: str) -> None:
+    """Two stacks starting at once can pick the same free port; the loser must not end up
+    talking to the winner's emulator (its topics would collide with ours)."""
+    jar = find_jar(Settings.from_env().pubsub_emulator_jar)
+    assert jar is not None  # the fixture above would have skipped
+    taken = int(pubsub_emulator_host.rsplit(":", 1)[1])  # a live emulator answers Ok there
+    emulator = pubsub_emulator(jar, port=taken).start()
+    try:
+        assert emulator.port != taken
+        assert emulator.pid is not None
+        assert "Address already in use" not in emulator.output()
+    finally:
+        emulator.stop()
+
+
 def test_missing_jars_skip_the_emulator_tests_loudly() -> None:
     env = {
         **os.environ,
