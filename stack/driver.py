@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,7 @@ from google.auth.credentials import AnonymousCredentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
 
 __all__ = ["Expectation", "Row", "StackDriver", "expectation"]
 
@@ -138,6 +139,28 @@ class StackDriver:
         )
         event: dict[str, Any] = request.execute(num_retries=_RETRIES)
         return event
+
+    def patch_many(self, patches: Sequence[tuple[str, str, Mapping[str, Any]]], batch_size: int = 50) -> None:
+        """Patch many events with Calendar's batch requests, ``batch_size`` calls per HTTP request
+        (as a client with many changes to send would); raises if any call failed."""
+        failures: list[str] = []
+
+        def record(request_id: str, _response: Any, exception: HttpError | None) -> None:
+            if exception is not None:
+                failures.append(f"{request_id}: {exception}")
+
+        for start in range(0, len(patches), batch_size):
+            batch = BatchHttpRequest(callback=record, batch_uri=f"{self._calendar_base}/batch/calendar/v3")
+            for n, (calendar_id, event_id, body) in enumerate(patches[start : start + batch_size]):
+                batch.add(
+                    self.calendar.events().patch(
+                        calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1
+                    ),
+                    request_id=str(start + n),
+                )
+            batch.execute()
+        if failures:
+            raise RuntimeError(f"{len(failures)} batched patch(es) failed, first: {failures[0]}")
 
     def cancel(self, calendar_id: str, event_id: str) -> None:
         self.calendar.events().delete(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)

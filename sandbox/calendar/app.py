@@ -5,6 +5,8 @@ google-api-python-client works against it unchanged::
     build("calendar", "v3", credentials=AnonymousCredentials(), static_discovery=True,
           client_options={"api_endpoint": "http://127.0.0.1:PORT/calendar/v3/"})
 
+``POST /batch/calendar/v3`` takes Google's batch requests (sandbox/calendar/batch.py).
+
 Admin and fault injection live under ``/_sandbox/`` (never under ``/calendar/v3``):
 ``POST /_sandbox/reset``, ``POST /_sandbox/calendars`` ``{"id", "owner"?}``,
 ``POST /_sandbox/calendars/{calendarId}/invalidate-sync-tokens``,
@@ -36,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.calendar.batch import batch_route_handler
 from sandbox.calendar.errors import GoogleError, error_body
 from sandbox.calendar.model import CalendarModel, ListQuery, Notification
 from sandbox.calendar.notify import Notifier, RetryPolicy
@@ -211,6 +214,7 @@ def create_app(sandbox: CalendarSandbox) -> Starlette:  # noqa: PLR0915 - one sm
         Route("/_sandbox/requests", _admin(requests), methods=["GET"]),
         Route("/_sandbox/clock", _admin(clock), methods=["POST"]),
     ]
+    routes.append(Route("/batch/calendar/v3", batch_route_handler(lambda: app), methods=["POST"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     return app

@@ -281,7 +281,8 @@ def test_notifications_of_one_calendar_handled_side_by_side_list_once_and_publis
     before = rig.listings()
     threads = [
         threading.Thread(
-            target=rig.worker.handle, args=(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=arrived),)
+            target=rig.worker.handle,
+            args=(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=arrived),),
         )
         for _ in range(8)
     ]
