@@ -44,6 +44,7 @@ from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import free_port
 from confsync.settings import Secret, Settings
+from confsync.store import OutboxEntry
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
@@ -69,6 +70,7 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
         broker.create_topic(topic)
     broker.create_subscription("commands-sub", "commands")
     base = datetime(2026, 11, 24, tzinfo=UTC)
+    outbox: list[OutboxEntry] = []
     for n in range(commands):
         conference = ids[n % CONFERENCES]
         payload = ConferencePayload(
@@ -84,6 +86,8 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
             payload=payload,
         )
         broker.publish("commands", command.to_bytes(), ordering_key=conference)
+        outbox.append(OutboxEntry(command.command_id, conference, command.to_bytes(), base))  # as the processor does
+    store.outbox_add(outbox)
     done = threading.Event()
     handled = [0]
     lock = threading.Lock()
@@ -103,6 +107,8 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
     done.wait(600)
     elapsed = time.perf_counter() - started
     worker.stop(10)
+    applier.close()
+    left = len(store.outbox_due(base + timedelta(days=1), limit=commands))
     provider.close()
     store.close()
     return {
@@ -110,6 +116,7 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
         "seconds": round(elapsed, 2),
         "commands_per_s": round(handled[0] / elapsed),
         "outcomes": dict(applier.counts),
+        "left_in_outbox": left,
     }
 
 

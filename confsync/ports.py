@@ -263,8 +263,8 @@ class Store(Protocol):
         """Record commands about to be published (an entry with the same command_id is replaced)."""
         ...
 
-    def outbox_done(self, command_id: str) -> None:
-        """The command is settled; forget it (a missing entry is fine)."""
+    def outbox_done(self, command_ids: list[str]) -> None:
+        """These commands are settled; forget them (missing entries are fine)."""
         ...
 
     def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:

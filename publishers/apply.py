@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 
 _LOCK_STRIPES = 64
+_SETTLE_EVERY_S = 0.05
 
 
 @dataclass
@@ -55,6 +56,41 @@ class CommandApplier:
         # alongside the original (no ordering key on the emulator, redeliveries) then finds the
         # version already applied instead of calling the provider a second time.
         self._conference_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        # Settled commands leave the outbox in batches, off the message's path: one write per
+        # batch instead of one per command. A crash loses at most a batch of removals; those
+        # commands are republished later and dropped as duplicates.
+        self._settled_ids: list[str] = []
+        self._settled_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, name="outbox-settler", daemon=True)
+        self._flusher.start()
+
+    def _settled(self, command_id: str) -> None:
+        with self._settled_lock:
+            self._settled_ids.append(command_id)
+
+    def _flush_loop(self) -> None:
+        while not self._closing.wait(_SETTLE_EVERY_S):
+            self.flush()
+
+    def flush(self) -> None:
+        """Remove the commands settled so far from the outbox (now, not at the next tick)."""
+        with self._settled_lock:
+            done, self._settled_ids = self._settled_ids, []
+        if not done:
+            return
+        try:
+            self.store.outbox_done(done)
+        except Exception:
+            log.warning("could not settle commands in the outbox; will retry", count=len(done), exc_info=True)
+            with self._settled_lock:
+                self._settled_ids[:0] = done
+
+    def close(self) -> None:
+        """Stop the settler after a last flush (call after the workers have drained)."""
+        self._closing.set()
+        self._flusher.join(timeout=5)
+        self.flush()
 
     def __call__(self, message: Message) -> None:
         """The transport handler: one ConferenceCommand message."""
@@ -70,9 +106,9 @@ class CommandApplier:
             except TransientError:
                 raise  # redelivered later (CircuitOpen too): it stays in the outbox
             except ConfsyncError:
-                self.store.outbox_done(command.command_id)  # settled as a dead letter
+                self._settled(command.command_id)  # on its way to the dead-letter topic
                 raise
-            self.store.outbox_done(command.command_id)
+            self._settled(command.command_id)
             self.counts[outcome] += 1
             log.info(
                 "command applied" if outcome == "applied" else f"command {outcome}",

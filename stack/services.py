@@ -240,6 +240,7 @@ def _role_routes(  # noqa: PLR0913 - the role's parts, named
     if role.runs(Role.PUBLISHER):
         assert provider is not None  # noqa: S101 - as above
         applier = build_applier(settings, store, provider)
+        into.closers.append(applier.close)  # runs before the store closes: its last settlements
         if push:
             routes.append(publisher_push_route(applier, settings, transport.publisher))
         else:

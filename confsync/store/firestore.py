@@ -288,8 +288,12 @@ class FirestoreStore:
                 )
             batch.commit()
 
-    def outbox_done(self, command_id: str) -> None:
-        self._outbox.document(_doc_id(command_id)).delete()
+    def outbox_done(self, command_ids: list[str]) -> None:
+        for start in range(0, len(command_ids), _BATCH):
+            batch = self._client.batch()
+            for command_id in command_ids[start : start + _BATCH]:
+                batch.delete(self._outbox.document(_doc_id(command_id)))
+            batch.commit()
 
     def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
         query = self._outbox.where(filter=FieldFilter("due_at", "<", now)).order_by("due_at").limit(limit)

@@ -343,8 +343,11 @@ class SqliteStore:
                 [(e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts) for e in entries],
             )
 
-    def outbox_done(self, command_id: str) -> None:
-        self._write_one("DELETE FROM outbox WHERE command_id = ?", (command_id,))
+    def outbox_done(self, command_ids: list[str]) -> None:
+        if not command_ids:
+            return
+        with self._write() as db:
+            db.executemany("DELETE FROM outbox WHERE command_id = ?", [(command_id,) for command_id in command_ids])
 
     def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
         rows = self._db().execute("SELECT * FROM outbox WHERE due_at < ? ORDER BY due_at LIMIT ?", (_us(now), limit))

@@ -314,8 +314,8 @@ def test_the_outbox_hands_back_overdue_commands_until_they_are_settled(store: St
 
     store.outbox_reschedule("cmd-early", T0 + timedelta(seconds=300), 1)
     assert [e.command_id for e in store.outbox_due(T0 + timedelta(seconds=61))] == ["cmd-late"]
-    store.outbox_done("cmd-late")
-    store.outbox_done("cmd-never-there")
+    store.outbox_done(["cmd-late", "cmd-never-there"])
+    store.outbox_done([])
     store.outbox_reschedule("cmd-late", T0, 3)  # settled meanwhile: it must not come back
     (early,) = store.outbox_due(T0 + timedelta(seconds=301))
     assert (early.command_id, early.attempts) == ("cmd-early", 1)

@@ -114,7 +114,7 @@ def test_every_published_command_waits_in_the_outbox_and_a_lost_one_is_published
     assert sorted(e.command_id for e in waiting) == sorted(c.command_id for c in lost)
     assert rig.store.outbox_due(datetime.now(UTC)) == [], "not before they are due"
 
-    rig.store.outbox_done(lost[0].command_id)  # a publisher settled this one
+    rig.store.outbox_done([lost[0].command_id])  # a publisher settled this one
     repair = LagRepair(rig.store, rig.broker, "changes", "commands", clock=lambda: later)
     assert repair.run_once().commands_republished == 1
     assert [c.command_id for c in rig.commands()] == [lost[1].command_id], "the same command: same Idempotency-Key"

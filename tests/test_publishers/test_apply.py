@@ -59,6 +59,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         store = SqliteStore(tmp_path / "s.sqlite")
         applier = CommandApplier(store, client, retry_policy(settings, sleep=sleeps.append))
         yield Rig(RunningProvider(served.url), client, store, applier, sleeps)
+        applier.close()
         client.close()
         store.close()
 
@@ -178,6 +179,7 @@ def test_a_command_leaves_the_outbox_once_settled_and_stays_while_it_may_come_ba
     fault(rig, method="PATCH", status=503)
     with pytest.raises(TransientError):
         rig.applier.apply(unlucky)  # handed back to the broker: it may be lost there
+    rig.applier.flush()
     assert [e.command_id for e in rig.store.outbox_due(T0)] == [unlucky.command_id]
 
 
