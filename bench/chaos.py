@@ -8,6 +8,7 @@ random: 503/429 bursts at the conferencing service, 500s on Calendar listings, s
 invalidated (410), and (on Pub/Sub: the in-process queues are not meant to survive a
 crash) a service SIGKILLed. Then the faults stop and it waits for the
 provider to agree with Calendar. Prints one JSON object: changes, divergences (must be 0),
+the messages left on each dead-letter topic,
 lost deletes (0), duplicate creates (0), provider calls per effective change.
 
     .venv/bin/python bench/chaos.py --seed 7 --changes 300 [--transport pubsub|memory]

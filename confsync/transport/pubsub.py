@@ -116,6 +116,13 @@ class PubSubPublisher:
         self._client.transport.close()
 
 
+def subscription_path(settings: Settings, subscription: str) -> str:
+    """``projects/P/subscriptions/S`` for a short name (in Settings' project); a full path as is."""
+    if subscription.startswith("projects/"):
+        return subscription
+    return f"projects/{settings.project_id}/subscriptions/{subscription}"
+
+
 class PubSubWorker:
     """Streaming pull on one subscription, with the shared ack/nack/dead-letter rules."""
 
@@ -133,11 +140,7 @@ class PubSubWorker:
         self._dead_letter = dead_letter
         self._streams = streams or settings.pubsub_streams
         self._client = pubsub_v1.SubscriberClient()
-        self._path = (
-            subscription
-            if subscription.startswith("projects/")
-            else self._client.subscription_path(settings.project_id, subscription)
-        )
+        self._path = subscription_path(settings, subscription)
         self._futures: list[Any] = []
         self._in_flight = 0
         self._idle = threading.Condition()

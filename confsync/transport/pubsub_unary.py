@@ -34,6 +34,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package 
 
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
+from confsync.transport.pubsub import subscription_path
 
 __all__ = ["PubSubUnaryWorker"]
 
@@ -59,11 +60,7 @@ class PubSubUnaryWorker:
         self._handler = handler
         self._dead_letter = dead_letter
         self._client = pubsub_v1.SubscriberClient()
-        self._path = (
-            subscription
-            if subscription.startswith("projects/")
-            else self._client.subscription_path(settings.project_id, subscription)
-        )
+        self._path = subscription_path(settings, subscription)
         self._retry = Retry(timeout=settings.pubsub_timeout_s)
         self._capacity = max(1, settings.pubsub_flow_max_messages)
         self._pool = ThreadPoolExecutor(max_workers=min(_HANDLER_THREADS, self._capacity), thread_name_prefix="handler")
