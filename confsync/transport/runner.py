@@ -16,6 +16,8 @@ __all__ = ["Stoppable", "run_until_signalled"]
 
 log = structlog.get_logger(__name__)
 
+_WAKE_S = 0.2
+
 
 class Stoppable(Protocol):
     def stop(self, deadline_s: float) -> bool: ...
@@ -33,7 +35,11 @@ def run_until_signalled(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        stop.wait()
+        # Wake up now and then: a signal the kernel hands to another thread only sets a flag,
+        # and Python runs the handler when the main thread next runs bytecode. A wait with no
+        # timeout would sleep through SIGTERM (seen under load with the unary-pull worker).
+        while not stop.wait(_WAKE_S):
+            pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

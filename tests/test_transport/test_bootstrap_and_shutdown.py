@@ -175,3 +175,26 @@ def test_after_a_unary_worker_is_killed_its_successor_gets_every_new_message_and
         subscriber.close()
         publisher.transport.close()
     assert {data for data, _ in got} == {"job-1", *(f"new-{n}" for n in range(20))}
+
+
+SIGNALLED_ELSEWHERE = """
+import signal, sys, threading, time
+from confsync.transport.runner import run_until_signalled
+class Idle:
+    def stop(self, deadline_s):
+        return True
+def elsewhere():
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread, not the main one
+    time.sleep(30)
+threading.Thread(target=elsewhere, daemon=True).start()
+print("clean" if run_until_signalled([Idle()], deadline_s=5) else "dirty", flush=True)
+"""
+
+
+def test_a_sigterm_the_kernel_hands_to_another_thread_still_drains() -> None:
+    """A process-wide signal may land on any thread; the runner must not sleep through it."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_ELSEWHERE], capture_output=True, text=True, timeout=20, check=False
+    )
+    assert done.stdout.strip().splitlines()[-1] == "clean", done.stderr
