@@ -116,6 +116,19 @@ class PubSubPublisher:
         self._client.transport.close()
 
 
+def delivered(pubsub_message: Any, delivery_attempt: int | None) -> Message:
+    """Our Message from a Pub/Sub one: the streaming client's, or a Pull answer's ``.message``
+    (whose attempt count sits beside it, 0 where the subscription has no dead-letter policy)."""
+    return Message(
+        data=bytes(pubsub_message.data),
+        attributes=dict(pubsub_message.attributes),
+        message_id=str(pubsub_message.message_id),
+        ordering_key=str(pubsub_message.ordering_key or ""),
+        delivery_attempt=delivery_attempt or None,
+        publish_time=pubsub_message.publish_time,
+    )
+
+
 def subscription_path(settings: Settings, subscription: str) -> str:
     """``projects/P/subscriptions/S`` for a short name (in Settings' project); a full path as is."""
     if subscription.startswith("projects/"):
@@ -164,14 +177,7 @@ class PubSubWorker:
         with self._idle:
             self._in_flight += 1
         try:
-            message = Message(
-                data=bytes(received.data),
-                attributes=dict(received.attributes),
-                message_id=str(received.message_id),
-                ordering_key=str(received.ordering_key or ""),
-                delivery_attempt=received.delivery_attempt,
-                publish_time=received.publish_time,
-            )
+            message = delivered(received, received.delivery_attempt)
             outcome = process(
                 message,
                 self._handler,

@@ -33,8 +33,8 @@ from google.api_core.retry import Retry
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 
 from confsync.settings import Settings
-from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
-from confsync.transport.pubsub import subscription_path
+from confsync.transport.base import DeadLetter, Handler, Outcome, process
+from confsync.transport.pubsub import delivered, subscription_path
 
 __all__ = ["PubSubUnaryWorker"]
 
@@ -131,16 +131,8 @@ class PubSubUnaryWorker:
             if self._stopping.is_set() and position > 0:
                 self._settle(group[position:], Outcome.NACK)
                 return
-            message = Message(
-                data=bytes(item.message.data),
-                attributes=dict(item.message.attributes),
-                message_id=str(item.message.message_id),
-                ordering_key=str(item.message.ordering_key or ""),
-                delivery_attempt=item.delivery_attempt or None,
-                publish_time=item.message.publish_time,
-            )
             outcome = process(
-                message,
+                delivered(item.message, item.delivery_attempt),
                 self._handler,
                 dead_letter=self._dead_letter,
                 max_attempts=self._settings.pubsub_max_delivery_attempts,
