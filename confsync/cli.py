@@ -198,7 +198,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _channel_manager(settings: Settings, *, with_publisher: bool = False) -> Any:
-    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415 - loaded only for these commands
+    from confsync.calendar import CalendarClients  # noqa: PLC0415 - loaded only for these commands
     from confsync.store import open_store  # noqa: PLC0415
     from ingest.channels import ChannelManager  # noqa: PLC0415
 
@@ -210,9 +210,11 @@ def _channel_manager(settings: Settings, *, with_publisher: bool = False) -> Any
         from confsync.transport.pubsub import LazyPubSubPublisher  # noqa: PLC0415
 
         publisher = LazyPubSubPublisher(settings)
+    clients = CalendarClients.from_settings(settings)  # the configured credentials, as the services use
     return ChannelManager(
         open_store(settings.store_url),
-        GoogleCalendarClient.from_settings(settings),
+        clients.for_subject(None),
+        calendar_for=clients.for_subject,
         webhook_url=settings.webhook_url,
         ttl_s=settings.channel_ttl_s,
         publisher=publisher,
@@ -549,7 +551,7 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
     """Full resync: list calendars from scratch, publish what their conferences need, reconcile links."""
     import sys  # noqa: PLC0415
 
-    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.calendar import CalendarClients  # noqa: PLC0415
     from confsync.errors import ConfsyncError  # noqa: PLC0415
     from confsync.store import CalendarStatus, open_store  # noqa: PLC0415
     from confsync.transport.pubsub import LazyPubSubPublisher  # noqa: PLC0415
@@ -563,9 +565,10 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         [c.calendar_id for c in store.list_calendars(CalendarStatus.ACTIVE)] if all_calendars else list(calendar or [])
     )
     publisher = LazyPubSubPublisher(settings)
+    clients = CalendarClients.from_settings(settings)
     job = Backfill(
         store,
-        GoogleCalendarClient.from_settings(settings),
+        clients.for_subject(None),
         publisher,
         settings.topic_conference_commands,
         frozenset(settings.conference_solution_names),
@@ -573,6 +576,7 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         requests_per_s=settings.backfill_requests_per_s,
         page_size=page_size,
         dry_run=dry_run,
+        calendar_for=clients.for_subject,
     )
     try:
         if sys.stdout.isatty() and not as_json:
@@ -589,6 +593,7 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         raise typer.Exit(code=1) from err
     finally:
         publisher.close()
+        clients.close()
     report = {k: v for k, v in summary.__dict__.items() if k != "decisions" or dry_run}
     if as_json:
         typer.echo(json.dumps(report, indent=2))

@@ -55,9 +55,13 @@ class ChannelManager:
         publisher: Publisher | None = None,
         changes_topic: str = "calendar-changes",
         clock: Callable[[], datetime] = utc_now,
+        calendar_for: Callable[[str | None], CalendarClient] | None = None,
     ) -> None:
+        """``calendar_for`` gives the client acting as a calendar's subject (the user who attached
+        the conference); without it, ``calendar`` serves every calendar."""
         self._store = store
         self._calendar = calendar
+        self._calendar_for = calendar_for
         self._webhook_url = webhook_url
         self._ttl_s = ttl_s
         self._publisher = publisher
@@ -84,7 +88,7 @@ class ChannelManager:
         self._store.ensure_calendar(calendar_id)
         self._store.add_channel(pending)  # before watch: the sync message can beat watch's answer
         try:
-            answer = self._calendar.watch(
+            answer = self._client(calendar_id).watch(
                 calendar_id, channel_id=channel_id, address=self._webhook_url, token=token, ttl_s=self._ttl_s
             )
         except BaseException:
@@ -145,11 +149,17 @@ class ChannelManager:
 
     def _stop(self, channel: ChannelRecord) -> None:
         try:
-            self._calendar.stop_channel(channel.channel_id, channel.resource_id)
+            self._client(channel.calendar_id).stop_channel(channel.channel_id, channel.resource_id)
         except ConfsyncError as err:  # it expires on its own; our record says stopped either way
             log.warning("channel stop failed at Google", channel_id=channel.channel_id, error=str(err))
         self._store.stop_channel(channel.channel_id)
         log.info("channel stopped", calendar_id=channel.calendar_id, channel_id=channel.channel_id)
+
+    def _client(self, calendar_id: str) -> CalendarClient:
+        if self._calendar_for is None:
+            return self._calendar
+        state = self._store.get_calendar(calendar_id)
+        return self._calendar_for(state.subject if state is not None else None)
 
     def expiring_within(self, window: timedelta) -> list[ChannelRecord]:
         return self._store.channels_expiring_before(self._clock() + window)

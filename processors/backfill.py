@@ -100,6 +100,7 @@ class Backfill:
     page_size: int = 2500
     dry_run: bool = False
     clock: Callable[[], datetime] = utc_now
+    calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
 
@@ -119,8 +120,10 @@ class Backfill:
         if checkpoint.get("done"):
             log.info("calendar already backfilled; skipped")
             return summary
-        worker = CalendarWorker(self.store, self.calendar, self.publisher, self.commands_topic, self.solution_names)
         state = self.store.get_calendar(calendar_id)
+        subject = state.subject if state is not None else None
+        calendar = self.calendar if self.calendar_for is None else self.calendar_for(subject)
+        worker = CalendarWorker(self.store, calendar, self.publisher, self.commands_topic, self.solution_names)
         version = state.token_version if state is not None else 0
         time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
         resumed = checkpoint.get("page_token")
@@ -128,7 +131,7 @@ class Backfill:
         seen: set[str] = set()
         while True:
             limit.wait()
-            page = self.calendar.list_events(
+            page = calendar.list_events(
                 calendar_id, page_token=page_token, time_min=time_min, max_results=self.page_size
             )
             self._page(worker, calendar_id, page.events, summary)

@@ -266,6 +266,7 @@ def _ingest(  # noqa: PLR0913 - the role's parts, named
         ttl_s=settings.channel_ttl_s,
         publisher=publisher,
         changes_topic=settings.topic_calendar_changes,
+        calendar_for=clients.for_subject,
     )
     addon = None if settings.addon_audience is None else OidcVerifier(audience=settings.addon_audience)
     scheduler = None

@@ -14,7 +14,7 @@ from tests_support import RunningCalendar, event_body
 CAL = "alice@example.com"
 
 
-def cli(running: RunningCalendar, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(running: RunningCalendar, store: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
     env.update(
         CONFSYNC_STORE_URL=f"sqlite:///{store}",
@@ -22,6 +22,7 @@ def cli(running: RunningCalendar, store: Path, *args: str) -> subprocess.Complet
         CONFSYNC_WEBHOOK_URL="http://127.0.0.1:9/notifications",
         CONFSYNC_CHANNEL_TTL_S="3600",
         CONFSYNC_LOG_LEVEL="warning",
+        **extra_env,
     )
     return subprocess.run(
         [sys.executable, "-m", "confsync", "channels", *args],
@@ -70,3 +71,31 @@ def test_bad_requests_get_a_clear_message(
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_channel_commands_act_as_the_calendars_user_with_the_configured_credentials(
+    calendar_sandbox: RunningCalendar, tmp_path: Path
+) -> None:
+    """The commands use CONFSYNC_CALENDAR_USER_TOKENS_FILE as the services do, for the user the
+    calendar belongs to: a user without a token is refused by name, never watched anonymously."""
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+
+    store = tmp_path / "state.sqlite"
+    state = SqliteStore(store)
+    state.ensure_calendar(CAL, subject="alice@example.com")
+    state.close()
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"bob@example.com": "1//bob-refresh-token"}))
+    ensured = cli(
+        calendar_sandbox,
+        store,
+        "ensure",
+        CAL,
+        CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
+        CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
+        CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
+    )
+    assert ensured.returncode == 1
+    assert "no refresh token for alice@example.com" in ensured.stderr
+    assert "bob-refresh-token" not in ensured.stderr + ensured.stdout
+    assert json.loads(cli(calendar_sandbox, store, "list", "--json").stdout) == []

@@ -164,3 +164,49 @@ def test_a_killed_backfill_resumes_without_resending(
     assert len(ids) == EVENTS // 2, "every conference got its update"
     resent = sum(count - 1 for count in ids.values())
     assert resent <= 1000, f"at most the page in flight at the kill is sent again (was {resent})"
+
+
+def test_a_backfill_lists_each_calendar_as_its_own_user(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
+    seed(calendar_sandbox, count=10)
+    backfill.store.ensure_calendar(CAL, subject="alice@example.com")
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+    asked: list[str | None] = []
+
+    def calendar_for(subject: str | None) -> GoogleCalendarClient:
+        asked.append(subject)
+        return client
+
+    try:
+        summary = backfill(calendar_for=calendar_for).run([CAL])
+    finally:
+        client.close()
+    assert asked == ["alice@example.com"]
+    assert summary.events_read == 10
+
+
+def test_the_backfill_command_uses_the_configured_credentials(
+    calendar_sandbox: RunningCalendar, tmp_path: Path
+) -> None:
+    """As the services do: a calendar whose user has no refresh token is refused by name (the
+    command used to list every calendar anonymously, which only a sandbox allows)."""
+    seed(calendar_sandbox, count=10)
+    store = SqliteStore(tmp_path / "state.sqlite")
+    store.ensure_calendar(CAL, subject="alice@example.com")
+    store.close()
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"bob@example.com": "1//bob-refresh-token"}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update(
+        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
+        CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
+        CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
+        CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
+        CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
+        CONFSYNC_LOG_LEVEL="warning",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "confsync", "backfill", "--calendar", CAL, "--dry-run"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    assert "no refresh token for alice@example.com" in done.stderr
