@@ -99,9 +99,10 @@ class Emulator:
         )
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if (code := self._process.poll()) is not None:
+                output = self.output()
                 self.stop()
-                raise EmulatorError(f"{self.name} exited at start (code {self._process.returncode})")
+                raise EmulatorError(f"{self.name} exited at start (code {code}); output:\n{output}")
             if "Address already in use" in self.output():  # java keeps running; someone else answers
                 self.stop()
                 raise _PortTaken

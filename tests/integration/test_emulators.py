@@ -131,3 +131,19 @@ def test_missing_jars_skip_the_emulator_tests_loudly() -> None:
     assert "2 skipped" in result.stdout
     assert "EMULATORS MISSING" in result.stdout
     assert "Pub/Sub jar not found at /nonexistent/pubsub-*.jar" in result.stdout
+
+
+def test_an_emulator_that_dies_at_start_says_how_and_what_it_printed() -> None:
+    from confsync.emulators import Emulator, EmulatorError  # noqa: PLC0415
+    from confsync.serving import free_port  # noqa: PLC0415
+
+    dying = Emulator(
+        name="pubsub emulator",
+        command=[sys.executable, "-c", "import sys; print('no java here'); sys.exit(3)"],
+        port=free_port(),
+        reset_request=("POST", "/reset"),
+    )
+    with pytest.raises(EmulatorError, match=r"exited at start \(code 3\)") as raised:
+        dying.start()
+    assert "no java here" in str(raised.value)
+    assert dying.pid is None
