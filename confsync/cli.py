@@ -158,18 +158,31 @@ def pubsub_bootstrap(
         str | None,
         typer.Option(help="Base URL of the services: worker subscriptions then push to URL/pubsub/TOPIC."),
     ] = None,
+    print_terraform_vars: Annotated[
+        bool,
+        typer.Option(
+            "--print-terraform-vars",
+            help="Create nothing: print the names and policies as infra/terraform's `pubsub` variable "
+            "(JSON for a .tfvars.json file).",
+        ),
+    ] = False,
 ) -> None:
     """Create confsync's topics and subscriptions where missing; report what was created or found.
 
     Safe to run again: existing topics and subscriptions are left exactly as they are.
     Uses CONFSYNC_PROJECT_ID, and PUBSUB_EMULATOR_HOST when set.
     """
+    from confsync.transport.topology import terraform_vars, topology  # noqa: PLC0415
+
+    settings: Settings = ctx.obj
+    if print_terraform_vars:
+        typer.echo(json.dumps(terraform_vars(settings), indent=2))
+        return
+
     from google.api_core import exceptions as google_exceptions  # noqa: PLC0415 - heavy; only here
 
     from confsync.transport.pubsub import bootstrap  # noqa: PLC0415
-    from confsync.transport.topology import topology  # noqa: PLC0415
 
-    settings: Settings = ctx.obj
     target = f"emulator at {settings.pubsub_emulator_host}" if settings.pubsub_emulator_host else "Google Cloud"
     typer.echo(f"Pub/Sub project {settings.project_id} ({target})")
     try:

@@ -38,7 +38,7 @@ from google.auth import exceptions as google_auth_exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 from google.protobuf import duration_pb2
 from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisherClient
-from google.pubsub_v1.types import DeadLetterPolicy, PubsubMessage, RetryPolicy
+from google.pubsub_v1.types import DeadLetterPolicy, ExpirationPolicy, PubsubMessage, RetryPolicy
 
 from confsync.errors import ConfigError, TransientError
 from confsync.settings import Settings
@@ -443,6 +443,8 @@ def _subscription_request(
             minimum_backoff=duration_pb2.Duration(seconds=spec.min_backoff_s),
             maximum_backoff=duration_pb2.Duration(seconds=spec.max_backoff_s),
         ),
+        "message_retention_duration": duration_pb2.Duration(seconds=spec.retention_s),
+        "expiration_policy": ExpirationPolicy(),  # no ttl: never expires (topology.SubscriptionSpec)
     }
     if spec.dead_letter_topic is not None:
         request["dead_letter_policy"] = DeadLetterPolicy(

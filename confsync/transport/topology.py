@@ -1,16 +1,18 @@
 """The Pub/Sub topics and subscriptions confsync needs: one source of truth, from Settings.
 
-``confsync pubsub bootstrap`` creates exactly these; the Terraform in infra/ must declare the
-same names and policies (a test compares them).
+``confsync pubsub bootstrap`` creates exactly these; ``confsync pubsub bootstrap
+--print-terraform-vars`` prints them as the ``pubsub`` variable of infra/terraform, whose
+default must be the same (tests/test_infra compares the two, and what bootstrap creates).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confsync.settings import Settings
 
-__all__ = ["SubscriptionSpec", "Topology", "topology"]
+__all__ = ["SubscriptionSpec", "Topology", "terraform_vars", "topology"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,9 @@ class SubscriptionSpec:
     max_delivery_attempts: int
     min_backoff_s: int = 1
     max_backoff_s: int = 60
+    retention_s: int = 7 * 86400  # unacknowledged messages are kept this long (Pub/Sub's longest)
+    # Every subscription is created without expiry: an idle dead-letter subscription must not
+    # be deleted with its messages (Pub/Sub's default drops one after 31 idle days).
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +71,35 @@ def topology(settings: Settings) -> Topology:
         )
     topics = tuple(name for pair in pairs for name in pair[:2])
     return Topology(topics, tuple(subscriptions))
+
+
+def terraform_vars(settings: Settings) -> dict[str, Any]:
+    """The ``pubsub`` variable of infra/terraform (a ``.tfvars.json`` document) for ``settings``.
+
+    Topics by role; subscriptions by name. A subscription with a dead-letter topic is a worker
+    subscription (Terraform pushes it to the service of its topic); one without holds dead letters.
+    """
+    built = topology(settings)
+    return {
+        "pubsub": {
+            "topics": {
+                "calendar_changes": settings.topic_calendar_changes,
+                "calendar_changes_dead": settings.topic_calendar_changes_dead,
+                "conference_commands": settings.topic_conference_commands,
+                "conference_commands_dead": settings.topic_conference_commands_dead,
+            },
+            "subscriptions": {
+                spec.name: {
+                    "topic": spec.topic,
+                    "ordered": spec.ordered,
+                    "ack_deadline_seconds": spec.ack_deadline_s,
+                    "min_backoff_seconds": spec.min_backoff_s,
+                    "max_backoff_seconds": spec.max_backoff_s,
+                    "dead_letter_topic": spec.dead_letter_topic,
+                    "max_delivery_attempts": spec.max_delivery_attempts,
+                    "retention_seconds": spec.retention_s,
+                }
+                for spec in built.subscriptions
+            },
+        }
+    }
