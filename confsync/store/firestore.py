@@ -41,7 +41,13 @@ from confsync.store.records import (
     OutboxEntry,
 )
 
-__all__ = ["FirestoreStore"]
+__all__ = ["COMPOSITE_INDEXES", "FirestoreStore"]
+
+# Queries that need a composite index in production (the emulator needs none): collection ->
+# fields, equality filters first, the range/order field last. infra/terraform/firestore.tf
+# declares each one; tests/test_infra checks they agree.
+_LAGGING = ("lagging", "status", "last_notified_at")
+COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING}
 
 _T = TypeVar("_T")
 _BATCH = 500  # Firestore's limit of writes in one batch
@@ -149,11 +155,12 @@ class FirestoreStore:
         return self._transact(work)
 
     def lagging_calendars(self, notified_before: datetime, limit: int = 500) -> list[CalendarState]:
-        query = (  # production needs a composite index (lagging, status, last_notified_at)
-            self._calendars.where(filter=FieldFilter("lagging", "==", True))  # noqa: FBT003 - a field value
-            .where(filter=FieldFilter("status", "==", CalendarStatus.ACTIVE.value))
-            .where(filter=FieldFilter("last_notified_at", "<", notified_before))
-            .order_by("last_notified_at")
+        lagging, status, notified = _LAGGING  # a composite index: COMPOSITE_INDEXES
+        query = (
+            self._calendars.where(filter=FieldFilter(lagging, "==", True))  # noqa: FBT003 - a field value
+            .where(filter=FieldFilter(status, "==", CalendarStatus.ACTIVE.value))
+            .where(filter=FieldFilter(notified, "<", notified_before))
+            .order_by(notified)
             .limit(limit)
         )
         return [_calendar(_data(snapshot)) for snapshot in query.stream()]
