@@ -1,0 +1,59 @@
+# One service account per role, each with only what its role does:
+#   ingest    webhook, add-on API, channel renewal, lag repair: Firestore, publish, provider key, Calendar
+#   processor sync and classify: Firestore, publish commands, Calendar
+#   publisher apply commands: Firestore, provider key
+#   backfill  the daily reconciliation job: Firestore, publish commands, Calendar
+#   push      the identity Pub/Sub pushes as (invokes processor and publisher)
+#   scheduler the identity Cloud Scheduler calls as (ingest's /tasks routes, the backfill job)
+resource "google_service_account" "confsync" {
+  for_each     = toset(["ingest", "processor", "publisher", "backfill", "push", "scheduler"])
+  account_id   = "confsync-${each.value}"
+  display_name = "confsync ${each.value}"
+  depends_on   = [google_project_service.apis]
+}
+
+# Firestore grants are project-wide; the condition narrows them to confsync's database.
+resource "google_project_iam_member" "firestore" {
+  for_each = toset(["ingest", "processor", "publisher", "backfill"])
+  project  = var.project_id
+  role     = "roles/datastore.user"
+  member   = google_service_account.confsync[each.value].member
+  condition {
+    title      = "confsync database only"
+    expression = "resource.name.startsWith(\"${google_firestore_database.confsync.id}\")"
+  }
+}
+
+# Structured logs and traces from every identity that runs confsync code.
+resource "google_project_iam_member" "log_writer" {
+  for_each = toset(["ingest", "processor", "publisher", "backfill"])
+  project  = var.project_id
+  role     = "roles/logging.logWriter"
+  member   = google_service_account.confsync[each.value].member
+}
+
+# Pub/Sub (push) may call the private processor and publisher, and nobody else.
+resource "google_cloud_run_v2_service_iam_member" "push_invokes" {
+  for_each = toset(["processor", "publisher"])
+  location = var.region
+  name     = google_cloud_run_v2_service.confsync[each.value].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.confsync["push"].member
+}
+
+# Ingest is public: Google's watch notifications and the add-on carry no Google IAM identity.
+# Each route checks its caller itself (channel token; add-on ID token; scheduler OIDC token).
+resource "google_cloud_run_v2_service_iam_member" "ingest_public" {
+  location = var.region
+  name     = google_cloud_run_v2_service.confsync["ingest"].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+# Cloud Scheduler starts the backfill job as the scheduler account.
+resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_backfill" {
+  location = var.region
+  name     = google_cloud_run_v2_job.backfill.name
+  role     = "roles/run.invoker"
+  member   = google_service_account.confsync["scheduler"].member
+}

@@ -1,0 +1,108 @@
+# Log-based metrics over confsync's structured logs (JSON lines: jsonPayload.message is the
+# event; confsync/logs.py) and the alerts on them. tests/test_infra checks that every message
+# matched here is one the code logs.
+
+locals {
+  confsync_services = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^confsync-\""
+  log_metrics = {
+    dead_letters = {
+      about  = "Messages confsync moved to a dead-letter topic (a permanent failure: see `confsync deadletter list`)."
+      filter = "jsonPayload.message=\"message dead-lettered\""
+    }
+    channel_renewal_failures = {
+      about  = "Watch channels that could not be renewed (retried next run) or whose calendar can no longer be watched."
+      filter = "jsonPayload.message=(\"channel renewal failed; will retry\" OR \"calendar can no longer be watched\")"
+    }
+  }
+}
+
+resource "google_logging_metric" "count" {
+  for_each    = local.log_metrics
+  name        = "confsync/${each.key}"
+  description = each.value.about
+  filter      = "${local.confsync_services} AND ${each.value.filter}"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+    labels {
+      key         = "service"
+      value_type  = "STRING"
+      description = "The Cloud Run service that logged it."
+    }
+  }
+  label_extractors = {
+    service = "EXTRACT(resource.labels.service_name)"
+  }
+}
+
+# Each lag repair that finds lagging calendars logs how far behind the oldest one is.
+resource "google_logging_metric" "sync_lag" {
+  name            = "confsync/sync_lag_seconds"
+  description     = "Seconds the oldest lagging calendar was behind its notifications, per lag repair that found one."
+  filter          = "${local.confsync_services} AND jsonPayload.message=\"lag repaired\""
+  value_extractor = "EXTRACT(jsonPayload.oldest_lag_s)"
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "DISTRIBUTION"
+    unit        = "s"
+  }
+  bucket_options {
+    exponential_buckets {
+      num_finite_buckets = 16
+      growth_factor      = 2
+      scale              = 30
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "any" {
+  for_each              = local.log_metrics
+  display_name          = "confsync: ${replace(each.key, "_", " ")}"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+  documentation {
+    mime_type = "text/markdown"
+    content   = "${each.value.about} Runbook: infra/README.md, \"Alerts\"."
+  }
+  conditions {
+    display_name = "${replace(each.key, "_", " ")} > 0 in 5 min"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.count[each.key].name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "sync_lag" {
+  display_name          = "confsync: sync lag"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Calendars fall behind their notifications by more than ${var.sync_lag_alert_s} s: processors are short of capacity, Calendar is refusing listings, or messages are stuck. Runbook: infra/README.md, \"Alerts\"."
+  }
+  conditions {
+    display_name = "oldest lag p99 > ${var.sync_lag_alert_s} s over 5 min"
+    condition_threshold {
+      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.sync_lag.name}\" AND resource.type=\"cloud_run_revision\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.sync_lag_alert_s
+      duration        = "0s"
+      aggregations {
+        alignment_period     = "300s"
+        per_series_aligner   = "ALIGN_PERCENTILE_99"
+        cross_series_reducer = "REDUCE_MAX"
+      }
+    }
+  }
+}

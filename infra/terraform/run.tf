@@ -1,0 +1,252 @@
+# Three Cloud Run services from one image (the repository's Dockerfile), the role chosen by the
+# arguments, and the reconciliation backfill as a Cloud Run job.
+
+locals {
+  max_delivery_attempts = max(0, [for s in values(local.worker_subscriptions) : s.max_delivery_attempts]...)
+
+  # Settings every role reads (confsync/settings.py; `confsync settings` lists them all).
+  common_env = {
+    CONFSYNC_PROJECT_ID                   = var.project_id
+    CONFSYNC_STORE_URL                    = "firestore://${var.project_id}/${google_firestore_database.confsync.name}"
+    CONFSYNC_LOG_FORMAT                   = "json"
+    CONFSYNC_DELIVERY                     = "push"
+    CONFSYNC_TOPIC_CALENDAR_CHANGES       = var.pubsub.topics.calendar_changes
+    CONFSYNC_TOPIC_CALENDAR_CHANGES_DEAD  = var.pubsub.topics.calendar_changes_dead
+    CONFSYNC_TOPIC_CONFERENCE_COMMANDS    = var.pubsub.topics.conference_commands
+    CONFSYNC_TOPIC_CONFERENCE_COMMANDS_DEAD = var.pubsub.topics.conference_commands_dead
+    CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS = tostring(local.max_delivery_attempts)
+    CONFSYNC_PUSH_AUDIENCE                = var.push_audience
+    CONFSYNC_PUSH_SERVICE_ACCOUNT         = google_service_account.confsync["push"].email
+  }
+  calendar_env = merge(
+    { (local.calendar_credentials_env) = local.calendar_credentials_path },
+    var.calendar_auth == "user_tokens" ? { CONFSYNC_OAUTH_CLIENT_ID = var.calendar_oauth_client_id } : {},
+  )
+  # Secret-fed settings: secret (secrets.tf) => environment variable.
+  oauth_secret_env = var.calendar_auth == "user_tokens" ? { oauth-client-secret = "CONFSYNC_OAUTH_CLIENT_SECRET" } : {}
+  provider_key_env = { provider-api-key = "CONFSYNC_PROVIDER_API_KEY" }
+
+  roles = {
+    ingest = {
+      args      = ["serve", "ingest", "--host", "0.0.0.0", "--port", "8080"]
+      ingress   = "INGRESS_TRAFFIC_ALL"
+      audiences = []
+      timeout   = "60s"
+      calendar  = true
+      env = merge(local.calendar_env, {
+        CONFSYNC_WEBHOOK_URL                = local.webhook_url
+        CONFSYNC_ADDON_AUDIENCE             = var.addon_oauth_client_id
+        CONFSYNC_SCHEDULER_SERVICE_ACCOUNT  = google_service_account.confsync["scheduler"].email
+        CONFSYNC_PROVIDER_URL               = var.provider_url
+        CONFSYNC_LAG_REPAIR_INTERVAL_S      = "0" # Cloud Scheduler runs it (scheduler.tf): an idle instance has no CPU
+      })
+      secret_env = merge(local.provider_key_env, local.oauth_secret_env)
+    }
+    processor = {
+      args       = ["serve", "processor", "--push", "--host", "0.0.0.0", "--port", "8080"]
+      ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY" # Pub/Sub push from this project counts as internal
+      audiences  = [var.push_audience]
+      timeout    = "300s"
+      calendar   = true
+      env        = local.calendar_env
+      secret_env = local.oauth_secret_env
+    }
+    publisher = {
+      args       = ["serve", "publisher", "--push", "--host", "0.0.0.0", "--port", "8080"]
+      ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+      audiences  = [var.push_audience]
+      timeout    = "300s"
+      calendar   = false
+      env        = { CONFSYNC_PROVIDER_URL = var.provider_url }
+      secret_env = local.provider_key_env
+    }
+  }
+}
+
+resource "google_cloud_run_v2_service" "confsync" {
+  for_each            = local.roles
+  name                = "confsync-${each.key}"
+  location            = var.region
+  ingress             = each.value.ingress
+  custom_audiences    = each.value.audiences
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account                  = google_service_account.confsync[each.key].email
+    max_instance_request_concurrency = var.services[each.key].concurrency
+    timeout                          = each.value.timeout
+    labels                           = local.labels
+
+    scaling {
+      min_instance_count = var.services[each.key].min_instances
+      max_instance_count = var.services[each.key].max_instances
+    }
+
+    containers {
+      image = var.image
+      args  = each.value.args
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.services[each.key].cpu
+          memory = var.services[each.key].memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = merge(local.common_env, each.value.env)
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      dynamic "env" {
+        for_each = each.value.secret_env
+        content {
+          name = env.value
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.confsync[env.key].secret_id
+              version = "latest"
+            }
+          }
+        }
+      }
+
+      dynamic "volume_mounts" {
+        for_each = each.value.calendar ? [dirname(local.calendar_credentials_path)] : []
+        content {
+          name       = "calendar-credentials"
+          mount_path = volume_mounts.value
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds    = 2
+        failure_threshold = 30
+      }
+
+      liveness_probe {
+        http_get {
+          path = "/healthz"
+        }
+        period_seconds = 30
+      }
+    }
+
+    dynamic "volumes" {
+      for_each = each.value.calendar ? [basename(local.calendar_credentials_path)] : []
+      content {
+        name = "calendar-credentials"
+        secret {
+          secret = google_secret_manager_secret.confsync["calendar-credentials"].secret_id
+          items {
+            version = "latest"
+            path    = volumes.value
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.readers, google_project_iam_member.firestore]
+}
+
+# The daily reconciliation: `confsync backfill --all` lists every active calendar from scratch
+# and publishes what its conferences need (processors/backfill.py). A job, not a route: at
+# 1M calendars it runs for hours, longer than any HTTP request may.
+resource "google_cloud_run_v2_job" "backfill" {
+  name                = "confsync-backfill"
+  location            = var.region
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    task_count = 1
+    labels     = local.labels
+
+    template {
+      service_account = google_service_account.confsync["backfill"].email
+      timeout         = "86400s"
+      max_retries     = 1
+
+      containers {
+        image = var.image
+        args  = ["backfill", "--all", "--json", "--checkpoint", "/tmp/backfill-checkpoint.json"]
+
+        resources {
+          limits = {
+            cpu    = "1"
+            memory = "1Gi"
+          }
+        }
+
+        dynamic "env" {
+          for_each = merge(local.common_env, local.calendar_env, {
+            CONFSYNC_BACKFILL_REQUESTS_PER_S = tostring(var.backfill_requests_per_s)
+          })
+          content {
+            name  = env.key
+            value = env.value
+          }
+        }
+
+        dynamic "env" {
+          for_each = local.oauth_secret_env
+          content {
+            name = env.value
+            value_source {
+              secret_key_ref {
+                secret  = google_secret_manager_secret.confsync[env.key].secret_id
+                version = "latest"
+              }
+            }
+          }
+        }
+
+        volume_mounts {
+          name       = "calendar-credentials"
+          mount_path = dirname(local.calendar_credentials_path)
+        }
+      }
+
+      volumes {
+        name = "calendar-credentials"
+        secret {
+          secret = google_secret_manager_secret.confsync["calendar-credentials"].secret_id
+          items {
+            version = "latest"
+            path    = basename(local.calendar_credentials_path)
+          }
+        }
+      }
+    }
+  }
+
+  depends_on = [google_secret_manager_secret_iam_member.readers, google_project_iam_member.firestore]
+}
+
+# Google delivers watch notifications only to a domain verified in Search Console, so the
+# webhook lives on var.public_domain (the DNS records to create are an output).
+resource "google_cloud_run_domain_mapping" "ingest" {
+  location = var.region
+  name     = var.public_domain
+  metadata {
+    namespace = var.project_id
+    labels    = local.labels
+  }
+  spec {
+    route_name = google_cloud_run_v2_service.confsync["ingest"].name
+  }
+}

@@ -1,0 +1,291 @@
+variable "project_id" {
+  description = "Google Cloud project that runs confsync."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id: 6 to 30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, the Scheduler jobs and the Firestore database."
+  type        = string
+  default     = "europe-west1"
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region: a Google Cloud region such as europe-west1."
+  }
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1, or a multi-region: eur3, nam5)."
+  type        = string
+  default     = "eur3"
+  validation {
+    condition     = can(regex("^([a-z]+-[a-z]+[0-9]|eur3|nam5|nam7)$", var.firestore_location))
+    error_message = "firestore_location: a region or one of the multi-regions eur3, nam5, nam7."
+  }
+}
+
+variable "image" {
+  description = "The confsync image (the repository's Dockerfile), pinned by digest: REGISTRY/PATH@sha256:DIGEST."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[a-f0-9]{64}$", var.image))
+    error_message = "image: pin the image by digest (…@sha256:<64 hex>), so every service runs the same build."
+  }
+}
+
+variable "public_domain" {
+  description = "Domain of the ingest service (webhook and add-on API). Google sends watch notifications only to an HTTPS address on a domain verified in Search Console (../README.md)."
+  type        = string
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.public_domain))
+    error_message = "public_domain: a lowercase DNS name such as confsync.example.com, without scheme or path."
+  }
+}
+
+variable "addon_oauth_client_id" {
+  description = "OAuth client id of the Apps Script add-on: the audience of the ID tokens it sends (ScriptApp.getIdentityToken)."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9]+-[a-z0-9]+\\.apps\\.googleusercontent\\.com$", var.addon_oauth_client_id))
+    error_message = "addon_oauth_client_id: an OAuth client id (NUMBER-ID.apps.googleusercontent.com)."
+  }
+}
+
+variable "calendar_auth" {
+  description = "How confsync reads users' calendars: service_account (a key with domain-wide delegation, Workspace only) or user_tokens (each user's refresh token, from the OAuth consent flow)."
+  type        = string
+  default     = "service_account"
+  validation {
+    condition     = contains(["service_account", "user_tokens"], var.calendar_auth)
+    error_message = "calendar_auth: service_account or user_tokens."
+  }
+}
+
+variable "provider_url" {
+  description = "Base URL of the conferencing REST API (HTTPS)."
+  type        = string
+  validation {
+    condition     = can(regex("^https://[^/\\s]+(/[^\\s]*)?$", var.provider_url))
+    error_message = "provider_url: an https:// URL."
+  }
+}
+
+variable "push_audience" {
+  description = "Audience of the OIDC tokens Pub/Sub and Cloud Scheduler send (the services check it; Cloud Run accepts it as a custom audience)."
+  type        = string
+  default     = "confsync-internal"
+  validation {
+    condition     = length(var.push_audience) >= 8 && length(var.push_audience) <= 200
+    error_message = "push_audience: 8 to 200 characters."
+  }
+}
+
+variable "services" {
+  description = "Per Cloud Run service: instance bounds, requests per instance, CPU and memory."
+  type = map(object({
+    min_instances = number
+    max_instances = number
+    concurrency   = number
+    cpu           = string
+    memory        = string
+  }))
+  default = {
+    ingest    = { min_instances = 1, max_instances = 20, concurrency = 80, cpu = "1", memory = "512Mi" }
+    processor = { min_instances = 1, max_instances = 50, concurrency = 20, cpu = "1", memory = "512Mi" }
+    publisher = { min_instances = 1, max_instances = 20, concurrency = 40, cpu = "1", memory = "512Mi" }
+  }
+  validation {
+    condition     = toset(keys(var.services)) == toset(["ingest", "processor", "publisher"])
+    error_message = "services: exactly ingest, processor and publisher."
+  }
+  validation {
+    condition = alltrue([
+      for s in values(var.services) :
+      s.min_instances >= 0 && s.max_instances >= max(1, s.min_instances) && s.concurrency >= 1 && s.concurrency <= 1000
+    ])
+    error_message = "services: 0 <= min_instances <= max_instances (at least 1), 1 <= concurrency <= 1000."
+  }
+}
+
+variable "channel_renewal_schedule" {
+  description = "Cron (UTC) of the watch-channel renewal job; it renews channels expiring within renewal_window_s."
+  type        = string
+  default     = "7 * * * *"
+}
+
+variable "renewal_window_s" {
+  description = "Channels expiring within this many seconds are renewed by each run."
+  type        = number
+  default     = 86400
+  validation {
+    condition     = var.renewal_window_s >= 7200
+    error_message = "renewal_window_s: at least 7200 (two hourly runs), so one failed run never lets a channel lapse."
+  }
+}
+
+variable "lag_repair_schedule" {
+  description = "Cron (UTC) of the sync-lag repair (lost notifications, unsettled commands; ingest/lag.py)."
+  type        = string
+  default     = "* * * * *"
+}
+
+variable "backfill_schedule" {
+  description = "Cron (UTC) of the daily reconciliation backfill (a full resync of every active calendar)."
+  type        = string
+  default     = "30 3 * * *"
+}
+
+variable "backfill_requests_per_s" {
+  description = "Calendar listings per second the backfill job may make (keep under the project's Calendar API quota)."
+  type        = number
+  default     = 5
+  validation {
+    condition     = var.backfill_requests_per_s > 0 && var.backfill_requests_per_s <= 500
+    error_message = "backfill_requests_per_s: more than 0, at most 500."
+  }
+}
+
+variable "sync_lag_alert_s" {
+  description = "Alert when the oldest lagging calendar the lag repair finds is this many seconds behind."
+  type        = number
+  default     = 300
+  validation {
+    condition     = var.sync_lag_alert_s >= 60
+    error_message = "sync_lag_alert_s: at least 60 (the repair itself waits 60 s before it acts)."
+  }
+}
+
+variable "notification_channels" {
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "notification_channels: ids of the form projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the Firestore database and the Cloud Run services from `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes labels."
+  type        = map(string)
+  default     = {}
+}
+
+# The one source of truth is confsync's Settings: this default is what
+# `confsync pubsub bootstrap --print-terraform-vars` prints (tests/test_infra checks it). To change
+# a name or a policy, set the CONFSYNC_ variables, print, and save the output as
+# pubsub.auto.tfvars.json next to this file.
+variable "pubsub" {
+  description = "Pub/Sub topics by role and subscriptions by name, as `confsync pubsub bootstrap --print-terraform-vars` prints them."
+  type = object({
+    topics = object({
+      calendar_changes         = string
+      calendar_changes_dead    = string
+      conference_commands      = string
+      conference_commands_dead = string
+    })
+    subscriptions = map(object({
+      topic                 = string
+      ordered               = bool
+      ack_deadline_seconds  = number
+      min_backoff_seconds   = number
+      max_backoff_seconds   = number
+      dead_letter_topic     = string
+      max_delivery_attempts = number
+      retention_seconds     = number
+    }))
+  })
+  default = {
+    topics = {
+      calendar_changes         = "calendar-changes"
+      calendar_changes_dead    = "calendar-changes-dead"
+      conference_commands      = "conference-commands"
+      conference_commands_dead = "conference-commands-dead"
+    }
+    subscriptions = {
+      "calendar-changes-processor" = {
+        topic                 = "calendar-changes"
+        ordered               = true
+        ack_deadline_seconds  = 60
+        min_backoff_seconds   = 1
+        max_backoff_seconds   = 60
+        dead_letter_topic     = "calendar-changes-dead"
+        max_delivery_attempts = 5
+        retention_seconds     = 604800
+      }
+      "calendar-changes-dead-hold" = {
+        topic                 = "calendar-changes-dead"
+        ordered               = false
+        ack_deadline_seconds  = 600
+        min_backoff_seconds   = 1
+        max_backoff_seconds   = 60
+        dead_letter_topic     = null
+        max_delivery_attempts = 0
+        retention_seconds     = 604800
+      }
+      "conference-commands-publisher" = {
+        topic                 = "conference-commands"
+        ordered               = true
+        ack_deadline_seconds  = 60
+        min_backoff_seconds   = 1
+        max_backoff_seconds   = 60
+        dead_letter_topic     = "conference-commands-dead"
+        max_delivery_attempts = 5
+        retention_seconds     = 604800
+      }
+      "conference-commands-dead-hold" = {
+        topic                 = "conference-commands-dead"
+        ordered               = false
+        ack_deadline_seconds  = 600
+        min_backoff_seconds   = 1
+        max_backoff_seconds   = 60
+        dead_letter_topic     = null
+        max_delivery_attempts = 0
+        retention_seconds     = 604800
+      }
+    }
+  }
+  validation {
+    condition = alltrue([
+      for s in values(var.pubsub.subscriptions) :
+      s.ack_deadline_seconds >= 10 && s.ack_deadline_seconds <= 600 && s.min_backoff_seconds >= 0 && s.max_backoff_seconds <= 600 && s.min_backoff_seconds <= s.max_backoff_seconds
+    ])
+    error_message = "pubsub.subscriptions: ack deadline 10-600 s, backoff 0-600 s with min <= max (Pub/Sub's limits)."
+  }
+  validation {
+    condition = alltrue([
+      for s in values(var.pubsub.subscriptions) :
+      s.dead_letter_topic == null || (s.max_delivery_attempts >= 5 && s.max_delivery_attempts <= 100)
+    ])
+    error_message = "pubsub.subscriptions: max_delivery_attempts must be 5-100 where a dead-letter topic is set."
+  }
+  validation {
+    condition = alltrue([
+      for s in values(var.pubsub.subscriptions) : contains(values(var.pubsub.topics), s.topic)
+    ])
+    error_message = "pubsub.subscriptions: every subscription's topic must be one of pubsub.topics."
+  }
+  validation {
+    condition     = alltrue([for s in values(var.pubsub.subscriptions) : s.retention_seconds >= 600 && s.retention_seconds <= 604800])
+    error_message = "pubsub.subscriptions: retention_seconds 600 (10 min) to 604800 (7 days), Pub/Sub's limits."
+  }
+}
+
+variable "calendar_oauth_client_id" {
+  description = "OAuth client id the users' refresh tokens were issued to (calendar_auth = user_tokens only)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.calendar_auth != "user_tokens" || can(regex("^[0-9]+-[a-z0-9]+\\.apps\\.googleusercontent\\.com$", var.calendar_oauth_client_id))
+    error_message = "calendar_oauth_client_id: required with calendar_auth = user_tokens (NUMBER-ID.apps.googleusercontent.com)."
+  }
+}

@@ -1,0 +1,46 @@
+# confsync on Google Cloud. Deploy steps, the secrets to fill in and the capacity plan: ../README.md.
+terraform {
+  required_version = ">= 1.9" # validations that refer to other variables
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.10, < 8.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  # Google-managed service agents this configuration grants roles to.
+  pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  public_base_url = "https://${var.public_domain}"
+  webhook_url     = "${local.public_base_url}/notifications"
+  addon_api_url   = "${local.public_base_url}/v1/conferences"
+  labels          = merge(var.labels, { app = "confsync" })
+}
+
+resource "google_project_service" "apis" {
+  for_each = toset([
+    "cloudscheduler.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "calendar-json.googleapis.com",
+  ])
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
