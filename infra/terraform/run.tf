@@ -4,19 +4,19 @@
 locals {
   max_delivery_attempts = max(0, [for s in values(local.worker_subscriptions) : s.max_delivery_attempts]...)
 
-  # Settings every role reads (confsync/settings.py; `confsync settings` lists them all).
+  # Settings every role reads (confsync/settings.py; `confsync config` lists them all).
   common_env = {
-    CONFSYNC_PROJECT_ID                   = var.project_id
-    CONFSYNC_STORE_URL                    = "firestore://${var.project_id}/${google_firestore_database.confsync.name}"
-    CONFSYNC_LOG_FORMAT                   = "json"
-    CONFSYNC_DELIVERY                     = "push"
-    CONFSYNC_TOPIC_CALENDAR_CHANGES       = var.pubsub.topics.calendar_changes
-    CONFSYNC_TOPIC_CALENDAR_CHANGES_DEAD  = var.pubsub.topics.calendar_changes_dead
-    CONFSYNC_TOPIC_CONFERENCE_COMMANDS    = var.pubsub.topics.conference_commands
+    CONFSYNC_PROJECT_ID                     = var.project_id
+    CONFSYNC_STORE_URL                      = "firestore://${var.project_id}/${google_firestore_database.confsync.name}"
+    CONFSYNC_LOG_FORMAT                     = "json"
+    CONFSYNC_DELIVERY                       = "push"
+    CONFSYNC_TOPIC_CALENDAR_CHANGES         = var.pubsub.topics.calendar_changes
+    CONFSYNC_TOPIC_CALENDAR_CHANGES_DEAD    = var.pubsub.topics.calendar_changes_dead
+    CONFSYNC_TOPIC_CONFERENCE_COMMANDS      = var.pubsub.topics.conference_commands
     CONFSYNC_TOPIC_CONFERENCE_COMMANDS_DEAD = var.pubsub.topics.conference_commands_dead
-    CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS = tostring(local.max_delivery_attempts)
-    CONFSYNC_PUSH_AUDIENCE                = var.push_audience
-    CONFSYNC_PUSH_SERVICE_ACCOUNT         = google_service_account.confsync["push"].email
+    CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS   = tostring(local.max_delivery_attempts)
+    CONFSYNC_PUSH_AUDIENCE                  = var.push_audience
+    CONFSYNC_PUSH_SERVICE_ACCOUNT           = google_service_account.confsync["push"].email
   }
   calendar_env = merge(
     { (local.calendar_credentials_env) = local.calendar_credentials_path },
@@ -33,12 +33,12 @@ locals {
       audiences = []
       timeout   = "60s"
       calendar  = true
-      env = merge(local.calendar_env, {
-        CONFSYNC_WEBHOOK_URL                = local.webhook_url
-        CONFSYNC_ADDON_AUDIENCE             = var.addon_oauth_client_id
-        CONFSYNC_SCHEDULER_SERVICE_ACCOUNT  = google_service_account.confsync["scheduler"].email
-        CONFSYNC_PROVIDER_URL               = var.provider_url
-        CONFSYNC_LAG_REPAIR_INTERVAL_S      = "0" # Cloud Scheduler runs it (scheduler.tf): an idle instance has no CPU
+      env       = merge(local.calendar_env, {
+        CONFSYNC_WEBHOOK_URL               = local.webhook_url
+        CONFSYNC_ADDON_AUDIENCE            = var.addon_oauth_client_id
+        CONFSYNC_SCHEDULER_SERVICE_ACCOUNT = google_service_account.confsync["scheduler"].email
+        CONFSYNC_PROVIDER_URL              = var.provider_url
+        CONFSYNC_LAG_REPAIR_INTERVAL_S     = "0" # Cloud Scheduler runs it (scheduler.tf): an idle instance has no CPU
       })
       secret_env = merge(local.provider_key_env, local.oauth_secret_env)
     }

@@ -378,3 +378,21 @@ def test_the_firestore_indexes_are_the_ones_the_store_queries_need(parsed: dict[
         if name.startswith("google_firestore_index.")
     }
     assert declared == COMPOSITE_INDEXES
+
+
+def test_only_ingest_is_public_and_only_pubsub_invokes_the_workers(parsed: dict[str, dict[str, Any]]) -> None:
+    declared = resources(parsed)
+    public = [
+        name
+        for name, body in declared.items()
+        if "allUsers" in json.dumps(body) or "allAuthenticatedUsers" in json.dumps(body)
+    ]
+    assert public == ["google_cloud_run_v2_service_iam_member.ingest_public"]
+    assert declared[public[0]]["name"] == '${google_cloud_run_v2_service.confsync["ingest"].name}'
+    roles = locals_(parsed)["roles"]
+    for worker in ("processor", "publisher"):
+        assert roles[worker]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+        assert roles[worker]["audiences"] == ["${var.push_audience}"]
+    invokers = declared["google_cloud_run_v2_service_iam_member.push_invokes"]
+    assert invokers["member"] == '${google_service_account.confsync["push"].member}'
+    assert invokers["for_each"] == '${toset(["processor", "publisher"])}'
