@@ -439,13 +439,14 @@ def _subscription_request(
         "topic": publisher.topic_path(settings.project_id, spec.topic),
         "ack_deadline_seconds": spec.ack_deadline_s,
         "enable_message_ordering": spec.ordered,
-        "retry_policy": RetryPolicy(
-            minimum_backoff=duration_pb2.Duration(seconds=spec.min_backoff_s),
-            maximum_backoff=duration_pb2.Duration(seconds=spec.max_backoff_s),
-        ),
         "message_retention_duration": duration_pb2.Duration(seconds=spec.retention_s),
         "expiration_policy": ExpirationPolicy(),  # no ttl: never expires (topology.SubscriptionSpec)
     }
+    if spec.min_backoff_s is not None and spec.max_backoff_s is not None:
+        request["retry_policy"] = RetryPolicy(
+            minimum_backoff=duration_pb2.Duration(seconds=spec.min_backoff_s),
+            maximum_backoff=duration_pb2.Duration(seconds=spec.max_backoff_s),
+        )
     if spec.dead_letter_topic is not None:
         request["dead_letter_policy"] = DeadLetterPolicy(
             dead_letter_topic=publisher.topic_path(settings.project_id, spec.dead_letter_topic),

@@ -23,8 +23,12 @@ class SubscriptionSpec:
     ack_deadline_s: int
     dead_letter_topic: str | None  # None for the subscriptions that hold dead letters
     max_delivery_attempts: int
-    min_backoff_s: int = 1
-    max_backoff_s: int = 60
+    # Redelivery backoff after a nack; None: no retry policy, a nacked message comes back at
+    # once. The dead-letter holding subscriptions take None: `confsync deadletter list` hands
+    # every message straight back, and with a backoff each look delayed the next one (1, 2,
+    # 4 s...), so a `replay` run right after a `list` found nothing.
+    min_backoff_s: int | None = 1
+    max_backoff_s: int | None = 60
     retention_s: int = 7 * 86400  # unacknowledged messages are kept this long (Pub/Sub's longest)
     # Every subscription is created without expiry: an idle dead-letter subscription must not
     # be deleted with its messages (Pub/Sub's default drops one after 31 idle days).
@@ -67,6 +71,8 @@ def topology(settings: Settings) -> Topology:
                 ack_deadline_s=600,
                 dead_letter_topic=None,
                 max_delivery_attempts=0,
+                min_backoff_s=None,
+                max_backoff_s=None,
             )
         )
     topics = tuple(name for pair in pairs for name in pair[:2])

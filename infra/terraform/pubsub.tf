@@ -39,9 +39,14 @@ resource "google_pubsub_subscription" "confsync" {
     ttl = "" # never: an idle dead-letter subscription must not vanish with its messages
   }
 
-  retry_policy {
-    minimum_backoff = "${each.value.min_backoff_seconds}s"
-    maximum_backoff = "${each.value.max_backoff_seconds}s"
+  # No retry policy (null backoff): a nacked message comes back at once (dead-letter holding
+  # subscriptions, which `confsync deadletter list` reads by handing each message back).
+  dynamic "retry_policy" {
+    for_each = each.value.min_backoff_seconds == null ? [] : [each.value]
+    content {
+      minimum_backoff = "${retry_policy.value.min_backoff_seconds}s"
+      maximum_backoff = "${retry_policy.value.max_backoff_seconds}s"
+    }
   }
 
   dynamic "dead_letter_policy" {

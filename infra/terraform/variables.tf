@@ -226,8 +226,8 @@ variable "pubsub" {
         topic                 = "calendar-changes-dead"
         ordered               = false
         ack_deadline_seconds  = 600
-        min_backoff_seconds   = 1
-        max_backoff_seconds   = 60
+        min_backoff_seconds   = null
+        max_backoff_seconds   = null
         dead_letter_topic     = null
         max_delivery_attempts = 0
         retention_seconds     = 604800
@@ -246,8 +246,8 @@ variable "pubsub" {
         topic                 = "conference-commands-dead"
         ordered               = false
         ack_deadline_seconds  = 600
-        min_backoff_seconds   = 1
-        max_backoff_seconds   = 60
+        min_backoff_seconds   = null
+        max_backoff_seconds   = null
         dead_letter_topic     = null
         max_delivery_attempts = 0
         retention_seconds     = 604800
@@ -257,9 +257,12 @@ variable "pubsub" {
   validation {
     condition = alltrue([
       for s in values(var.pubsub.subscriptions) :
-      s.ack_deadline_seconds >= 10 && s.ack_deadline_seconds <= 600 && s.min_backoff_seconds >= 0 && s.max_backoff_seconds <= 600 && s.min_backoff_seconds <= s.max_backoff_seconds
+      s.ack_deadline_seconds >= 10 && s.ack_deadline_seconds <= 600 && (
+        (s.min_backoff_seconds == null && s.max_backoff_seconds == null) ||
+        (s.min_backoff_seconds != null && s.max_backoff_seconds != null ? s.min_backoff_seconds >= 0 && s.max_backoff_seconds <= 600 && s.min_backoff_seconds <= s.max_backoff_seconds : false)
+      )
     ])
-    error_message = "pubsub.subscriptions: ack deadline 10-600 s, backoff 0-600 s with min <= max (Pub/Sub's limits)."
+    error_message = "pubsub.subscriptions: ack deadline 10-600 s; backoff both null (no retry policy) or 0-600 s with min <= max (Pub/Sub's limits)."
   }
   validation {
     condition = alltrue([

@@ -266,10 +266,11 @@ def test_the_subscriptions_take_every_setting_from_the_variable(parsed: dict[str
     assert body["enable_message_ordering"] == "${each.value.ordered}"
     assert body["message_retention_duration"] == "${each.value.retention_seconds}s"
     assert body["expiration_policy"][0]["ttl"] == ""
-    (retry,) = body["retry_policy"]
-    assert retry["minimum_backoff"] == "${each.value.min_backoff_seconds}s"
-    assert retry["maximum_backoff"] == "${each.value.max_backoff_seconds}s"
     dynamic = {unquote(name): block for item in body["dynamic"] for name, block in item.items()}
+    assert "each.value.min_backoff_seconds == null" in dynamic["retry_policy"]["for_each"]
+    (retry,) = dynamic["retry_policy"]["content"]
+    assert retry["minimum_backoff"] == "${retry_policy.value.min_backoff_seconds}s"
+    assert retry["maximum_backoff"] == "${retry_policy.value.max_backoff_seconds}s"
     dead = dynamic["dead_letter_policy"]
     assert "each.value.dead_letter_topic == null" in dead["for_each"]
     (content,) = dead["content"]
@@ -301,8 +302,11 @@ def test_bootstrap_creates_on_the_emulator_what_terraform_declares(
             assert got.topic.endswith(f"/topics/{wanted['topic']}")
             assert got.ack_deadline_seconds == wanted["ack_deadline_seconds"]
             assert got.enable_message_ordering == wanted["ordered"]
-            assert got.retry_policy.minimum_backoff.total_seconds() == wanted["min_backoff_seconds"]
-            assert got.retry_policy.maximum_backoff.total_seconds() == wanted["max_backoff_seconds"]
+            if wanted["min_backoff_seconds"] is None:
+                assert not got._pb.HasField("retry_policy"), f"{name}: a nack must bring a message back at once"
+            else:
+                assert got.retry_policy.minimum_backoff.total_seconds() == wanted["min_backoff_seconds"]
+                assert got.retry_policy.maximum_backoff.total_seconds() == wanted["max_backoff_seconds"]
             assert got.message_retention_duration.total_seconds() == wanted["retention_seconds"]
             # an expiration policy without a ttl: never deleted for idleness, as Terraform's ttl = ""
             assert got._pb.HasField("expiration_policy")

@@ -101,6 +101,7 @@ def test_dead_letters_are_listed_and_replayed_after_the_fix(
     finally:
         if server.poll() is None:
             server.kill()
+            server.communicate(timeout=30)  # closes its pipes
         publisher.transport.close()
         client.close()
 
@@ -111,3 +112,40 @@ def test_serve_publisher_without_a_provider_says_what_is_missing(tmp_path: Path)
     result = cli(env, "serve", "publisher")
     assert result.returncode == 2
     assert "CONFSYNC_PROVIDER_URL" in result.stderr
+
+
+def test_looking_at_dead_letters_does_not_hide_them_from_the_next_command(pubsub_emulator_host: str) -> None:
+    """`list` hands each dead letter straight back; the next `list` or `replay`, run at once,
+    must see it (the holding subscription once had a retry backoff, so every look delayed it
+    1, 2, 4 s... and a replay right after a few looks replayed nothing)."""
+    from confsync.settings import Settings  # noqa: PLC0415
+    from confsync.transport.pubsub import bootstrap, open_publisher  # noqa: PLC0415
+    from confsync.transport.topology import topology  # noqa: PLC0415
+    from publishers.deadletter import DeadLetters  # noqa: PLC0415
+
+    settings = Settings(project_id=f"dl-{uuid.uuid4().hex[:8]}", pubsub_emulator_host=pubsub_emulator_host)
+    bootstrap(settings, topology(settings))
+    publisher = open_publisher(settings)
+    dead_letters = DeadLetters(settings)
+    try:
+        command = ConferenceCommand.create(
+            kind=CommandKind.DELETE,
+            conference_id="cnf_1",
+            calendar_id="a@example.com",
+            event_id="e1",
+            event_updated=datetime(2026, 11, 24, 10, tzinfo=UTC),
+            reason=CommandReason.CANCELLED,
+            fingerprint="cancelled",
+        )
+        attributes = {"dead_letter_reason": "PermanentError: 400", "dead_letter_error": "PermanentError"}
+        publisher.publish(
+            settings.topic_conference_commands_dead, command.to_bytes(), ordering_key="", attributes=attributes
+        )
+        looks = [len(dead_letters.peek()) for _ in range(6)]
+        assert looks == [1] * 6
+        replayed = dead_letters.replay(publisher, ids=None)
+        assert [entry.conference_id for entry in replayed] == ["cnf_1"]
+        assert dead_letters.peek() == []
+    finally:
+        dead_letters.close()
+        publisher.close()
