@@ -139,8 +139,8 @@ class _Memory:
         worker_spec = plan.subscription(settings.sub_conference_commands)
         self._broker = MemoryBroker(  # redelivery paced like the Pub/Sub subscriptions' retry policy
             queue_limit=settings.memory_queue_limit,
-            backoff_s=worker_spec.min_backoff_s,
-            max_backoff_s=worker_spec.max_backoff_s,
+            backoff_s=worker_spec.min_backoff_s or 0,  # None: no retry policy, back at once
+            max_backoff_s=worker_spec.max_backoff_s or 0,
         )
         for topic in plan.topics:
             self._broker.create_topic(topic)
