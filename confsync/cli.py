@@ -590,6 +590,7 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         page_size=page_size,
         dry_run=dry_run,
         calendar_for=clients.for_subject,
+        orphan_after_s=settings.orphan_after_s,
     )
     try:
         if sys.stdout.isatty() and not as_json:
@@ -615,8 +616,9 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         typer.echo(f"{decision['action']:<7} {decision['calendar_id']} {decision['event_id']}  ({decision['why']})")
     typer.echo(
         f"{summary.calendars} calendar(s): {summary.events_read} events read, {summary.updates} updates, "
-        f"{summary.deletes} deletes, {summary.unchanged} unchanged, {summary.reconciled} reconciled, "
-        f"{summary.errors} errors{' (dry run: nothing changed)' if dry_run else ''}"
+        f"{summary.deletes} deletes, {summary.unchanged} unchanged, {summary.reconciled} reconciled "
+        f"({summary.orphans} never saved on their event), {summary.errors} errors"
+        f"{' (dry run: nothing changed)' if dry_run else ''}"
     )
 
 

@@ -156,6 +156,11 @@ class Settings:
     lag_repair_interval_s: float = _setting(
         30.0, "How often the ingest service looks for such calendars, in seconds; 0 turns the loop off."
     )
+    orphan_after_s: float = _setting(
+        24 * 3600.0,
+        "A conference the add-on created for an event no full listing shows is deleted (as an orphan: the "
+        "user discarded the event) once it is this many seconds old; sooner, the user may still be editing.",
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
     # -- the conferencing service -----------------------------------------------------------

@@ -91,7 +91,8 @@ def create_conference_route(
         # The link remembers the event version the add-on saw (unconfirmed: no fingerprint yet),
         # so a listing of that version, before Calendar saves the conference on the event, is
         # not taken for a removal (processors.classify).
-        store.upsert_link(Link(request.calendar_id, request.event_id, conference.id, last_event_updated=seen))
+        link = Link(request.calendar_id, request.event_id, conference.id, last_event_updated=seen, created_at=utc_now())
+        store.upsert_link(link)
         try:
             ensure_channel(request.calendar_id)
         except ConfsyncError as err:  # the conference exists; renewal keeps trying to watch

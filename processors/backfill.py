@@ -4,9 +4,10 @@ For each calendar: list every event (no sync token; ``window_days`` limits the l
 events ending after now - N days), classify each against its link exactly as the processor
 does, publish the same commands through the same publisher, update the links; then, on a full
 (unwindowed) listing, delete the conferences of links whose events Calendar no longer shows
-(reason ``reconciled``; links never matched to a Calendar event are left alone, see
-``processors.sync``). The listing's sync token is saved with compare-and-set, so incremental
-sync continues from here (a lost CAS means a processor synced meanwhile: fine).
+(reason ``reconciled``), including orphans: conferences the add-on made for an event that was
+never saved, once their link is ``orphan_after_s`` old (``classify.sweepable``). The
+listing's sync token is saved with compare-and-set, so incremental sync continues from here
+(a lost CAS means a processor synced meanwhile: fine).
 
 Resumable: after each page is published and linked, a checkpoint (calendar, next page token,
 counts) is written atomically to a JSON file; a rerun skips finished calendars and resumes
@@ -27,7 +28,7 @@ import structlog
 
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify
+from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, sweepable
 from processors.worker import CalendarWorker
 
 __all__ = ["Backfill", "Checkpoints", "Summary"]
@@ -43,11 +44,12 @@ class Summary:
     deletes: int = 0
     unchanged: int = 0
     reconciled: int = 0
+    orphans: int = 0  # of the reconciled: conferences whose event Calendar never showed
     errors: int = 0
     decisions: list[dict[str, str]] = field(default_factory=list)  # dry runs only
 
     def add(self, other: Summary) -> None:
-        for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "errors"):
+        for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "orphans", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decisions += other.decisions
 
@@ -101,6 +103,7 @@ class Backfill:
     dry_run: bool = False
     clock: Callable[[], datetime] = utc_now
     calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
+    orphan_after_s: float = 86400.0  # see classify.sweepable
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
 
@@ -143,7 +146,7 @@ class Backfill:
             if page_token is None:
                 break
         if window_days is None and checkpoint.get("page_token") is None:  # a whole, uninterrupted listing
-            summary.reconciled += self._reconcile(worker, calendar_id, seen)
+            self._reconcile(worker, calendar_id, seen, summary)
         if not self.dry_run and page.next_sync_token:
             self.store.save_sync_token(calendar_id, page.next_sync_token, expected_version=version, at=self.clock())
         return summary
@@ -178,14 +181,23 @@ class Backfill:
         for event, decision in decided:
             worker.remember(calendar_id, event.id, decision)
 
-    def _reconcile(self, worker: CalendarWorker, calendar_id: str, seen: set[str]) -> int:
+    def _reconcile(self, worker: CalendarWorker, calendar_id: str, seen: set[str], summary: Summary) -> None:
+        now = self.clock()
         stale = [
             link
             for link in self.store.live_links(calendar_id)
-            if link.event_id not in seen and link.last_event_updated is not None
+            if link.event_id not in seen and sweepable(link, now, self.orphan_after_s)
         ]
         for link in stale:
+            orphan = link.last_fingerprint is None
+            summary.reconciled += 1
+            summary.orphans += orphan
             if self.dry_run:
+                why = "never saved on its event" if orphan else "event no longer in Calendar"
+                summary.decisions.append(
+                    {"calendar_id": calendar_id, "event_id": link.event_id, "action": "delete", "why": why}
+                )
                 continue
             worker.delete_link(link)
-        return len(stale)
+            if orphan:
+                log.info("orphaned conference deleted", conference_id=link.conference_id, event_id=link.event_id)

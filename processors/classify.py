@@ -24,8 +24,10 @@ The add-on creates the conference and its link before Calendar saves the event w
 a listing in between sees a linked event without our conference. The link keeps the event
 version the add-on saw (``last_event_updated``; None for an event that did not exist yet):
 a version no newer than that is the event before the save, not a removal. Any newer version
-without our conference is a removal, confirmed link or not. (A conference whose event is
-never saved with it, because the user discarded the edit, is left alone.)
+without our conference is a removal, confirmed link or not. A conference whose event is never
+saved, because the user discarded the edit, is an orphan: a full listing (410 recovery or
+backfill) deletes it once its link is older than ``orphan_after_s`` (``sweepable``), and
+never sooner, since the user may still be editing.
 
 "Ours" means conferenceData.conferenceSolution.key.type is ``addOn`` with one of the
 configured solution names, or the conference id is the one the link recorded. The
@@ -45,7 +47,7 @@ from confsync.errors import InvalidMessage
 from confsync.ports import CalendarEvent
 from confsync.store import Link, LinkState
 
-__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "delete_version", "payload_of"]
+__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "delete_version", "payload_of", "sweepable"]
 
 DEFAULT_SOLUTION_NAMES = frozenset({"My Web Conference", "My Recorded Web Conference"})
 
@@ -130,6 +132,20 @@ def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:
     )
 
 
+def sweepable(link: Link, now: datetime, orphan_after_s: float) -> bool:
+    """May a full listing that did not show ``link``'s event delete its conference?
+
+    A confirmed link (a listing showed our conference on the event): yes, the event is gone.
+    An unconfirmed one (the add-on made it; no listing has shown the event with it yet): only
+    once it is ``orphan_after_s`` old, by ``created_at`` (or, for links older than that field,
+    the event version the add-on saw). Sooner, the user may still be editing the event; with
+    no age known at all, never."""
+    if link.last_fingerprint is not None:
+        return True
+    made = link.created_at or link.last_event_updated
+    return made is not None and (now - made).total_seconds() >= orphan_after_s
+
+
 def delete_version(updated: datetime | None, link: Link) -> datetime | None:
     """The version a delete command carries: the event's ``updated``, or, when Calendar leaves
     it out (a cancelled event's tombstone need only carry its id), one microsecond after the
@@ -139,7 +155,7 @@ def delete_version(updated: datetime | None, link: Link) -> datetime | None:
         return updated
     if link.last_event_updated is not None:
         return link.last_event_updated + timedelta(microseconds=1)
-    return None
+    return link.created_at  # an orphan whose event never existed: its version is its birth
 
 
 def _our_conference_id(event: CalendarEvent, link: Link | None, solution_names: frozenset[str]) -> str | None:

@@ -30,7 +30,7 @@ from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import CalendarState, CalendarStatus, Link, OutboxEntry
 from confsync.transport.base import Message
-from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, delete_version
+from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, delete_version, sweepable
 from processors.sync import run_sync
 
 __all__ = ["CalendarWorker"]
@@ -50,6 +50,7 @@ class CalendarWorker:
     page_size: int = 2500
     min_interval_s: float = 0.5
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
+    orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
@@ -187,10 +188,11 @@ class CalendarWorker:
 
     def _sweep(self, calendar_id: str, seen: set[str]) -> int:
         """After a 410: delete the conferences of linked events the full listing no longer shows
-        (only links whose event was seen before: a fresh link may await its event's save)."""
+        (a fresh unconfirmed link may await its event's save: classify.sweepable)."""
+        now = self.clock()
         swept = 0
         for link in self.store.live_links(calendar_id):
-            if link.event_id in seen or link.last_event_updated is None:
+            if link.event_id in seen or not sweepable(link, now, self.orphan_after_s):
                 continue
             self.delete_link(link, CommandReason.RECONCILED)
             swept += 1

@@ -230,6 +230,7 @@ def _role_routes(  # noqa: PLR0913 - the role's parts, named
             frozenset(settings.conference_solution_names),
             min_interval_s=settings.sync_min_interval_s,
             republish_after_s=settings.lag_repair_after_s,
+            orphan_after_s=settings.orphan_after_s,
             calendar_for=clients.for_subject,
         )
         if push:

@@ -218,7 +218,8 @@ class FirestoreStore:
 
     def upsert_link(self, link: Link) -> None:
         batch = self._client.batch()
-        batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link))
+        # merge: every field is given except a created_at of None, which keeps the stored one
+        batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link), merge=True)
         batch.set(
             self._conferences.document(_doc_id(link.conference_id)),
             {"calendar_id": link.calendar_id, "event_id": link.event_id},
@@ -372,7 +373,7 @@ def _channel(data: dict[str, Any]) -> ChannelRecord:
 
 
 def _link_data(link: Link) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "calendar_id": link.calendar_id,
         "event_id": link.event_id,
         "conference_id": link.conference_id,
@@ -380,6 +381,9 @@ def _link_data(link: Link) -> dict[str, Any]:
         "last_event_updated": link.last_event_updated,
         "state": link.state.value,
     }
+    if link.created_at is not None:
+        data["created_at"] = link.created_at
+    return data
 
 
 def _link(data: dict[str, Any]) -> Link:
@@ -390,4 +394,5 @@ def _link(data: dict[str, Any]) -> Link:
         last_fingerprint=data.get("last_fingerprint"),
         last_event_updated=_maybe(data.get("last_event_updated")),
         state=LinkState(data["state"]),
+        created_at=_maybe(data.get("created_at")),
     )

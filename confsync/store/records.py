@@ -90,6 +90,9 @@ class Link:
     last_fingerprint: str | None = None
     last_event_updated: datetime | None = None
     state: LinkState = LinkState.LIVE
+    # When the add-on created it (None for links a listing made). Kept by later upserts that
+    # carry None: an event Calendar never shows is told apart from one about to be saved.
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

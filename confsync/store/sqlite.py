@@ -88,6 +88,9 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_by_due ON outbox (due_at);
     """,
+    """
+    ALTER TABLE links ADD COLUMN created_at INTEGER;
+    """,
 )
 
 
@@ -280,7 +283,11 @@ class SqliteStore:
 
     def upsert_link(self, link: Link) -> None:
         self._write_one(
-            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO links (calendar_id, event_id, conference_id, last_fingerprint, last_event_updated, state,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (calendar_id, event_id) DO UPDATE SET"
+            " conference_id = excluded.conference_id, last_fingerprint = excluded.last_fingerprint,"
+            " last_event_updated = excluded.last_event_updated, state = excluded.state,"
+            " created_at = COALESCE(excluded.created_at, links.created_at)",
             (
                 link.calendar_id,
                 link.event_id,
@@ -288,6 +295,7 @@ class SqliteStore:
                 link.last_fingerprint,
                 None if link.last_event_updated is None else _us(link.last_event_updated),
                 link.state.value,
+                None if link.created_at is None else _us(link.created_at),
             ),
         )
 
@@ -413,4 +421,5 @@ def _link(row: sqlite3.Row) -> Link:
         last_fingerprint=row["last_fingerprint"],
         last_event_updated=_dt(row["last_event_updated"]),
         state=LinkState(row["state"]),
+        created_at=_dt(row["created_at"]),
     )

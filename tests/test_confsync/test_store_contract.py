@@ -6,6 +6,7 @@ import random
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +193,20 @@ def test_links_are_found_both_ways_and_updated_in_place(store: Store) -> None:
     assert store.link_for_conference("cnf_1") == link("evt1", "cnf_1", minutes=5)
     assert store.get_link(CAL, "evt-missing") is None
     assert store.link_for_conference("cnf_missing") is None
+
+
+def test_a_link_keeps_when_the_addon_created_it_through_later_updates(store: Store) -> None:
+    store.upsert_link(Link(CAL, "evt1", "cnf_1", created_at=T0))
+    store.upsert_link(link("evt1", "cnf_1", minutes=5))  # a listing confirms it: created_at None
+    assert store.get_link(CAL, "evt1") == replace(link("evt1", "cnf_1", minutes=5), created_at=T0)
+    store.mark_link_deleted(CAL, "evt1")
+    kept = store.get_link(CAL, "evt1")
+    assert kept is not None
+    assert kept.created_at == T0
+    store.upsert_link(link("evt2", "cnf_2"))
+    made_by_a_listing = store.get_link(CAL, "evt2")
+    assert made_by_a_listing is not None
+    assert made_by_a_listing.created_at is None
 
 
 def test_live_links_exclude_deleted_ones_for_mark_and_sweep(store: Store) -> None:

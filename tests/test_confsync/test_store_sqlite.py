@@ -124,6 +124,26 @@ def test_migrations_run_once_and_reopening_keeps_data(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_a_store_of_an_older_version_is_migrated_and_keeps_its_links(tmp_path: Path) -> None:
+    """A store made before links had created_at (schema 2) opens, migrates, and its links read
+    back with no age (they are never taken for orphans: classify.sweepable)."""
+    from confsync.store import Link  # noqa: PLC0415
+    from confsync.store import sqlite as sqlite_module  # noqa: PLC0415
+
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as raw:
+        for script in sqlite_module._MIGRATIONS[:2]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version=2")
+        raw.execute("INSERT INTO links VALUES ('a@example.com', 'evt1', 'cnf_1', NULL, NULL, 'live')")
+    store = SqliteStore(db)
+    try:
+        assert store.schema_version() == len(sqlite_module._MIGRATIONS)
+        assert store.get_link("a@example.com", "evt1") == Link("a@example.com", "evt1", "cnf_1")
+    finally:
+        store.close()
+
+
 def test_a_store_works_from_many_threads_at_once(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 

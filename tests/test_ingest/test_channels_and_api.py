@@ -188,8 +188,12 @@ def test_the_link_remembers_which_version_of_the_event_the_add_on_saw(ingest) ->
     link = ingest.store.get_link(CAL, "evt1")
     assert link.last_event_updated == datetime(2026, 12, 1, 9, 0, 0, 123000, tzinfo=UTC)
     assert link.last_fingerprint is None
+    before = datetime.now(UTC)
     assert create(ingest, "req-b", eventId="evt2", event=None).status_code == 200
-    assert ingest.store.get_link(CAL, "evt2").last_event_updated is None
+    fresh = ingest.store.get_link(CAL, "evt2")
+    assert fresh.last_event_updated is None
+    # its age: a full listing that never shows the event deletes the conference only when old
+    assert before <= fresh.created_at <= datetime.now(UTC)
 
 
 def test_an_event_not_yet_in_calendar_still_gets_its_conference(ingest) -> None:  # type: ignore[no-untyped-def]

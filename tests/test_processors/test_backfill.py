@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +210,30 @@ def test_the_backfill_command_uses_the_configured_credentials(
     )  # fmt: skip
     assert done.returncode == 1, done.stdout
     assert "no refresh token for alice@example.com" in done.stderr
+
+
+def test_a_backfill_deletes_conferences_whose_event_was_never_saved_once_they_are_old(
+    calendar_sandbox: RunningCalendar, backfill: Any
+) -> None:
+    seed(calendar_sandbox, count=10)
+    now = datetime.now(UTC)
+    store = backfill.store
+    store.upsert_link(Link(CAL, "gone", "cnf_gone", "fp", now - timedelta(days=3)))  # confirmed, event deleted
+    store.upsert_link(Link(CAL, "discarded", "cnf_orphan", None, None, created_at=now - timedelta(days=2)))
+    store.upsert_link(Link(CAL, "editing", "cnf_editing", None, now, created_at=now - timedelta(minutes=5)))
+
+    dry = backfill(dry_run=True).run([CAL])
+    assert (dry.reconciled, dry.orphans) == (2, 1)
+    assert {d["event_id"]: d["why"] for d in dry.decisions if d["action"] == "delete"} == {
+        "gone": "event no longer in Calendar",
+        "discarded": "never saved on its event",
+    }
+    assert published(backfill.broker) == [], "a dry run publishes nothing"
+
+    summary = backfill().run([CAL])
+    assert (summary.reconciled, summary.orphans) == (2, 1)
+    deletes = {c.conference_id: c for c in published(backfill.broker) if c.kind.value == "delete"}
+    assert set(deletes) == {"cnf_gone", "cnf_orphan"}
+    assert deletes["cnf_orphan"].event_updated == now - timedelta(days=2)
+    assert store.get_link(CAL, "editing").state.value == "live", "the user may still save it"
+    assert store.get_link(CAL, "discarded").state.value == "deleted"

@@ -13,7 +13,7 @@ from confsync.calendar import parse_event
 from confsync.contracts import CommandReason, EventTime
 from confsync.ports import CalendarEvent, EventConference
 from confsync.store import Link, LinkState
-from processors.classify import Action, classify, payload_of
+from processors.classify import Action, classify, delete_version, payload_of, sweepable
 
 T = datetime(2026, 11, 24, 10, tzinfo=UTC)
 OURS = EventConference("cnf_1", "addOn", "My Web Conference")
@@ -221,3 +221,26 @@ def test_classify_never_raises_and_is_deterministic(raw: dict[str, object], link
         assert first.fingerprint
     if first.action is Action.UPDATE:
         assert first.payload is not None
+
+
+DAY = 86400.0
+
+
+@pytest.mark.parametrize(
+    ("link", "sweep", "why"),
+    [
+        (linked(), True, "confirmed: a listing showed our conference on it"),
+        (linked(last_fingerprint=None, created_at=T - timedelta(hours=1)), False, "the user may still be editing"),
+        (linked(last_fingerprint=None, created_at=T - timedelta(days=2)), True, "an orphan"),
+        (linked(last_fingerprint=None, last_event_updated=T - timedelta(days=2)), True, "older link: aged by version"),
+        (linked(last_fingerprint=None, last_event_updated=T - timedelta(hours=1)), False, "older link, young"),
+        (linked(last_fingerprint=None, last_event_updated=None), False, "no age known: never"),
+    ],
+)
+def test_a_full_listing_sweeps_confirmed_links_and_only_old_unconfirmed_ones(link: Link, sweep: bool, why: str) -> None:
+    assert sweepable(link, T, DAY) is sweep, why
+
+
+def test_an_orphan_whose_event_never_existed_is_deleted_at_the_version_of_its_birth() -> None:
+    orphan = linked(last_fingerprint=None, last_event_updated=None, created_at=T - timedelta(days=2))
+    assert delete_version(None, orphan) == T - timedelta(days=2), "every sweep's copy carries the same version"

@@ -130,6 +130,13 @@ def test_a_410_mid_stream_recovers_with_a_full_sync_and_sweeps_vanished_events(r
     # an event whose tombstone is gone by the time we list again: only the sweep can find it
     rig.store.upsert_link(Link(CAL, "vanished0001", "cnf_vanished", "fp", datetime.now(UTC)))
     rig.store.upsert_link(Link(CAL, "fresh00001", "cnf_fresh", None, None))  # not yet seen: must survive
+    # the add-on made these for events not saved yet: one a minute ago (the user may still be
+    # editing: it must survive), one two days ago (the edit was discarded: an orphan)
+    now = datetime.now(UTC)
+    editing = Link(CAL, "editing001", "cnf_editing", None, now, created_at=now - timedelta(minutes=1))
+    orphan = Link(CAL, "orphan0001", "cnf_orphan", None, now - timedelta(days=2), created_at=now - timedelta(days=2))
+    rig.store.upsert_link(editing)
+    rig.store.upsert_link(orphan)
     rig.service.events().patch(calendarId=CAL, eventId=kept["id"], body={"summary": "changed in the gap"}).execute()
     rig.calendar.admin("POST", f"/_sandbox/calendars/{CAL}/invalidate-sync-tokens")
     rig.notify()
@@ -141,6 +148,12 @@ def test_a_410_mid_stream_recovers_with_a_full_sync_and_sweeps_vanished_events(r
     )
     assert "cnf_fresh" not in commands
     assert rig.store.get_link(CAL, "fresh00001").state.value == "live"
+    assert "cnf_editing" not in commands, "a conference whose event may still be saved is kept"
+    assert rig.store.get_link(CAL, "editing001").state.value == "live"
+    assert (commands["cnf_orphan"].kind, commands["cnf_orphan"].event_updated) == (
+        CommandKind.DELETE,
+        orphan.last_event_updated + timedelta(microseconds=1),
+    )
     state = rig.store.get_calendar(CAL)
     rig.notify()
     assert rig.commands() == []
