@@ -28,7 +28,7 @@ import structlog
 
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, sweepable
+from processors.classify import DEFAULT_SOLUTION_NAMES, NEVER_SAVED, Action, Decision, classify, sweepable
 from processors.worker import CalendarWorker
 
 __all__ = ["Backfill", "Checkpoints", "Summary"]
@@ -44,7 +44,7 @@ class Summary:
     deletes: int = 0
     unchanged: int = 0
     reconciled: int = 0
-    orphans: int = 0  # of the reconciled: conferences whose event Calendar never showed
+    orphans: int = 0  # of the deletes and reconciled: conferences never saved on their event
     errors: int = 0
     decisions: list[dict[str, str]] = field(default_factory=list)  # dry runs only
 
@@ -156,12 +156,15 @@ class Backfill:
     ) -> None:
         summary.events_read += len(events)
         decided: list[tuple[CalendarEvent, Decision]] = []
+        orphaned_before = self.clock() - timedelta(seconds=self.orphan_after_s)
         for event in events:
-            decision = classify(event, self.store.get_link(calendar_id, event.id), self.solution_names)
+            link = self.store.get_link(calendar_id, event.id)
+            decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
             if decision.action is Action.UPDATE:
                 summary.updates += 1
             elif decision.action is Action.DELETE:
                 summary.deletes += 1
+                summary.orphans += decision.why == NEVER_SAVED
             else:
                 summary.unchanged += 1
                 continue

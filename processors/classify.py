@@ -1,7 +1,7 @@
 """What the conferencing service must do about one Calendar event: a pure function.
 
-``classify(event, link, solution_names)`` looks at nothing but its arguments (DESIGN.md,
-"Semantics that matter"):
+``classify(event, link, solution_names, orphaned_before=...)`` looks at nothing but its
+arguments (DESIGN.md, "Semantics that matter"):
 
 ==============================================  ==========================================
 event                                           decision
@@ -15,7 +15,10 @@ cancelled instance of a series                  NOTHING unless this instance has
 link, but the event no longer carries our       DELETE (conference_removed): removed, or
 conference                                      switched to Google Meet
 link the add-on made, not yet seen on the       NOTHING: Calendar has not saved the event
-event, which is no newer than the add-on saw    with it yet (the add-on answers first)
+event, which is no newer than the add-on saw    with it yet (the add-on answers first);
+                                                DELETE (reconciled) once the link was made
+                                                before ``orphaned_before``: the edit was
+                                                discarded, the conference is an orphan
 live instance of a series without its own link  NOTHING: the series' conference speaks for it
 not ours, no link                               NOTHING
 ==============================================  ==========================================
@@ -47,7 +50,16 @@ from confsync.errors import InvalidMessage
 from confsync.ports import CalendarEvent
 from confsync.store import Link, LinkState
 
-__all__ = ["DEFAULT_SOLUTION_NAMES", "Action", "Decision", "classify", "delete_version", "payload_of", "sweepable"]
+__all__ = [
+    "DEFAULT_SOLUTION_NAMES",
+    "NEVER_SAVED",
+    "Action",
+    "Decision",
+    "classify",
+    "delete_version",
+    "payload_of",
+    "sweepable",
+]
 
 DEFAULT_SOLUTION_NAMES = frozenset({"My Web Conference", "My Recorded Web Conference"})
 
@@ -69,17 +81,37 @@ class Decision:
     event_updated: datetime | None = None
 
 
+NEVER_SAVED = "the add-on's conference was never saved on the event"
+
+
 def classify(  # noqa: PLR0911 - one return per row of the decision table
-    event: CalendarEvent, link: Link | None, solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
+    event: CalendarEvent,
+    link: Link | None,
+    solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES,
+    *,
+    orphaned_before: datetime | None = None,
 ) -> Decision:
-    """The decision for one event; never raises, whatever shape the event has."""
+    """The decision for one event; never raises, whatever shape the event has.
+
+    ``orphaned_before``: an unconfirmed link made before this is an orphan (``sweepable``
+    decides the same for links whose event a full listing does not show at all)."""
     live_link = link if link is not None and link.state is LinkState.LIVE else None
     if event.status == "cancelled":
         return _cancelled(event, live_link)
     ours = _our_conference_id(event, live_link, solution_names)
     if ours is None:
         if live_link is not None and _not_saved_yet(event, live_link):
-            return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
+            made = live_link.created_at or live_link.last_event_updated
+            if orphaned_before is None or made is None or made >= orphaned_before:
+                return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
+            return Decision(
+                Action.DELETE,
+                NEVER_SAVED,
+                CommandReason.RECONCILED,
+                live_link.conference_id,
+                fingerprint="orphan",
+                event_updated=delete_version(event.updated, live_link),
+            )
         if live_link is not None:
             return Decision(
                 Action.DELETE,

@@ -131,8 +131,10 @@ class CalendarWorker:
 
     def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
         decided: list[tuple[CalendarEvent, Decision]] = []
+        orphaned_before = self.clock() - timedelta(seconds=self.orphan_after_s)
         for event in events:
-            decision = classify(event, self.store.get_link(calendar_id, event.id), self.solution_names)
+            link = self.store.get_link(calendar_id, event.id)
+            decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
             if decision.action is not Action.NOTHING:
                 decided.append((event, decision))
         self.publish_decisions(calendar_id, decided)  # all published first, then remembered in links

@@ -218,22 +218,28 @@ def test_a_backfill_deletes_conferences_whose_event_was_never_saved_once_they_ar
     seed(calendar_sandbox, count=10)
     now = datetime.now(UTC)
     store = backfill.store
+    # a plain event: the add-on added a conference to it two days ago, and the user discarded the edit
+    items = calendar_sandbox.service().events().list(calendarId=CAL).execute()["items"]
+    plain = next(item for item in items if "conferenceData" not in item)
+    saw = datetime.fromisoformat(plain["updated"].replace("Z", "+00:00"))
+    store.upsert_link(Link(CAL, plain["id"], "cnf_discarded_edit", None, saw, created_at=now - timedelta(days=2)))
     store.upsert_link(Link(CAL, "gone", "cnf_gone", "fp", now - timedelta(days=3)))  # confirmed, event deleted
     store.upsert_link(Link(CAL, "discarded", "cnf_orphan", None, None, created_at=now - timedelta(days=2)))
     store.upsert_link(Link(CAL, "editing", "cnf_editing", None, now, created_at=now - timedelta(minutes=5)))
 
     dry = backfill(dry_run=True).run([CAL])
-    assert (dry.reconciled, dry.orphans) == (2, 1)
+    assert (dry.reconciled, dry.orphans) == (2, 2)
     assert {d["event_id"]: d["why"] for d in dry.decisions if d["action"] == "delete"} == {
         "gone": "event no longer in Calendar",
         "discarded": "never saved on its event",
+        plain["id"]: "the add-on's conference was never saved on the event",
     }
     assert published(backfill.broker) == [], "a dry run publishes nothing"
 
     summary = backfill().run([CAL])
-    assert (summary.reconciled, summary.orphans) == (2, 1)
+    assert (summary.reconciled, summary.orphans) == (2, 2)
     deletes = {c.conference_id: c for c in published(backfill.broker) if c.kind.value == "delete"}
-    assert set(deletes) == {"cnf_gone", "cnf_orphan"}
+    assert set(deletes) == {"cnf_gone", "cnf_orphan", "cnf_discarded_edit"}
     assert deletes["cnf_orphan"].event_updated == now - timedelta(days=2)
     assert store.get_link(CAL, "editing").state.value == "live", "the user may still save it"
     assert store.get_link(CAL, "discarded").state.value == "deleted"

@@ -244,3 +244,21 @@ def test_a_full_listing_sweeps_confirmed_links_and_only_old_unconfirmed_ones(lin
 def test_an_orphan_whose_event_never_existed_is_deleted_at_the_version_of_its_birth() -> None:
     orphan = linked(last_fingerprint=None, last_event_updated=None, created_at=T - timedelta(days=2))
     assert delete_version(None, orphan) == T - timedelta(days=2), "every sweep's copy carries the same version"
+
+
+def test_an_event_the_user_never_saved_with_our_conference_orphans_it_only_after_the_grace() -> None:
+    """The add-on added our conference to an existing event, then the user discarded the edit:
+    the event keeps its old version and never shows the conference."""
+    before_edit = event(conference=None, updated=T - timedelta(days=3))
+    link = linked(last_fingerprint=None, last_event_updated=T - timedelta(days=3), created_at=T - timedelta(days=2))
+    assert classify(before_edit, link).action is Action.NOTHING, "no grace given: wait"
+    assert classify(before_edit, link, orphaned_before=T - timedelta(days=3)).action is Action.NOTHING, "young"
+    decision = classify(before_edit, link, orphaned_before=T - timedelta(days=1))
+    assert (decision.action, decision.reason, decision.conference_id) == (
+        Action.DELETE,
+        CommandReason.RECONCILED,
+        "cnf_1",
+    )
+    assert decision.event_updated == before_edit.updated
+    confirmed = classify(event(conference=None, updated=T + timedelta(hours=1)), linked())
+    assert confirmed.reason is CommandReason.CONFERENCE_REMOVED, "a confirmed link's removal is unchanged"
