@@ -97,6 +97,52 @@ def test_a_waiting_publisher_is_released_as_soon_as_room_frees_up() -> None:
     assert released.wait(5), "an ack makes room and wakes the publisher"
 
 
+def test_acks_in_one_call_free_each_key_and_its_room_once() -> None:
+    broker = MemoryBroker(queue_limit=4)
+    broker.create_topic("work")
+    broker.create_subscription("work-sub", "work")
+    for key in ("a", "b", "a", "b"):
+        broker.publish("work", key.encode(), ordering_key=key)
+    first = broker.pull("work-sub", 10, 1.0)
+    assert [m.data for _, m in first] == [b"a", b"b"], "one message per key while its key is busy"
+    ids = [ack_id for ack_id, _ in first]
+    broker.ack_many("work-sub", [*ids, *ids, 999])  # repeated and unknown ids are ignored
+    assert broker.backlog("work-sub") == 2
+    assert [m.data for _, m in broker.pull("work-sub", 10, 1.0)] == [b"a", b"b"]
+
+
+def test_a_slow_handlers_ack_is_not_held_back_by_the_rest_of_its_batch() -> None:
+    """The worker acks fast handlers once per pulled batch, but a slow one at once: the next
+    message of its key goes to another thread while this thread still works on its batch."""
+    from confsync.transport.memory import MemoryWorker  # noqa: PLC0415
+
+    broker = MemoryBroker()
+    for name in ("work", "dead"):
+        broker.create_topic(name)
+    broker.create_subscription("work-sub", "work")
+    second_a_handled = threading.Event()
+    b_saw_it: list[bool] = []
+
+    def handler(message: Message) -> None:
+        if message.data == b"a1":
+            time.sleep(0.01)  # slow: its ack goes out before b1 runs
+        elif message.data == b"b1":
+            b_saw_it.append(second_a_handled.wait(5))
+        elif message.data == b"a2":
+            second_a_handled.set()
+
+    for data, key in ((b"a1", "a"), (b"b1", "b"), (b"a2", "a")):
+        broker.publish("work", data, ordering_key=key)
+    worker = MemoryWorker(
+        broker, "work-sub", handler, dead_letter=DeadLetter(broker, "dead", "work-sub"), concurrency=2, batch=10
+    ).start()
+    try:
+        wait_until(lambda: broker.backlog("work-sub") == 0, timeout=10, what="every message handled")
+    finally:
+        worker.stop(5)
+    assert b_saw_it == [True], "a2 ran while b1 (pulled with a1) was still running"
+
+
 def test_publishing_to_an_unknown_topic_in_memory_is_not_found() -> None:
     with pytest.raises(NotFound):
         MemoryBroker().publish("nowhere", b"x")
