@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -52,12 +52,7 @@ class LagReport:
     commands_republished: int = 0  # overdue outbox entries published again (a dry run: found)
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "lagging": self.lagging,
-            "republished": self.republished,
-            "oldest_lag_s": self.oldest_lag_s,
-            "commands_republished": self.commands_republished,
-        }
+        return asdict(self)
 
 
 @dataclass

@@ -126,7 +126,15 @@ class Backfill:
         state = self.store.get_calendar(calendar_id)
         subject = state.subject if state is not None else None
         calendar = self.calendar if self.calendar_for is None else self.calendar_for(subject)
-        worker = CalendarWorker(self.store, calendar, self.publisher, self.commands_topic, self.solution_names)
+        worker = CalendarWorker(
+            self.store,
+            calendar,
+            self.publisher,
+            self.commands_topic,
+            self.solution_names,
+            clock=self.clock,
+            orphan_after_s=self.orphan_after_s,
+        )
         version = state.token_version if state is not None else 0
         time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
         resumed = checkpoint.get("page_token")
@@ -156,7 +164,7 @@ class Backfill:
     ) -> None:
         summary.events_read += len(events)
         decided: list[tuple[CalendarEvent, Decision]] = []
-        orphaned_before = self.clock() - timedelta(seconds=self.orphan_after_s)
+        orphaned_before = worker.orphaned_before()
         for event in events:
             link = self.store.get_link(calendar_id, event.id)
             decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
@@ -185,11 +193,11 @@ class Backfill:
             worker.remember(calendar_id, event.id, decision)
 
     def _reconcile(self, worker: CalendarWorker, calendar_id: str, seen: set[str], summary: Summary) -> None:
-        now = self.clock()
+        orphaned_before = worker.orphaned_before()
         stale = [
             link
             for link in self.store.live_links(calendar_id)
-            if link.event_id not in seen and sweepable(link, now, self.orphan_after_s)
+            if link.event_id not in seen and sweepable(link, orphaned_before)
         ]
         for link in stale:
             orphan = link.last_fingerprint is None

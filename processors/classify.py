@@ -29,7 +29,7 @@ version the add-on saw (``last_event_updated``; None for an event that did not e
 a version no newer than that is the event before the save, not a removal. Any newer version
 without our conference is a removal, confirmed link or not. A conference whose event is never
 saved, because the user discarded the edit, is an orphan: a full listing (410 recovery or
-backfill) deletes it once its link is older than ``orphan_after_s`` (``sweepable``), and
+backfill) deletes it once its link is ``orphan_after_s`` old (``sweepable``), and
 never sooner, since the user may still be editing.
 
 "Ours" means conferenceData.conferenceSolution.key.type is ``addOn`` with one of the
@@ -93,7 +93,7 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
 ) -> Decision:
     """The decision for one event; never raises, whatever shape the event has.
 
-    ``orphaned_before``: an unconfirmed link made before this is an orphan (``sweepable``
+    ``orphaned_before``: an unconfirmed link made at or before this is an orphan (``sweepable``
     decides the same for links whose event a full listing does not show at all)."""
     live_link = link if link is not None and link.state is LinkState.LIVE else None
     if event.status == "cancelled":
@@ -101,8 +101,7 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
     ours = _our_conference_id(event, live_link, solution_names)
     if ours is None:
         if live_link is not None and _not_saved_yet(event, live_link):
-            made = live_link.created_at or live_link.last_event_updated
-            if orphaned_before is None or made is None or made >= orphaned_before:
+            if orphaned_before is None or not _made_by(live_link, orphaned_before):
                 return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
             return Decision(
                 Action.DELETE,
@@ -164,18 +163,21 @@ def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:
     )
 
 
-def sweepable(link: Link, now: datetime, orphan_after_s: float) -> bool:
+def sweepable(link: Link, orphaned_before: datetime) -> bool:
     """May a full listing that did not show ``link``'s event delete its conference?
 
     A confirmed link (a listing showed our conference on the event): yes, the event is gone.
     An unconfirmed one (the add-on made it; no listing has shown the event with it yet): only
-    once it is ``orphan_after_s`` old, by ``created_at`` (or, for links older than that field,
-    the event version the add-on saw). Sooner, the user may still be editing the event; with
-    no age known at all, never."""
-    if link.last_fingerprint is not None:
-        return True
+    if it was made at or before ``orphaned_before`` (now minus the grace). Sooner, the user
+    may still be editing the event; with no age known at all, never."""
+    return link.last_fingerprint is not None or _made_by(link, orphaned_before)
+
+
+def _made_by(link: Link, moment: datetime) -> bool:
+    """The link existed at ``moment``, by ``created_at`` (or, for links older than that
+    field, the event version the add-on saw); False when neither is known."""
     made = link.created_at or link.last_event_updated
-    return made is not None and (now - made).total_seconds() >= orphan_after_s
+    return made is not None and made <= moment
 
 
 def delete_version(updated: datetime | None, link: Link) -> datetime | None:

@@ -131,7 +131,7 @@ class CalendarWorker:
 
     def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
         decided: list[tuple[CalendarEvent, Decision]] = []
-        orphaned_before = self.clock() - timedelta(seconds=self.orphan_after_s)
+        orphaned_before = self.orphaned_before()
         for event in events:
             link = self.store.get_link(calendar_id, event.id)
             decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
@@ -188,13 +188,17 @@ class CalendarWorker:
             Link(calendar_id, event_id, decision.conference_id, decision.fingerprint, decision.event_updated)
         )
 
+    def orphaned_before(self) -> datetime:
+        """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""
+        return self.clock() - timedelta(seconds=self.orphan_after_s)
+
     def _sweep(self, calendar_id: str, seen: set[str]) -> int:
         """After a 410: delete the conferences of linked events the full listing no longer shows
         (a fresh unconfirmed link may await its event's save: classify.sweepable)."""
-        now = self.clock()
+        orphaned_before = self.orphaned_before()
         swept = 0
         for link in self.store.live_links(calendar_id):
-            if link.event_id in seen or not sweepable(link, now, self.orphan_after_s):
+            if link.event_id in seen or not sweepable(link, orphaned_before):
                 continue
             self.delete_link(link, CommandReason.RECONCILED)
             swept += 1

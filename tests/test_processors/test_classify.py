@@ -238,7 +238,7 @@ DAY = 86400.0
     ],
 )
 def test_a_full_listing_sweeps_confirmed_links_and_only_old_unconfirmed_ones(link: Link, sweep: bool, why: str) -> None:
-    assert sweepable(link, T, DAY) is sweep, why
+    assert sweepable(link, T - timedelta(seconds=DAY)) is sweep, why
 
 
 def test_an_orphan_whose_event_never_existed_is_deleted_at_the_version_of_its_birth() -> None:
