@@ -81,33 +81,26 @@ def code_of(expression: str) -> str:
     """The code of an interpolated expression, with string literals blanked (their own
     ``${...}`` templates kept), so a literal such as "roles/run.invoker" is not a reference."""
     out: list[str] = []
-    depth = 0  # nesting of ${ ... } (and braces inside it)
-    stack: list[str] = []  # "code" or "string" for each open level
+    stack: list[str] = []  # "code" or "string" for each open level; empty: outside any ${ }
     i = 0
     while i < len(expression):
         char = expression[i]
-        in_code = bool(stack) and stack[-1] == "code"
         if not stack or stack[-1] == "string":
             if expression.startswith("${", i):
                 stack.append("code")
-                depth += 1
                 out.append(" ")
                 i += 2
                 continue
             if char == '"' and stack:
                 stack.pop()
-            i += 1
-            continue
-        if in_code:
+        elif char == "}":
+            stack.pop()
+            out.append(" ")
+        else:
             if char == '"':
                 stack.append("string")
             elif char == "{":
                 stack.append("code")
-            elif char == "}":
-                stack.pop()
-                out.append(" ")
-                i += 1
-                continue
             out.append(char if char != '"' else " ")
         i += 1
     return "".join(out)
