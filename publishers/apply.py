@@ -61,6 +61,7 @@ class CommandApplier:
         # commands are republished later and dropped as duplicates.
         self._settled_ids: list[str] = []
         self._settled_lock = threading.Lock()
+        self._flushing = threading.Lock()  # a flush returns only once any flush under way is written
         self._closing = threading.Event()
         self._flusher = threading.Thread(target=self._flush_loop, name="outbox-settler", daemon=True)
         self._flusher.start()
@@ -74,17 +75,21 @@ class CommandApplier:
             self.flush()
 
     def flush(self) -> None:
-        """Remove the commands settled so far from the outbox (now, not at the next tick)."""
-        with self._settled_lock:
-            done, self._settled_ids = self._settled_ids, []
-        if not done:
-            return
-        try:
-            self.store.outbox_done(done)
-        except Exception:
-            log.warning("could not settle commands in the outbox; will retry", count=len(done), exc_info=True)
+        """Remove the commands settled so far from the outbox (now, not at the next tick).
+
+        Flushes run one at a time: one that finds nothing new still waits for the settler
+        thread's write under way, which may hold the very commands the caller settled."""
+        with self._flushing:
             with self._settled_lock:
-                self._settled_ids[:0] = done
+                done, self._settled_ids = self._settled_ids, []
+            if not done:
+                return
+            try:
+                self.store.outbox_done(done)
+            except Exception:
+                log.warning("could not settle commands in the outbox; will retry", count=len(done), exc_info=True)
+                with self._settled_lock:
+                    self._settled_ids[:0] = done
 
     def close(self) -> None:
         """Stop the settler after a last flush (call after the workers have drained)."""

@@ -183,6 +183,29 @@ def test_a_command_leaves_the_outbox_once_settled_and_stays_while_it_may_come_ba
     assert [e.command_id for e in rig.store.outbox_due(T0)] == [unlucky.command_id]
 
 
+def test_a_flush_returns_only_once_the_settlers_write_under_way_is_done(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settler thread may hold the very commands a caller settled; a flush finding nothing
+    new used to return at once, before their removal was written (CI saw it once)."""
+    conference = rig.conference()
+    command = update(conference, "x")
+    rig.store.outbox_add([OutboxEntry(command.command_id, conference, command.to_bytes(), T0 - timedelta(days=1))])
+    original = rig.store.outbox_done
+    writing = threading.Event()
+
+    def slow_write(ids: list[str]) -> None:
+        writing.set()
+        time.sleep(0.3)
+        original(ids)
+
+    monkeypatch.setattr(rig.store, "outbox_done", slow_write)
+    rig.applier.apply(command)
+    assert writing.wait(5), "the settler thread takes settled commands within 50 ms"
+    rig.applier.flush()
+    assert rig.store.outbox_due(T0) == []
+
+
 def test_the_breaker_opens_on_an_outage_and_closes_after_the_cool_down(rig: Rig) -> None:
     now = [0.0]
     rig.applier.breaker = CircuitBreaker(threshold=3, cooldown_s=30, clock=lambda: now[0])
