@@ -50,13 +50,15 @@ def payload(i: int) -> ConferencePayload:
     )
 
 
-def patch_loop(
-    client: HttpConferenceProvider, mine: list[str], name: str, stop: Callable[[], bool]
-) -> tuple[list[float], int]:
-    """PATCH the worker's own conferences until told to stop: (latencies, failures)."""
+Result = tuple[list[float], int, float]  # latencies, failures, CPU seconds the worker used
+
+
+def patch_loop(client: HttpConferenceProvider, mine: list[str], name: str, stop: Callable[[], bool]) -> Result:
+    """PATCH the worker's own conferences until told to stop."""
     base = datetime(2026, 11, 24, tzinfo=UTC)
     latencies: list[float] = []
     errors = i = 0
+    cpu = time.thread_time()
     while not stop():
         started = time.perf_counter()
         try:
@@ -70,17 +72,17 @@ def patch_loop(
         except Exception:  # noqa: BLE001 - a benchmark counts failures, it does not stop on them
             errors += 1
         i += 1
-    return latencies, errors
+    return latencies, errors, time.thread_time() - cpu
 
 
-def _process_worker(url: str, mine: list[str], name: str, deadline: float, out: Queue[tuple[list[float], int]]) -> None:
+def _process_worker(url: str, mine: list[str], name: str, deadline: float, out: Queue[Result]) -> None:
     with HttpConferenceProvider(url, Secret(KEY), timeout_s=10) as client:
         out.put(patch_loop(client, mine, name, lambda: time.time() >= deadline))
 
 
-def run_processes(url: str, ids: list[str], workers: int, seconds: float) -> tuple[list[float], int, float]:
+def run_processes(url: str, ids: list[str], workers: int, seconds: float) -> tuple[list[Result], float]:
     context = multiprocessing.get_context("spawn")
-    out: Queue[tuple[list[float], int]] = context.Queue()
+    out: Queue[Result] = context.Queue()
     start_at = time.time() + 2.0  # let every process import and connect first
     deadline = start_at + seconds
     processes = [
@@ -92,14 +94,14 @@ def run_processes(url: str, ids: list[str], workers: int, seconds: float) -> tup
     results = [out.get(timeout=seconds + 60) for _ in processes]
     for process in processes:
         process.join()
-    return [v for per, _ in results for v in per], sum(e for _, e in results), seconds
+    return results, seconds
 
 
 def run_threads(
     client: HttpConferenceProvider, ids: list[str], workers: int, seconds: float
-) -> tuple[list[float], int, float]:
+) -> tuple[list[Result], float]:
     stop = threading.Event()
-    results: list[tuple[list[float], int]] = []
+    results: list[Result] = []
     threads = [
         threading.Thread(target=lambda n=n: results.append(patch_loop(client, ids[n::workers], f"t{n}", stop.is_set)))
         for n in range(workers)
@@ -111,19 +113,28 @@ def run_threads(
     stop.set()
     for thread in threads:
         thread.join()
-    return [v for per, _ in results for v in per], sum(e for _, e in results), time.perf_counter() - started
+    return results, time.perf_counter() - started
 
 
-def summary(workers: int, latencies: list[float], errors: int, elapsed: float) -> dict[str, object]:
-    flat = sorted(latencies)
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU a process has used (from /proc: the host's speed varies, CPU per request less)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summary(workers: int, results: list[Result], elapsed: float, server_cpu: float) -> dict[str, object]:
+    flat = sorted(v for latencies, _, _ in results for v in latencies)
+    per_request_ms = 1000 / max(1, len(flat))
     return {
         "workers": workers,
         "requests": len(flat),
-        "errors": errors,
+        "errors": sum(errors for _, errors, _ in results),
         "seconds": round(elapsed, 2),
         "patch_per_s": round(len(flat) / elapsed),
         "p50_ms": round(statistics.median(flat) * 1000, 2),
         "p99_ms": round(flat[int(len(flat) * 0.99)] * 1000, 2),
+        "server_cpu_ms_per_patch": round(server_cpu * per_request_ms, 3),
+        "client_cpu_ms_per_patch": round(sum(cpu for _, _, cpu in results) * per_request_ms, 3),
     }
 
 
@@ -165,11 +176,12 @@ def main() -> None:
                 ]
                 results = []
                 for workers in args.workers:
+                    server_cpu = cpu_seconds(server.pid)
                     if args.threads:
-                        measured = run_threads(client, ids, workers, args.seconds)
+                        measured, elapsed = run_threads(client, ids, workers, args.seconds)
                     else:
-                        measured = run_processes(url, ids, workers, args.seconds)
-                    results.append(summary(workers, *measured))
+                        measured, elapsed = run_processes(url, ids, workers, args.seconds)
+                    results.append(summary(workers, measured, elapsed, cpu_seconds(server.pid) - server_cpu))
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -49,6 +50,7 @@ _MAX_ID = 1024  # Calendar ids are emails; event ids are at most 1024 characters
 _MAX_TEXT = 64 * 1024
 _MAX_ITEMS = 10_000
 _E = TypeVar("_E", bound=StrEnum)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline and carriage return
 
 
 class Source(StrEnum):
@@ -438,7 +440,7 @@ def _text(value: object, path: str, *, empty_ok: bool = False, limit: int = _MAX
         value.encode("utf-8")
     except UnicodeEncodeError as err:
         raise InvalidMessage("is not valid Unicode text", field=path) from err
-    if any(ord(char) < 0x20 and char not in "\t\n\r" for char in value):
+    if _CONTROL.search(value):
         raise InvalidMessage("contains control characters", field=path)
     return value
 

@@ -196,6 +196,7 @@ _DELETE = object()
         ("payload.attendees", "alice@example.com", "payload.attendees"),
         ("payload.attendees", ["ok@example.com", 5], "payload.attendees[1]"),
         ("payload.summary", "bell\x07", "payload.summary"),
+        ("payload.organizer", "unit\x1fseparator@example.com", "payload.organizer"),
         ("payload.colour", "red", "unknown field(s) colour"),
     ],
 )
@@ -203,6 +204,13 @@ def test_a_malformed_command_is_refused_with_the_field_named(path: str, value: o
     with pytest.raises(InvalidMessage) as caught:
         ConferenceCommand.from_bytes(_with(path, value))
     assert named in str(caught.value)
+
+
+def test_tabs_newlines_and_any_language_in_a_title_are_kept() -> None:
+    summary = "Przegląd kwartału\n\tagenda: zażółć gęślą jaźń\r\n"
+    command = ConferenceCommand.from_bytes(update_command(payload=payload(summary=summary)).to_bytes())
+    assert command.payload is not None
+    assert command.payload.summary == summary
 
 
 @pytest.mark.parametrize(

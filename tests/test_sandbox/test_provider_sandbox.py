@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from tests_support import PROVIDER_KEY, RunningProvider
 
-from confsync.serving import free_port
+from confsync.serving import ServedApp, free_port
 from sandbox.provider import create_app
 from sandbox.provider.server import build_sandbox
 
@@ -178,3 +178,69 @@ def test_conferences_and_idempotency_records_survive_a_restart(tmp_path: Path) -
         _, stderr = process.communicate(timeout=20)
     assert all("severity" in json.loads(line) for line in stderr.splitlines())
     assert PROVIDER_KEY not in stderr
+
+
+# -- the shortcut past FastAPI answers exactly as FastAPI does ------------------------------------
+
+_WHEN = "2026-11-24T10:00:00.000001Z"
+_EARLIER = "2026-11-24T09:00:00Z"
+_LATER = "2027-01-01T00:00:00Z"
+_PATCH = {"event_updated": _WHEN, "summary": "Review", "attendees": ["a@example.com"]}
+_JSON = {"Content-Type": "application/json"}
+
+# (method, path under /v1/conferences/, headers, body): a story, so later steps meet earlier state.
+_STORY: list[tuple[str, str, dict[str, str], bytes | None]] = [
+    ("PATCH", "{id}", {"Idempotency-Key": "k1", **_JSON}, json.dumps(_PATCH).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k1", **_JSON}, json.dumps({**_PATCH, "summary": "x"}).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k2", **_JSON}, json.dumps({"event_updated": _EARLIER}).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k3", **_JSON}, json.dumps({"summary": "no version"}).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k3", **_JSON}, json.dumps({**_PATCH, "colour": "red"}).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k3", **_JSON}, b'{"event_updated": '),
+    ("PATCH", "{id}", {"Idempotency-Key": "k3", **_JSON}, b"\xff\xfe"),
+    ("PATCH", "{id}", {"Idempotency-Key": "k3", "Content-Type": "text/plain"}, json.dumps(_PATCH).encode()),
+    ("PATCH", "{id}", {"Idempotency-Key": "k 3", **_JSON}, json.dumps(_PATCH).encode()),
+    ("PATCH", "{id}", _JSON, json.dumps(_PATCH).encode()),
+    ("PATCH", "cnf_unknown", {"Idempotency-Key": "k4", **_JSON}, json.dumps(_PATCH).encode()),
+    ("PATCH", "x" * 65, {"Idempotency-Key": "k4", **_JSON}, json.dumps(_PATCH).encode()),
+    ("DELETE", "{id}", {}, None),
+    ("DELETE", "{id}", {"Idempotency-Key": "d1"}, None),
+    ("DELETE", "{id}", {"Idempotency-Key": "d1"}, None),
+    ("DELETE", "{id}", {"Idempotency-Key": "d2"}, None),
+    ("PATCH", "{id}", {"Idempotency-Key": "k5", **_JSON}, json.dumps({**_PATCH, "event_updated": _LATER}).encode()),
+    ("DELETE", "cnf_unknown", {"Idempotency-Key": "d3"}, None),
+    ("GET", "{id}", {}, None),
+]  # fmt: skip
+
+
+def _tell_story(shortcut: bool) -> tuple[list[tuple[int, str, object]], list[int]]:
+    """Each answer of the story (status, content type, body without the conference id, clock
+    times and random numbers), and the statuses the journal recorded."""
+    app = create_app(build_sandbox(api_key=PROVIDER_KEY), shortcut=shortcut)
+    with ServedApp(app) as served, httpx.Client(base_url=served.url, headers=AUTH, timeout=10) as client:
+        created = client.post("/v1/conferences", json={"calendar_id": "a", "event_id": "e", "request_id": "r"})
+        conference_id = created.json()["id"]
+        answers = []
+        for method, path, headers, body in _STORY:
+            url = "/v1/conferences/" + path.format(id=conference_id)
+            answer = client.request(method, url, headers=headers, content=body)
+            text = answer.text.replace(conference_id, "{id}")
+            value = json.loads(text) if text else None
+            if isinstance(value, dict):
+                for drawn in ("updated_at", "passcode", "phone_pin"):  # the clock's and random
+                    value.pop(drawn, None)
+            answers.append((answer.status_code, answer.headers.get("content-type", ""), value))
+        journal = [entry["status"] for entry in client.get("/_sandbox/requests").json()]
+    return answers, journal
+
+
+def test_the_shortcut_past_fastapi_answers_every_request_as_fastapi_does() -> None:
+    """Valid, replayed, stale, malformed, unauthenticated-by-key and deleted cases alike: the same
+    status, body and journal with and without the shortcut (and the story reaches each case)."""
+    fast, fast_journal = _tell_story(shortcut=True)
+    slow, slow_journal = _tell_story(shortcut=False)
+    assert fast == slow
+    assert fast_journal == slow_journal
+    assert [status for status, _, _ in fast] == [
+        200, 200, 409, 422, 422, 422, 422, 422, 422, 422, 404, 422, 422, 204, 204, 204, 409, 404, 200,
+    ]  # fmt: skip
+    assert fast[1] == fast[0], "a repeated Idempotency-Key replays the first answer"
