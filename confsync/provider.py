@@ -58,8 +58,8 @@ class HttpConferenceProvider:
         max_connections: int = 100,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        self._base_url = base_url.rstrip("/")
         self._client = _CookielessClient(
-            base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key.reveal()}", "User-Agent": "confsync"},
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -113,8 +113,11 @@ class HttpConferenceProvider:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        # An absolute URL: httpx parses it once, where merging a path into base_url parses twice
+        # (a quarter of the client's own CPU per call).
+        url = httpx.URL(self._base_url + path)
         try:
-            answer = self._client.request(method, path, **kwargs)
+            answer = self._client.request(method, url, **kwargs)
         except httpx.TimeoutException as err:
             raise TransientError(f"{method} {path}: timed out ({type(err).__name__})") from err
         except httpx.TransportError as err:

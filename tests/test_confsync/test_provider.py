@@ -286,3 +286,17 @@ def test_the_client_is_built_from_settings_or_refuses_clearly() -> None:
         client.delete("cnf_1", idempotency_key="x")
     assert seen[0].headers["Authorization"] == "Bearer k-2"
     assert seen[0].extensions["timeout"]["read"] == 3
+
+
+def test_a_base_url_with_a_path_prefix_and_trailing_slash_keeps_the_prefix() -> None:
+    """Providers often serve their API under a prefix; every call goes under it, never beside it."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(204)
+
+    transport = httpx.MockTransport(answer)
+    with HttpConferenceProvider("https://api.mywebconf.test/mwc/", Secret("k"), transport=transport) as provider:
+        provider.delete("cnf_1", idempotency_key="k1")
+    assert seen == ["https://api.mywebconf.test/mwc/v1/conferences/cnf_1"]
