@@ -37,6 +37,14 @@ _NUMBERS = dict.fromkeys(range(CHANNELS), 1)
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU a process has used, from /proc (0 for a process not started)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve(port: int, store_path: str, topic: str) -> None:
     """The server side: the real ingest app, as `confsync serve ingest` will run it."""
     import uvicorn  # noqa: PLC0415
@@ -163,9 +171,12 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
             expected = len(warm)
             runs = []
             for _ in range(args.runs):
+                pids = {"ingest": server.pid, "emulator": emulator.pid}
+                cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"load": time.process_time()}
                 started = time.perf_counter()
                 latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
                 elapsed = time.perf_counter() - started
+                cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"load": time.process_time()}
                 latencies.sort()
                 expected += len(latencies)
                 runs.append(
@@ -174,6 +185,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
                         "p50_ms": round(statistics.median(latencies) * 1000, 2),
                         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
                         "failed": failures,
+                        "cpu_ms_per_notification": {
+                            name: round(1000 * (cpu_after[name] - cpu_before[name]) / max(1, len(latencies)), 3)
+                            for name in cpu_before
+                        },
                     }
                 )
         finally:

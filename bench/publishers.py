@@ -29,12 +29,17 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from typing import Any
 
 import httpx
 
@@ -56,23 +61,26 @@ KEY = "bench-key"
 CONFERENCES = 500
 
 
-def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[str, object]:
+def run(url: str, db: Path, share: Share, start_at: float, out: Queue[dict[str, Any]]) -> None:
+    """One publisher instance: its own conferences, commands and in-process transport; the
+    store (SQLite, WAL) is shared with the other instances, as one store is in production."""
+    configure_logging(Settings(log_level="error", log_format="json"))
     provider = HttpConferenceProvider(url, Secret(KEY), timeout_s=10, max_connections=64)
     ids = [
-        provider.create(NewConference(calendar_id="b@example.com", event_id=f"e{n}", request_id=f"{label}-{n}")).id
-        for n in range(CONFERENCES)
+        provider.create(NewConference(calendar_id="b@example.com", event_id=f"e{n}", request_id=f"{share.label}-{n}")).id
+        for n in range(share.conferences)
     ]
-    store = SqliteStore(tmp / f"{label}.sqlite")
+    store = SqliteStore(db)
     settings = Settings(retry_initial_s=0.01, retry_max_s=0.2, retry_max_attempts=8)
     applier = CommandApplier(store, provider, retry_policy(settings), CircuitBreaker(threshold=1000))
-    broker = MemoryBroker(queue_limit=commands + 10)
+    broker = MemoryBroker(queue_limit=share.commands + 10)
     for topic in ("commands", "dead"):
         broker.create_topic(topic)
     broker.create_subscription("commands-sub", "commands")
     base = datetime(2026, 11, 24, tzinfo=UTC)
     outbox: list[OutboxEntry] = []
-    for n in range(commands):
-        conference = ids[n % CONFERENCES]
+    for n in range(share.commands):
+        conference = ids[n % share.conferences]
         payload = ConferencePayload(
             start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"), summary=f"v{n}"
         )
@@ -80,7 +88,7 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
             kind=CommandKind.UPDATE,
             conference_id=conference,
             calendar_id="b@example.com",
-            event_id=f"e{n % CONFERENCES}",
+            event_id=f"e{n % share.conferences}",
             event_updated=base + timedelta(seconds=n),
             reason=CommandReason.CHANGED,
             payload=payload,
@@ -96,34 +104,73 @@ def run(url: str, tmp: Path, commands: int, threads: int, label: str) -> dict[st
         applier(message)
         with lock:
             handled[0] += 1
-            if handled[0] >= commands:
+            if handled[0] >= share.commands:
                 done.set()
 
     worker = MemoryWorker(
-        broker, "commands-sub", handle, dead_letter=DeadLetter(broker, "dead", "commands-sub"), concurrency=threads
+        broker, "commands-sub", handle, dead_letter=DeadLetter(broker, "dead", "commands-sub"), concurrency=share.threads
     )
-    started = time.perf_counter()
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu = time.process_time()
     worker.start()
     done.wait(600)
-    elapsed = time.perf_counter() - started
+    finished = time.time()
+    cpu = time.process_time() - cpu
     worker.stop(10)
     applier.close()
-    left = len(store.outbox_due(base + timedelta(days=1), limit=commands))
+    ours = {entry.command_id for entry in outbox}
+    left = sum(1 for entry in store.outbox_due(base + timedelta(days=1), limit=10 * share.commands) if entry.command_id in ours)
     provider.close()
     store.close()
+    out.put(
+        {"handled": handled[0], "finished": finished, "cpu_s": cpu, "outcomes": dict(applier.counts), "left": left}
+    )
+
+
+@dataclass(frozen=True)
+class Share:
+    label: str
+    commands: int
+    conferences: int
+    threads: int
+
+
+def run_instances(url: str, db: Path, commands: int, processes: int, threads: int, label: str) -> dict[str, object]:
+    context = multiprocessing.get_context("spawn")
+    out: Queue[dict[str, Any]] = context.Queue()
+    start_at = time.time() + 8.0  # every instance imports, creates its conferences and fills its queue first
+    instances = [
+        context.Process(
+            target=run,
+            args=(url, db, Share(f"{label}{n}", commands // processes, CONFERENCES // processes, threads), start_at, out),
+        )
+        for n in range(processes)
+    ]
+    for instance in instances:
+        instance.start()
+    results = [out.get(timeout=900) for _ in instances]
+    for instance in instances:
+        instance.join()
+    handled = sum(result["handled"] for result in results)
+    elapsed = max(result["finished"] for result in results) - start_at
+    outcomes: Counter[str] = Counter()
+    for result in results:
+        outcomes.update(result["outcomes"])
     return {
-        "commands": handled[0],
+        "commands": handled,
         "seconds": round(elapsed, 2),
-        "commands_per_s": round(handled[0] / elapsed),
-        "outcomes": dict(applier.counts),
-        "left_in_outbox": left,
+        "commands_per_s": round(handled / elapsed),
+        "publisher_cpu_ms_per_command": round(1000 * sum(result["cpu_s"] for result in results) / max(1, handled), 3),
+        "outcomes": dict(outcomes),
+        "left_in_outbox": sum(result["left"] for result in results),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=6000)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="publisher instances, each its own process")
+    parser.add_argument("--threads", type=int, default=4, help="worker threads in each instance")
     args = parser.parse_args()
     configure_logging(Settings(log_level="error", log_format="json"))
     port = free_port()
@@ -141,13 +188,15 @@ def main() -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            clean = run(url, Path(tmp), args.commands, args.threads, "clean")
+            db = Path(tmp) / "confsync.sqlite"
+            SqliteStore(db).close()  # the schema, once, before the instances open it
+            clean = run_instances(url, db, args.commands, args.processes, args.threads, "clean")
             httpx.post(
                 f"{url}/_sandbox/faults",
                 json={"method": "PATCH", "path": "^/v1/", "status": 503, "probability": 0.1, "retry_after": 0},
                 timeout=10,
             )
-            faulty = run(url, Path(tmp), args.commands, args.threads, "faulty")
+            faulty = run_instances(url, db, args.commands, args.processes, args.threads, "faulty")
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -155,6 +204,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "publishers",
+                "processes": args.processes,
                 "threads": args.threads,
                 "clean": clean,
                 "with_10pct_503": faulty,
