@@ -54,7 +54,7 @@ def serve(port: int, store_path: str, topic: str) -> None:
     from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
     from confsync.settings import Secret, Settings  # noqa: PLC0415
     from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
-    from confsync.transport.pubsub import BatchingPubSubPublisher  # noqa: PLC0415
+    from confsync.transport.pubsub import PubSubPublisher  # noqa: PLC0415
     from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
     from ingest.channels import ChannelManager  # noqa: PLC0415
     from ingest.webhook import WebhookStats  # noqa: PLC0415
@@ -62,7 +62,7 @@ def serve(port: int, store_path: str, topic: str) -> None:
     settings = Settings(project_id="bench", topic_calendar_changes=topic, log_level="warning", log_format="json")
     configure_logging(settings)
     store = SqliteStore(Path(store_path))
-    publisher = BatchingPubSubPublisher(settings)
+    publisher = PubSubPublisher(settings)
     channels = ChannelManager(store, GoogleCalendarClient(), webhook_url="http://127.0.0.1/", ttl_s=3600)
     provider = HttpConferenceProvider("http://127.0.0.1:9", Secret("unused"))
     app = create_ingest_app(IngestParts(settings, store, publisher, provider, channels, WebhookStats()))

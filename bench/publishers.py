@@ -67,7 +67,9 @@ def run(url: str, db: Path, share: Share, start_at: float, out: Queue[dict[str, 
     configure_logging(Settings(log_level="error", log_format="json"))
     provider = HttpConferenceProvider(url, Secret(KEY), timeout_s=10, max_connections=64)
     ids = [
-        provider.create(NewConference(calendar_id="b@example.com", event_id=f"e{n}", request_id=f"{share.label}-{n}")).id
+        provider.create(
+            NewConference(calendar_id="b@example.com", event_id=f"e{n}", request_id=f"{share.label}-{n}")
+        ).id
         for n in range(share.conferences)
     ]
     store = SqliteStore(db)
@@ -108,7 +110,11 @@ def run(url: str, db: Path, share: Share, start_at: float, out: Queue[dict[str, 
                 done.set()
 
     worker = MemoryWorker(
-        broker, "commands-sub", handle, dead_letter=DeadLetter(broker, "dead", "commands-sub"), concurrency=share.threads
+        broker,
+        "commands-sub",
+        handle,
+        dead_letter=DeadLetter(broker, "dead", "commands-sub"),
+        concurrency=share.threads,
     )
     time.sleep(max(0.0, start_at - time.time()))
     cpu = time.process_time()
@@ -119,12 +125,12 @@ def run(url: str, db: Path, share: Share, start_at: float, out: Queue[dict[str, 
     worker.stop(10)
     applier.close()
     ours = {entry.command_id for entry in outbox}
-    left = sum(1 for entry in store.outbox_due(base + timedelta(days=1), limit=10 * share.commands) if entry.command_id in ours)
+    left = sum(
+        1 for entry in store.outbox_due(base + timedelta(days=1), limit=10 * share.commands) if entry.command_id in ours
+    )
     provider.close()
     store.close()
-    out.put(
-        {"handled": handled[0], "finished": finished, "cpu_s": cpu, "outcomes": dict(applier.counts), "left": left}
-    )
+    out.put({"handled": handled[0], "finished": finished, "cpu_s": cpu, "outcomes": dict(applier.counts), "left": left})
 
 
 @dataclass(frozen=True)
@@ -135,14 +141,21 @@ class Share:
     threads: int
 
 
-def run_instances(url: str, db: Path, commands: int, processes: int, threads: int, label: str) -> dict[str, object]:
+def run_instances(url: str, db: Path, args: argparse.Namespace, label: str) -> dict[str, object]:
+    commands, processes, threads = args.commands, args.processes, args.threads
     context = multiprocessing.get_context("spawn")
     out: Queue[dict[str, Any]] = context.Queue()
     start_at = time.time() + 8.0  # every instance imports, creates its conferences and fills its queue first
     instances = [
         context.Process(
             target=run,
-            args=(url, db, Share(f"{label}{n}", commands // processes, CONFERENCES // processes, threads), start_at, out),
+            args=(
+                url,
+                db,
+                Share(f"{label}{n}", commands // processes, CONFERENCES // processes, threads),
+                start_at,
+                out,
+            ),
         )
         for n in range(processes)
     ]
@@ -190,13 +203,13 @@ def main() -> None:
                     time.sleep(0.05)
             db = Path(tmp) / "confsync.sqlite"
             SqliteStore(db).close()  # the schema, once, before the instances open it
-            clean = run_instances(url, db, args.commands, args.processes, args.threads, "clean")
+            clean = run_instances(url, db, args, "clean")
             httpx.post(
                 f"{url}/_sandbox/faults",
                 json={"method": "PATCH", "path": "^/v1/", "status": 503, "probability": 0.1, "retry_after": 0},
                 timeout=10,
             )
-            faulty = run_instances(url, db, args.commands, args.processes, args.threads, "faulty")
+            faulty = run_instances(url, db, args, "faulty")
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -120,8 +120,12 @@ class Settings:
         "How a pull worker pulls: streaming (Google's Pub/Sub) or unary (the emulator, whose streams "
         "keep taking messages after their process is killed; confsync/transport/pubsub_unary.py).",
     )
-    pubsub_publish_max_messages: int = _setting(100, "Messages batched into one publish call at most.")
-    pubsub_publish_max_latency_s: float = _setting(0.01, "Longest a message waits for its publish batch.")
+    pubsub_publish_max_messages: int = _setting(
+        1000, "Messages in one Pub/Sub publish request at most (Pub/Sub allows 1,000)."
+    )
+    pubsub_publish_max_latency_s: float = _setting(
+        0.002, "How long the first message to an idle topic waits for others to share its publish request."
+    )
     transport: TransportKind = _setting(
         "pubsub", "pubsub (Google Cloud Pub/Sub or its emulator) or memory (in-process; `serve all` only)."
     )
@@ -275,6 +279,9 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
     return text
 
 
+_PUBSUB_MAX_BATCH = 1000
+
+
 def _check(name: str, value: object, env: str) -> None:
     """Cross-type sanity: positive numbers, http(s) URLs, non-empty names."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
@@ -286,6 +293,8 @@ def _check(name: str, value: object, env: str) -> None:
         raise ConfigError(f"must start with sqlite:/// or firestore://, got {value!r}", variable=env)
     if name.startswith("topic_") and not value:
         raise ConfigError("must not be empty", variable=env)
+    if name == "pubsub_publish_max_messages" and isinstance(value, int) and value > _PUBSUB_MAX_BATCH:
+        raise ConfigError(f"Pub/Sub takes at most {_PUBSUB_MAX_BATCH} messages per request, got {value}", variable=env)
 
 
 def _show(value: object) -> str:

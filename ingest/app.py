@@ -7,8 +7,8 @@ routes): ``POST /tasks/renew-channels?before=SECONDS``, ``POST
 ``GET /tasks/channels?expiring_within=SECONDS``, ``POST /tasks/repair-lag[?dry_run=1]``
 (ingest/lag.py).
 
-Give it a ``BatchingPubSubPublisher``: each notification is one publish, and batching them
-across concurrent requests is what keeps the webhook's throughput up (bench/ingest.py).
+Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
+one Publish request, which is what keeps the webhook's throughput up (bench/ingest.py).
 """
 
 from __future__ import annotations

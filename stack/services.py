@@ -44,7 +44,7 @@ from confsync.settings import Settings
 from confsync.store import open_store
 from confsync.transport.base import DeadLetter, Handler
 from confsync.transport.memory import MemoryBroker, MemoryWorker
-from confsync.transport.pubsub import BatchingPubSubPublisher, PubSubWorker, open_publisher
+from confsync.transport.pubsub import PubSubWorker, open_publisher
 from confsync.transport.pubsub_unary import PubSubUnaryWorker
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
@@ -112,11 +112,9 @@ class _PubSub:
         self._settings = settings
         self._publisher = open_publisher(settings)
         self.publisher: Publisher = self._publisher
-        self._batching: BatchingPubSubPublisher | None = None
 
     def webhook_publisher(self) -> Publisher:
-        self._batching = BatchingPubSubPublisher(self._settings)  # one publish RPC per batch of requests
-        return self._batching
+        return self._publisher  # concurrent requests' messages share its publish requests
 
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
         dead = DeadLetter(self.publisher, dead_topic, subscription)
@@ -127,8 +125,6 @@ class _PubSub:
         self._publisher.check(self._settings.topic_calendar_changes, timeout_s=READY_TIMEOUT_S)
 
     def close(self) -> None:
-        if self._batching is not None:
-            self._batching.close()
         self._publisher.close()
 
 

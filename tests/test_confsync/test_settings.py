@@ -59,6 +59,7 @@ def test_every_type_is_parsed_from_its_variable() -> None:
         ("CONFSYNC_PROVIDER_URL", "conf.example.com", "must be an http(s) URL"),
         ("CONFSYNC_STORE_URL", "postgres://db", "must start with sqlite:/// or firestore://"),
         ("CONFSYNC_TOPIC_CONFERENCE_COMMANDS", " ", "must not be empty"),
+        ("CONFSYNC_PUBSUB_PUBLISH_MAX_MESSAGES", "5000", "Pub/Sub takes at most 1000 messages per request"),
     ],
 )
 def test_a_bad_value_fails_at_start_naming_the_variable(variable: str, value: str, complaint: str) -> None:

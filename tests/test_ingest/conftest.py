@@ -22,7 +22,7 @@ from confsync.provider import HttpConferenceProvider
 from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
 from confsync.store.sqlite import SqliteStore
-from confsync.transport.pubsub import BatchingPubSubPublisher
+from confsync.transport.pubsub import PubSubPublisher
 from ingest.app import IngestParts, create_ingest_app
 from ingest.channels import ChannelManager
 from ingest.webhook import WebhookStats
@@ -95,7 +95,7 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
     provider_served = ServedApp(create_provider_app(build_provider(api_key=PROVIDER_KEY))).start()
     calendar_served = ServedApp(create_calendar_app(calendar_sandbox)).start()
     store = SqliteStore(tmp_path / "state.sqlite")
-    publisher = BatchingPubSubPublisher(settings)  # what the webhook runs with in production
+    publisher = PubSubPublisher(settings)  # what the webhook runs with in production
     calendar_client = GoogleCalendarClient(endpoint=f"{calendar_served.url}/calendar/v3/")
     provider = HttpConferenceProvider(provider_served.url, Secret(PROVIDER_KEY), timeout_s=5)
     channels = ChannelManager(

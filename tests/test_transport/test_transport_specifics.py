@@ -148,9 +148,7 @@ def test_publishing_to_an_unknown_topic_in_memory_is_not_found() -> None:
         MemoryBroker().publish("nowhere", b"x")
 
 
-def test_the_batching_publisher_keeps_each_keys_order_across_concurrent_callers(pubsub_emulator_host: str) -> None:
-    from confsync.transport.pubsub import BatchingPubSubPublisher  # noqa: PLC0415
-
+def test_the_publisher_keeps_each_keys_order_across_concurrent_callers(pubsub_emulator_host: str) -> None:
     settings = Settings(project_id=PROJECT, pubsub_timeout_s=20)
     admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     suffix = uuid.uuid4().hex[:8]
@@ -160,7 +158,7 @@ def test_the_batching_publisher_keeps_each_keys_order_across_concurrent_callers(
     admin_sub.create_subscription(
         request={"name": sub, "topic": topic, "enable_message_ordering": True}, retry=Retry(timeout=20)
     )
-    publisher = BatchingPubSubPublisher(settings)
+    publisher = PubSubPublisher(settings)
 
     def publish_key(key: str) -> None:
         for seq in range(15):
@@ -184,3 +182,72 @@ def test_the_batching_publisher_keeps_each_keys_order_across_concurrent_callers(
     for n in range(6):
         order = [int(data.split(b":")[1]) for data in received if data.startswith(f"cal-{n}:".encode())]
         assert order == list(range(15))
+
+
+def test_a_batch_beyond_one_requests_limits_is_split_and_all_of_it_published(pubsub_emulator_host: str) -> None:
+    """2,500 messages (Pub/Sub takes 1,000 a request) reach the subscription, each once; twelve
+    of 1 MiB (10 MB a request; the emulator drops a 12 MiB request) are all accepted."""
+    settings = Settings(project_id=PROJECT, pubsub_timeout_s=30)
+    admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    suffix = uuid.uuid4().hex[:8]
+    topic, sub = admin_pub.topic_path(PROJECT, f"big-{suffix}"), admin_sub.subscription_path(PROJECT, f"big-{suffix}")
+    admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
+    admin_sub.create_subscription(name=sub, topic=topic, retry=Retry(timeout=20))
+    publisher = PubSubPublisher(settings)
+    received: set[str] = set()
+    try:
+        small = publisher.publish_many(f"big-{suffix}", [(f"m{n}".encode(), f"k{n % 7}", {}) for n in range(2500)])
+        deadline = time.monotonic() + 60
+        while len(received) < 2500 and time.monotonic() < deadline:
+            answer = admin_sub.pull(subscription=sub, max_messages=1000, timeout=10, retry=Retry(timeout=12))
+            received |= {item.message.message_id for item in answer.received_messages}
+            if answer.received_messages:
+                admin_sub.acknowledge(subscription=sub, ack_ids=[item.ack_id for item in answer.received_messages])
+        large = publisher.publish_many(f"big-{suffix}", [(bytes(2**20), "", {"n": str(n)}) for n in range(12)])
+    finally:
+        publisher.close()
+        admin_sub.close()
+        admin_pub.transport.close()
+    assert len(set(small)) == 2500
+    assert received == set(small)
+    assert len(set(large)) == 12
+
+
+def test_a_failed_publish_fails_its_keys_queued_messages_instead_of_letting_them_overtake(
+    pubsub_emulator_host: str,
+) -> None:
+    """A message for a key, queued while an earlier one for the same key is failing, fails with
+    it (as google-cloud-pubsub's ordered publisher does); other keys and later publishes go through."""
+    settings = Settings(project_id=PROJECT, pubsub_timeout_s=2)
+    admin = pubsub_v1.PublisherClient()
+    topic = f"pause-{uuid.uuid4().hex[:8]}"
+    admin.create_topic(name=admin.topic_path(PROJECT, topic), retry=Retry(timeout=10))
+    publisher = PubSubPublisher(settings)
+    outcomes: dict[str, str] = {}
+
+    def publish(name: str, data: bytes, key: str) -> None:
+        try:
+            publisher.publish(topic, data, ordering_key=key)
+            outcomes[name] = "published"
+        except TransientError:
+            outcomes[name] = "failed"
+
+    # 12 MiB in one message: the emulator gives up on the request after the 2 s deadline.
+    first = threading.Thread(target=publish, args=("too big", bytes(12 * 2**20), "cal-1"))
+    try:
+        first.start()
+        time.sleep(0.5)  # the big request is in flight: these two wait behind it
+        behind = [
+            threading.Thread(target=publish, args=("same key behind it", b"later", "cal-1")),
+            threading.Thread(target=publish, args=("other key", b"unrelated", "cal-2")),
+        ]
+        for thread in behind:
+            thread.start()
+        for thread in [first, *behind]:
+            thread.join(30)
+        after = publisher.publish(topic, b"retried", ordering_key="cal-1")
+    finally:
+        publisher.close()
+        admin.transport.close()
+    assert outcomes == {"too big": "failed", "same key behind it": "failed", "other key": "published"}
+    assert after, "the key was resumed once its callers saw the failure"
