@@ -167,7 +167,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            warm, _, _ = asyncio.run(load(url, 1.0, args.concurrency))  # warm up
+            warm, _, _ = asyncio.run(load(url, 4.0, args.concurrency))  # warm up, the emulator's JIT too
             expected = len(warm)
             runs = []
             for _ in range(args.runs):
