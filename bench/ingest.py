@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -66,6 +67,7 @@ def serve(port: int, store_path: str, topic: str) -> None:
     channels = ChannelManager(store, GoogleCalendarClient(), webhook_url="http://127.0.0.1/", ttl_s=3600)
     provider = HttpConferenceProvider("http://127.0.0.1:9", Secret("unused"))
     app = create_ingest_app(IngestParts(settings, store, publisher, provider, channels, WebhookStats()))
+    gc.freeze()  # as `confsync serve` does once it is up (stack/services.py)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,4 +39,6 @@ def serve_calendar(*, host: str, port: int, db: Path | None, owner: str, auth_to
         db=str(db) if db else None,
         auth="bearer tokens" if auth_tokens else "off",
     )
-    uvicorn.run(create_app(sandbox), host=host, port=port, log_config=None, access_log=False)
+    app = create_app(sandbox)
+    gc.freeze()  # as confsync's services do (stack/services.py): no long full collections under load
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import structlog
@@ -25,4 +26,6 @@ def build_sandbox(*, api_key: str, db: Path | None = None) -> ProviderSandbox:
 def serve_provider(*, host: str, port: int, db: Path | None, api_key: str) -> None:
     sandbox = build_sandbox(api_key=api_key, db=db)
     log.info("provider sandbox starting", url=f"http://{host}:{port}", db=str(db) if db else None)
-    uvicorn.run(create_app(sandbox), host=host, port=port, log_config=None, access_log=False)
+    app = create_app(sandbox)
+    gc.freeze()  # as confsync's services do (stack/services.py): no long full collections under load
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
