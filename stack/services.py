@@ -97,8 +97,6 @@ class _Transport(Protocol):
 
     publisher: Publisher
 
-    def webhook_publisher(self) -> Publisher: ...
-
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable: ...
 
     def check(self) -> None:
@@ -113,9 +111,6 @@ class _PubSub:
         self._settings = settings
         self._publisher = open_publisher(settings)
         self.publisher: Publisher = self._publisher
-
-    def webhook_publisher(self) -> Publisher:
-        return self._publisher  # concurrent requests' messages share its publish requests
 
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
         dead = DeadLetter(self.publisher, dead_topic, subscription)
@@ -151,9 +146,6 @@ class _Memory:
         for spec in plan.subscriptions:
             self._broker.create_subscription(spec.name, spec.topic)
         self.publisher: Publisher = self._broker
-
-    def webhook_publisher(self) -> Publisher:
-        return self._broker
 
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
         dead = DeadLetter(self._broker, dead_topic, subscription)
@@ -270,7 +262,7 @@ def _ingest(  # noqa: PLR0913 - the role's parts, named
     provider: HttpConferenceProvider,
     into: Service,
 ) -> list[BaseRoute]:
-    publisher = transport.webhook_publisher()
+    publisher = transport.publisher  # on Pub/Sub, concurrent requests' messages share publish requests
     channels = ChannelManager(
         store,
         clients.for_subject(None),

@@ -242,7 +242,7 @@ class PubSubPublisher:
         for item in pending:
             if not item.done.wait(max(0.0, deadline - time.monotonic())):
                 item.error = item.error or TimeoutError(f"no answer within {self._timeout_s + 5:.0f} s")
-        failed = [item for item in pending if item.error is not None or item.message_id is None]
+        failed = [item for item in pending if item.error is not None]
         if failed:
             self._resume(path, {item.ordering_key for item in failed})
             error = failed[0].error
