@@ -176,6 +176,14 @@ class Settings:
     retry_initial_s: float = _setting(0.5, "First backoff delay in seconds (then doubling, with jitter).")
     retry_max_s: float = _setting(30.0, "Longest single backoff delay in seconds.")
     retry_max_elapsed_s: float = _setting(120.0, "Give up retrying one command after this many seconds.")
+    breaker_threshold: int = _setting(
+        5, "Consecutive transient failures of the conferencing API that open its circuit breaker."
+    )
+    breaker_cooldown_s: float = _setting(
+        30.0,
+        "Seconds an open breaker stops calls before one trial call; a caller waits up to twice this "
+        "for the breaker before its message is nacked.",
+    )
     # -- serving ----------------------------------------------------------------------------
     local_mode: bool = _setting(
         default=False, help="Local development: push routes skip OIDC checks and the dev token is accepted."

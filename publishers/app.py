@@ -19,13 +19,12 @@ from publishers.apply import CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import retry_policy
 
-BREAKER_COOLDOWN_S = 30.0
-
 __all__ = ["build_applier", "create_publisher_app", "publisher_push_route"]
 
 
 def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
-    breaker = CircuitBreaker(cooldown_s=BREAKER_COOLDOWN_S, hold_s=2 * BREAKER_COOLDOWN_S)
+    cooldown_s = settings.breaker_cooldown_s
+    breaker = CircuitBreaker(threshold=settings.breaker_threshold, cooldown_s=cooldown_s, hold_s=2 * cooldown_s)
     return CommandApplier(store, provider, retry_policy(settings, sleep=time.sleep), breaker)
 
 

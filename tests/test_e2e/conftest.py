@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests_support.local_stack import Stack
@@ -25,6 +26,23 @@ from confsync.settings import Settings
 from stack.driver import StackDriver
 
 READY_TIMEOUT_S = 120.0
+LOG_TAIL_LINES = 30
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed end-to-end test shows the end of each service's log, where the cause is."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when != "call" or not report.failed or not isinstance(stack, Stack):
+        return
+    for name, service in stack.current().get("services", {}).items():
+        try:
+            lines = Path(service["log"]).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError as error:
+            lines = [f"(log unreadable: {error})"]
+        report.sections.append((f"{name} log, last {LOG_TAIL_LINES} lines", "\n".join(line[:400] for line in lines)))
 
 
 @pytest.fixture(scope="module", params=["pubsub", "memory"])
@@ -36,6 +54,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     ready = state / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_") and k != "PUBSUB_EMULATOR_HOST"}
     env["CONFSYNC_SHUTDOWN_DEADLINE_S"] = "5"
+    # The production cool-down (30 s) lets a run of failed trial calls during the storm test
+    # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
+    env["CONFSYNC_BREAKER_COOLDOWN_S"] = "3"
     argv = [sys.executable, "-m", "confsync", "local", "--transport", transport, "--ready-file", str(ready)]
     log = (state / "local.log").open("wb")
     process = subprocess.Popen([*argv, "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -26,6 +26,7 @@ from confsync.store import OutboxEntry
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message, Outcome, process
 from confsync.transport.memory import MemoryBroker
+from publishers.app import build_applier
 from publishers.apply import CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen, retry_policy
@@ -222,6 +223,23 @@ def test_the_breaker_opens_on_an_outage_and_closes_after_the_cool_down(rig: Rig)
     rig.applier.apply(update(conference, "z", T0 + timedelta(seconds=2)))
     assert rig.applier.breaker.state == "closed"
     assert rig.client.get(conference).summary == "z"
+
+
+def test_the_services_breaker_takes_its_threshold_and_cool_down_from_settings(rig: Rig) -> None:
+    settings = Settings(breaker_threshold=2, breaker_cooldown_s=0.3, retry_max_attempts=1)
+    applier = build_applier(settings, rig.store, rig.client)
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, count=2)
+    for n in range(2):
+        with pytest.raises(TransientError):
+            applier.apply(update(conference, f"x{n}", T0 + timedelta(seconds=n)))
+    assert applier.breaker.state == "open", "two consecutive failures open it, as set"
+    started = time.monotonic()
+    applier.apply(update(conference, "y", T0 + timedelta(seconds=5)))  # held until the trial call
+    assert 0.2 <= time.monotonic() - started < 5, "the cool-down is the 0.3 s set, not the default 30 s"
+    assert applier.breaker.state == "closed"
+    assert rig.client.get(conference).summary == "y"
+    applier.close()
 
 
 def test_during_a_short_outage_the_message_is_held_not_nacked(rig: Rig) -> None:
