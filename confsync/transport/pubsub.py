@@ -25,6 +25,7 @@ no sync covered, an unsettled outbox command) let ingest/lag.py publish it again
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Mapping
@@ -162,13 +163,15 @@ class PubSubWorker:
 
 @dataclass
 class _Pending:
+    """One message on its way; a thread caller waits on ``done``, an event-loop caller awaits ``future``."""
+
     data: bytes
     ordering_key: str
     attributes: Mapping[str, str]
-    done: threading.Event
+    done: threading.Event | None = None
+    future: asyncio.Future[str] | None = None
     message_id: str | None = None
     error: Exception | None = None
-    future: asyncio.Future[str] | None = None  # set for apublish callers
 
     @property
     def size(self) -> int:
@@ -176,19 +179,29 @@ class _Pending:
         extra = sum(len(key) + len(value) for key, value in self.attributes.items())
         return len(self.data) + len(self.ordering_key) + extra + 16
 
-    def finish(self) -> None:
-        self.done.set()
-        future = self.future
-        if future is not None:
-            future.get_loop().call_soon_threadsafe(self._resolve, future)
 
-    def _resolve(self, future: asyncio.Future[str]) -> None:
-        if future.done():
-            return
-        if self.error is not None:
-            future.set_exception(TransientError(f"publish failed: {self.error}"))
+def _finish(items: list[_Pending]) -> None:
+    """Wake every caller of ``items``: thread callers at once, each event loop with one call."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for item in items:
+        if item.done is not None:
+            item.done.set()
+        if item.future is not None:
+            by_loop.setdefault(item.future.get_loop(), []).append(item)
+    for loop, waiting in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody awaits any more
+            loop.call_soon_threadsafe(_resolve, waiting)
+
+
+def _resolve(items: list[_Pending]) -> None:
+    for item in items:
+        future = item.future
+        if future is None or future.done():
+            continue
+        if item.error is not None:
+            future.set_exception(TransientError(f"publish failed: {item.error}"))
         else:
-            future.set_result(str(self.message_id))
+            future.set_result(str(item.message_id))
 
 
 class PubSubPublisher:
@@ -236,11 +249,12 @@ class PubSubPublisher:
         """Publish a batch and wait for all of it; message ids in order."""
         path = self.topic_path(topic)
         pending = [
-            self._enqueue(path, _Pending(data, key, dict(attrs), threading.Event())) for data, key, attrs in messages
+            self._enqueue(path, _Pending(data, key, dict(attrs), done=threading.Event()))
+            for data, key, attrs in messages
         ]
         deadline = time.monotonic() + self._timeout_s + 5
         for item in pending:
-            if not item.done.wait(max(0.0, deadline - time.monotonic())):
+            if item.done is not None and not item.done.wait(max(0.0, deadline - time.monotonic())):
                 item.error = item.error or TimeoutError(f"no answer within {self._timeout_s + 5:.0f} s")
         failed = [item for item in pending if item.error is not None]
         if failed:
@@ -255,9 +269,10 @@ class PubSubPublisher:
         """``publish`` for an event loop: awaits Pub/Sub's answer without holding a thread."""
         path = self.topic_path(topic)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue(path, _Pending(data, ordering_key, dict(attributes or {}), threading.Event(), future=future))
+        self._enqueue(path, _Pending(data, ordering_key, dict(attributes or {}), future=future))
         try:
-            return await asyncio.wait_for(future, self._timeout_s + 5)
+            async with asyncio.timeout(self._timeout_s + 5):
+                return await future
         except (TransientError, TimeoutError):
             self._resume(path, {ordering_key})
             raise
@@ -286,7 +301,7 @@ class PubSubPublisher:
                 raise TransientError("publisher is closed")
             if pending.ordering_key and pending.ordering_key in self._paused.get(path, ()):
                 pending.error = _paused(pending.ordering_key)
-                pending.finish()
+                _finish([pending])
                 return pending
             self._queues.setdefault(path, []).append(pending)
             if path not in self._senders:
@@ -346,8 +361,7 @@ class PubSubPublisher:
             for item in batch:
                 item.error = err
             batch += self._pause(path, {item.ordering_key for item in batch if item.ordering_key})
-        for item in batch:
-            item.finish()
+        _finish(batch)
 
     def _pause(self, path: str, keys: set[str]) -> list[_Pending]:
         """Pause ``keys``; their messages still queued fail now (returned, to be finished)."""
