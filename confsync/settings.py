@@ -290,10 +290,17 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
 _PUBSUB_MAX_BATCH = 1000
 
 
+# Settings whose help says "0 turns ... off".
+_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s"})
+
+
 def _check(name: str, value: object, env: str) -> None:
     """Cross-type sanity: positive numbers, http(s) URLs, non-empty names."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-        raise ConfigError(f"must be positive, got {value}", variable=env)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if name in _ZERO_TURNS_OFF and value < 0:
+            raise ConfigError(f"must be 0 (off) or positive, got {value}", variable=env)
+        if name not in _ZERO_TURNS_OFF and value <= 0:
+            raise ConfigError(f"must be positive, got {value}", variable=env)
     is_url = name.endswith(("_url", "_endpoint")) and name != "store_url"
     if is_url and value is not None and not str(value).startswith(("http://", "https://")):
         raise ConfigError(f"must be an http(s) URL, got {value!r}", variable=env)

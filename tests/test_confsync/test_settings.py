@@ -54,6 +54,7 @@ def test_every_type_is_parsed_from_its_variable() -> None:
         ("CONFSYNC_CHANNEL_TTL_S", "a week", "expected a number"),
         ("CONFSYNC_CHANNEL_TTL_S", "0", "must be positive"),
         ("CONFSYNC_RETRY_MAX_S", "-1", "must be positive"),
+        ("CONFSYNC_LAG_REPAIR_INTERVAL_S", "-1", "must be 0 (off) or positive"),
         ("CONFSYNC_LOCAL_MODE", "maybe", "expected true or false"),
         ("CONFSYNC_LOG_LEVEL", "verbose", "expected one of debug, info, warning, error"),
         ("CONFSYNC_PROVIDER_URL", "conf.example.com", "must be an http(s) URL"),
@@ -68,6 +69,10 @@ def test_a_bad_value_fails_at_start_naming_the_variable(variable: str, value: st
     assert caught.value.variable == variable
     assert variable in str(caught.value)
     assert complaint in str(caught.value)
+
+
+def test_zero_turns_the_lag_repair_loop_off_as_its_help_says() -> None:
+    assert Settings.from_env({"CONFSYNC_LAG_REPAIR_INTERVAL_S": "0"}).lag_repair_interval_s == 0
 
 
 def test_a_misspelt_variable_is_refused_with_a_suggestion() -> None:
