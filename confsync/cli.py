@@ -337,20 +337,24 @@ _ROLE_HELP = {
 _DEFAULT_PORTS = {"ingest": 8080, "processor": 8082, "publisher": 8083, "all": 8080}
 
 
-def _serve(settings: Settings, role: str, *, push: bool, host: str, port: int | None) -> None:
+def _serve(  # noqa: PLR0913 - the serve options, named
+    settings: Settings, role: str, *, push: bool, host: str, port: int | None, processes: int = 1
+) -> None:
     from dataclasses import replace  # noqa: PLC0415
 
-    from stack.services import Role, run_service  # noqa: PLC0415 - stages load only when asked for
+    from stack.processes import serve_processes  # noqa: PLC0415 - stages load only when asked for
+    from stack.services import Role  # noqa: PLC0415
 
     if push:
         settings = replace(settings, delivery="push")
+    chosen = _DEFAULT_PORTS[role] if port is None else port
     try:
-        clean = run_service(settings, Role(role), host=host, port=_DEFAULT_PORTS[role] if port is None else port)
+        status = serve_processes(settings, Role(role), host=host, port=chosen, processes=processes)
     except ConfigError as err:
         typer.echo(f"confsync: configuration error: {err}", err=True)
         raise typer.Exit(code=2) from err
-    if not clean:
-        raise typer.Exit(code=3)
+    if status:
+        raise typer.Exit(code=status)
 
 
 PushOption = Annotated[
@@ -358,6 +362,15 @@ PushOption = Annotated[
 ]
 HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")]
 PortOption = Annotated[int | None, typer.Option(help="Port to listen on (0 picks a free one).", min=0, max=65535)]
+ProcessesOption = Annotated[
+    int,
+    typer.Option(
+        help="Serve with this many processes sharing the port (one per CPU, say): "
+        "one Python process uses one core at a time. Not with CONFSYNC_TRANSPORT=memory.",
+        min=1,
+        max=64,
+    ),
+]
 _DRAIN = (
     "Serves /healthz and /readyz. On SIGTERM it stops taking work and drains in-flight messages within "
     "CONFSYNC_SHUTDOWN_DEADLINE_S (exit code 3 if they did not finish)."
@@ -365,29 +378,43 @@ _DRAIN = (
 
 
 @serve_app.command("ingest", help=f"{_ROLE_HELP['ingest']} {_DRAIN}")
-def serve_ingest(ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None) -> None:
-    _serve(ctx.obj, "ingest", push=False, host=host, port=port)
+def serve_ingest(
+    ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None, processes: ProcessesOption = 1
+) -> None:
+    _serve(ctx.obj, "ingest", push=False, host=host, port=port, processes=processes)
 
 
 @serve_app.command("processor", help=f"{_ROLE_HELP['processor']} {_DRAIN}")
 def serve_processor(
-    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
+    ctx: typer.Context,
+    push: PushOption = False,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    processes: ProcessesOption = 1,
 ) -> None:
-    _serve(ctx.obj, "processor", push=push, host=host, port=port)
+    _serve(ctx.obj, "processor", push=push, host=host, port=port, processes=processes)
 
 
 @serve_app.command("publisher", help=f"{_ROLE_HELP['publisher']} {_DRAIN}")
 def serve_publisher(
-    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
+    ctx: typer.Context,
+    push: PushOption = False,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    processes: ProcessesOption = 1,
 ) -> None:
-    _serve(ctx.obj, "publisher", push=push, host=host, port=port)
+    _serve(ctx.obj, "publisher", push=push, host=host, port=port, processes=processes)
 
 
 @serve_app.command("all", help=f"{_ROLE_HELP['all']} {_DRAIN}")
 def serve_all(
-    ctx: typer.Context, push: PushOption = False, host: HostOption = "127.0.0.1", port: PortOption = None
+    ctx: typer.Context,
+    push: PushOption = False,
+    host: HostOption = "127.0.0.1",
+    port: PortOption = None,
+    processes: ProcessesOption = 1,
 ) -> None:
-    _serve(ctx.obj, "all", push=push, host=host, port=port)
+    _serve(ctx.obj, "all", push=push, host=host, port=port, processes=processes)
 
 
 TransportOption = Annotated[

@@ -1,7 +1,8 @@
 """Run an ASGI app with uvicorn in a background thread: for tests, benchmarks and `confsync local`.
 
 ``ServedApp`` binds 127.0.0.1 on a free port (or the one given), returns once the server
-accepts connections, and stops it (lifespan shutdown included) on exit.
+accepts connections, and stops it (lifespan shutdown included) on exit. With ``reuse_port``
+several processes can serve one port (``confsync serve ROLE --processes N``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,19 @@ def free_port() -> int:
 
 
 class ServedApp:
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, start_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        start_timeout_s: float = 20.0,
+        reuse_port: bool = False,
+    ) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # several processes serve one port; the kernel spreads connections among them
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         self._socket.bind((host, port))
         self.host = host
         self.port = int(self._socket.getsockname()[1])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import threading
 import time
@@ -58,7 +59,7 @@ from processors.app import processor_push_route
 from processors.worker import CalendarWorker
 from publishers.app import build_applier, publisher_push_route
 
-__all__ = ["Role", "Service", "build_service", "run_service"]
+__all__ = ["Role", "Service", "build_service", "check_config", "run_service"]
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,7 @@ def build_service(settings: Settings, role: Role) -> Service:
         raise ConfigError(
             "the in-process transport cannot cross processes: run `confsync serve all`", variable="CONFSYNC_TRANSPORT"
         )
-    push = _check_config(settings, role)
+    push = check_config(settings, role)
     service = Service(Starlette())
     try:
         provider = None
@@ -193,7 +194,7 @@ def build_service(settings: Settings, role: Role) -> Service:
     return service
 
 
-def _check_config(settings: Settings, role: Role) -> bool:
+def check_config(settings: Settings, role: Role) -> bool:
     """Refuse at start, naming the variable, what would otherwise fail on the first message;
     True if the processor and publisher serve push routes."""
     if role.runs(Role.INGEST):
@@ -292,7 +293,7 @@ def _ingest(  # noqa: PLR0913 - the role's parts, named
 
 def _health_routes(store: Store, transport: _Transport, role: Role) -> list[BaseRoute]:
     async def healthz(_request: Request) -> Response:
-        return JSONResponse({"ok": True, "role": role.value})
+        return JSONResponse({"ok": True, "role": role.value, "pid": os.getpid()})
 
     async def readyz(_request: Request) -> Response:
         checks = {"store": lambda: store.get_calendar("readyz-probe"), "transport": transport.check}
@@ -323,7 +324,15 @@ class _Running:
         return self._service.stop(deadline_s)
 
 
-def run_service(settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event | None = None) -> bool:
+def run_service(  # noqa: PLR0913 - where and how to serve, named
+    settings: Settings,
+    role: Role,
+    *,
+    host: str,
+    port: int,
+    stop: threading.Event | None = None,
+    reuse_port: bool = False,
+) -> bool:
     """Serve ``role`` until SIGTERM/SIGINT (or ``stop``), then drain; True if everything finished in time.
 
     The signals are caught from the start: a SIGTERM that comes while the service is still
@@ -331,16 +340,18 @@ def run_service(settings: Settings, role: Role, *, host: str, port: int, stop: t
     stop = stop or threading.Event()
     early = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _run(settings, role, host=host, port=port, stop=stop)
+        return _run(settings, role, host=host, port=port, stop=stop, reuse_port=reuse_port)
     finally:
         for sig, handler in early.items():
             signal.signal(sig, handler)
 
 
-def _run(settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event) -> bool:
+def _run(  # noqa: PLR0913 - run_service's arguments
+    settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event, reuse_port: bool
+) -> bool:
     service = build_service(settings, role)
     try:
-        served = ServedApp(service.app, host=host, port=port).start()
+        served = ServedApp(service.app, host=host, port=port, reuse_port=reuse_port).start()
     except BaseException:
         service.stop(0)
         raise
@@ -353,6 +364,7 @@ def _run(settings: Settings, role: Role, *, host: str, port: int, stop: threadin
         "serving",
         role=role.value,
         url=served.url,
+        pid=os.getpid(),
         transport=settings.transport,
         delivery="pull" if service.workers else "push" if role is not Role.INGEST else "http",
     )

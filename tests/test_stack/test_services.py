@@ -58,7 +58,7 @@ def test_serve_all_in_process_is_healthy_and_ready(
     served: list[tuple[Service, ServedApp]],
 ) -> None:
     url = serve(served, settings_for(tmp_path, calendar_sandbox, provider_sandbox, transport="memory"), Role.ALL)
-    assert httpx.get(f"{url}/healthz").json() == {"ok": True, "role": "all"}
+    assert httpx.get(f"{url}/healthz").json() == {"ok": True, "role": "all", "pid": os.getpid()}
     assert httpx.get(f"{url}/readyz").json() == {"ready": True, "role": "all"}
     assert httpx.post(f"{url}/notifications").status_code == 400, "the ingest routes are mounted"
 

@@ -1,0 +1,161 @@
+"""``confsync serve ROLE --processes N``: several processes on one port, each a whole
+service; SIGTERM drains them all, a crashed one takes the rest down, and the in-process
+transport is refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from google.api_core.retry import Retry
+from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider
+
+from confsync.serving import free_port
+from confsync.settings import Secret
+from confsync.store import ChannelRecord
+from confsync.store.sqlite import SqliteStore
+
+PROJECT = "confsync-test"
+CHANNELS = 12
+
+
+def _env(tmp_path: Path, calendar: RunningCalendar, provider: RunningProvider) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update(
+        {
+            "CONFSYNC_PROJECT_ID": PROJECT,
+            "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
+            "CONFSYNC_LOCAL_MODE": "true",
+            "CONFSYNC_DEV_TOKEN": "dev",
+            "CONFSYNC_CALENDAR_API_ENDPOINT": calendar.api_endpoint,
+            "CONFSYNC_PROVIDER_URL": provider.url,
+            "CONFSYNC_PROVIDER_API_KEY": PROVIDER_KEY,
+            "CONFSYNC_WEBHOOK_URL": "http://127.0.0.1:9/notifications",
+            "CONFSYNC_SHUTDOWN_DEADLINE_S": "5",
+        }
+    )
+    return env
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process, self.url = process, url
+
+    def pids(self, want: int, timeout_s: float = 30.0) -> set[int]:
+        """The processes answering, asked over fresh connections until ``want`` have answered."""
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(seen) < want and time.monotonic() < deadline:
+            try:
+                seen.add(httpx.get(f"{self.url}/healthz", timeout=2).json()["pid"])
+            except httpx.TransportError:
+                time.sleep(0.1)
+        return seen
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, calendar_sandbox: RunningCalendar, provider_sandbox: RunningProvider, pubsub_emulator_host: str
+) -> Iterator[Served]:
+    from google.cloud import pubsub_v1  # noqa: PLC0415 - only these tests talk to the emulator themselves
+
+    assert pubsub_emulator_host
+    admin, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    topic = admin.topic_path(PROJECT, "calendar-changes")
+    admin.create_topic(name=topic, retry=Retry(timeout=30))
+    subscription = subscriber.subscription_path(PROJECT, "count")
+    subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=30))
+    admin.transport.close()
+    subscriber.close()
+    store = SqliteStore(tmp_path / "state.sqlite")
+    expiration = datetime.now(UTC) + timedelta(days=1)
+    for n in range(CHANNELS):
+        store.add_channel(ChannelRecord(f"chan-{n}", f"cal-{n}@example.com", f"res-{n}", Secret(f"tok-{n}"), expiration))
+    store.close()
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "confsync", "serve", "ingest", "--port", str(port), "--processes", "2"],
+        env=_env(tmp_path, calendar_sandbox, provider_sandbox),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield Served(process, f"http://127.0.0.1:{port}")
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=30)
+
+
+def _pull_all(expected: int) -> int:
+    from google.cloud import pubsub_v1  # noqa: PLC0415
+
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(PROJECT, "count")
+    got = 0
+    deadline = time.monotonic() + 20
+    try:
+        while got < expected and time.monotonic() < deadline:
+            answer = subscriber.pull(subscription=path, max_messages=100, timeout=5, retry=Retry(timeout=10))
+            got += len(answer.received_messages)
+    finally:
+        subscriber.close()
+    return got
+
+
+def test_two_processes_share_the_port_publish_every_notification_and_drain_on_sigterm(served: Served) -> None:
+    pids = served.pids(want=2)
+    assert len(pids) == 2, f"only {pids} answered: the second process does not serve the port"
+    assert served.process.pid not in pids, "the parent only supervises"
+
+    statuses = []
+    for n in range(CHANNELS):  # a connection each, so both processes take some
+        headers = {
+            "X-Goog-Channel-ID": f"chan-{n}",
+            "X-Goog-Channel-Token": f"tok-{n}",
+            "X-Goog-Resource-ID": f"res-{n}",
+            "X-Goog-Resource-State": "exists",
+            "X-Goog-Message-Number": "7",
+        }
+        statuses.append(httpx.post(f"{served.url}/notifications", headers=headers, timeout=10).status_code)
+    assert statuses == [200] * CHANNELS
+    assert _pull_all(CHANNELS) == CHANNELS, "every 200 was published"
+
+    served.process.send_signal(signal.SIGTERM)
+    output, _ = served.process.communicate(timeout=30)
+    assert served.process.returncode == 0, output
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} outlived its parent"
+
+
+def test_a_crashed_process_takes_the_others_down_and_the_exit_code_says_so(served: Served) -> None:
+    pids = sorted(served.pids(want=2))
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    output, _ = served.process.communicate(timeout=30)
+    assert served.process.returncode == 1, output
+    assert "a process exited on its own" in output
+    assert not Path(f"/proc/{pids[1]}").exists(), "the surviving process was stopped too"
+
+
+def test_several_processes_are_refused_with_the_in_process_transport(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
+    env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
+    done = subprocess.run(
+        [sys.executable, "-m", "confsync", "serve", "all", "--processes", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "cannot be served by several" in done.stderr
+    assert "Traceback" not in done.stderr
