@@ -34,18 +34,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confsync.serving import free_port
+from stack.proc import cpu_seconds
 
 CHANNELS = 200
 _NUMBERS = dict.fromkeys(range(CHANNELS), 1)
-
-def cpu_seconds(pid: int | None) -> float:
-    """User plus system CPU a process and its children have used, from /proc (0 for none)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def serve(port: int, store_path: str, processes: int) -> subprocess.Popen[bytes]:
@@ -171,11 +163,15 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
             runs = []
             for _ in range(args.runs):
                 pids = {"ingest": server.pid, "emulator": emulator.pid}
-                cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"load": time.process_time()}
+                cpu_before = {name: cpu_seconds(pid, with_descendants=True) for name, pid in pids.items()} | {
+                    "load": time.process_time()
+                }
                 started = time.perf_counter()
                 latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
                 elapsed = time.perf_counter() - started
-                cpu_after = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"load": time.process_time()}
+                cpu_after = {name: cpu_seconds(pid, with_descendants=True) for name, pid in pids.items()} | {
+                    "load": time.process_time()
+                }
                 latencies.sort()
                 expected += len(latencies)
                 runs.append(

@@ -17,6 +17,15 @@ For each transport (Pub/Sub emulator, in-process) it starts the local stack, giv
     .venv/bin/python bench/pipeline.py [--transport pubsub memory] [--calendars 20] [--events 10]
         [--storm-changes 3000] [--writers 4] [--batch 50] [--rate 100] [--paced-seconds 10]
 
+The storm also reports ``cpu_ms_per_change`` for each part of the stack (the writers in this
+process, both sandboxes, the emulator, each service) and ``cpu_bound_changes_per_s``: the
+machine's cores divided by the total, the most the machine could do with every part as busy
+as it is. On this 2-core host (2026-12-03) a change cost 18.0 ms of CPU on Pub/Sub and 11.5 ms
+in process, bounds of 111 and 174 changes/s; the storm measured 105 and 160. Half of it is the
+stand-in for Google (writers and Calendar sandbox: 8.7 / 6.9 ms); confsync's services, the
+emulator and the provider sandbox alone take 9.3 / 4.6 ms, which would bound them at 215 / 434
+changes/s with Google's side free.
+
 Targets (issue 10): in-process >= 1,000 changes/s; Pub/Sub emulator >= 500 changes/s; p99 < 1 s
 at 100 changes/s; listings per notification <= 0.1 under the storm; provider calls per effective
 change = 1.00 without faults; peak RSS < 400 MB.
@@ -26,17 +35,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from confsync.logs import configure_logging
 from confsync.settings import Settings
 from stack.driver import StackDriver
 from stack.local import LocalStack
+from stack.proc import cpu_seconds, descendants
 
 TARGETS = {"memory_changes_per_s": 1000, "pubsub_changes_per_s": 500, "p99_s": 1.0, "listings_per_notification": 0.1}
 
@@ -79,6 +91,20 @@ def work_counts(driver: StackDriver) -> dict[str, int]:
     return {"listings": listings, "notifications": notifications, "provider_calls": calls}
 
 
+def cpu_by_part(info: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack, and by this process (the writers)."""
+    names = {int(service["pid"]): name for name, service in info["services"].items()}
+    parts = {"bench writers": time.process_time()}
+    for pid in descendants(os.getpid()):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        name = names.get(pid) or ("pubsub-emulator" if b"java" in command else f"other {pid}")
+        parts[name] = parts.get(name, 0.0) + cpu_seconds(pid)
+    return parts
+
+
 def versions(driver: StackDriver, meetings: list[tuple[str, str, str]]) -> int:
     return sum(int((driver.conference(conference) or {"version": 0})["version"]) for _, _, conference in meetings)
 
@@ -87,6 +113,7 @@ def storm(
     driver: StackDriver, meetings: list[tuple[str, str, str]], changes: int, writers: int, batch: int
 ) -> dict[str, Any]:
     before, versions_before = work_counts(driver), versions(driver, meetings)
+    cpu_before = cpu_by_part(driver.info)
 
     def write(client: StackDriver, n: int) -> None:
         mine = [
@@ -104,7 +131,10 @@ def storm(
     written = time.monotonic()
     rows = driver.wait_until_agreed(300, poll_s=0.2)
     converged = time.monotonic()
+    cpu_after = cpu_by_part(driver.info)
     after, effective = work_counts(driver), versions(driver, meetings) - versions_before
+    cpu_ms = {part: round(1000 * (cpu_after[part] - cpu_before.get(part, 0.0)) / changes, 3) for part in cpu_after}
+    total_cpu_ms = sum(cpu_ms.values())
     notifications = after["notifications"] - before["notifications"]
     calls = after["provider_calls"] - before["provider_calls"]
     return {
@@ -114,8 +144,16 @@ def storm(
         "converged_s": round(converged - started, 2),
         "changes_per_s": round(changes / (converged - started)),
         "listings_per_notification": round((after["listings"] - before["listings"]) / max(1, notifications), 4),
+        # A calendar is listed at most once per CONFSYNC_SYNC_MIN_INTERVAL_S (0.5 s): at most 2/s
+        # each, however fast notifications come, so listings per notification fall as the rate rises.
+        "listings_per_calendar_per_s": round(
+            (after["listings"] - before["listings"]) / len({c for c, _, _ in meetings}) / (converged - started), 3
+        ),
         "effective_changes": effective,
         "provider_calls_per_effective_change": round(calls / max(1, effective), 3),
+        # What one change costs the machine, part by part; the machine's cores bound the rate.
+        "cpu_ms_per_change": cpu_ms | {"total": round(total_cpu_ms, 3)},
+        "cpu_bound_changes_per_s": round((os.cpu_count() or 1) * 1000 / max(total_cpu_ms, 1e-9)),
     }
 
 

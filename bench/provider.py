@@ -41,6 +41,7 @@ from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import free_port
 from confsync.settings import Secret
+from stack.proc import cpu_seconds
 
 KEY = "bench-key"
 TARGET = 1500
@@ -120,12 +121,6 @@ def run_threads(
     for thread in threads:
         thread.join()
     return results, time.perf_counter() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU a process has used (from /proc: the host's speed varies, CPU per request less)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summary(workers: int, results: list[Result], elapsed: float, server_cpu: float) -> dict[str, object]:

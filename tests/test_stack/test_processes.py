@@ -78,10 +78,11 @@ def served(
     store = SqliteStore(tmp_path / "state.sqlite")
     expiration = datetime.now(UTC) + timedelta(days=1)
     for n in range(CHANNELS):
-        store.add_channel(ChannelRecord(f"chan-{n}", f"cal-{n}@example.com", f"res-{n}", Secret(f"tok-{n}"), expiration))
+        record = ChannelRecord(f"chan-{n}", f"cal-{n}@example.com", f"res-{n}", Secret(f"tok-{n}"), expiration)
+        store.add_channel(record)
     store.close()
     port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own CLI
+    process = subprocess.Popen(
         [sys.executable, "-m", "confsync", "serve", "ingest", "--port", str(port), "--processes", "2"],
         env=_env(tmp_path, calendar_sandbox, provider_sandbox),
         stdout=subprocess.PIPE,
