@@ -4,7 +4,7 @@
 
 locals {
   confsync_services = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^confsync-\""
-  log_metrics       = {
+  log_metrics = {
     dead_letters = {
       about  = "Messages confsync moved to a dead-letter topic (a permanent failure: see `confsync deadletter list`)."
       filter = "jsonPayload.message=\"message dead-lettered\""

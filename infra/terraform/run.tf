@@ -33,7 +33,7 @@ locals {
       audiences = []
       timeout   = "60s"
       calendar  = true
-      env       = merge(local.calendar_env, {
+      env = merge(local.calendar_env, {
         CONFSYNC_WEBHOOK_URL               = local.webhook_url
         CONFSYNC_ADDON_AUDIENCE            = var.addon_oauth_client_id
         CONFSYNC_SCHEDULER_SERVICE_ACCOUNT = google_service_account.confsync["scheduler"].email

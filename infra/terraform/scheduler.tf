@@ -3,7 +3,7 @@
 # email of the scheduler account; ingest/app.py).
 
 locals {
-  ingest_uri   = google_cloud_run_v2_service.confsync["ingest"].uri
+  ingest_uri = google_cloud_run_v2_service.confsync["ingest"].uri
   ingest_tasks = {
     renew-channels = {
       about    = "Renew Calendar watch channels expiring within the window: new channel first, then stop the old one."

@@ -24,9 +24,9 @@ locals {
 }
 
 resource "google_secret_manager_secret" "confsync" {
-  for_each    = local.secrets
-  secret_id   = "confsync-${each.key}"
-  labels      = local.labels
+  for_each  = local.secrets
+  secret_id = "confsync-${each.key}"
+  labels    = local.labels
   annotations = {
     about = each.value.about
   }

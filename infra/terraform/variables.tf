@@ -85,7 +85,7 @@ variable "push_audience" {
 
 variable "services" {
   description = "Per Cloud Run service: instance bounds, requests per instance, CPU and memory."
-  type        = map(object({
+  type = map(object({
     min_instances = number
     max_instances = number
     concurrency   = number
@@ -186,7 +186,7 @@ variable "labels" {
 # pubsub.auto.tfvars.json next to this file.
 variable "pubsub" {
   description = "Pub/Sub topics by role and subscriptions by name, as `confsync pubsub bootstrap --print-terraform-vars` prints them."
-  type        = object({
+  type = object({
     topics = object({
       calendar_changes         = string
       calendar_changes_dead    = string

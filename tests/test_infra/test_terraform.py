@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -393,3 +394,15 @@ def test_only_ingest_is_public_and_only_pubsub_invokes_the_workers(parsed: dict[
     invokers = declared["google_cloud_run_v2_service_iam_member.push_invokes"]
     assert invokers["member"] == '${google_service_account.confsync["push"].member}'
     assert invokers["for_each"] == '${toset(["processor", "publisher"])}'
+
+
+def test_the_terraform_files_are_in_terraform_fmt_style() -> None:
+    """`terraform fmt` works offline (validate needs the provider from registry.terraform.io,
+    which this machine cannot reach); without the binary this test skips and says so."""
+    binary = shutil.which("terraform")
+    if binary is None:
+        pytest.skip("!!!! TERRAFORM NOT INSTALLED: `terraform fmt -check` did NOT run on infra/terraform !!!!")
+    done = subprocess.run(
+        [binary, "fmt", "-check", "-no-color", str(TERRAFORM)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, f"not in terraform fmt style (run `terraform fmt infra/terraform`):\n{done.stdout}"
