@@ -13,8 +13,10 @@ Target (issue 9): >= 1,000 commands/s clean. Figures move with the host by up to
 (one process, 4 threads) on 2026-11-24, 425-572/s on 2026-12-03 before the changes below.
 
 Where the CPU goes (2026-12-03, py-spy --gil on one instance): the PATCH through httpx is
-two thirds of a publisher's 1.4-1.7 ms of CPU per command (httpcore and h11 more than half of
-it); decoding the command, the store, the retry policy and logging the rest. The sandbox
+two thirds of a publisher's CPU per command (httpcore and h11 more than half of it); decoding
+the command, the store, the retry policy and logging the rest. Since the client calls httpx's
+transport directly (not httpx.Client), a command costs the publisher 1.13-1.26 ms (1.33-2.16
+before, in interleaved runs); nine runs then gave a median of 1,035 commands/s. The sandbox
 answers a PATCH in 0.41-0.48 ms of CPU since its shortcut past FastAPI (0.71-0.78 before).
 Two processes got 918 commands/s, three with 3 threads each 978.
 """
