@@ -54,10 +54,21 @@ def serve_processes(settings: Settings, role: Role, *, host: str, port: int, pro
             variable="CONFSYNC_TRANSPORT",
         )
     check_config(settings, role)  # once, here, rather than N times in the children
-    with _reserved(host, port) as shared_port:
-        children = [_fork(_child_settings(settings, index), role, host, shared_port) for index in range(processes)]
-        log.info("serving in processes", role=role.value, port=shared_port, pids=children)
-        return _wait(children)
+    children = _Children()
+    # Caught before the first fork: a SIGTERM while children are being started stops the
+    # ones already running instead of killing the parent and orphaning them.
+    previous = {sig: signal.signal(sig, children.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with _reserved(host, port) as shared_port:
+            for index in range(processes):
+                if children.signalled:
+                    break
+                children.running.add(_fork(_child_settings(settings, index), role, host, shared_port))
+            log.info("serving in processes", role=role.value, port=shared_port, pids=sorted(children.running))
+            return children.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _child_settings(settings: Settings, index: int) -> Settings:
@@ -81,6 +92,8 @@ def _fork(settings: Settings, role: Role, host: str, port: int) -> int:
     pid = os.fork()
     if pid:
         return pid
+    for sig in (signal.SIGTERM, signal.SIGINT):  # not the parent's: run_service catches them itself
+        signal.signal(sig, signal.SIG_DFL)
     status = 1
     try:
         status = 0 if run_service(settings, role, host=host, port=port, reuse_port=True) else EXIT_UNCLEAN
@@ -95,40 +108,39 @@ def _fork(settings: Settings, role: Role, host: str, port: int) -> int:
         os._exit(status)  # never return into the parent's CLI code
 
 
-def _wait(children: list[int]) -> int:
-    """Wait for every child; pass signals on; a child's own exit stops the rest."""
-    running = set(children)
-    signalled = False
-    crashed = False
+class _Children:
+    """The parent's view of its children: signals are passed on; a child's own exit stops the rest."""
 
-    def signal_all() -> None:
-        for pid in running:
+    def __init__(self) -> None:
+        self.running: set[int] = set()
+        self.signalled = False
+        self.crashed = False
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self.signalled = True
+        name = signal.Signals(signum).name
+        log.info("signal received, stopping every process", signal=name, pids=sorted(self.running))
+        self._signal_all()
+
+    def _signal_all(self) -> None:
+        for pid in self.running:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        nonlocal signalled
-        signalled = True
-        log.info("signal received, stopping every process", signal=signal.Signals(signum).name, pids=sorted(running))
-        signal_all()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    statuses: list[int] = []
-    try:
-        while running:
+    def wait(self) -> int:
+        """Wait for every child; the worst exit status among them."""
+        statuses: list[int] = []
+        while self.running:
             pid, wait_status = os.waitpid(-1, 0)
-            if pid not in running:
+            if pid not in self.running:
                 continue
-            running.discard(pid)
+            self.running.discard(pid)
             statuses.append(os.waitstatus_to_exitcode(wait_status))
-            if not signalled and not crashed:
-                crashed = True
+            if not self.signalled and not self.crashed:
+                self.crashed = True
                 log.error("a process exited on its own: stopping the others", pid=pid, status=statuses[-1])
-                signal_all()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return _worst(statuses, crashed=crashed)
+                self._signal_all()
+        return _worst(statuses, crashed=self.crashed)
 
 
 def _worst(statuses: list[int], *, crashed: bool) -> int:
