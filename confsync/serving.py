@@ -3,10 +3,12 @@
 ``ServedApp`` binds 127.0.0.1 on a free port (or the one given), returns once the server
 accepts connections, and stops it (lifespan shutdown included) on exit. With ``reuse_port``
 several processes can serve one port (``confsync serve ROLE --processes N``).
+``serve_forever`` runs an app in the calling thread, as the sandboxes' commands do.
 """
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
@@ -15,7 +17,7 @@ from typing import Any, Self
 
 import uvicorn
 
-__all__ = ["ServedApp", "free_port"]
+__all__ = ["ServedApp", "bound_socket", "free_port", "serve_forever"]
 
 
 def free_port() -> int:
@@ -23,6 +25,31 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port); with ``reuse_port`` other processes
+    may bind the same port, and the kernel spreads connections among those listening."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_forever(app: Any, *, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn in this thread until it is signalled to stop.
+
+    What start-up built lives as long as the process: frozen out of the garbage collector, a
+    full collection walks only what requests allocate, not every module and schema (services
+    do the same: stack/services.py)."""
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
 class ServedApp:
@@ -35,11 +62,7 @@ class ServedApp:
         start_timeout_s: float = 20.0,
         reuse_port: bool = False,
     ) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:  # several processes serve one port; the kernel spreads connections among them
-            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self._socket.bind((host, port))
+        self._socket = bound_socket(host, port, reuse_port=reuse_port)
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import traceback
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from types import FrameType
 import structlog
 
 from confsync.errors import ConfigError
+from confsync.serving import bound_socket
 from confsync.settings import Settings
 from stack.services import Role, check_config, run_service
 
@@ -79,10 +79,7 @@ def _child_settings(settings: Settings, index: int) -> Settings:
 def _reserved(host: str, port: int) -> Iterator[int]:
     """Hold the port (bound, never listening: the kernel routes no connection to it) for the
     children's lifetime, and learn which one port 0 picked."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
+    with bound_socket(host, port, reuse_port=True) as sock:
         yield int(sock.getsockname()[1])
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
-import uvicorn
 
+from confsync.serving import serve_forever
 from sandbox.calendar.app import CalendarSandbox, create_app
 from sandbox.calendar.model import CalendarModel
 from sandbox.calendar.persist import SqlitePersistence
@@ -39,6 +38,4 @@ def serve_calendar(*, host: str, port: int, db: Path | None, owner: str, auth_to
         db=str(db) if db else None,
         auth="bearer tokens" if auth_tokens else "off",
     )
-    app = create_app(sandbox)
-    gc.freeze()  # as confsync's services do (stack/services.py): no long full collections under load
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve_forever(create_app(sandbox), host=host, port=port)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import structlog
-import uvicorn
 
+from confsync.serving import serve_forever
 from sandbox.provider.app import ProviderSandbox, create_app
 from sandbox.provider.store import ProviderStore
 
@@ -26,6 +25,4 @@ def build_sandbox(*, api_key: str, db: Path | None = None) -> ProviderSandbox:
 def serve_provider(*, host: str, port: int, db: Path | None, api_key: str) -> None:
     sandbox = build_sandbox(api_key=api_key, db=db)
     log.info("provider sandbox starting", url=f"http://{host}:{port}", db=str(db) if db else None)
-    app = create_app(sandbox)
-    gc.freeze()  # as confsync's services do (stack/services.py): no long full collections under load
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    serve_forever(create_app(sandbox), host=host, port=port)
