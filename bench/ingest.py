@@ -158,20 +158,22 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
                     break
                 except httpx.TransportError:
                     time.sleep(0.05)
+            pids = {"ingest": server.pid, "emulator": emulator.pid}
+
+            def cpu_now() -> dict[str, float]:
+                """CPU seconds used so far: the ingest processes, the emulator, this load generator."""
+                used = {name: cpu_seconds(pid, with_descendants=True) for name, pid in pids.items()}
+                return used | {"load": time.process_time()}
+
             warm, _, _ = asyncio.run(load(url, 4.0, args.concurrency))  # warm up, the emulator's JIT too
             expected = len(warm)
             runs = []
             for _ in range(args.runs):
-                pids = {"ingest": server.pid, "emulator": emulator.pid}
-                cpu_before = {name: cpu_seconds(pid, with_descendants=True) for name, pid in pids.items()} | {
-                    "load": time.process_time()
-                }
+                cpu_before = cpu_now()
                 started = time.perf_counter()
                 latencies, failures, _ = asyncio.run(load(url, args.seconds, args.concurrency))
                 elapsed = time.perf_counter() - started
-                cpu_after = {name: cpu_seconds(pid, with_descendants=True) for name, pid in pids.items()} | {
-                    "load": time.process_time()
-                }
+                cpu_after = cpu_now()
                 latencies.sort()
                 expected += len(latencies)
                 runs.append(

@@ -336,9 +336,10 @@ class PubSubPublisher:
         queue = self._queues[path]
         count = size = 0
         for item in queue[: self._max_messages]:
-            if count and size + item.size > _MAX_REQUEST_BYTES:
+            item_size = item.size
+            if count and size + item_size > _MAX_REQUEST_BYTES:
                 break
-            count, size = count + 1, size + item.size
+            count, size = count + 1, size + item_size
         batch, self._queues[path] = queue[:count], queue[count:]
         return batch
 
