@@ -12,9 +12,9 @@ keeps running. Nothing else escapes ``from_bytes``.
   notifications (https://developers.google.com/calendar/api/guides/push).
 - ``ConferenceCommand`` (topic conference-commands, ordering key = conference id): what the
   conferencing service must do for one event. ``event_updated`` (the event's RFC 3339
-  ``updated``) is the version; ``command_id`` is a hash of (conference id, kind, fingerprint)
-  and is sent as the Idempotency-Key, so a command replayed after a crash is the same
-  command.
+  ``updated``) is the version; ``command_id`` is a hash of (conference id, kind, version,
+  fingerprint) and is sent as the Idempotency-Key, so a command replayed after a crash is the
+  same command, and an event moved A -> B -> A gets a new key for its second A.
 """
 
 from __future__ import annotations
@@ -212,8 +212,20 @@ class CalendarChanged:
         return result
 
 
-def make_command_id(conference_id: str, kind: CommandKind, fingerprint: str) -> str:
-    """The deterministic id of a command: the same decision always gets the same id."""
+def make_command_id(conference_id: str, kind: CommandKind, event_updated: datetime, fingerprint: str) -> str:
+    """The deterministic id of a command: the same decision about the same version, the same id.
+
+    The version is in the hash: without it a reverted change reused its first key, and the
+    provider replayed its first answer instead of applying it."""
+    return _digest([conference_id, kind.value, format_rfc3339(event_updated), fingerprint])
+
+
+def _legacy_command_id(conference_id: str, kind: CommandKind, fingerprint: str) -> str:
+    """The id that commands published before the version joined the hash carry.
+
+    Accepted on read so that commands already in outboxes and topics at a deploy still apply
+    (under the key they were first sent with); new commands never get it. Remove it once no
+    outbox entry or topic message from before the deploy remains."""
     return _digest([conference_id, kind.value, fingerprint])
 
 
@@ -223,7 +235,7 @@ class ConferenceCommand:
 
     Build new commands with ``ConferenceCommand.create``, which derives ``command_id`` (and,
     for updates, ``fingerprint`` from the payload). For a delete, ``fingerprint`` is the last
-    fingerprint the link recorded, so two deletes of one conference share one id.
+    fingerprint the link recorded, so a delete decided twice for one version has one id.
     """
 
     command_id: str
@@ -242,10 +254,15 @@ class ConferenceCommand:
             raise InvalidMessage("an update needs a payload", field="payload")
         if self.payload is not None and self.payload.fingerprint() != self.fingerprint:
             raise InvalidMessage("does not match the payload", field="fingerprint")
-        if self.command_id != make_command_id(self.conference_id, self.kind, self.fingerprint):
-            raise InvalidMessage("is not the hash of conference_id, kind, fingerprint", field="command_id")
         if self.event_updated.tzinfo is None:
             raise InvalidMessage("must carry a UTC offset", field="event_updated")
+        if self.command_id not in (
+            make_command_id(self.conference_id, self.kind, self.event_updated, self.fingerprint),
+            _legacy_command_id(self.conference_id, self.kind, self.fingerprint),
+        ):
+            raise InvalidMessage(
+                "is not the hash of conference_id, kind, event_updated, fingerprint", field="command_id"
+            )
 
     @classmethod
     def create(  # noqa: PLR0913 - one argument per field of the contract
@@ -265,7 +282,7 @@ class ConferenceCommand:
         if not fingerprint:
             raise InvalidMessage("a command without a payload needs a fingerprint", field="fingerprint")
         return cls(
-            command_id=make_command_id(conference_id, kind, fingerprint),
+            command_id=make_command_id(conference_id, kind, event_updated, fingerprint),
             kind=kind,
             conference_id=conference_id,
             calendar_id=calendar_id,

@@ -4,8 +4,9 @@ an InvalidMessage that names the field, never a crash."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -129,7 +130,29 @@ def test_a_different_payload_or_kind_or_conference_gets_a_different_command_id()
     assert update_command(payload=payload(summary="Renamed")).command_id != base
     assert update_command(conference_id="conf-2").command_id != base
     fingerprint = payload().fingerprint()
-    assert make_command_id("conf-1", CommandKind.DELETE, fingerprint) != base
+    assert make_command_id("conf-1", CommandKind.DELETE, WHEN, fingerprint) != base
+
+
+def test_a_reverted_change_gets_a_new_command_id_so_the_provider_applies_it_again() -> None:
+    """10:00 -> 15:00 -> 10:00 -> 15:00: the second 15:00 has the first one's fingerprint, and
+    reusing its Idempotency-Key would make the provider replay its first answer and keep 10:00."""
+    first = update_command(event_updated=WHEN)
+    again = update_command(event_updated=WHEN + timedelta(minutes=3))
+    assert again.fingerprint == first.fingerprint
+    assert again.command_id != first.command_id
+
+
+def test_a_command_published_before_the_version_joined_its_id_is_still_read() -> None:
+    """Commands in outboxes and topics at a deploy keep the id they were sent with."""
+    data = _command_dict()
+    data["command_id"] = hashlib.sha256(
+        json.dumps(["conf-1", "update", payload().fingerprint()], separators=(",", ":")).encode()
+    ).hexdigest()[:32]
+    command = ConferenceCommand.from_bytes(json.dumps(data).encode())
+    assert command.command_id == data["command_id"]
+    data["command_id"] = "0" * 32
+    with pytest.raises(InvalidMessage, match="command_id"):
+        ConferenceCommand.from_bytes(json.dumps(data).encode())
 
 
 def test_the_fingerprint_ignores_the_version_but_not_the_content() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import datetime
 from typing import Any
 
 from tests_support.local_stack import Stack
@@ -177,3 +178,19 @@ def test_killed_services_come_back_and_lose_nothing(stack: Stack, driver: StackD
         f"Resilient 0, while {victims[-1]} was down"
     }
     assert driver.call_report(mark)["creates"] == 3
+
+
+def test_a_reverted_move_reaches_the_provider_again(driver: StackDriver, calendar: str) -> None:
+    """10:00 -> 15:00 -> 10:00 -> 15:00, each applied before the next: the last 15:00 has the
+    first one's content but a newer version, and the provider must apply it, not replay the
+    first 15:00's answer and keep 10:00."""
+    mark = driver.journal_mark()
+    event, _ = with_conference(driver, calendar, timed("Revert me", 8, 10))
+    assert_agreed(driver)
+    for hour in (15, 10, 15):
+        driver.patch(calendar, event, {k: v for k, v in timed("Revert me", 8, hour).items() if k in ("start", "end")})
+        rows = assert_agreed(driver)
+        (row,) = [row for row in rows if row.event_id == event]
+        assert row.actual is not None
+        assert row.actual.start == datetime.fromisoformat(f"2026-12-08T{hour:02d}:00:00+01:00")
+    assert_one_apply_per_change(driver, mark, creates=1)
