@@ -22,8 +22,10 @@ Google's JSON is parsed here, once, into ``confsync.ports`` types.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +66,7 @@ __all__ = [
 ]
 
 CredentialsFactory = Callable[[str], Credentials]
+_STALE_CONNECTION_RETRIES = 2
 _RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 
 
@@ -122,14 +125,70 @@ def user_tokens(
     return for_subject
 
 
-class CalendarClients:
-    """One GoogleCalendarClient per calendar subject, made on first use and kept."""
+_SUBJECTS_KEPT = 1024
 
-    def __init__(self, *, endpoint: str | None, credentials: CredentialsFactory, default_subject: str = "") -> None:
+
+class _Connections:
+    """One discovery service and one connection pool per thread, shared by every subject.
+
+    Building a service costs its discovery document (hundreds of KiB), so it is made once per
+    thread, never per subject; each request goes out with its subject's credentials wrapped
+    around the thread's pool (``execute(http=...)``)."""
+
+    def __init__(self, endpoint: str | None, timeout_s: float) -> None:
         self._endpoint = endpoint
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._built: list[tuple[Any, httplib2.Http]] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple[Any, httplib2.Http]:
+        """This thread's (service, pool)."""
+        pair: tuple[Any, httplib2.Http] | None = getattr(self._local, "pair", None)
+        if pair is None:
+            pool = httplib2.Http(timeout=self._timeout_s)
+            options = {"api_endpoint": self._endpoint} if self._endpoint else None
+            service = build("calendar", "v3", http=pool, static_discovery=True, client_options=options)
+            pair = self._local.pair = (service, pool)
+            with self._lock:
+                self._built.append(pair)
+        return pair
+
+    @property
+    def built(self) -> int:
+        """How many services were built (one per thread that made a call)."""
+        with self._lock:
+            return len(self._built)
+
+    def close(self) -> None:
+        with self._lock:
+            for service, pool in self._built:
+                service.close()
+                pool.close()
+            self._built.clear()
+        self._local = threading.local()
+
+
+class CalendarClients:
+    """A GoogleCalendarClient per calendar subject, all on one set of connections.
+
+    Only the ``max_subjects`` most recently used subjects keep their credentials (and the
+    access tokens those cache); an older one gets fresh credentials when it comes back."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None,
+        credentials: CredentialsFactory,
+        default_subject: str = "",
+        max_subjects: int = _SUBJECTS_KEPT,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._connections = _Connections(endpoint, timeout_s)
         self._credentials = credentials
         self._default = default_subject
-        self._clients: dict[str, GoogleCalendarClient] = {}
+        self._max_subjects = max_subjects
+        self._clients: OrderedDict[str, GoogleCalendarClient] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -154,15 +213,24 @@ class CalendarClients:
             client = self._clients.get(key)
             if client is None:
                 client = self._clients[key] = GoogleCalendarClient(
-                    endpoint=self._endpoint, credentials=self._credentials, subject=key
+                    credentials=self._credentials, subject=key, connections=self._connections
                 )
+                if len(self._clients) > self._max_subjects:
+                    self._clients.popitem(last=False)
+            else:
+                self._clients.move_to_end(key)
             return client
+
+    @property
+    def kept(self) -> tuple[int, int]:
+        """(subjects whose credentials are kept, discovery services built)."""
+        with self._lock:
+            return len(self._clients), self._connections.built
 
     def close(self) -> None:
         with self._lock:
-            for client in self._clients.values():
-                client.close()
             self._clients.clear()
+        self._connections.close()
 
 
 class GoogleCalendarClient:
@@ -175,36 +243,26 @@ class GoogleCalendarClient:
         credentials: CredentialsFactory = anonymous,
         subject: str = "",
         timeout_s: float = 30.0,
+        connections: _Connections | None = None,
     ) -> None:
-        self._endpoint = endpoint
+        self._owns_connections = connections is None
+        self._connections = connections or _Connections(endpoint, timeout_s)
         self._credentials = credentials
         self._subject = subject
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self._services: list[Any] = []
-        self._lock = threading.Lock()
+        self._made: Credentials | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credentials: CredentialsFactory = anonymous) -> GoogleCalendarClient:
         return cls(endpoint=settings.calendar_api_endpoint, credentials=credentials)
 
-    def _service(self) -> Any:
-        service = getattr(self._local, "service", None)
-        if service is None:
-            http = AuthorizedHttp(self._credentials(self._subject), http=httplib2.Http(timeout=self._timeout_s))
-            options = {"api_endpoint": self._endpoint} if self._endpoint else None
-            service = build("calendar", "v3", http=http, static_discovery=True, client_options=options)
-            self._local.service = service
-            with self._lock:
-                self._services.append(service)
-        return service
+    def _subject_credentials(self) -> Credentials:
+        if self._made is None:  # a race makes it twice, harmlessly
+            self._made = self._credentials(self._subject)
+        return self._made
 
     def close(self) -> None:
-        with self._lock:
-            for service in self._services:
-                service.close()
-            self._services.clear()
-        self._local = threading.local()
+        if self._owns_connections:
+            self._connections.close()
 
     def list_events(
         self,
@@ -252,16 +310,25 @@ class GoogleCalendarClient:
         return result
 
     def _execute_raw(self, request: Callable[[Any], Any], calendar_id: str = "") -> Any:
-        try:
-            return request(self._service()).execute(num_retries=0)
-        except HttpError as err:
-            raise _translate(err, calendar_id) from err
-        except google_auth_exceptions.GoogleAuthError as err:  # a 401 made the client refresh, and that failed
-            raise AuthError(
-                f"Calendar credentials for {calendar_id or 'request'} were refused: {err}", status=401
-            ) from err
-        except (TimeoutError, httplib2.HttpLib2Error, ConnectionError, OSError) as err:
-            raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
+        for attempt in range(1 + _STALE_CONNECTION_RETRIES):
+            service, pool = self._connections.get()
+            try:
+                return request(service).execute(http=AuthorizedHttp(self._subject_credentials(), http=pool))
+            except HttpError as err:
+                raise _translate(err, calendar_id) from err
+            except google_auth_exceptions.GoogleAuthError as err:  # a 401 made the client refresh, and that failed
+                raise AuthError(
+                    f"Calendar credentials for {calendar_id or 'request'} were refused: {err}", status=401
+                ) from err
+            except (ConnectionError, http.client.HTTPException) as err:
+                # The server closed a pooled connection while it sat idle: the request never
+                # reached it, so it goes again on a fresh connection.
+                pool.close()
+                if attempt == _STALE_CONNECTION_RETRIES:
+                    raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
+            except (TimeoutError, httplib2.HttpLib2Error, OSError) as err:
+                raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _translate(err: HttpError, calendar_id: str) -> Exception:

@@ -30,7 +30,7 @@ def free_port() -> int:
 def bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A TCP socket bound to ``host:port`` (0: a free port); with ``reuse_port`` other processes
     may bind the same port, and the kernel spreads connections among those listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -53,7 +53,7 @@ def serve_forever(app: Any, *, host: str, port: int) -> None:
 
 
 class ServedApp:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - uvicorn options, each named
         self,
         app: Any,
         *,
@@ -61,11 +61,13 @@ class ServedApp:
         port: int = 0,
         start_timeout_s: float = 20.0,
         reuse_port: bool = False,
+        keep_alive_s: float = 5.0,
     ) -> None:
         self._socket = bound_socket(host, port, reuse_port=reuse_port)
         self.host = host
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+        config.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]  # typed int, used as a delay
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"uvicorn-{self.port}", daemon=True)
         self._start_timeout_s = start_timeout_s

@@ -155,3 +155,59 @@ def test_user_refresh_tokens_give_each_user_their_own_credentials(tmp_path: obje
         CalendarClients.from_settings(Settings(calendar_user_tokens_file=str(tokens)))
     with pytest.raises(ConfigError, match="CONFSYNC_CALENDAR_USER_TOKENS_FILE"):
         user_tokens(Path(str(tmp_path)) / "missing.json", "c", Secret("s"))
+
+
+def test_every_call_survives_a_connection_the_server_closed_while_idle() -> None:
+    """The server drops pooled connections after its keep-alive (uvicorn's, Google's front
+    ends): the next call on one of them, a watch included, goes out on a fresh connection
+    instead of failing with a broken pipe."""
+    import time  # noqa: PLC0415
+
+    from confsync.serving import ServedApp  # noqa: PLC0415
+    from sandbox.calendar import create_app  # noqa: PLC0415
+    from sandbox.calendar.server import build_sandbox  # noqa: PLC0415
+
+    sandbox = build_sandbox()
+    with ServedApp(create_app(sandbox), keep_alive_s=0.1) as served:
+        running = RunningCalendar(sandbox, served.url)
+        running.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+        client = GoogleCalendarClient(endpoint=running.api_endpoint)
+        try:
+            for n in range(4):
+                channel = client.watch(CAL, channel_id=f"ch-{n}", address="http://127.0.0.1:9/n", token="t", ttl_s=60)
+                assert channel.channel_id == f"ch-{n}"
+                assert len(client.list_events(CAL).events) == 1
+                time.sleep(0.3)  # past the server's keep-alive: it closes the pooled connection
+        finally:
+            client.close()
+            running.close()
+
+
+def test_clients_for_ten_thousand_subjects_keep_a_bounded_number_of_credentials(
+    calendar_sandbox: RunningCalendar,
+) -> None:
+    """A processor that has seen thousands of users keeps one discovery service per thread
+    and the credentials of only its most recent subjects, however many it has seen."""
+    from confsync.calendar import CalendarClients, anonymous  # noqa: PLC0415
+
+    made: list[str] = []
+
+    def counting(subject: str) -> object:
+        made.append(subject)
+        return anonymous(subject)
+
+    calendar_sandbox.service().events().insert(calendarId=CAL, body=event_body("x")).execute()
+    clients = CalendarClients(endpoint=calendar_sandbox.api_endpoint, credentials=counting, max_subjects=100)  # type: ignore[arg-type]
+    try:
+        for n in range(10_000):
+            client = clients.for_subject(f"user{n}@example.com")
+            if n % 50 == 0:
+                assert len(client.list_events(CAL).events) == 1
+        assert clients.kept == (100, 1)
+        assert len(made) == 200, "credentials are made when a subject first calls, not when it is named"
+        clients.for_subject("user9950@example.com").list_events(CAL)
+        assert len(made) == 200, "a recent subject keeps its credentials"
+        clients.for_subject("user0@example.com").list_events(CAL)
+        assert made[-1] == "user0@example.com", "an evicted subject gets fresh credentials when it comes back"
+    finally:
+        clients.close()
