@@ -28,6 +28,8 @@ httpx transport. Status codes and transport failures become confsync errors in o
 from __future__ import annotations
 
 import email.utils
+import re
+import urllib.parse
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -44,6 +46,11 @@ __all__ = ["HttpConferenceProvider", "parse_retry_after"]
 
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
 _MAX_ERROR_BODY = 2000
+# A conference id is one URL path segment: RFC 3986 unreserved characters only (nothing a URL
+# parser reads as a query, fragment, separator or escape), starting with a letter or digit (so
+# never "." or ".."), at most as long as Calendar's add-on conferenceId may be.
+_CONFERENCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,511}")
+_MAX_SHOWN_ID = 100  # a refused id is named in the error, but a huge one is not copied whole
 
 
 class HttpConferenceProvider:
@@ -201,9 +208,11 @@ def _error_object(answer: httpx.Response) -> dict[str, Any]:
 
 
 def _segment(conference_id: str) -> str:
-    if not conference_id or "/" in conference_id or conference_id in (".", ".."):
-        raise PermanentError(f"not a conference id: {conference_id!r}")
-    return conference_id
+    """The id as one path segment, or PermanentError before anything is sent."""
+    if not _CONFERENCE_ID.fullmatch(conference_id):
+        shown = repr(conference_id[:_MAX_SHOWN_ID]) + ("..." if len(conference_id) > _MAX_SHOWN_ID else "")
+        raise PermanentError(f"not a conference id: {shown}")
+    return urllib.parse.quote(conference_id, safe="")  # one segment, whatever the allow-list lets through
 
 
 def _conference(answer: httpx.Response) -> Conference:

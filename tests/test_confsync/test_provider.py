@@ -242,6 +242,70 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_ids_are_path_safe() -> None:
     assert request.url.path == "/v1/conferences/cnf_1"
 
 
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "abc?force=true",
+        "abc#x",
+        "../admin",
+        "a/b",
+        "..",
+        ".",
+        "",
+        "cnf 1",
+        "cnf%2F1",
+        "cnf\n1",
+        "cnf_1;v=2",
+        "c\u00f3nf",
+        "x" * 513,
+    ],
+)
+def test_a_conference_id_that_is_not_one_path_segment_is_refused_before_any_call(bad_id: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+        for call in (
+            lambda: client.get(bad_id),
+            lambda: client.update(bad_id, payload(), event_updated=V1, idempotency_key="k"),
+            lambda: client.delete(bad_id, idempotency_key="k"),
+        ):
+            with pytest.raises(PermanentError) as caught:
+                call()
+            assert type(caught.value) is PermanentError
+            assert f"not a conference id: {bad_id[:100]!r}" in str(caught.value)
+    assert seen == []
+
+
+def test_every_id_the_sandbox_issues_and_the_add_on_api_passes_reaches_its_conference(
+    client: HttpConferenceProvider, sandbox: RunningProvider
+) -> None:
+    issued = [client.create(new(f"req-{n}")).id for n in range(20)]
+    for conference_id in issued:
+        client.update(conference_id, payload(conference_id), event_updated=V1, idempotency_key=f"k-{conference_id}")
+        assert client.get(conference_id).summary == conference_id
+    paths = [entry["path"] for entry in sandbox.journal() if entry["method"] in ("GET", "PATCH")]
+    assert paths == [f"/v1/conferences/{conference_id}" for conference_id in issued for _ in range(2)]
+
+
+@pytest.mark.parametrize("good_id", ["cnf_1", "conf-1", "cnf-1", "abc-defg-hij", "A.b~c_9", "7", "x" * 512])
+def test_a_conference_id_of_unreserved_characters_is_sent_as_is(good_id: str) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+        client.delete(good_id, idempotency_key="k")
+    (request,) = seen
+    assert request.url.raw_path == f"/v1/conferences/{good_id}".encode()
+    assert request.url.query == b""
+
+
 def test_cookies_the_provider_sets_are_never_sent_back() -> None:
     """Calls are authenticated by the API key alone: a Set-Cookie must not tie later calls to it."""
     seen: list[httpx.Request] = []
