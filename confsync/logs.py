@@ -11,18 +11,26 @@ Output is either one JSON object per line in the shape Cloud Logging reads from 
 was bound; https://cloud.google.com/logging/docs/structured-logging), or a console renderer
 for people at a terminal.
 
-Secrets never reach a line: ``redact_secrets`` masks values under secret-looking keys
-(token, authorization, api_key, password, secret...), ``Secret`` objects, and secret-shaped
-text anywhere else (``Bearer ...``, Google API keys, OAuth access tokens, JWTs), including
-inside formatted tracebacks.
+Secrets never reach a line: every configured ``Secret`` setting's value is masked wherever it
+appears, and so are values under secret-looking keys (token, authorization, api_key, password,
+secret..., in snake_case, camelCase or header form), ``Secret`` objects, and secret-shaped text
+anywhere else (``Bearer ...``, Google API keys, OAuth access and refresh tokens, OAuth client
+secrets, JWTs, PEM private keys, ``access_token=...`` and the like in URLs and JSON), in the
+message, in any value however nested, and in formatted tracebacks. Exceptions that escape a
+thread go through the same pipeline (``threading.excepthook``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+import threading
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 import structlog
@@ -43,19 +51,54 @@ REDACTED = "[REDACTED]"
 TRACE_FIELD = "logging.googleapis.com/trace"
 
 # Keys whose values are credentials. Matched case-insensitively on the normalised key
-# (dashes as underscores), as a whole word or a suffix: "channel_token", "x_goog_channel_token".
+# (camelCase split, dashes as underscores), as a whole word or a suffix: "channel_token",
+# "channelToken", "X-Goog-Channel-Token".
 _SECRET_KEY = re.compile(
     r"(^|_)(token|authorization|api_?key|password|passwd|secret|client_secret|private_key|"
-    r"credentials?|cookie|set_cookie|passcode|pin)$",
+    r"credentials?|cookie|set_cookie|passcode|pin|code_verifier)$",
 )
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # Cursors, not credentials: useful when debugging a sync, useless without credentials.
 _NOT_SECRET_KEYS = frozenset({"sync_token", "next_sync_token", "page_token", "next_page_token"})
-_SECRET_TEXT = (
-    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # Google API keys
-    re.compile(r"\bya29\.[0-9A-Za-z_-]+"),  # Google OAuth access tokens
-    re.compile(r"\beyJ[0-9A-Za-z_-]{4,}\.[0-9A-Za-z_-]{4,}\.[0-9A-Za-z_-]*"),  # JWTs (ID tokens)
+# Secret values shorter than this are masked only as a whole word: "dev" must not eat "several".
+_MIN_SUBSTRING_SECRET = 8
+# Names of credentials in "name=value" (URLs, forms, text) and '"name": "value"' (JSON, reprs).
+_KV_NAMES = (
+    r"(?:access|refresh|id|channel|auth)?[_-]?token|api[_-]?key|apikey|client[_-]?secret|secret|"
+    r"password|passwd|private[_-]?key|code[_-]?verifier"
 )
+# Query parameters too generic to mask in prose, but credentials in a URL.
+_URL_NAMES = r"key|code|sig|signature|x-(?:goog|amz)-(?:signature|credential)"
+_KV_VALUE = r"[^\s&#\"',;<>()\[\]{}]+"
+# (pattern, replacement, hints): each runs over the text in this order, after the configured
+# secrets, and only when the lower-cased text holds one of its hints (a test far cheaper than a
+# regex search, so the usual line, which holds no secret, costs a few substring checks).
+_SECRET_TEXT: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    # a PEM private key, or what is left of one that was cut short
+    (
+        r"-----BEGIN[A-Z0-9 ]* PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z0-9 ]* PRIVATE KEY-----|\Z)",
+        REDACTED,
+        ("private key-----",),
+    ),
+    (r"\b((?i:bearer|basic))\s+[A-Za-z0-9._~+/=-]+", rf"\1 {REDACTED}", ("bearer", "basic")),
+    (r"\bAIza[0-9A-Za-z_-]{35}\b", REDACTED, ("aiza",)),  # Google API keys
+    (r"\bya29\.[0-9A-Za-z_-]+", REDACTED, ("ya29.",)),  # Google OAuth access tokens
+    (r"\b1//[0-9A-Za-z_-]{16,}", REDACTED, ("1//",)),  # Google OAuth refresh tokens
+    (r"\bGOCSPX-[0-9A-Za-z_-]+", REDACTED, ("gocspx-",)),  # Google OAuth client secrets
+    (r"\beyJ[0-9A-Za-z_-]{4,}\.[0-9A-Za-z_-]{4,}\.[0-9A-Za-z_-]*", REDACTED, ("eyj",)),  # JWTs (ID tokens)
+    (
+        rf"(?<![\w.-])((?i:{_KV_NAMES})=|[\"'](?i:{_KV_NAMES})[\"']\s*:\s*[\"']?){_KV_VALUE}",
+        rf"\1{REDACTED}",
+        ("token", "key", "secret", "passw", "verifier"),
+    ),
+    (
+        rf"(?<=[?&])((?i:{_URL_NAMES})=){_KV_VALUE}",
+        rf"\1{REDACTED}",
+        ("key=", "code=", "sig=", "signature=", "credential="),
+    ),
+)
+# Keys structlog's ProcessorFormatter adds for itself; their values are not for the line.
+_FORMATTER_KEYS = frozenset({"_record", "_from_structlog"})
 _SEVERITY = {
     "debug": "DEBUG",
     "info": "INFO",
@@ -69,39 +112,98 @@ _TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/\d+)?(?:;o=[01])?$")
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
-def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: mask every secret in the event, however deeply nested."""
-    return {key: _redact_item(key, value) for key, value in event_dict.items()}
+class _Redactor:
+    """structlog processor: mask every secret in the event, however deeply nested.
+
+    ``secrets`` are values masked verbatim wherever they appear (the configured ``Secret``
+    settings). Every pattern is compiled once, here.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        passes = [(re.compile(pattern), replacement, hints) for pattern, replacement, hints in _SECRET_TEXT]
+        forms = _secret_forms(secrets)
+        if forms:
+            verbatim = "|".join(
+                re.escape(form) if len(form) >= _MIN_SUBSTRING_SECRET else rf"(?<![\w-]){re.escape(form)}(?![\w-])"
+                for form in forms
+            )
+            passes.insert(0, (re.compile(verbatim), REDACTED, tuple({form.lower() for form in forms})))
+        self._passes = tuple(passes)
+        hints = {hint for _, _, pass_hints in passes for hint in pass_hints}
+        # The first check needs no hint that contains a shorter one: the shorter finds it too.
+        self._hints = tuple(sorted(hint for hint in hints if not any(h != hint and h in hint for h in hints)))
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        return {key: value if key in _FORMATTER_KEYS else self._item(key, value) for key, value in event_dict.items()}
+
+    def _item(self, key: object, value: object) -> object:
+        if value not in (None, "") and _is_secret_key(str(key)):
+            return REDACTED
+        return self._value(value)
+
+    def _value(self, value: object) -> object:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, str):
+            return self._text(value)
+        if isinstance(value, Secret):
+            return REDACTED
+        if isinstance(value, Mapping):
+            return {k: self._item(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self._value(item) for item in value]
+        # Any other object is rendered as its text, so that text is what gets masked.
+        return self._text(value.decode(errors="replace") if isinstance(value, bytes) else str(value))
+
+    def _text(self, text: str) -> str:
+        lowered = text.lower()
+        for hint in self._hints:  # a plain loop: the usual text holds none, and this is the hot path
+            if hint in lowered:
+                break
+        else:
+            return text
+        for pattern, replacement, hints in self._passes:
+            if any(hint in lowered for hint in hints):
+                text = pattern.sub(replacement, text)
+        return text
 
 
-def _redact_item(key: object, value: object) -> object:
-    normalised = str(key).lower().replace("-", "_")
-    if normalised not in _NOT_SECRET_KEYS and _SECRET_KEY.search(normalised) and value not in (None, ""):
-        return REDACTED
-    return _redact_value(value)
+def _secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Each secret as written, JSON-escaped and URL-encoded, longest first (so none masks half of another)."""
+    forms = {
+        form
+        for secret in secrets
+        if secret
+        for form in (secret, json.dumps(secret)[1:-1], urllib.parse.quote(secret, safe=""))
+    }
+    return sorted(forms, key=len, reverse=True)
 
 
-def _redact_value(value: object) -> object:
-    if isinstance(value, Secret):
-        return REDACTED
-    if isinstance(value, str):
-        return _redact_text(value)
-    if isinstance(value, Mapping):
-        return {k: _redact_item(k, v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(item) for item in value]
-    return value
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    normalised = _CAMEL_HUMP.sub("_", key).lower().replace("-", "_")
+    return normalised not in _NOT_SECRET_KEYS and _SECRET_KEY.search(normalised) is not None
 
 
-def _redact_text(text: str) -> str:
-    for pattern in _SECRET_TEXT:
-        text = pattern.sub(_mask_match, text)
-    return text
+redact_secrets = _Redactor()
+"""The redaction processor for patterns and secret-looking keys, with no configured secrets."""
 
 
-def _mask_match(match: re.Match[str]) -> str:
-    scheme = match.group(1) if match.re.groups else None
-    return f"{scheme} {REDACTED}" if scheme else REDACTED
+def _secret_values(settings: Settings) -> list[str]:
+    """The text of every ``Secret`` setting that is set."""
+    values = (getattr(settings, field.name) for field in dataclasses.fields(settings))
+    return [value.reveal() for value in values if isinstance(value, Secret)]
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: an exception that ends a thread is logged like any other line."""
+    if args.exc_type is SystemExit:  # a thread asked to exit; the default hook is silent too
+        return
+    structlog.get_logger("confsync.threads").error(
+        "uncaught exception in a thread",
+        thread=args.thread.name if args.thread is not None else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
 
 
 def _cloud_logging_shape(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
@@ -151,7 +253,9 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     """Configure structlog and the standard library's logging for one entry point.
 
     Lines go to ``stream`` (default standard error, so a command's own output on standard
-    output stays clean for pipes). Calling it again replaces the previous configuration.
+    output stays clean for pipes). Every ``Secret`` in ``settings`` is masked on every line.
+    Exceptions that end a thread are logged through the same pipeline (it sets
+    ``threading.excepthook``). Calling it again replaces the previous configuration.
     """
     out = sys.stderr if stream is None else stream
     use_json = settings.log_format == "json" or (settings.log_format == "auto" and not out.isatty())
@@ -162,7 +266,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
-        redact_secrets,
+        _Redactor(_secret_values(settings)),
     ]
     renderer: list[Processor] = (
         [_cloud_logging_shape, _render_non_strings, structlog.processors.JSONRenderer()]
@@ -182,9 +286,15 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     # httpx logs every request at INFO: a line per conferencing call (and per probe) that our own
     # per-command summary already carries, and CPU on the publisher's hot path.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    # Google's clients cut the "google" logger off from the root when they find it unconfigured,
+    # and their records then reach stderr raw, unredacted: configured here, it keeps propagating.
+    google = logging.getLogger("google")
+    google.setLevel(level)
+    google.propagate = True
     structlog.configure(
         processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.stdlib.BoundLogger,
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
+    threading.excepthook = _log_thread_exception
