@@ -28,7 +28,7 @@ class SubscriptionSpec:
     # every message straight back, and with a backoff each look delayed the next one (1, 2,
     # 4 s...), so a `replay` run right after a `list` found nothing.
     min_backoff_s: int | None = 1
-    max_backoff_s: int | None = 60
+    max_backoff_s: int | None = 600  # Pub/Sub's longest: an overloaded endpoint gets room to recover
     retention_s: int = 7 * 86400  # unacknowledged messages are kept this long (Pub/Sub's longest)
     # Every subscription is created without expiry: an idle dead-letter subscription must not
     # be deleted with its messages (Pub/Sub's default drops one after 31 idle days).

@@ -12,7 +12,8 @@ resource "google_service_account" "confsync" {
   depends_on   = [google_project_service.apis]
 }
 
-# Firestore grants are project-wide; the condition narrows them to confsync's database.
+# Firestore grants are project-wide; the condition narrows them to confsync's database: its
+# exact name, or below it ("/" ends the prefix, so database "confsync2" does not match).
 resource "google_project_iam_member" "firestore" {
   for_each = toset(["ingest", "processor", "publisher", "backfill"])
   project  = var.project_id
@@ -20,7 +21,7 @@ resource "google_project_iam_member" "firestore" {
   member   = google_service_account.confsync[each.value].member
   condition {
     title      = "confsync database only"
-    expression = "resource.name.startsWith(\"${google_firestore_database.confsync.id}\")"
+    expression = "resource.name == \"${google_firestore_database.confsync.id}\" || resource.name.startsWith(\"${google_firestore_database.confsync.id}/\")"
   }
 }
 
@@ -39,15 +40,6 @@ resource "google_cloud_run_v2_service_iam_member" "push_invokes" {
   name     = google_cloud_run_v2_service.confsync[each.value].name
   role     = "roles/run.invoker"
   member   = google_service_account.confsync["push"].member
-}
-
-# Ingest is public: Google's watch notifications and the add-on carry no Google IAM identity.
-# Each route checks its caller itself (channel token; add-on ID token; scheduler OIDC token).
-resource "google_cloud_run_v2_service_iam_member" "ingest_public" {
-  location = var.region
-  name     = google_cloud_run_v2_service.confsync["ingest"].name
-  role     = "roles/run.invoker"
-  member   = "allUsers"
 }
 
 # Cloud Scheduler starts the backfill job as the scheduler account.

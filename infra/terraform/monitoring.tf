@@ -106,3 +106,59 @@ resource "google_monitoring_alert_policy" "sync_lag" {
     }
   }
 }
+
+# Pub/Sub's own view of the worker subscriptions, which no confsync log line gives: a message
+# Pub/Sub dead-letters itself once max_delivery_attempts pushes failed (a handler that timed out
+# or a service that was down logs nothing), and a backlog whose oldest message stops moving.
+locals {
+  worker_subscription_ids = join(", ", formatlist("\"%s\"", sort(keys(local.worker_subscriptions))))
+  pubsub_alerts = {
+    pubsub_dead_letters = {
+      about     = "Pub/Sub moved messages to a dead-letter topic after max_delivery_attempts failed deliveries."
+      metric    = "pubsub.googleapis.com/subscription/dead_letter_message_count"
+      condition = "dead-lettered by Pub/Sub > 0 in 5 min"
+      aligner   = "ALIGN_SUM"
+      reducer   = "REDUCE_SUM"
+      period    = "300s"
+      threshold = 0
+      duration  = "0s"
+    }
+    pubsub_backlog_age = {
+      about     = "A worker subscription's oldest unacknowledged message has been waiting more than ${var.backlog_alert_s} s: its stage is down, failing every delivery, or short of capacity."
+      metric    = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+      condition = "oldest unacked message > ${var.backlog_alert_s} s for 5 min"
+      aligner   = "ALIGN_MAX"
+      reducer   = "REDUCE_MAX"
+      period    = "60s"
+      threshold = var.backlog_alert_s
+      duration  = "300s"
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "pubsub" {
+  for_each              = local.pubsub_alerts
+  display_name          = "confsync: ${replace(each.key, "_", " ")}"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+  documentation {
+    mime_type = "text/markdown"
+    content   = "${each.value.about} Runbook: infra/README.md, \"Alerts\"."
+  }
+  conditions {
+    display_name = each.value.condition
+    condition_threshold {
+      filter          = "metric.type=\"${each.value.metric}\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=one_of(${local.worker_subscription_ids})"
+      comparison      = "COMPARISON_GT"
+      threshold_value = each.value.threshold
+      duration        = each.value.duration
+      aggregations {
+        alignment_period     = each.value.period
+        per_series_aligner   = each.value.aligner
+        cross_series_reducer = each.value.reducer
+        group_by_fields      = ["resource.label.subscription_id"]
+      }
+    }
+  }
+}

@@ -9,8 +9,13 @@ output "addon_api_url" {
 }
 
 output "dns_records" {
-  description = "DNS records to create at the domain's registrar so public_domain reaches the ingest service."
-  value       = google_cloud_run_domain_mapping.ingest.status[0].resource_records
+  description = "DNS records to create at the domain's registrar so public_domain reaches the ingest service (null until domain_verified maps the domain)."
+  value       = var.domain_verified ? google_cloud_run_domain_mapping.ingest[0].status[0].resource_records : null
+}
+
+output "image_repository" {
+  description = "Where to push the image (../README.md, step 5); var.image is this, then @sha256:DIGEST."
+  value       = local.image_repository
 }
 
 output "service_urls" {

@@ -13,6 +13,9 @@ locals {
   }
   worker_subscriptions = { for name, s in var.pubsub.subscriptions : name => s if s.dead_letter_topic != null }
   dead_letter_topics   = toset([for s in values(local.worker_subscriptions) : s.dead_letter_topic])
+  # The request timeout of the service each topic pushes to (run.tf): its handler answers
+  # within the ack deadline, so Cloud Run never runs a request Pub/Sub has already redelivered.
+  ack_deadline_s = { for s in values(local.worker_subscriptions) : s.topic => s.ack_deadline_seconds }
 }
 
 resource "google_pubsub_topic" "confsync" {

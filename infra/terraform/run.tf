@@ -31,7 +31,7 @@ locals {
       args      = ["serve", "ingest", "--host", "0.0.0.0", "--port", "8080"]
       ingress   = "INGRESS_TRAFFIC_ALL"
       audiences = []
-      timeout   = "60s"
+      timeout   = "${local.ingest_timeout_s}s" # the scheduler's longest attempt deadline
       calendar  = true
       env = merge(local.calendar_env, {
         CONFSYNC_WEBHOOK_URL               = local.webhook_url
@@ -46,18 +46,18 @@ locals {
       args       = ["serve", "processor", "--push", "--host", "0.0.0.0", "--port", "8080"]
       ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY" # Pub/Sub push from this project counts as internal
       audiences  = [var.push_audience]
-      timeout    = "300s"
+      timeout    = "${local.ack_deadline_s[var.pubsub.topics.calendar_changes]}s"
       calendar   = true
-      env        = local.calendar_env
+      env        = merge(local.calendar_env, { CONFSYNC_PUSH_AUTH = "platform" }) # Cloud Run IAM checks push tokens
       secret_env = local.oauth_secret_env
     }
     publisher = {
       args       = ["serve", "publisher", "--push", "--host", "0.0.0.0", "--port", "8080"]
       ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY"
       audiences  = [var.push_audience]
-      timeout    = "300s"
+      timeout    = "${local.ack_deadline_s[var.pubsub.topics.conference_commands]}s"
       calendar   = false
-      env        = { CONFSYNC_PROVIDER_URL = var.provider_url }
+      env        = { CONFSYNC_PROVIDER_URL = var.provider_url, CONFSYNC_PUSH_AUTH = "platform" }
       secret_env = local.provider_key_env
     }
   }
@@ -71,6 +71,10 @@ resource "google_cloud_run_v2_service" "confsync" {
   custom_audiences    = each.value.audiences
   deletion_protection = var.deletion_protection
   labels              = local.labels
+  # Ingest is public without an allUsers grant, which domain-restricted sharing refuses:
+  # watch notifications and the add-on carry no Google IAM identity, and each route checks
+  # its caller itself (channel token; add-on ID token; scheduler OIDC token).
+  invoker_iam_disabled = each.key == "ingest"
 
   template {
     service_account                  = google_service_account.confsync[each.key].email
@@ -161,6 +165,13 @@ resource "google_cloud_run_v2_service" "confsync" {
   }
 
   depends_on = [google_secret_manager_secret_iam_member.readers, google_project_iam_member.firestore]
+
+  lifecycle {
+    precondition {
+      condition     = var.image != null
+      error_message = "image: build and push the image first, then set var.image to its digest (../README.md, step 5)."
+    }
+  }
 }
 
 # The daily reconciliation: `confsync backfill --all` lists every active calendar from scratch
@@ -235,11 +246,20 @@ resource "google_cloud_run_v2_job" "backfill" {
   }
 
   depends_on = [google_secret_manager_secret_iam_member.readers, google_project_iam_member.firestore]
+
+  lifecycle {
+    precondition {
+      condition     = var.image != null
+      error_message = "image: build and push the image first, then set var.image to its digest (../README.md, step 5)."
+    }
+  }
 }
 
 # Google delivers watch notifications only to a domain verified in Search Console, so the
-# webhook lives on var.public_domain (the DNS records to create are an output).
+# webhook lives on var.public_domain (the DNS records to create are an output). Cloud Run maps
+# only a domain verified for the identity that applies, so the mapping waits for domain_verified.
 resource "google_cloud_run_domain_mapping" "ingest" {
+  count    = var.domain_verified ? 1 : 0
   location = var.region
   name     = var.public_domain
   metadata {

@@ -4,18 +4,20 @@
 
 locals {
   ingest_uri = google_cloud_run_v2_service.confsync["ingest"].uri
+  # Ingest's request timeout (run.tf): the longest task runs to its deadline, not Cloud Run's.
+  ingest_timeout_s = max([for task in values(local.ingest_tasks) : task.deadline_s]...)
   ingest_tasks = {
     renew-channels = {
-      about    = "Renew Calendar watch channels expiring within the window: new channel first, then stop the old one."
-      schedule = var.channel_renewal_schedule
-      path     = "/tasks/renew-channels?before=${var.renewal_window_s}"
-      deadline = "600s"
+      about      = "Renew Calendar watch channels expiring within the window: new channel first, then stop the old one."
+      schedule   = var.channel_renewal_schedule
+      path       = "/tasks/renew-channels?before=${var.renewal_window_s}"
+      deadline_s = 600
     }
     repair-lag = {
-      about    = "Re-announce calendars whose notification was lost and republish unsettled commands (ingest/lag.py)."
-      schedule = var.lag_repair_schedule
-      path     = "/tasks/repair-lag"
-      deadline = "120s"
+      about      = "Re-announce calendars whose notification was lost and republish unsettled commands (ingest/lag.py)."
+      schedule   = var.lag_repair_schedule
+      path       = "/tasks/repair-lag"
+      deadline_s = 120
     }
   }
 }
@@ -27,7 +29,7 @@ resource "google_cloud_scheduler_job" "ingest_task" {
   region           = var.region
   schedule         = each.value.schedule
   time_zone        = "Etc/UTC"
-  attempt_deadline = each.value.deadline
+  attempt_deadline = "${each.value.deadline_s}s"
 
   retry_config {
     retry_count          = 3

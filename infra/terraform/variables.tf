@@ -28,12 +28,19 @@ variable "firestore_location" {
 }
 
 variable "image" {
-  description = "The confsync image (the repository's Dockerfile), pinned by digest: REGISTRY/PATH@sha256:DIGEST."
+  description = "The confsync image (the repository's Dockerfile) in this configuration's repository, pinned by digest: REGION-docker.pkg.dev/PROJECT/confsync/confsync@sha256:DIGEST (`terraform output image_repository`). Null only for the first, targeted apply that creates the repository (../README.md)."
   type        = string
+  default     = null
   validation {
-    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+@sha256:[a-f0-9]{64}$", var.image))
-    error_message = "image: pin the image by digest (…@sha256:<64 hex>), so every service runs the same build."
+    condition     = var.image == null || can(regex("^${var.region}-docker\\.pkg\\.dev/${var.project_id}/confsync/confsync@sha256:[a-f0-9]{64}$", var.image))
+    error_message = "image: REGION-docker.pkg.dev/PROJECT/confsync/confsync@sha256:<64 hex>, in the repository registry.tf creates and pinned by digest, so every service runs the same build."
   }
+}
+
+variable "domain_verified" {
+  description = "Whether public_domain is verified in Search Console for the identity that runs Terraform. The domain mapping to ingest is created only then; Cloud Run refuses one for an unverified domain (../README.md, step 7)."
+  type        = bool
+  default     = false
 }
 
 variable "public_domain" {
@@ -159,12 +166,25 @@ variable "sync_lag_alert_s" {
 }
 
 variable "notification_channels" {
-  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to."
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) the alerts go to; at least one, or every alert fires unseen (../README.md, step 4)."
   type        = list(string)
-  default     = []
+  validation {
+    condition     = length(var.notification_channels) > 0
+    error_message = "notification_channels: at least one, or no one hears an alert (create one: ../README.md, step 4)."
+  }
   validation {
     condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
     error_message = "notification_channels: ids of the form projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "backlog_alert_s" {
+  description = "Alert when a worker subscription's oldest unacknowledged message is this many seconds old for 5 minutes (Pub/Sub's own view of a stuck or overloaded stage)."
+  type        = number
+  default     = 900
+  validation {
+    condition     = var.backlog_alert_s >= 120
+    error_message = "backlog_alert_s: at least 120 (retries back off for minutes on their own)."
   }
 }
 
@@ -217,9 +237,9 @@ variable "pubsub" {
         ordered               = true
         ack_deadline_seconds  = 60
         min_backoff_seconds   = 1
-        max_backoff_seconds   = 60
+        max_backoff_seconds   = 600
         dead_letter_topic     = "calendar-changes-dead"
-        max_delivery_attempts = 5
+        max_delivery_attempts = 20
         retention_seconds     = 604800
       }
       "calendar-changes-dead-hold" = {
@@ -237,9 +257,9 @@ variable "pubsub" {
         ordered               = true
         ack_deadline_seconds  = 60
         min_backoff_seconds   = 1
-        max_backoff_seconds   = 60
+        max_backoff_seconds   = 600
         dead_letter_topic     = "conference-commands-dead"
-        max_delivery_attempts = 5
+        max_delivery_attempts = 20
         retention_seconds     = 604800
       }
       "conference-commands-dead-hold" = {

@@ -28,17 +28,26 @@ locals {
   labels          = merge(var.labels, { app = "confsync" })
 }
 
+# Every API a resource here or a deploy step (../README.md) calls: Artifact Registry and Cloud
+# Build for the image, IAM Credentials for keyless domain-wide delegation. Terraform needs
+# Service Usage and Cloud Resource Manager on before it can enable the rest (README step 1);
+# they are listed too, so nothing here rests on a project's defaults.
 resource "google_project_service" "apis" {
   for_each = toset([
+    "artifactregistry.googleapis.com",
+    "calendar-json.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
-    "calendar-json.googleapis.com",
+    "serviceusage.googleapis.com",
   ])
   project            = var.project_id
   service            = each.value

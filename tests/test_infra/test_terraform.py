@@ -218,7 +218,10 @@ def test_every_variable_has_a_description_and_the_free_form_ones_are_validated(
 ) -> None:
     declared = variables(parsed)
     assert all(body.get("description") for body in declared.values()), "a variable without a description"
-    for name in ("project_id", "region", "image", "public_domain", "addon_oauth_client_id", "provider_url", "pubsub"):
+    for name in (
+        "project_id", "region", "image", "public_domain", "addon_oauth_client_id", "provider_url", "pubsub",
+        "notification_channels", "backlog_alert_s",
+    ):  # fmt: skip
         assert declared[name].get("validation"), f"variable {name} is not validated"
 
 
@@ -380,20 +383,211 @@ def test_the_firestore_indexes_are_the_ones_the_store_queries_need(parsed: dict[
 
 def test_only_ingest_is_public_and_only_pubsub_invokes_the_workers(parsed: dict[str, dict[str, Any]]) -> None:
     declared = resources(parsed)
-    public = [
-        name
-        for name, body in declared.items()
-        if "allUsers" in json.dumps(body) or "allAuthenticatedUsers" in json.dumps(body)
-    ]
-    assert public == ["google_cloud_run_v2_service_iam_member.ingest_public"]
-    assert declared[public[0]]["name"] == '${google_cloud_run_v2_service.confsync["ingest"].name}'
+    # public without an allUsers grant, which domain-restricted sharing (new organisations) refuses
+    text = json.dumps(declared)
+    assert "allUsers" not in text
+    assert "allAuthenticatedUsers" not in text
+    service = declared["google_cloud_run_v2_service.confsync"]
+    assert service["invoker_iam_disabled"] == '${each.key == "ingest"}'
     roles = locals_(parsed)["roles"]
+    assert [role for role, body in roles.items() if body["ingress"] == "INGRESS_TRAFFIC_ALL"] == ["ingest"]
     for worker in ("processor", "publisher"):
         assert roles[worker]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
         assert roles[worker]["audiences"] == ["${var.push_audience}"]
     invokers = declared["google_cloud_run_v2_service_iam_member.push_invokes"]
     assert invokers["member"] == '${google_service_account.confsync["push"].member}'
     assert invokers["for_each"] == '${toset(["processor", "publisher"])}'
+
+
+def test_the_pinned_provider_knows_invoker_iam_disabled(parsed: dict[str, dict[str, Any]]) -> None:
+    """google provider 6.8.0 added invoker_iam_disabled to google_cloud_run_v2_service."""
+    (terraform,) = parsed["versions.tf"]["terraform"]
+    google = terraform["required_providers"][0]["google"]
+    lowest = re.search(r">=\s*([0-9.]+)", google["version"])
+    assert lowest is not None
+    assert tuple(int(part) for part in lowest.group(1).split(".")) >= (6, 8)
+
+
+# -- under load: timeouts, deadlines, retries ----------------------------------------------------
+
+
+def test_the_workers_request_timeout_is_their_subscriptions_ack_deadline(parsed: dict[str, dict[str, Any]]) -> None:
+    """A push handler answers within the ack deadline; Cloud Run must not run a request longer
+    than that, or Pub/Sub redelivers a message whose first delivery is still being handled."""
+    found = locals_(parsed)
+    expression = "${{for s in values(local.worker_subscriptions) : s.topic => s.ack_deadline_seconds}}"
+    assert found["ack_deadline_s"] == expression
+    pubsub = variables(parsed)["pubsub"]["default"]
+    workers = {s["topic"]: s for s in pubsub["subscriptions"].values() if s["dead_letter_topic"] is not None}
+    for topic_role, role in (("calendar_changes", "processor"), ("conference_commands", "publisher")):
+        key = f"${{(var.pubsub.topics.{topic_role})}}"
+        assert found["push_service_uri"][key] == f'${{google_cloud_run_v2_service.confsync["{role}"].uri}}'
+        timeout = found["roles"][role]["timeout"]
+        assert timeout == f"${{local.ack_deadline_s[var.pubsub.topics.{topic_role}]}}s"
+        ack_deadline = workers[pubsub["topics"][topic_role]]["ack_deadline_seconds"]
+        assert ack_deadline == 60 == Settings().pubsub_ack_deadline_s
+
+
+def test_an_overload_has_hours_of_retries_before_anything_is_dead_lettered(parsed: dict[str, dict[str, Any]]) -> None:
+    pubsub = variables(parsed)["pubsub"]["default"]
+    workers = [s for s in pubsub["subscriptions"].values() if s["dead_letter_topic"] is not None]
+    assert len(workers) == 2
+    for sub in workers:
+        assert sub["max_delivery_attempts"] >= 20
+        assert sub["max_backoff_seconds"] == 600  # Pub/Sub's longest
+        waited = sum(min(sub["min_backoff_seconds"] * 2**n, sub["max_backoff_seconds"]) for n in range(19))
+        assert waited > 3600
+
+
+def test_ingest_runs_a_scheduled_task_as_long_as_the_scheduler_waits(parsed: dict[str, dict[str, Any]]) -> None:
+    found = locals_(parsed)
+    assert found["roles"]["ingest"]["timeout"] == "${local.ingest_timeout_s}s"
+    assert found["ingest_timeout_s"] == "${max([for task in values(local.ingest_tasks) : task.deadline_s] ...)}"
+    deadlines = [task["deadline_s"] for task in found["ingest_tasks"].values()]
+    assert max(deadlines) <= 1800, "Cloud Scheduler's longest attempt deadline for HTTP targets"
+    job = resources(parsed)["google_cloud_scheduler_job.ingest_task"]
+    assert job["attempt_deadline"] == "${each.value.deadline_s}s"
+
+
+# -- first apply: APIs, the image's repository, the domain ------------------------------------------
+
+# The API behind each resource type's prefix; a new resource type must say which API it needs.
+API_OF = {
+    "google_artifact_registry_": "artifactregistry.googleapis.com",
+    "google_cloud_run_": "run.googleapis.com",
+    "google_cloud_scheduler_": "cloudscheduler.googleapis.com",
+    "google_firestore_": "firestore.googleapis.com",
+    "google_logging_": "logging.googleapis.com",
+    "google_monitoring_": "monitoring.googleapis.com",
+    "google_project_iam_": "cloudresourcemanager.googleapis.com",
+    "google_project_service": "serviceusage.googleapis.com",
+    "google_pubsub_": "pubsub.googleapis.com",
+    "google_secret_manager_": "secretmanager.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+}
+
+
+def enabled_apis(parsed: dict[str, dict[str, Any]]) -> set[str]:
+    for_each = resources(parsed)["google_project_service.apis"]["for_each"]
+    return set(re.findall(r'"([a-z0-9-]+\.googleapis\.com)"', for_each))
+
+
+def test_every_api_the_resources_and_the_deploy_steps_need_is_enabled(parsed: dict[str, dict[str, Any]]) -> None:
+    apis = enabled_apis(parsed)
+    kinds = {name.split(".")[0] for name in resources(parsed)}
+    for kind in kinds:
+        needs = [api for prefix, api in API_OF.items() if kind.startswith(prefix)]
+        assert needs, f"which API does {kind} need? add it to API_OF"
+        assert set(needs) <= apis, f"{kind} needs {needs}"
+    # the image build, keyless domain-wide delegation, data.google_project, Calendar itself
+    assert {
+        "cloudbuild.googleapis.com", "iamcredentials.googleapis.com", "cloudresourcemanager.googleapis.com",
+        "calendar-json.googleapis.com",
+    } <= apis  # fmt: skip
+
+
+def image_pattern(parsed: dict[str, dict[str, Any]], region: str, project: str) -> re.Pattern[str]:
+    (validation,) = variables(parsed)["image"]["validation"]
+    regex = re.search(r'regex\("(.+?)", var\.image\)', validation["condition"])
+    assert regex is not None
+    text = regex.group(1).replace("${var.region}", region).replace("${var.project_id}", project)
+    return re.compile(text.replace("\\\\", "\\"))
+
+
+def test_the_image_comes_from_the_repository_terraform_creates(parsed: dict[str, dict[str, Any]]) -> None:
+    repository = resources(parsed)["google_artifact_registry_repository.confsync"]
+    assert repository["format"] == "DOCKER"
+    assert repository["location"] == "${var.region}"
+    assert "${google_project_service.apis}" in repository["depends_on"]
+    where = "${var.region}-docker.pkg.dev/${var.project_id}"
+    own = "${google_artifact_registry_repository.confsync.repository_id}"
+    assert locals_(parsed)["image_repository"] == f"{where}/{own}/confsync"
+    outputs = {unquote(name): body for block in blocks(parsed, "output") for name, body in block.items()}
+    assert outputs["image_repository"]["value"] == "${local.image_repository}"
+
+    pattern = image_pattern(parsed, "europe-west1", "my-project")
+    digest = "@sha256:" + "a" * 64
+    built = f"europe-west1-docker.pkg.dev/my-project/{repository['repository_id']}/confsync{digest}"
+    assert pattern.fullmatch(built)
+    assert not pattern.fullmatch(built.replace(digest, ":latest")), "a tag, not a digest"
+    assert not pattern.fullmatch(built.replace("my-project", "other-project")), "another project's repository"
+    assert not pattern.fullmatch(f"docker.io/library/confsync{digest}")
+    image = variables(parsed)["image"]
+    assert image["default"] is None, "null for the first, targeted apply that creates the repository"
+    assert image["validation"][0]["condition"].startswith("${var.image == null || can(regex(")
+    for name in ("google_cloud_run_v2_service.confsync", "google_cloud_run_v2_job.backfill"):
+        (lifecycle,) = resources(parsed)[name]["lifecycle"]
+        assert [c["condition"] for c in lifecycle["precondition"]] == ["${var.image != null}"]
+
+
+def test_the_domain_is_mapped_only_once_it_is_verified(parsed: dict[str, dict[str, Any]]) -> None:
+    mapping = resources(parsed)["google_cloud_run_domain_mapping.ingest"]
+    assert mapping["count"] == "${var.domain_verified ? 1 : 0}"
+    assert variables(parsed)["domain_verified"]["default"] is False
+    outputs = {unquote(name): body for block in blocks(parsed, "output") for name, body in block.items()}
+    assert outputs["dns_records"]["value"].startswith("${var.domain_verified ? ")
+    readme = (ROOT / "infra" / "README.md").read_text(encoding="utf-8")
+    verify = readme.index("Domain verification")
+    assert verify < readme.index("domain_verified = true") < readme.index("terraform output dns_records")
+
+
+# -- who may touch what, and who hears about it -----------------------------------------------------
+
+
+def firestore_condition_allows(expression: str, database_id: str, name: str) -> bool:
+    """Evaluates the condition's `resource.name == "X"` and `resource.name.startsWith("X")`
+    terms, joined by ||, the only forms it may use."""
+    allowed = False
+    for term in (part.strip() for part in expression.split("||")):
+        equal = re.fullmatch(r'resource\.name == "([^"]+)"', term)
+        prefix = re.fullmatch(r'resource\.name\.startsWith\("([^"]+)"\)', term)
+        match = equal or prefix
+        assert match, f"an unexpected term in the Firestore condition: {term}"
+        value = match.group(1).replace("${google_firestore_database.confsync.id}", database_id)
+        allowed |= name == value if equal else name.startswith(value)
+    return allowed
+
+
+def test_the_firestore_grants_reach_confsyncs_database_and_no_other(parsed: dict[str, dict[str, Any]]) -> None:
+    (condition,) = resources(parsed)["google_project_iam_member.firestore"]["condition"]
+    expression = condition["expression"]
+    ours = "projects/p/databases/confsync"
+    assert firestore_condition_allows(expression, ours, ours)
+    assert firestore_condition_allows(expression, ours, f"{ours}/documents/calendars/c1")
+    assert not firestore_condition_allows(expression, ours, "projects/p/databases/confsync2")
+    assert not firestore_condition_allows(expression, ours, "projects/p/databases/confsync2/documents/x")
+    assert not firestore_condition_allows(expression, ours, "projects/p/databases/(default)")
+
+
+def test_pubsubs_own_dead_letters_and_stuck_backlogs_raise_alerts(parsed: dict[str, dict[str, Any]]) -> None:
+    found = locals_(parsed)
+    metrics = {alert["metric"] for alert in found["pubsub_alerts"].values()}
+    assert metrics == {
+        "pubsub.googleapis.com/subscription/dead_letter_message_count",
+        "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+    }
+    ids = '${join(", ", formatlist("\\"%s\\"", sort(keys(local.worker_subscriptions))))}'
+    assert found["worker_subscription_ids"] == ids
+    policy = resources(parsed)["google_monitoring_alert_policy.pubsub"]
+    assert policy["for_each"] == "${local.pubsub_alerts}"
+    (condition,) = policy["conditions"][0]["condition_threshold"]
+    assert 'metric.type="${each.value.metric}"' in condition["filter"]
+    assert 'resource.type="pubsub_subscription"' in condition["filter"]
+    assert "resource.label.subscription_id=one_of(${local.worker_subscription_ids})" in condition["filter"]
+    backlog = found["pubsub_alerts"]["pubsub_backlog_age"]
+    assert backlog["threshold"] == "${var.backlog_alert_s}"
+    assert variables(parsed)["backlog_alert_s"]["default"] >= 2 * 60
+
+
+def test_every_alert_goes_to_a_notification_channel_that_must_be_given(parsed: dict[str, dict[str, Any]]) -> None:
+    policies = {name: body for name, body in resources(parsed).items() if name.startswith("google_monitoring_alert")}
+    assert set(policies) == {f"google_monitoring_alert_policy.{name}" for name in ("any", "sync_lag", "pubsub")}
+    for name, body in policies.items():
+        assert body["notification_channels"] == "${var.notification_channels}", name
+    channels = variables(parsed)["notification_channels"]
+    assert "default" not in channels, "required: an alert nobody receives is no alert"
+    conditions = [v["condition"] for v in channels["validation"]]
+    assert "${length(var.notification_channels) > 0}" in conditions
 
 
 def test_the_terraform_files_are_in_terraform_fmt_style() -> None:
@@ -406,3 +600,15 @@ def test_the_terraform_files_are_in_terraform_fmt_style() -> None:
         [binary, "fmt", "-check", "-no-color", str(TERRAFORM)], capture_output=True, text=True, check=False, timeout=60
     )
     assert done.returncode == 0, f"not in terraform fmt style (run `terraform fmt infra/terraform`):\n{done.stdout}"
+
+
+CLOUD_RUN_SIGTERM_GRACE_S = 10  # Cloud Run sends SIGKILL this long after SIGTERM
+
+
+def test_the_services_drain_within_cloud_runs_sigterm_grace() -> None:
+    """The drain deadline covers the HTTP server and every worker together (stack/services.py);
+    past the grace Cloud Run kills the instance mid-message."""
+    text = (ROOT / "infra" / "terraform" / "run.tf").read_text()
+    set_here = re.findall(r'CONFSYNC_SHUTDOWN_DEADLINE_S\s*=\s*"?([0-9.]+)', text)
+    deadlines = [float(value) for value in set_here] or [Settings().shutdown_deadline_s]
+    assert max(deadlines) < CLOUD_RUN_SIGTERM_GRACE_S

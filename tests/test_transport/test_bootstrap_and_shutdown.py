@@ -49,7 +49,9 @@ def test_bootstrap_creates_everything_once_and_then_changes_nothing(pubsub_emula
         )
         assert worker.enable_message_ordering
         assert worker.dead_letter_policy.dead_letter_topic.endswith("/topics/conference-commands-dead")
-        assert worker.dead_letter_policy.max_delivery_attempts == 5
+        # an overload gets 20 attempts over more than an hour of backoff before any dead letter
+        assert worker.dead_letter_policy.max_delivery_attempts == 20
+        assert worker.retry_policy.maximum_backoff.total_seconds() == 600
         hold = subscriber.get_subscription(
             subscription=subscriber.subscription_path(project, "conference-commands-dead-hold"), retry=Retry(timeout=10)
         )
