@@ -7,7 +7,9 @@ account (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions). 
 
 1. verifies the token (signature against Google's certificates, expiry, issuer
    ``accounts.google.com``, audience, the expected service-account email, email verified):
-   missing or invalid -> 401, valid but for someone else -> 403; the handler is not called;
+   missing or invalid -> 401, valid but for someone else -> 403; the handler is not called.
+   Behind Cloud Run IAM (``CONFSYNC_PUSH_AUTH=platform``) Cloud Run has checked the signature
+   and stripped it, so only the claims are checked (confsync/oidc.py);
 2. decodes the envelope: malformed -> 400 with the reason (Pub/Sub will retry, then
    dead-letter it by its own policy);
 3. runs the handler through ``confsync.transport.base.process``: done -> 204 (ack); try again
@@ -55,7 +57,9 @@ def push_verifier(settings: Settings) -> OidcVerifier | None:
         return None
     if not settings.push_audience or not settings.push_service_account:
         raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
-    return OidcVerifier(audience=settings.push_audience, email=settings.push_service_account)
+    return OidcVerifier(
+        audience=settings.push_audience, email=settings.push_service_account, signature=settings.push_auth
+    )
 
 
 def decode_envelope(body: bytes) -> Message:
@@ -125,8 +129,8 @@ def push_route(  # noqa: PLR0913 - everything a push endpoint needs, named
     async def endpoint(request: Request) -> Response:
         bind_trace(dict(request.headers), config.project_id)
         try:
-            if config.verifier is not None:
-                config.verifier.verify(request.headers.get("authorization"))
+            if config.verifier is not None:  # in a thread: it may fetch Google's certificates
+                await run_in_threadpool(config.verifier.verify, request.headers.get("authorization"))
             body = await _read(request)
             message = decode_envelope(body)
         except TokenRejected as rejected:  # PushRejected included
