@@ -157,6 +157,8 @@ class Backfill:
             self._reconcile(worker, calendar_id, seen, summary)
         if not self.dry_run and page.next_sync_token:
             self.store.save_sync_token(calendar_id, page.next_sync_token, expected_version=version, at=self.clock())
+        if not self.dry_run:
+            worker.reactivate(calendar_id)
         return summary
 
     def _page(

@@ -10,8 +10,10 @@ key = conference id, then the links are updated. A publisher settles each outbox
 still there after ``republish_after_s`` was lost or is stuck in the broker, and ingest/lag.py
 publishes it again. A calendar that is gone (404/403) gets delete commands for all its live
 links (reason ``calendar_gone``) and is marked gone; one whose credentials are refused is
-marked disconnected, logged once, and acknowledged (no retry storm). Everything else
-transient is raised, so the transport retries.
+marked disconnected, logged once, and acknowledged (no retry storm). Any other permanent
+error marks it failed with the error (no retry, and ingest/lag.py stops re-announcing it) until
+an operator's backfill lists it again (``reactivate``). Everything else transient is raised,
+so the transport retries.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand
-from confsync.errors import AuthError, CalendarGone
+from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import CalendarState, CalendarStatus, Link, OutboxEntry
@@ -110,6 +112,11 @@ class CalendarWorker:
             except AuthError as err:
                 self.store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
                 log.error("calendar credentials refused; calendar disconnected", error=str(err))  # noqa: TRY400
+                return
+            except ConfigError:
+                raise  # a bad setting is the deployment's to fix, not this calendar's
+            except PermanentError as err:
+                self._failed(calendar_id, err)
                 return
             log.info(
                 "calendar synced",
@@ -210,6 +217,21 @@ class CalendarWorker:
             self.delete_link(link, CommandReason.CALENDAR_GONE)
         self.store.set_calendar_status(calendar_id, CalendarStatus.GONE, error)
         log.error("calendar gone; its conferences are deleted", deleted=len(links), error=error)
+
+    def _failed(self, calendar_id: str, err: PermanentError) -> None:
+        self.store.set_calendar_status(calendar_id, CalendarStatus.FAILED, str(err))
+        log.error(
+            "calendar failed permanently; not synced until `confsync backfill --calendar` succeeds for it",
+            error=str(err),
+            status=err.status,
+        )
+
+    def reactivate(self, calendar_id: str) -> None:
+        """After a listing went through (a backfill): a failed calendar is synced again."""
+        state = self.store.get_calendar(calendar_id)
+        if state is not None and state.status is CalendarStatus.FAILED:
+            self.store.set_calendar_status(calendar_id, CalendarStatus.ACTIVE)
+            log.info("failed calendar active again", previous_error=state.last_error)
 
     def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
         """Delete a linked conference (publish the command, then mark the link deleted)."""

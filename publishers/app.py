@@ -22,10 +22,26 @@ from publishers.retry import retry_policy
 __all__ = ["build_applier", "create_publisher_app", "publisher_push_route"]
 
 
+_PUSH_SHARE = 0.5  # of the ack deadline, for retries: the last call and the answer need the rest
+
+
 def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
+    """The applier for ``settings.delivery``. A pull worker waits out an open breaker while its
+    lease is extended; a push request cannot outlive its ack deadline (Pub/Sub would deliver it
+    again meanwhile), so it retries within a share of it and then answers 503, and the
+    subscription's retry policy does the backing off."""
     cooldown_s = settings.breaker_cooldown_s
-    breaker = CircuitBreaker(threshold=settings.breaker_threshold, cooldown_s=cooldown_s, hold_s=2 * cooldown_s)
-    return CommandApplier(store, provider, retry_policy(settings, sleep=time.sleep), breaker)
+    push = settings.delivery == "push"
+    hold_s = 0.0 if push else 2 * cooldown_s
+    breaker = CircuitBreaker(threshold=settings.breaker_threshold, cooldown_s=cooldown_s, hold_s=hold_s)
+    budget_s = settings.pubsub_ack_deadline_s * _PUSH_SHARE if push else None
+    return CommandApplier(
+        store,
+        provider,
+        retry_policy(settings, sleep=time.sleep, budget_s=budget_s),
+        breaker,
+        max_attempts=settings.pubsub_max_delivery_attempts,
+    )
 
 
 def create_publisher_app(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Starlette:

@@ -12,6 +12,8 @@
 - After success the applied version is recorded with compare-and-set.
 - A settled command (applied, dropped, or on its way to the dead-letter topic) leaves the
   store's outbox (processors/worker.py writes it there; ingest/lag.py republishes what stays).
+  Whether a failure is dead-lettered is the transport's call (``decide``): a permanent error,
+  or any error on the last delivery attempt (``max_attempts``), transient ones included.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from confsync.contracts import CommandKind, ConferenceCommand
 from confsync.errors import ConfsyncError, NotFound, Stale, TransientError
 from confsync.ports import ConferenceProvider, Store
 from confsync.store import AppliedVersion
-from confsync.transport.base import Message
+from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen
 
@@ -48,6 +50,7 @@ class CommandApplier:
     retrying: Retrying
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     concurrency: int = 16
+    max_attempts: int = 5  # the transport's: a failure on this delivery is dead-lettered, not retried
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -99,20 +102,22 @@ class CommandApplier:
 
     def __call__(self, message: Message) -> None:
         """The transport handler: one ConferenceCommand message."""
-        self.apply(ConferenceCommand.from_bytes(message.data))
+        command = ConferenceCommand.from_bytes(message.data)
+        try:
+            self.apply(command)
+        except Exception as error:
+            outcome = decide(error, delivery_attempt=message.delivery_attempt, max_attempts=self.max_attempts)
+            if outcome is Outcome.DEAD_LETTER:
+                self._settled(command.command_id)  # on its way to the dead-letter topic, with the cause
+            raise  # otherwise redelivered later (CircuitOpen too): it stays in the outbox
 
     def apply(self, command: ConferenceCommand) -> None:
+        """Apply one command; it is settled if this returns (a failure is left to ``__call__``)."""
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(
             conference_id=command.conference_id, command_id=command.command_id
         ):
-            try:
-                outcome = self._apply(command)
-            except TransientError:
-                raise  # redelivered later (CircuitOpen too): it stays in the outbox
-            except ConfsyncError:
-                self._settled(command.command_id)  # on its way to the dead-letter topic
-                raise
+            outcome = self._apply(command)
             self._settled(command.command_id)
             self.counts[outcome] += 1
             log.info(

@@ -7,20 +7,24 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from structlog.testing import capture_logs
 
-from confsync.contracts import CalendarChanged, Source
+from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, Source
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import ServedApp
 from confsync.settings import Secret, Settings
+from confsync.store import OutboxEntry
 from confsync.store.sqlite import SqliteStore
+from confsync.transport.base import Message
 from confsync.transport.memory import MemoryBroker
 from ingest.app import IngestParts, create_ingest_app
 from ingest.channels import ChannelManager
-from ingest.lag import LagLoop, LagRepair
+from ingest.lag import LagLoop, LagRepair, Unsettled
 from ingest.webhook import WebhookStats
 from processors.worker import CalendarWorker
 
@@ -109,6 +113,113 @@ def test_the_loop_repairs_in_the_background_and_stops(tmp_path: Path) -> None:
     assert loop.stop(5), "the loop thread ends on stop"
     assert [change.calendar_id for change in changes] == ["alice@example.com"]
     store.close()
+
+
+class FailsOnce:
+    """A publisher whose first call fails with a bug-like error (not a confsync error)."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self.failed = False
+
+    def publish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("a bug in a background step")
+        return self.broker.publish(topic, data, ordering_key=ordering_key, attributes=attributes)
+
+    def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
+        return [self.publish(topic, data, ordering_key=key, attributes=attrs) for data, key, attrs in messages]
+
+
+def test_the_loop_survives_an_unexpected_error_and_repairs_on_the_next_tick(tmp_path: Path) -> None:
+    store, memory = lagging_store(tmp_path), broker()
+    publisher = FailsOnce(memory)
+    repair = LagRepair(store, publisher, TOPIC, older_than=timedelta(seconds=1))
+    with capture_logs() as logs:
+        loop = LagLoop(repair, interval_s=0.05).start()
+        deadline = time.monotonic() + 10
+        changes: list[CalendarChanged] = []
+        while not changes and time.monotonic() < deadline:
+            changes = announced(memory)
+        assert loop.stop(5)
+    assert publisher.failed
+    assert [change.calendar_id for change in changes] == ["alice@example.com"], "the next tick did the work"
+    (failure,) = [entry for entry in logs if entry["log_level"] == "error"]
+    assert failure["step"] == "lag repair"
+    assert failure["exc_info"] is True, "the traceback is logged"
+    store.close()
+
+
+def command_in_outbox(store: SqliteStore) -> ConferenceCommand:
+    command = ConferenceCommand.create(
+        kind=CommandKind.DELETE,
+        conference_id="cnf_1",
+        calendar_id="alice@example.com",
+        event_id="e1",
+        event_updated=T0,
+        reason=CommandReason.CANCELLED,
+        fingerprint="fp",
+    )
+    store.outbox_add([OutboxEntry(command.command_id, command.conference_id, command.to_bytes(), T0)])
+    return command
+
+
+def test_an_unsettled_command_is_republished_up_to_the_cap_then_dead_lettered_with_its_cause(tmp_path: Path) -> None:
+    store, memory, clock = SqliteStore(tmp_path / "state.sqlite"), broker(), Clock(T0 + timedelta(seconds=1))
+    for topic in ("commands", "commands-dead"):
+        memory.create_subscription(f"{topic}-sub", topic)
+    command = command_in_outbox(store)
+    repair = LagRepair(store, memory, TOPIC, "commands", "commands-dead", max_republishes=2, clock=clock)
+    copies: list[Message] = []
+    reports = []
+    with capture_logs() as logs:
+        for _ in range(8):  # hours of ticks: far more than the doubling delays of two copies
+            reports.append(repair.run_once())
+            for ack_id, message in memory.pull("commands-sub", 10, 0.01):
+                memory.ack("commands-sub", ack_id)  # delivered, then lost: never settled
+                copies.append(message)
+            clock.now += timedelta(minutes=30)
+    assert [message.data for message in copies] == [command.to_bytes()] * 2, "two copies, then no more"
+    assert sum(r.commands_republished for r in reports) == 2
+    assert sum(r.commands_dead_lettered for r in reports) == 1
+    counted = [e["republishes"] for e in logs if e["event"] == "command republished"]
+    assert counted == [1, 2], "each copy is counted in the logs"
+
+    ((_, letter),) = memory.pull("commands-dead-sub", 10, 0.01)
+    assert letter.data == command.to_bytes(), "the command itself, ready for `confsync deadletter replay`"
+    assert letter.attributes["dead_letter_error"] == Unsettled.__name__
+    assert "after 2 republishes" in letter.attributes["dead_letter_reason"]
+    assert letter.attributes["dead_letter_attempts"] == "2"
+    (given_up,) = [e for e in logs if e["log_level"] == "error"]
+    assert given_up["command_id"] == command.command_id
+    assert store.outbox_due(clock.now + timedelta(days=30)) == [], "settled: it left the outbox"
+    store.close()
+
+
+def test_the_cap_is_a_setting_and_a_dry_run_reports_what_would_be_dead_lettered(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.sqlite")
+    command = command_in_outbox(store)
+    store.outbox_reschedule(command.command_id, T0, 3)
+    store.close()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
+    env = {**clean, "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
+    command_line = [sys.executable, "-m", "confsync", "repair-lag", "--dry-run", "--json"]
+    for cap, expected in (("3", (0, 1)), ("4", (1, 0))):
+        result = subprocess.run(
+            command_line,
+            env={**env, "CONFSYNC_OUTBOX_MAX_REPUBLISHES": cap},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert (report["commands_republished"], report["commands_dead_lettered"]) == expected, cap
+    assert Settings().outbox_max_republishes == 10
 
 
 def test_the_scheduler_route_runs_it(tmp_path: Path) -> None:

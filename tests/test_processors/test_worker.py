@@ -240,6 +240,33 @@ def test_refused_credentials_disconnect_the_calendar_without_retrying(rig: Rig) 
     assert "refused" in state.last_error
 
 
+def test_a_permanent_error_marks_the_calendar_failed_until_a_backfill_lists_it_again(rig: Rig) -> None:
+    from ingest.lag import LagRepair  # noqa: PLC0415 - the repair that would re-announce it
+    from processors.backfill import Backfill  # noqa: PLC0415 - the operator's way back
+
+    rig.insert(ours("cnf_a"))
+    notified = datetime.now(UTC)
+    rig.store.record_notification(CAL, "ch-1", 1, notified)
+    rig.calendar.admin("POST", "/_sandbox/faults", {"method": "GET", "path": "/events$", "status": 400, "count": 1})
+    rig.worker.handle(CalendarChanged(calendar_id=CAL, source=Source.REPAIR, received_at=notified))
+    state = rig.store.get_calendar(CAL)
+    assert state.status is CalendarStatus.FAILED
+    assert "400" in state.last_error, "an operator can see why"
+    assert rig.commands() == []
+
+    rig.broker.create_topic("changes")
+    repair = LagRepair(rig.store, rig.broker, "changes", clock=lambda: notified + timedelta(minutes=5))
+    assert repair.run_once().lagging == 0, "no longer re-announced every minute"
+    listings = rig.listings()
+    rig.notify()
+    assert rig.listings() == listings, "nor listed for each notification"
+
+    Backfill(rig.store, rig.worker.calendar, rig.broker, "commands").run([CAL])
+    state = rig.store.get_calendar(CAL)
+    assert (state.status, state.last_error) == (CalendarStatus.ACTIVE, None)
+    assert [c.conference_id for c in rig.commands()] == ["cnf_a"]
+
+
 def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None:
     """Through the in-process transport, ordered by calendar as in production."""
     import time  # noqa: PLC0415

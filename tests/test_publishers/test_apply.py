@@ -54,7 +54,7 @@ class Rig:
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     sleeps: list[float] = []
-    settings = Settings(retry_max_attempts=6, retry_initial_s=0.1, retry_max_s=2.0, retry_max_elapsed_s=60)
+    settings = Settings(retry_max_attempts=6, retry_initial_s=0.1, retry_max_s=5.0, retry_max_elapsed_s=60)
     with ServedApp(create_app(build_sandbox(api_key=PROVIDER_KEY))) as served:
         client = HttpConferenceProvider(served.url, Secret(PROVIDER_KEY), timeout_s=5)
         store = SqliteStore(tmp_path / "s.sqlite")
@@ -80,6 +80,17 @@ def update(conference_id: str, summary: str, at: datetime = T0) -> ConferenceCom
 
 def fault(rig: Rig, **rule: object) -> None:
     rig.provider.admin("POST", "/_sandbox/faults", {"path": "^/v1/conferences/", **rule})
+
+
+def deliver(
+    applier: CommandApplier, command: ConferenceCommand, *, attempt: int, dead: MemoryBroker | None = None
+) -> Outcome:
+    """One delivery through the transports' shared ack / nack / dead-letter rules."""
+    message = Message(command.to_bytes(), {}, f"m{attempt}", command.conference_id, attempt)
+    broker = dead or MemoryBroker()
+    broker.create_topic("dead")
+    target = DeadLetter(broker, "dead", "conference-commands-publisher")
+    return process(message, applier, dead_letter=target, max_attempts=applier.max_attempts)
 
 
 def test_a_503_and_429_storm_recovers_with_one_applied_change(rig: Rig) -> None:
@@ -175,13 +186,37 @@ def test_a_command_leaves_the_outbox_once_settled_and_stays_while_it_may_come_ba
     rig.applier.apply(new)
     rig.applier.apply(old)  # stale: settled without a call
     fault(rig, method="PATCH", status=400, count=1)
-    with pytest.raises(PermanentError):
-        rig.applier.apply(refused)  # the transport dead-letters it with the cause: settled
+    assert deliver(rig.applier, refused, attempt=1) is Outcome.DEAD_LETTER  # with the cause: settled
     fault(rig, method="PATCH", status=503)
-    with pytest.raises(TransientError):
-        rig.applier.apply(unlucky)  # handed back to the broker: it may be lost there
+    assert deliver(rig.applier, unlucky, attempt=1) is Outcome.NACK  # handed back: it may be lost there
     rig.applier.flush()
     assert [e.command_id for e in rig.store.outbox_due(T0)] == [unlucky.command_id]
+
+
+def test_a_command_failing_transiently_on_its_last_delivery_is_dead_lettered_and_leaves_the_outbox(
+    rig: Rig,
+) -> None:
+    """Otherwise ingest/lag.py would publish it again, and it would be dead-lettered again, forever."""
+    settings = Settings(pubsub_max_delivery_attempts=3, retry_max_attempts=1)
+    applier = build_applier(settings, rig.store, rig.client)
+    conference = rig.conference()
+    command = update(conference, "x")
+    rig.store.outbox_add([OutboxEntry(command.command_id, conference, command.to_bytes(), T0 - timedelta(days=1))])
+    fault(rig, method="PATCH", status=503)
+    dead = MemoryBroker()
+    dead.create_subscription("dead-sub", "dead")
+
+    assert deliver(applier, command, attempt=2, dead=dead) is Outcome.NACK
+    applier.flush()
+    assert [e.command_id for e in rig.store.outbox_due(T0)] == [command.command_id], "it may come back"
+
+    assert deliver(applier, command, attempt=3, dead=dead) is Outcome.DEAD_LETTER
+    applier.flush()
+    assert rig.store.outbox_due(T0) == [], "settled: nothing publishes it again"
+    ((_, letter),) = dead.pull("dead-sub", 5, 1.0)
+    assert letter.data == command.to_bytes()
+    assert (letter.attributes["dead_letter_status"], letter.attributes["dead_letter_attempts"]) == ("503", "3")
+    applier.close()
 
 
 def test_a_flush_returns_only_once_the_settlers_write_under_way_is_done(
@@ -278,3 +313,51 @@ def test_shuffled_duplicated_deliveries_end_at_the_newest_version(rig: Rig) -> N
         rig.applier.apply(command)
     assert rig.client.get(conference).summary == "v9"
     assert rig.store.get_applied(conference).event_updated == T0 + timedelta(seconds=9)
+
+
+def test_a_retry_after_of_an_hour_waits_no_longer_than_the_longest_backoff(rig: Rig) -> None:
+    """An uncapped Retry-After held a request far past any deadline the caller has."""
+    sleeps: list[float] = []
+    settings = Settings(retry_max_attempts=2, retry_initial_s=0.1, retry_max_s=5.0, retry_max_elapsed_s=60)
+    applier = CommandApplier(rig.store, rig.client, retry_policy(settings, sleep=sleeps.append))
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=429, retry_after=3600, count=1)
+    applier.apply(update(conference, "x"))
+    assert sleeps == [5.0]
+    assert rig.client.get(conference).summary == "x"
+    applier.close()
+
+
+def test_a_push_delivery_gives_up_within_its_share_of_the_ack_deadline(rig: Rig) -> None:
+    """Pub/Sub delivers a push request again once its ack deadline passes; retrying longer than
+    that (120 s plus the breaker's hold) ran two copies at once. A push applier answers in time
+    and leaves the backing off to the subscription."""
+    sleeps: list[float] = []
+    settings = Settings(retry_max_attempts=50, retry_initial_s=1.0, retry_max_s=30.0, retry_max_elapsed_s=120)
+    applier = CommandApplier(rig.store, rig.client, retry_policy(settings, sleep=sleeps.append, budget_s=30))
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, retry_after=20)
+    with pytest.raises(TransientError):
+        applier.apply(update(conference, "x"))
+    assert sleeps, "it retried"
+    assert sum(sleeps) < 30, f"slept {sum(sleeps)} s of a 30 s budget"
+    applier.close()
+
+
+@pytest.mark.parametrize(("delivery", "held"), [("push", False), ("pull", True)])
+def test_only_a_pull_worker_waits_for_an_open_breaker(rig: Rig, delivery: str, held: bool) -> None:
+    settings = Settings(delivery=delivery, breaker_threshold=1, breaker_cooldown_s=0.5, retry_max_attempts=1)
+    applier = build_applier(settings, rig.store, rig.client)
+    conference = rig.conference()
+    fault(rig, method="PATCH", status=503, count=1)
+    with pytest.raises(TransientError):
+        applier.apply(update(conference, "x"))
+    started = time.monotonic()
+    if held:
+        applier.apply(update(conference, "y", T0 + timedelta(seconds=1)))
+        assert time.monotonic() - started >= 0.4, "held until the trial call"
+    else:
+        with pytest.raises(CircuitOpen):
+            applier.apply(update(conference, "y", T0 + timedelta(seconds=1)))
+        assert time.monotonic() - started < 0.4, "answered at once: Pub/Sub backs off"
+    applier.close()
