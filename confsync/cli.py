@@ -22,6 +22,7 @@ import typer
 from confsync.errors import ConfigError
 from confsync.logs import configure_logging
 from confsync.settings import Settings
+from confsync.store.records import PENDING_RESOURCE_ID
 
 __all__ = ["app", "main"]
 
@@ -263,14 +264,16 @@ def channels_renew(
     ctx: typer.Context,
     before: Annotated[str, typer.Option(help="Renew channels expiring within this window (90m, 24h, 2d).")] = "24h",
 ) -> None:
-    """Replace channels that expire soon: the new channel opens before the old one stops."""
+    """Reconcile calendars whose channels expire soon (or whose watch failed): one live channel
+    each afterwards, the new one opened before the old stops; surplus channels are stopped."""
     window = parse_duration(before)
 
     def work() -> None:
         report = _channel_manager(ctx.obj, with_publisher=True).renew(window)
         typer.echo(
             f"renewed {len(report.renewed)}, gone {len(report.gone)}, "
-            f"disconnected {len(report.disconnected)}, failed {len(report.failed)}"
+            f"disconnected {len(report.disconnected)}, failed {len(report.failed)}, "
+            f"busy {len(report.busy)}, surplus stopped {len(report.stopped)}"
         )
         for calendar_id in report.gone:
             typer.echo(f"  gone: {calendar_id}")
@@ -311,14 +314,20 @@ def channels_list(
     def work() -> None:
         channels = _channel_manager(ctx.obj).expiring_within(window)
         rows = [
-            {"channel_id": c.channel_id, "calendar_id": c.calendar_id, "expiration": c.expiration.isoformat()}
+            {
+                "channel_id": c.channel_id,
+                "calendar_id": c.calendar_id,
+                "expiration": c.expiration.isoformat(),
+                "confirmed": c.resource_id != PENDING_RESOURCE_ID,  # False: watch failed or under way
+            }
             for c in channels
         ]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
         for row in rows:
-            typer.echo(f"{row['channel_id']}  {row['calendar_id']}  expires {row['expiration']}")
+            note = "" if row["confirmed"] else "  (not confirmed by Google: retried by the next pass)"
+            typer.echo(f"{row['channel_id']}  {row['calendar_id']}  expires {row['expiration']}{note}")
         typer.echo(f"{len(rows)} channel(s)")
 
     _run_channels(work)
@@ -553,7 +562,13 @@ def repair_lag_command(
     store, publisher = open_store(settings.store_url), LazyPubSubPublisher(settings)
     try:
         repair = LagRepair(
-            store, publisher, settings.topic_calendar_changes, settings.topic_conference_commands, older_than=window
+            store,
+            publisher,
+            settings.topic_calendar_changes,
+            settings.topic_conference_commands,
+            settings.topic_conference_commands_dead,
+            older_than=window,
+            max_republishes=settings.outbox_max_republishes,
         )
         report = repair.run_once(dry_run=dry_run)
     except ConfsyncError as err:

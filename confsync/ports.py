@@ -216,7 +216,8 @@ class Store(Protocol):
         ...
 
     def record_notification(self, calendar_id: str, channel_id: str, message_number: int, at: datetime) -> bool:
-        """Remember the newest notification; False if this one (or a newer) was already seen."""
+        """Remember when the latest notification arrived (whatever its number: numbers are not
+        trusted) and the channel's highest number; False if that number (or a higher) was seen."""
         ...
 
     def lagging_calendars(self, notified_before: datetime, limit: int = 500) -> list[CalendarState]:
@@ -239,6 +240,15 @@ class Store(Protocol):
         ...
 
     def stop_channel(self, channel_id: str) -> None: ...
+
+    # leases
+    def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        """Hold ``name`` until ``until`` unless another holder's lease runs past ``now``; True if held."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give ``name`` up, if ``holder`` still holds it."""
+        ...
 
     # links
     def upsert_link(self, link: Link) -> None: ...

@@ -88,9 +88,9 @@ class ServedApp:
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=timeout_s)
         self._socket.close()
 
     def __enter__(self) -> Self:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from confsync.errors import ConfigError
 
-__all__ = ["PREFIX", "Delivery", "PullKind", "Secret", "SettingInfo", "Settings", "TransportKind"]
+__all__ = ["PREFIX", "Delivery", "PullKind", "PushAuth", "Secret", "SettingInfo", "Settings", "TransportKind"]
 
 PREFIX = "CONFSYNC_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -35,6 +35,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 TransportKind = Literal["pubsub", "memory"]
 Delivery = Literal["pull", "push"]
 PullKind = Literal["streaming", "unary"]
+PushAuth = Literal["verify", "platform"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,9 @@ class Settings:
     pubsub_timeout_s: float = _setting(30.0, "Deadline in seconds for one Pub/Sub call, retries included.")
     pubsub_ack_deadline_s: int = _setting(60, "Ack deadline of confsync's subscriptions, in seconds.")
     pubsub_max_delivery_attempts: int = _setting(
-        5, "Deliveries of one message before it is dead-lettered (Pub/Sub allows 5 to 100)."
+        20,
+        "Deliveries of one message before it is dead-lettered (Pub/Sub allows 5 to 100); with the "
+        "backoff growing to 600 s, an overload has well over an hour to pass before anything is dead-lettered.",
     )
     pubsub_flow_max_messages: int = _setting(100, "Messages one worker holds unacknowledged at most.")
     pubsub_flow_max_bytes: int = _setting(10 * 1024 * 1024, "Bytes one worker holds unacknowledged at most.")
@@ -131,7 +134,11 @@ class Settings:
     )
     delivery: Delivery = _setting("pull", "How processors and publishers get messages: pull (streaming) or push.")
     memory_queue_limit: int = _setting(10_000, "Messages the in-process transport holds before publish waits.")
-    shutdown_deadline_s: float = _setting(20.0, "On SIGTERM, how long in-flight messages may take to finish.")
+    shutdown_deadline_s: float = _setting(
+        8.0,
+        "On SIGTERM, how long the server and in-flight messages may take to finish, in all "
+        "(Cloud Run kills an instance 10 s after SIGTERM).",
+    )
     # -- Google Calendar --------------------------------------------------------------------
     calendar_api_endpoint: str | None = _setting(
         None, "Calendar API endpoint override (a sandbox's http://HOST:PORT/calendar/v3/); unset means Google."
@@ -160,6 +167,11 @@ class Settings:
     lag_repair_interval_s: float = _setting(
         30.0, "How often the ingest service looks for such calendars, in seconds; 0 turns the loop off."
     )
+    outbox_max_republishes: int = _setting(
+        10,
+        "Times ingest/lag.py publishes an unsettled command again; after that it goes to the "
+        "commands' dead-letter topic with the cause and leaves the outbox.",
+    )
     orphan_after_s: float = _setting(
         24 * 3600.0,
         "A conference the add-on created for an event no full listing shows is deleted (as an orphan: the "
@@ -186,14 +198,26 @@ class Settings:
     )
     # -- serving ----------------------------------------------------------------------------
     local_mode: bool = _setting(
-        default=False, help="Local development: push routes skip OIDC checks and the dev token is accepted."
+        default=False,
+        help="Local development: push routes skip OIDC checks and the dev token is accepted. Refused on "
+        "Cloud Run (K_SERVICE set) and by `confsync serve` on an address other than loopback.",
     )
     push_audience: str | None = _setting(None, "Expected audience of Pub/Sub push OIDC tokens.")
     push_service_account: str | None = _setting(None, "Expected email of the Pub/Sub push service account.")
+    push_auth: PushAuth = _setting(
+        "verify",
+        "Who checks the signature of push requests' ID tokens: verify (confsync, against Google's "
+        "certificates) or platform (Cloud Run IAM, which checks it and strips it before the request "
+        "arrives; confsync still checks audience, issuer, email and expiry). platform ONLY behind Cloud "
+        "Run IAM: anywhere else it accepts forged tokens.",
+    )
     dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
     addon_audience: str | None = _setting(None, "Expected audience of the add-on's ID tokens (its OAuth client id).")
     scheduler_service_account: str | None = _setting(
         None, "Expected email of the Cloud Scheduler service account that calls the channel routes."
+    )
+    cloud_run_service: str | None = _setting(
+        None, "Set by Cloud Run (the service's name); local mode is refused where it is set.", env="K_SERVICE"
     )
     # -- bookkeeping, not a setting: which settings the environment set ---------------------
     from_environment: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
@@ -201,6 +225,11 @@ class Settings:
     def __post_init__(self) -> None:
         for info in self.describe():
             _check(info.name, info.value, info.env)
+        if self.local_mode and self.cloud_run_service:
+            raise ConfigError(
+                f"local mode turns authentication off: refused on Cloud Run (K_SERVICE={self.cloud_run_service})",
+                variable="CONFSYNC_LOCAL_MODE",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

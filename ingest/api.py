@@ -36,6 +36,7 @@ from confsync.ports import Conference, ConferenceProvider, NewConference, Store
 from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import Link
+from confsync.store.firestore import MAX_DOCUMENT_ID_BYTES, document_id_fits
 
 __all__ = ["AddonAuth", "conference_data", "create_conference_route"]
 
@@ -102,7 +103,7 @@ def create_conference_route(
 
     async def endpoint(request: Request) -> Response:
         try:
-            caller = auth.check(request.headers.get("authorization"))
+            caller = await run_in_threadpool(auth.check, request.headers.get("authorization"))  # may fetch certificates
         except TokenRejected as rejected:
             return JSONResponse({"error": {"type": "AUTHENTICATION", "message": rejected.reason}}, rejected.status)
         try:
@@ -151,23 +152,21 @@ async def _read(request: Request) -> bytes:
 
 def _parse(body: bytes) -> tuple[NewConference, datetime | None]:
     """The create request, and the version (``updated``) of the event the add-on saw: None when
-    the event did not exist yet; now, when the add-on sent an event without ``updated``."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidMessage(f"body is not JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise InvalidMessage("body must be a JSON object")
-    ids = {key: data.get(key) for key in ("calendarId", "eventId", "requestId")}
-    for key, value in ids.items():
-        if not isinstance(value, str) or not value or len(value) > 1024:
-            raise InvalidMessage("a non-empty string of at most 1024 characters is required", field=key)
+    the event did not exist yet; now, when the add-on sent an event without ``updated``.
+
+    Everything is checked here, before the provider is called: a request refused after the
+    conference was created would leave that conference with no link."""
+    data = _decode(body)
+    ids = _ids(data)
     event = data.get("event") or {}
     if not isinstance(event, dict):
         raise InvalidMessage("must be an object", field="event")
     attendees = event.get("attendees") or []
     if not isinstance(attendees, list):
         raise InvalidMessage("must be a list", field="event.attendees")
+    organizer = event.get("organizer") or {}
+    if not isinstance(organizer, dict):
+        raise InvalidMessage("must be an object", field="event.organizer")
     seen = None
     if event:
         updated = _text(event.get("updated"), "event.updated")
@@ -176,16 +175,60 @@ def _parse(body: bytes) -> tuple[NewConference, datetime | None]:
         except ValueError as err:
             raise InvalidMessage("an RFC 3339 date-time is required", field="event.updated") from err
     new = NewConference(
-        calendar_id=str(ids["calendarId"]),
-        event_id=str(ids["eventId"]),
-        request_id=str(ids["requestId"]),
+        calendar_id=ids["calendarId"],
+        event_id=ids["eventId"],
+        request_id=ids["requestId"],
         summary=_text(event.get("summary"), "event.summary"),
         start=_time(event.get("start"), "event.start"),
         end=_time(event.get("end"), "event.end"),
         attendees=tuple(str(a["email"]) for a in attendees if isinstance(a, dict) and isinstance(a.get("email"), str)),
-        organizer=_text((event.get("organizer") or {}).get("email"), "event.organizer.email"),
+        organizer=_text(organizer.get("email"), "event.organizer.email"),
     )
     return new, seen
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except RecursionError as err:
+        raise InvalidMessage("body is nested too deeply") from err
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidMessage(f"body is not JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise InvalidMessage("body must be a JSON object")
+    if _has_lone_surrogate(data):
+        raise InvalidMessage("body has an unpaired surrogate (a lone \\uD800-\\uDFFF escape), which is not text")
+    return data
+
+
+def _ids(data: dict[str, Any]) -> dict[str, str]:
+    ids = {key: data.get(key) for key in ("calendarId", "eventId", "requestId")}
+    checked: dict[str, str] = {}
+    for key, value in ids.items():
+        if not isinstance(value, str) or not value or len(value) > 1024:
+            raise InvalidMessage("a non-empty string of at most 1024 characters is required", field=key)
+        if key != "requestId" and not document_id_fits(value):  # they name documents in the store
+            limit = MAX_DOCUMENT_ID_BYTES
+            raise InvalidMessage(f"too long once escaped as a store key (at most {limit} bytes)", field=key)
+        checked[key] = value
+    return checked
+
+
+def _has_lone_surrogate(data: object) -> bool:
+    """Whether any string in decoded JSON is not encodable text (walked without recursion)."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+    return False
 
 
 def _text(value: object, name: str) -> str | None:

@@ -1,11 +1,11 @@
 """The ingest service: everything that enters confsync from Google, as one ASGI app.
 
 Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/conferences``
-(the add-on), ``GET /healthz``, and for Cloud Scheduler (OIDC-authenticated like the push
-routes): ``POST /tasks/renew-channels?before=SECONDS``, ``POST
-/tasks/channels/ensure?calendar=ID``, ``POST /tasks/channels/stop?calendar=ID|channel=ID``,
-``GET /tasks/channels?expiring_within=SECONDS``, ``POST /tasks/repair-lag[?dry_run=1]``
-(ingest/lag.py).
+(the add-on), ``GET /healthz`` and ``GET /readyz`` (``health_routes``), and for Cloud
+Scheduler (OIDC-authenticated like the push routes): ``POST
+/tasks/renew-channels?before=SECONDS``, ``POST /tasks/channels/ensure?calendar=ID``, ``POST
+/tasks/channels/stop?calendar=ID|channel=ID``, ``GET /tasks/channels?expiring_within=SECONDS``,
+``POST /tasks/repair-lag[?dry_run=1]`` (ingest/lag.py).
 
 Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
 one Publish request, which is what keeps the webhook's throughput up (bench/ingest.py).
@@ -13,6 +13,11 @@ one Publish request, which is what keeps the webhook's throughput up (bench/inge
 
 from __future__ import annotations
 
+import asyncio
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,9 +37,13 @@ from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
 from ingest.webhook import WebhookStats, webhook_route
 
-__all__ = ["IngestParts", "create_ingest_app", "ingest_routes"]
+__all__ = ["READY_CACHE_S", "READY_TIMEOUT_S", "IngestParts", "create_ingest_app", "health_routes", "ingest_routes"]
 
 log = structlog.get_logger(__name__)
+
+READY_CACHE_S = 5.0
+READY_TIMEOUT_S = 2.0
+_SECONDS = re.compile(r"[0-9]{1,10}")  # ASCII digits (isdigit() admits '²'), few enough for a timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +60,58 @@ class IngestParts:
 
 
 def create_ingest_app(parts: IngestParts) -> Starlette:
+    checks = {"store": lambda: parts.store.get_calendar("readyz-probe")}
+    return Starlette(routes=[*ingest_routes(parts), *health_routes(checks)])
+
+
+def health_routes(
+    checks: Mapping[str, Callable[[], object]],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    cache_s: float = READY_CACHE_S,
+    timeout_s: float = READY_TIMEOUT_S,
+) -> list[Route]:
+    """``GET /healthz`` (the process answers) and ``GET /readyz`` (every check passed within
+    ``timeout_s``). Anyone can ask, so the answers say ok or not ok only and what failed goes
+    to the logs; readiness is checked at most once per ``cache_s``, so a flood of requests
+    never becomes a flood of calls to the store or Pub/Sub."""
+    readiness = _Readiness(dict(checks), clock=clock, cache_s=cache_s, timeout_s=timeout_s)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    return Starlette(routes=[*ingest_routes(parts), Route("/healthz", healthz, methods=["GET"])])
+    async def readyz(_request: Request) -> Response:
+        ready = await readiness.ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+
+
+class _Readiness:
+    def __init__(
+        self, checks: dict[str, Callable[[], object]], *, clock: Callable[[], float], cache_s: float, timeout_s: float
+    ) -> None:
+        self._checks, self._clock, self._cache_s, self._timeout_s = checks, clock, cache_s, timeout_s
+        self._ready = False
+        self._checked_at = -math.inf
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> bool:
+        async with self._lock:  # requests that come while a round runs share its answer
+            if self._clock() - self._checked_at >= self._cache_s:
+                passed = await asyncio.gather(*(self._passes(name, check) for name, check in self._checks.items()))
+                self._ready, self._checked_at = all(passed), self._clock()
+            return self._ready
+
+    async def _passes(self, name: str, check: Callable[[], object]) -> bool:
+        started = self._clock()
+        try:
+            await asyncio.wait_for(run_in_threadpool(check), self._timeout_s)
+        except Exception as err:  # noqa: BLE001 - any failure means not ready; the log says which
+            error = f"{type(err).__name__}: {err}"[:300]
+            log.warning("not ready", dependency=name, error=error, after_s=round(self._clock() - started, 3))
+            return False
+        return True
 
 
 def ingest_routes(parts: IngestParts) -> list[Route]:
@@ -64,11 +121,11 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         log.warning("ingest runs in LOCAL MODE: the dev token is accepted and scheduler routes are not verified")
     auth = AddonAuth(parts.addon_verifier, settings.dev_token if settings.local_mode else None)
 
-    def refused(request: Request) -> Response | None:
+    async def refused(request: Request) -> Response | None:
         """Scheduler routes: the scheduler's OIDC token, as for push routes (local mode: none)."""
         if parts.scheduler_verifier is not None:
-            try:
-                parts.scheduler_verifier.verify(request.headers.get("authorization"))
+            try:  # in a thread: it may fetch Google's certificates
+                await run_in_threadpool(parts.scheduler_verifier.verify, request.headers.get("authorization"))
             except TokenRejected as rejected:
                 return JSONResponse({"error": rejected.reason}, status_code=rejected.status)
         elif not settings.local_mode:
@@ -77,10 +134,10 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
 
     def seconds(request: Request, name: str, default: int) -> int | None:
         text = request.query_params.get(name, str(default))
-        return int(text) if text.isdigit() else None
+        return int(text) if _SECONDS.fullmatch(text) else None
 
     async def renew(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+        if (answer := await refused(request)) is not None:
             return answer
         before = seconds(request, "before", 24 * 3600)
         if before is None:
@@ -92,11 +149,13 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
                 "gone": report.gone,
                 "disconnected": report.disconnected,
                 "failed": report.failed,
+                "busy": report.busy,
+                "surplus_stopped": report.stopped,
             }
         )
 
     async def ensure(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+        if (answer := await refused(request)) is not None:
             return answer
         calendar_id = request.query_params.get("calendar")
         if not calendar_id:
@@ -108,7 +167,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse({"channel_id": channel.channel_id, "expiration": channel.expiration.isoformat()})
 
     async def stop(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+        if (answer := await refused(request)) is not None:
             return answer
         calendar_id, channel_id = request.query_params.get("calendar"), request.query_params.get("channel")
         if (calendar_id is None) == (channel_id is None):
@@ -117,7 +176,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse({"stopped": stopped})
 
     async def listing(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+        if (answer := await refused(request)) is not None:
             return answer
         within = seconds(request, "expiring_within", 3650 * 86400)
         if within is None:
@@ -131,12 +190,18 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         )
 
     async def repair_lag(request: Request) -> Response:
-        if (answer := refused(request)) is not None:
+        if (answer := await refused(request)) is not None:
             return answer
         if parts.lag is None:
             return JSONResponse({"error": "sync-lag repair is not configured"}, status_code=404)
-        report = await run_in_threadpool(parts.lag.run_once, dry_run=request.query_params.get("dry_run") == "1")
-        return JSONResponse(report.to_json())
+        dry_run = request.query_params.get("dry_run") == "1"
+        report = await run_in_threadpool(parts.lag.run_once, dry_run=dry_run)
+        body = report.to_json()
+        if not dry_run:  # the same tick retries failed watches, as the in-process loop does
+            channels = await run_in_threadpool(parts.channels.renew, timedelta(0))
+            body["channels_renewed"] = channels.renewed
+            body["channels_failed"] = channels.failed
+        return JSONResponse(body)
 
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),

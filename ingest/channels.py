@@ -6,11 +6,17 @@
   events.watch is called, with no resource id yet: Google sends the ``sync`` message as soon
   as the channel exists, and it can reach the webhook before watch's answer reaches us. The
   webhook admits such a pending channel on its token alone; the answer then fills in the
-  resource id and expiration. A watch that fails leaves the pending record stopped.
-- ``renew``: channels expiring within a window get a new channel first, then the old one is
-  stopped: two overlap for a moment, there is never a gap. A calendar whose watch answers
-  404/403 is marked gone (and a CalendarChanged goes out so its conferences are reconciled);
-  one whose credentials are refused is marked disconnected. Either way its renewal stops.
+  resource id and expiration. A watch that fails leaves the pending record live but expired,
+  so the next ``renew`` pass tries again.
+- Opening is leased per calendar in the store: two ensures or renewals racing on one calendar
+  (two ingest instances, the add-on and a scheduler tick) open one channel, not two.
+- ``renew`` reconciles each calendar that has a channel expiring within a window (a failed
+  watch counts as expired): afterwards it has exactly one live channel, opened before any old
+  one is stopped, so there is never a gap. The lag loop runs it with no window (repairs only)
+  and the scheduler's tick ahead of expiry. A calendar whose watch answers 404/403 is marked
+  gone (and a CalendarChanged goes out so its conferences are reconciled); one whose
+  credentials are refused is marked disconnected; either way its channels are stopped. A
+  calendar that is not active any more loses its channels.
 - ``stop`` and ``list`` for operators.
 """
 
@@ -18,22 +24,26 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from confsync.contracts import CalendarChanged, Source
-from confsync.errors import AuthError, CalendarGone, ConfsyncError
+from confsync.errors import AuthError, CalendarGone, ConfsyncError, TransientError
 from confsync.ports import CalendarClient, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord
 
-__all__ = ["ChannelManager", "RenewReport"]
+__all__ = ["ChannelBusy", "ChannelManager", "RenewReport"]
 
 log = structlog.get_logger(__name__)
+
+
+_LEASE = timedelta(minutes=2)  # longer than a watch call with its reconnects
 
 
 @dataclass
@@ -42,6 +52,12 @@ class RenewReport:
     gone: list[str] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # another instance held the calendar's lease
+    stopped: list[str] = field(default_factory=list)  # surplus channel ids
+
+
+class ChannelBusy(TransientError):
+    """Another instance is opening this calendar's channel right now."""
 
 
 class ChannelManager:
@@ -70,20 +86,39 @@ class ChannelManager:
 
     def ensure(self, calendar_id: str) -> ChannelRecord:
         """The calendar's live channel, opened now if it has none."""
-        now = self._clock()
-        for channel in self._store.live_channels(calendar_id):
-            if channel.expiration > now:
-                return channel
-        return self._open(calendar_id)
+        channel = self._watching(calendar_id, self._clock())
+        if channel is not None:
+            return channel
+        with self._leased(calendar_id) as held:
+            if not held:
+                raise ChannelBusy(f"another instance is opening a channel for {calendar_id}")
+            channel = self._watching(calendar_id, self._clock())
+            return channel if channel is not None else self._open(calendar_id)
+
+    def _watching(self, calendar_id: str, after: datetime) -> ChannelRecord | None:
+        """The live channel of the calendar that lasts longest past ``after``, if any does."""
+        live = [c for c in self._store.live_channels(calendar_id) if c.expiration > after]
+        return max(live, key=lambda c: c.expiration, default=None)
+
+    @contextmanager
+    def _leased(self, calendar_id: str) -> Iterator[bool]:
+        name, holder, now = f"watch:{calendar_id}", str(uuid.uuid4()), self._clock()
+        held = self._store.take_lease(name, holder, now=now, until=now + _LEASE)
+        try:
+            yield held
+        finally:
+            if held:
+                self._store.release_lease(name, holder)
 
     def _open(self, calendar_id: str) -> ChannelRecord:
+        """Open a channel (the caller holds the calendar's lease)."""
         channel_id, token = str(uuid.uuid4()), secrets.token_urlsafe(32)
         pending = ChannelRecord(
             channel_id=channel_id,
             calendar_id=calendar_id,
             resource_id=PENDING_RESOURCE_ID,
             token=Secret(token),
-            expiration=self._clock() + timedelta(seconds=self._ttl_s),
+            expiration=self._clock() + _LEASE,
         )
         self._store.ensure_calendar(calendar_id)
         self._store.add_channel(pending)  # before watch: the sync message can beat watch's answer
@@ -92,7 +127,7 @@ class ChannelManager:
                 calendar_id, channel_id=channel_id, address=self._webhook_url, token=token, ttl_s=self._ttl_s
             )
         except BaseException:
-            self._store.stop_channel(channel_id)
+            self._store.add_channel(replace(pending, expiration=self._clock()))  # due: the next pass retries
             raise
         record = replace(pending, resource_id=answer.resource_id, expiration=answer.expiration)
         self._store.add_channel(record)
@@ -102,39 +137,68 @@ class ChannelManager:
         return record
 
     def renew(self, before: timedelta) -> RenewReport:
-        """Replace every live channel that expires within ``before``: new one first, then stop."""
+        """Reconcile every calendar with a live channel expiring within ``before``."""
         report = RenewReport()
-        for old in self._store.channels_expiring_before(self._clock() + before):
-            calendar_id = old.calendar_id
-            try:
-                self._open(calendar_id)
-            except CalendarGone as err:
-                self._give_up(old, CalendarStatus.GONE, err)
-                report.gone.append(calendar_id)
-                continue
-            except AuthError as err:
-                self._give_up(old, CalendarStatus.DISCONNECTED, err)
-                report.disconnected.append(calendar_id)
-                continue
-            except ConfsyncError as err:
-                log.warning("channel renewal failed; will retry", calendar_id=calendar_id, error=str(err))
-                report.failed.append(calendar_id)
-                continue
-            self._stop(old)
-            report.renewed.append(calendar_id)
-        log.info("channels renewed", renewed=len(report.renewed), gone=len(report.gone), failed=len(report.failed))
+        horizon = self._clock() + before
+        for calendar_id in dict.fromkeys(c.calendar_id for c in self._store.channels_expiring_before(horizon)):
+            with self._leased(calendar_id) as held:
+                if held:
+                    self._reconcile(calendar_id, horizon, report)
+                else:
+                    report.busy.append(calendar_id)
+        if report != RenewReport():
+            log.info(
+                "channels reconciled",
+                renewed=len(report.renewed),
+                gone=len(report.gone),
+                disconnected=len(report.disconnected),
+                failed=len(report.failed),
+                busy=len(report.busy),
+                surplus_stopped=len(report.stopped),
+            )
         return report
 
-    def _give_up(self, old: ChannelRecord, status: CalendarStatus, err: ConfsyncError) -> None:
-        self._store.set_calendar_status(old.calendar_id, status, str(err))
-        self._store.stop_channel(old.channel_id)
-        log.error("calendar can no longer be watched", calendar_id=old.calendar_id, status=status.value, error=str(err))
+    def _reconcile(self, calendar_id: str, horizon: datetime, report: RenewReport) -> None:
+        """One live channel lasting past ``horizon`` for an active calendar, none for another."""
+        live = self._store.live_channels(calendar_id)
+        state = self._store.get_calendar(calendar_id)
+        keep = None
+        if state is None or state.status is CalendarStatus.ACTIVE:
+            keep = self._watching(calendar_id, horizon)
+            if keep is not None and keep.resource_id == PENDING_RESOURCE_ID:
+                keep = None  # unconfirmed past its lease: its opener is gone
+            if keep is None:
+                try:
+                    keep = self._open(calendar_id)
+                except CalendarGone as err:
+                    self._give_up(calendar_id, CalendarStatus.GONE, err)
+                    report.gone.append(calendar_id)
+                    return
+                except AuthError as err:
+                    self._give_up(calendar_id, CalendarStatus.DISCONNECTED, err)
+                    report.disconnected.append(calendar_id)
+                    return
+                except ConfsyncError as err:
+                    log.warning("channel renewal failed; will retry", calendar_id=calendar_id, error=str(err))
+                    report.failed.append(calendar_id)
+                    return
+                report.renewed.append(calendar_id)
+        for channel in live:
+            if keep is None or channel.channel_id != keep.channel_id:
+                self._stop(channel)
+                report.stopped.append(channel.channel_id)
+
+    def _give_up(self, calendar_id: str, status: CalendarStatus, err: ConfsyncError) -> None:
+        self._store.set_calendar_status(calendar_id, status, str(err))
+        for channel in self._store.live_channels(calendar_id):
+            self._stop(channel)
+        log.error("calendar can no longer be watched", calendar_id=calendar_id, status=status.value, error=str(err))
         if status is CalendarStatus.GONE and self._publisher is not None:
-            change = CalendarChanged(calendar_id=old.calendar_id, source=Source.RENEWAL, received_at=self._clock())
+            change = CalendarChanged(calendar_id=calendar_id, source=Source.RENEWAL, received_at=self._clock())
             try:
-                self._publisher.publish(self._changes_topic, change.to_bytes(), ordering_key=old.calendar_id)
+                self._publisher.publish(self._changes_topic, change.to_bytes(), ordering_key=calendar_id)
             except ConfsyncError as failure:  # marked gone already; a backfill reconciles it later
-                log.error("could not ask for reconciliation", calendar_id=old.calendar_id, error=str(failure))  # noqa: TRY400
+                log.error("could not ask for reconciliation", calendar_id=calendar_id, error=str(failure))  # noqa: TRY400
 
     def stop(self, *, calendar_id: str | None = None, channel_id: str | None = None) -> list[str]:
         """Stop one channel, or every live channel of a calendar; the ids stopped."""
@@ -149,7 +213,8 @@ class ChannelManager:
 
     def _stop(self, channel: ChannelRecord) -> None:
         try:
-            self._client(channel.calendar_id).stop_channel(channel.channel_id, channel.resource_id)
+            if channel.resource_id != PENDING_RESOURCE_ID:  # Google never confirmed it: nothing to stop there
+                self._client(channel.calendar_id).stop_channel(channel.channel_id, channel.resource_id)
         except ConfsyncError as err:  # it expires on its own; our record says stopped either way
             log.warning("channel stop failed at Google", channel_id=channel.channel_id, error=str(err))
         self._store.stop_channel(channel.channel_id)

@@ -9,16 +9,20 @@ X-Goog-Channel-ID, -Token, -Expiration, X-Goog-Resource-ID, -URI, -State, X-Goog
   published, a warning naming the channel (never the token). A channel still waiting for
   events.watch's answer has no resource id yet (ingest/channels.py records it first, because
   Google's ``sync`` message can arrive before that answer): its token alone admits it.
-- A notification already handled (same channel, same or older message number) -> 200,
-  published once only.
 - Otherwise (``sync``, ``exists``, ``not_exists``) publish CalendarChanged with ordering key =
-  calendar id, remember the message number, 200. If publishing fails -> 503, nothing
+  calendar id, remember when it arrived, 200. If publishing fails -> 503, nothing
   remembered, so Google's retry publishes it: never a 200 for what is not durably published.
+
+The message number is carried and recorded, never a reason to drop a notification: anyone
+holding a channel's token could send a huge one. A repeat is published again and costs little:
+the processor acknowledges a notification older than the calendar's last completed sync
+without calling Google.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -45,6 +49,7 @@ log = structlog.get_logger(__name__)
 MAX_BODY = 64 * 1024
 _T = TypeVar("_T")
 _MAX_HEADER = 1024
+_MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also admits '²'
 
 
 @dataclass
@@ -86,7 +91,7 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
         return work(*args) if getattr(store, "local", False) else await run_in_threadpool(work, *args)
 
     def admit(notification: _Notification) -> ChannelRecord:
-        """The channel this notification is for, if it is genuine and new; else _Refused."""
+        """The channel this notification is for, if it is genuine; else _Refused."""
         channel = store.get_channel(notification.channel_id)
         if channel is None or channel.state.value != "live":
             raise _Refused(200, "unknown or stopped channel", "unknown_channel")
@@ -97,14 +102,6 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             raise _Refused(401, "channel token does not match", "bad_token")
         if channel.resource_id not in (PENDING_RESOURCE_ID, notification.resource_id):
             raise _Refused(401, "resource id does not match the channel", "bad_resource")
-        state = store.get_calendar(channel.calendar_id)
-        if (
-            state is not None
-            and state.last_channel_id == channel.channel_id
-            and state.last_message_number is not None
-            and state.last_message_number >= notification.message_number
-        ):
-            raise _Refused(200, "already handled", "duplicate")
         return channel
 
     async def handle(notification: _Notification) -> Response:
@@ -181,7 +178,7 @@ def _parse(request: Request) -> _Notification:
         resource_state = ResourceState(state_text)
     except ValueError as err:
         raise _Refused(400, f"unknown X-Goog-Resource-State {state_text!r}", "bad_request") from err
-    if not number_text.isdigit() or len(number_text) > 18:
+    if not _MESSAGE_NUMBER.fullmatch(number_text):
         raise _Refused(400, "X-Goog-Message-Number is not a number", "bad_request")
     token = headers.get("X-Goog-Channel-Token")
     return _Notification(channel_id, token, resource_id, resource_state, int(number_text))

@@ -19,6 +19,7 @@ one did not drain within the deadline, 1 for any other failure.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import sys
@@ -46,6 +47,11 @@ def serve_processes(settings: Settings, role: Role, *, host: str, port: int, pro
     """Serve ``role`` in ``processes`` processes on one port until signalled; the exit status."""
     if processes < 1:
         raise ConfigError(f"--processes must be at least 1, got {processes}")
+    if settings.local_mode and not _is_loopback(host):
+        raise ConfigError(
+            f"local mode turns authentication off: serve it on 127.0.0.1, ::1 or localhost, not {host!r}",
+            variable="CONFSYNC_LOCAL_MODE",
+        )
     if processes == 1:
         return 0 if run_service(settings, role, host=host, port=port) else EXIT_UNCLEAN
     if settings.transport == "memory":
@@ -69,6 +75,16 @@ def serve_processes(settings: Settings, role: Role, *, host: str, port: int, pro
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _is_loopback(host: str) -> bool:
+    """Only this machine can connect: a name is trusted only if it is ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _child_settings(settings: Settings, index: int) -> Settings:

@@ -3,8 +3,8 @@
 A role is one Cloud Run service (``ingest``, ``processor``, ``publisher``) or all three in
 one process (``all``). The in-process transport (``CONFSYNC_TRANSPORT=memory``) only allows
 ``all``: its queues live in one process. Every role serves HTTP with ``GET /healthz`` (the
-process is up) and ``GET /readyz`` (the store and the transport answer within 2 s: 200, or
-503 naming what failed), plus:
+process is up) and ``GET /readyz`` (the store and the transport answered within 2 s, asked at
+most every few seconds: 200 or 503, the reason in the logs; ``ingest.app.health_routes``), plus:
 
 - ingest: the webhook, the add-on API and the scheduler's channel routes (``ingest.app``);
 - processor / publisher with push delivery: their push routes; with pull delivery
@@ -16,7 +16,6 @@ deadline, then clients close.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import os
@@ -27,14 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Protocol
 
 import structlog
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from confsync.calendar import CalendarClients
 from confsync.errors import ConfigError
@@ -51,7 +48,7 @@ from confsync.transport.pubsub_unary import PubSubUnaryWorker
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from confsync.transport.topology import topology
-from ingest.app import IngestParts, ingest_routes
+from ingest.app import IngestParts, health_routes, ingest_routes
 from ingest.channels import ChannelManager
 from ingest.lag import LagLoop, LagRepair
 from ingest.webhook import WebhookStats
@@ -85,8 +82,9 @@ class Service:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self, deadline_s: float) -> bool:
-        """Drain the workers within ``deadline_s``, then close every client; True if all drained."""
-        clean = all([worker.stop(deadline_s) for worker in self.workers])  # noqa: C419 - stop every one
+        """Drain the workers within ``deadline_s`` in all, then close every client; True if all drained."""
+        ends_at = time.monotonic() + deadline_s
+        clean = all([worker.stop(max(ends_at - time.monotonic(), 0.0)) for worker in self.workers])  # noqa: C419 - stop every one
         for close in reversed(self.closers):
             with contextlib.suppress(Exception):
                 close()
@@ -190,7 +188,7 @@ def build_service(settings: Settings, role: Role) -> Service:
     except BaseException:
         service.stop(0)
         raise
-    service.app = Starlette(routes=[*routes, *_health_routes(store, transport, role)])
+    service.app = Starlette(routes=[*routes, *_health_routes(store, transport)])
     return service
 
 
@@ -283,33 +281,20 @@ def _ingest(  # noqa: PLR0913 - the role's parts, named
         transport.publisher,
         settings.topic_calendar_changes,
         settings.topic_conference_commands,
+        settings.topic_conference_commands_dead,
         older_than=timedelta(seconds=settings.lag_repair_after_s),
+        max_republishes=settings.outbox_max_republishes,
     )
     if settings.lag_repair_interval_s > 0:
-        into.workers.append(LagLoop(lag, settings.lag_repair_interval_s).start())
+        repairs = partial(channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
+        into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs).start())
     parts = IngestParts(settings, store, publisher, provider, channels, WebhookStats(), addon, scheduler, lag)
     return list(ingest_routes(parts))
 
 
-def _health_routes(store: Store, transport: _Transport, role: Role) -> list[BaseRoute]:
-    async def healthz(_request: Request) -> Response:
-        return JSONResponse({"ok": True, "role": role.value, "pid": os.getpid()})
-
-    async def readyz(_request: Request) -> Response:
-        checks = {"store": lambda: store.get_calendar("readyz-probe"), "transport": transport.check}
-        failed: dict[str, str] = {}
-        for name, check in checks.items():
-            started = time.monotonic()
-            try:
-                await asyncio.wait_for(run_in_threadpool(check), READY_TIMEOUT_S)
-            except Exception as err:  # noqa: BLE001 - any failure means not ready; the reason is reported
-                failed[name] = f"{type(err).__name__}: {err}"[:300]
-                log.warning("not ready", dependency=name, error=failed[name], after_s=time.monotonic() - started)
-        if failed:
-            return JSONResponse({"ready": False, "failed": failed}, status_code=503)
-        return JSONResponse({"ready": True, "role": role.value})
-
-    return [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+def _health_routes(store: Store, transport: _Transport) -> list[BaseRoute]:
+    checks = {"store": lambda: store.get_calendar("readyz-probe"), "transport": transport.check}
+    return list(health_routes(checks, timeout_s=READY_TIMEOUT_S))
 
 
 class _Running:
@@ -320,8 +305,10 @@ class _Running:
         self._served = served
 
     def stop(self, deadline_s: float) -> bool:
-        self._served.stop()  # stop taking requests; uvicorn lets in-flight ones finish
-        return self._service.stop(deadline_s)
+        """Both within ``deadline_s``: Cloud Run kills the container when its grace ends."""
+        ends_at = time.monotonic() + deadline_s
+        self._served.stop(timeout_s=deadline_s)  # stop taking requests; uvicorn lets in-flight ones finish
+        return self._service.stop(max(ends_at - time.monotonic(), 0.0))
 
 
 def run_service(  # noqa: PLR0913 - where and how to serve, named

@@ -9,6 +9,7 @@ touch a document another calendar needs::
     {prefix}channels/{channel}                   watch channel (queried by expiration)
     {prefix}conferences/{conference}             applied version + which link points here
     {prefix}outbox/{command}                     a published command not yet settled (by due_at)
+    {prefix}leases/{name}                        who holds a lease (a calendar's watch) until when
 
 Every compare-and-set (sync token, notification, applied version) runs in a transaction
 that re-reads the document it decides on. Document ids are the natural ids, escaped where
@@ -41,7 +42,7 @@ from confsync.store.records import (
     OutboxEntry,
 )
 
-__all__ = ["COMPOSITE_INDEXES", "FirestoreStore"]
+__all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "document_id_fits"]
 
 # Queries that need a composite index in production (the emulator needs none): collection ->
 # fields, equality filters first, the range/order field last. infra/terraform/firestore.tf
@@ -51,6 +52,7 @@ COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING}
 
 _T = TypeVar("_T")
 _BATCH = 500  # Firestore's limit of writes in one batch
+MAX_DOCUMENT_ID_BYTES = 1500  # Firestore's limit on a document id
 
 
 def _doc_id(natural: str) -> str:
@@ -59,6 +61,12 @@ def _doc_id(natural: str) -> str:
     if escaped in (".", "..") or (escaped.startswith("__") and escaped.endswith("__")):
         escaped = "%" + escaped.encode().hex()
     return escaped
+
+
+def document_id_fits(natural: str) -> bool:
+    """Whether ``natural`` fits in a document id once escaped: checked before any side effect,
+    since a write that fails after the conferencing service created a conference orphans it."""
+    return len(_doc_id(natural)) <= MAX_DOCUMENT_ID_BYTES  # escaped ids are ASCII
 
 
 class FirestoreStore:
@@ -72,6 +80,7 @@ class FirestoreStore:
         self._channels = client.collection(f"{prefix}channels")
         self._conferences = client.collection(f"{prefix}conferences")
         self._outbox = client.collection(f"{prefix}outbox")
+        self._leases = client.collection(f"{prefix}leases")
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "") -> FirestoreStore:
@@ -143,14 +152,20 @@ class FirestoreStore:
         def work(transaction: Any) -> bool:
             snapshot = ref.get(transaction=transaction)
             data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
-            last = data.get("last_message_number")
-            if data.get("last_channel_id") == channel_id and last is not None and last >= message_number:
+            last, notified = data.get("last_message_number"), data.get("last_notified_at")
+            new = data.get("last_channel_id") != channel_id or last is None or last < message_number
+            # Every arrival counts for lag repair, whatever its number: a number alone proves nothing.
+            later = notified is None or _aware(notified) < at
+            if not (new or later):
                 return False
-            data.update(last_channel_id=channel_id, last_message_number=message_number, last_notified_at=at)
+            if new:
+                data.update(last_channel_id=channel_id, last_message_number=message_number)
+            if later:
+                data["last_notified_at"] = notified = at
             synced = data.get("last_synced_at")
-            data["lagging"] = synced is None or _aware(synced) <= at
+            data["lagging"] = synced is None or _aware(synced) <= _aware(notified)
             transaction.set(ref, data)
-            return True
+            return new
 
         return self._transact(work)
 
@@ -210,6 +225,32 @@ class FirestoreStore:
         ref = self._channels.document(_doc_id(channel_id))
         if ref.get().exists:
             ref.update({"state": ChannelState.STOPPED.value})
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        ref = self._leases.document(_doc_id(name))
+
+        def work(transaction: Any) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists:
+                data = _data(snapshot)
+                if data["holder"] != holder and _aware(data["until"]) > now:
+                    return False
+            transaction.set(ref, {"holder": holder, "until": until})
+            return True
+
+        return self._transact(work)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        ref = self._leases.document(_doc_id(name))
+
+        def work(transaction: Any) -> None:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and _data(snapshot)["holder"] == holder:
+                transaction.delete(ref)
+
+        self._transact(work)
 
     # -- links ------------------------------------------------------------------------------
 

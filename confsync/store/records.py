@@ -29,6 +29,7 @@ class CalendarStatus(StrEnum):
     ACTIVE = "active"
     DISCONNECTED = "disconnected"  # credentials refused; waits for the user to reconnect
     GONE = "gone"  # the calendar can no longer be read; its conferences were reconciled
+    FAILED = "failed"  # a permanent error (last_error); waits for an operator's backfill
 
 
 class ChannelState(StrEnum):
@@ -45,8 +46,9 @@ class LinkState(StrEnum):
 class CalendarState:
     """One watched calendar's sync position. ``token_version`` guards compare-and-set.
 
-    ``last_channel_id``/``last_message_number``/``last_notified_at`` are the newest push
-    notification handled, so a duplicate or older one is acknowledged without work.
+    ``last_notified_at`` is when the latest push notification arrived (lag repair watches it);
+    ``last_channel_id``/``last_message_number`` the highest number seen, a hint only: anyone
+    holding a channel's token can send any number.
     """
 
     calendar_id: str

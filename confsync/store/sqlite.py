@@ -91,6 +91,13 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE links ADD COLUMN created_at INTEGER;
     """,
+    """
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until INTEGER NOT NULL
+    );
+    """,
 )
 
 
@@ -222,10 +229,16 @@ class SqliteStore:
     def record_notification(self, calendar_id: str, channel_id: str, message_number: int, at: datetime) -> bool:
         with self._write() as db:
             db.execute("INSERT OR IGNORE INTO calendars (calendar_id) VALUES (?)", (calendar_id,))
+            # Every arrival counts for lag repair, whatever its number: a number alone proves nothing.
+            db.execute(
+                "UPDATE calendars SET last_notified_at = ?"
+                " WHERE calendar_id = ? AND (last_notified_at IS NULL OR last_notified_at < ?)",
+                (_us(at), calendar_id, _us(at)),
+            )
             cursor = db.execute(
-                "UPDATE calendars SET last_channel_id = ?, last_message_number = ?, last_notified_at = ?"
+                "UPDATE calendars SET last_channel_id = ?, last_message_number = ?"
                 " WHERE calendar_id = ? AND NOT (last_channel_id IS ? AND last_message_number >= ?)",
-                (channel_id, message_number, _us(at), calendar_id, channel_id, message_number),
+                (channel_id, message_number, calendar_id, channel_id, message_number),
             )
             return cursor.rowcount == 1
 
@@ -278,6 +291,20 @@ class SqliteStore:
 
     def stop_channel(self, channel_id: str) -> None:
         self._write_one("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))
+
+    # -- leases -----------------------------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, *, now: datetime, until: datetime) -> bool:
+        taken = self._write_one(
+            "INSERT INTO leases (name, holder, until) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET holder = excluded.holder, until = excluded.until"
+            " WHERE leases.until <= ? OR leases.holder = excluded.holder",
+            (name, holder, _us(until), _us(now)),
+        )
+        return taken == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self._write_one("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
     # -- links ------------------------------------------------------------------------------
 

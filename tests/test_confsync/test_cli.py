@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 import typer
 
 from confsync.cli import app
+from confsync.serving import free_port
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -103,3 +108,77 @@ def test_the_provider_sandbox_needs_an_api_key() -> None:
     result = run("sandbox", "provider", "--port", "0")
     assert result.returncode == 2
     assert "--api-key" in result.stderr
+
+
+def _local_serve(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`confsync serve all` in local mode on the in-process transport, as a developer runs it."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
+    local = {
+        "CONFSYNC_LOCAL_MODE": "true",
+        "CONFSYNC_TRANSPORT": "memory",
+        "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
+        "CONFSYNC_WEBHOOK_URL": "http://127.0.0.1:9/notifications",
+        "CONFSYNC_PROVIDER_URL": "http://127.0.0.1:9",
+        "CONFSYNC_PROVIDER_API_KEY": "key",
+        "CONFSYNC_LAG_REPAIR_INTERVAL_S": "0",
+        "CONFSYNC_SHUTDOWN_DEADLINE_S": "5",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "confsync", "serve", "all", *args],
+        env={**clean, **local, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _refusal(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """The exit code and stderr of a serve that should refuse to start (killed if it serves)."""
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("local mode was served instead of refused")
+    return process.returncode, stderr
+
+
+def test_local_mode_is_refused_on_cloud_run(tmp_path: Path) -> None:
+    code, stderr = _refusal(_local_serve(tmp_path, "--port", str(free_port()), K_SERVICE="confsync-ingest"))
+    assert code == 2
+    (line,) = stderr.strip().splitlines()
+    assert line == (
+        "confsync: configuration error: CONFSYNC_LOCAL_MODE: local mode turns authentication off: "
+        "refused on Cloud Run (K_SERVICE=confsync-ingest)"
+    )
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "confsync.example.com"])  # noqa: S104 - refused
+def test_local_mode_is_refused_on_an_address_other_machines_reach(tmp_path: Path, host: str) -> None:
+    code, stderr = _refusal(_local_serve(tmp_path, "--host", host, "--port", str(free_port())))
+    assert code == 2
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("confsync: configuration error: CONFSYNC_LOCAL_MODE: local mode turns authentication off")
+    assert repr(host) in line
+
+
+@pytest.mark.parametrize(
+    ("host", "url_host"), [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]"), ("localhost", "localhost")]
+)
+def test_local_mode_still_serves_on_loopback(tmp_path: Path, host: str, url_host: str) -> None:
+    port = free_port()
+    process = _local_serve(tmp_path, "--host", host, "--port", str(port))
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while answer is None and process.poll() is None and time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"http://{url_host}:{port}/healthz", timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.1)  # polling a child process's start-up, not waiting out a backoff
+        assert answer is not None, process.communicate(timeout=10)[1] if process.poll() is not None else "no answer"
+        assert answer.json()["ok"] is True
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0

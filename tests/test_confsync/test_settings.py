@@ -57,6 +57,7 @@ def test_every_type_is_parsed_from_its_variable() -> None:
         ("CONFSYNC_LAG_REPAIR_INTERVAL_S", "-1", "must be 0 (off) or positive"),
         ("CONFSYNC_LOCAL_MODE", "maybe", "expected true or false"),
         ("CONFSYNC_LOG_LEVEL", "verbose", "expected one of debug, info, warning, error"),
+        ("CONFSYNC_PUSH_AUTH", "trust", "expected one of verify, platform"),
         ("CONFSYNC_PROVIDER_URL", "conf.example.com", "must be an http(s) URL"),
         ("CONFSYNC_STORE_URL", "postgres://db", "must start with sqlite:/// or firestore://"),
         ("CONFSYNC_TOPIC_CONFERENCE_COMMANDS", " ", "must not be empty"),
@@ -92,10 +93,22 @@ def test_secrets_never_show_in_repr_str_or_describe() -> None:
 def test_every_setting_is_documented() -> None:
     for info in Settings().describe():
         assert info.help.endswith("."), info.name
-        assert info.env.startswith("CONFSYNC_") or info.env.endswith("_EMULATOR_HOST")
+        assert info.env.startswith("CONFSYNC_") or info.env.endswith("_EMULATOR_HOST") or info.env == "K_SERVICE"
 
 
 def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(AttributeError):
         settings.project_id = "other"  # type: ignore[misc]
+
+
+def test_push_tokens_are_verified_here_unless_the_platform_is_said_to_check_them() -> None:
+    assert Settings.from_env({}).push_auth == "verify"
+    assert Settings.from_env({"CONFSYNC_PUSH_AUTH": "Platform"}).push_auth == "platform"
+
+
+def test_local_mode_is_refused_on_cloud_run() -> None:
+    assert Settings.from_env({"K_SERVICE": "confsync-ingest"}).cloud_run_service == "confsync-ingest"
+    with pytest.raises(ConfigError, match=r"refused on Cloud Run \(K_SERVICE=confsync-ingest\)") as caught:
+        Settings.from_env({"CONFSYNC_LOCAL_MODE": "true", "K_SERVICE": "confsync-ingest"})
+    assert caught.value.variable == "CONFSYNC_LOCAL_MODE"

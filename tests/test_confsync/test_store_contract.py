@@ -100,6 +100,19 @@ def test_a_notification_is_new_once_per_channel_and_number(store: Store) -> None
     )
 
 
+def test_every_notification_counts_for_lag_repair_whatever_its_number(store: Store) -> None:
+    """A number is only a hint (anyone holding a channel's token can send one): a lower one
+    still moves the arrival time lag repair watches, and that time never goes back."""
+    assert store.record_notification(CAL, "ch-1", 10**17, T0)
+    assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0 + timedelta(seconds=1))
+    assert not store.record_notification(CAL, "ch-1", 2, T0 + timedelta(seconds=2))
+    assert [c.calendar_id for c in store.lagging_calendars(T0 + timedelta(seconds=10))] == [CAL]
+    assert not store.record_notification(CAL, "ch-1", 3, T0 + timedelta(seconds=1)), "recorded out of order"
+    state = store.get_calendar(CAL)
+    assert state is not None
+    assert state.last_notified_at == T0 + timedelta(seconds=2)
+
+
 def test_a_notification_no_sync_covered_is_lagging_until_a_listing_begins_after_it(store: Store) -> None:
     store.ensure_calendar(CAL)
     assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
@@ -184,6 +197,36 @@ def test_live_channels_of_a_calendar(store: Store) -> None:
 
 def link(event_id: str, conference_id: str, *, minutes: int = 0) -> Link:
     return Link(CAL, event_id, conference_id, f"fp-{event_id}-{minutes}", T0 + timedelta(minutes=minutes))
+
+
+def test_a_lease_has_one_holder_until_it_runs_out_or_is_released(store: Store) -> None:
+    name = f"watch:{CAL}"
+    assert store.take_lease(name, "ingest-1", now=T0, until=T0 + timedelta(seconds=60))
+    assert not store.take_lease(name, "ingest-2", now=T0 + timedelta(seconds=59), until=T0 + timedelta(minutes=5))
+    assert store.take_lease(name, "ingest-1", now=T0 + timedelta(seconds=30), until=T0 + timedelta(seconds=90))
+    assert store.take_lease("watch:bob@example.com", "ingest-2", now=T0, until=T0 + timedelta(seconds=60))
+    store.release_lease(name, "ingest-2")  # not its lease: nothing changes
+    assert not store.take_lease(name, "ingest-2", now=T0 + timedelta(seconds=60), until=T0 + timedelta(minutes=5))
+    assert store.take_lease(name, "ingest-2", now=T0 + timedelta(seconds=90), until=T0 + timedelta(minutes=5))
+    store.release_lease(name, "ingest-2")
+    assert store.take_lease(name, "ingest-3", now=T0 + timedelta(seconds=91), until=T0 + timedelta(minutes=5))
+
+
+def test_racing_threads_take_a_lease_once(store: Store) -> None:
+    start = threading.Barrier(4)
+    won: list[str] = []
+
+    def contend(holder: str) -> None:
+        start.wait()
+        if store.take_lease("watch:race", holder, now=T0, until=T0 + timedelta(seconds=60)):
+            won.append(holder)
+
+    threads = [threading.Thread(target=contend, args=(f"h{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1
 
 
 def test_links_are_found_both_ways_and_updated_in_place(store: Store) -> None:

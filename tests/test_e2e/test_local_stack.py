@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,7 @@ from tests_support.local_stack import Stack
 from stack.driver import Row, StackDriver
 
 AGREE_TIMEOUT_S = 60.0
+IDLE_SPELL_S = 6.0  # past uvicorn's keep-alive, which the Calendar sandbox serves with
 
 
 def timed(summary: str, day: int, hour: int = 10, *attendees: str, **extra: Any) -> dict[str, Any]:
@@ -194,3 +197,18 @@ def test_a_reverted_move_reaches_the_provider_again(driver: StackDriver, calenda
         assert row.actual is not None
         assert row.actual.start == datetime.fromisoformat(f"2026-12-08T{hour:02d}:00:00+01:00")
     assert_one_apply_per_change(driver, mark, creates=1)
+
+
+def test_calendars_added_after_an_idle_spell_are_watched_and_sync(driver: StackDriver, calendar: str) -> None:
+    """Ingest has not talked to Calendar for longer than the server's keep-alive (5 s), so its
+    pooled connections are closed: the add-on's watches for new calendars must still hold."""
+    calendars = [calendar, *(f"u{uuid.uuid4().hex[:10]}@example.com" for _ in range(3))]
+    for extra in calendars[1:]:
+        driver.add_calendar(extra)
+    time.sleep(IDLE_SPELL_S)
+    events = {cal: with_conference(driver, cal, timed("After the quiet", 8))[0] for cal in calendars}
+    for cal, event in events.items():
+        driver.patch(cal, event, {"summary": f"After the quiet, renamed in {cal}"})
+    rows = assert_agreed(driver)
+    summaries = {row.event_id: row.actual.summary for row in rows if row.actual}
+    assert [summaries[event] for event in events.values()] == [f"After the quiet, renamed in {cal}" for cal in events]

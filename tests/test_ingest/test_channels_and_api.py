@@ -180,6 +180,68 @@ def test_a_malformed_request_is_a_400_naming_the_field(ingest) -> None:  # type:
     assert ingest.provider.journal() == []
 
 
+def _raw_create(ingest, body: bytes) -> httpx.Response:  # type: ignore[no-untyped-def]
+    headers = {**DEV, "Content-Type": "application/json"}
+    return httpx.post(f"{ingest.url}/v1/conferences", content=body, headers=headers, timeout=20)
+
+
+NESTED = b'{"calendarId": "alice@example.com", "eventId": "evt1", "requestId": "r", "event": {"summary": '
+NESTED += b"[" * 100_000 + b"]" * 100_000 + b"}}"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"event": {"organizer": "x"}}, "event.organizer: must be an object"),
+        ({"event": {"organizer": ["alice@example.com"]}}, "event.organizer: must be an object"),
+        ({"calendarId": "\u00e9" * 251}, "calendarId: too long once escaped as a store key"),  # each is %C3%A9
+        ({"eventId": "/" * 501}, "eventId: too long once escaped as a store key"),  # each is %2F
+        (NESTED, "nested too deeply"),
+        (b'{"calendarId": "a@example.com", "eventId": "e1", "requestId": "r", "event": {"summary": "\\ud800"}}',
+         "unpaired surrogate"),
+    ],
+    ids=["organizer-text", "organizer-list", "calendar-id-too-long", "event-id-too-long", "nested", "surrogate"],
+)  # fmt: skip
+def test_a_request_the_store_or_provider_could_not_take_is_a_400_before_any_create(  # type: ignore[no-untyped-def]
+    ingest, body: dict[str, object] | bytes, reason: str
+) -> None:
+    """Refused whole, up front: a refusal after the provider's create would orphan a conference."""
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    answer = _raw_create(ingest, body) if isinstance(body, bytes) else create(ingest, **body)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "PERMANENT"
+    assert reason in answer.json()["error"]["message"]
+    assert ingest.provider.journal() == [], "the provider saw no create"
+    assert ingest.store.live_links(CAL) == []
+
+
+def test_the_longest_event_id_calendar_makes_is_accepted(ingest) -> None:  # type: ignore[no-untyped-def]
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    longest = "a0" * 512  # Calendar's ids: up to 1,024 base32hex characters, kept as they are
+    assert create(ingest, eventId=longest).status_code == 200
+    assert ingest.store.get_link(CAL, longest) is not None
+
+
+def test_the_api_limit_on_ids_is_firestores(firestore_emulator_host: str) -> None:
+    """An id at the limit the API enforces is stored; one byte over, Firestore itself refuses."""
+    from google.api_core import exceptions as google_exceptions  # noqa: PLC0415
+    from google.cloud import firestore  # noqa: PLC0415 - only with the emulator up
+
+    from confsync.store import Link  # noqa: PLC0415
+    from confsync.store.firestore import FirestoreStore, document_id_fits  # noqa: PLC0415
+
+    assert firestore_emulator_host
+    store = FirestoreStore(firestore.Client(project="confsync-test"), prefix="api_limit_")
+    longest = "/" * 500  # 1,500 bytes escaped
+    assert document_id_fits(longest)
+    assert not document_id_fits(longest + "/")
+    store.upsert_link(Link(CAL, longest, "conf-1"))
+    assert store.get_link(CAL, longest).conference_id == "conf-1"
+    with pytest.raises(google_exceptions.InvalidArgument):
+        store.upsert_link(Link(CAL, longest + "/", "conf-2"))
+    store.close()
+
+
 def test_the_link_remembers_which_version_of_the_event_the_add_on_saw(ingest) -> None:  # type: ignore[no-untyped-def]
     """So a listing of that version (Calendar has not saved the conference on it yet) is not
     mistaken for the conference's removal; a new event (none yet) leaves it unknown."""
@@ -259,7 +321,9 @@ def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path)
         good = sign(aud=audience, email=scheduler)
         answer = httpx.post(url, headers={"Authorization": f"Bearer {good}"}, timeout=10)
         assert answer.status_code == 200
-        assert answer.json() == {"renewed": [], "gone": [], "disconnected": [], "failed": []}
+        assert answer.json() == {
+            "renewed": [], "gone": [], "disconnected": [], "failed": [], "busy": [], "surplus_stopped": []
+        }  # fmt: skip
         dev = httpx.post(
             f"{served.url}/v1/conferences", json={}, headers={"Authorization": "Bearer dev-token-for-tests"}, timeout=10
         )
@@ -281,3 +345,12 @@ def test_every_channel_operation_is_an_http_route_too(ingest) -> None:  # type: 
     gone = httpx.post(f"{ingest.url}/tasks/channels/ensure", params={"calendar": "nobody@example.com"}, timeout=20)
     assert gone.status_code == 502
     assert "404" in gone.json()["error"]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1" * 11, "-5"])
+def test_a_scheduler_route_refuses_a_number_of_seconds_it_cannot_use(ingest, value: str) -> None:  # type: ignore[no-untyped-def]
+    routes = (("POST", "/tasks/renew-channels", "before"), ("GET", "/tasks/channels", "expiring_within"))
+    for method, path, name in routes:
+        answer = httpx.request(method, f"{ingest.url}{path}", params={name: value}, timeout=20)
+        assert answer.status_code == 400
+        assert name in answer.json()["error"]

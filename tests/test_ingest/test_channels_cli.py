@@ -98,4 +98,17 @@ def test_channel_commands_act_as_the_calendars_user_with_the_configured_credenti
     assert ensured.returncode == 1
     assert "no refresh token for alice@example.com" in ensured.stderr
     assert "bob-refresh-token" not in ensured.stderr + ensured.stdout
+    (refused,) = json.loads(cli(calendar_sandbox, store, "list", "--json").stdout)
+    assert refused["confirmed"] is False, "never watched; the next pass tries again and marks it disconnected"
+    renewed = cli(
+        calendar_sandbox,
+        store,
+        "renew",
+        "--before",
+        "1m",
+        CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
+        CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
+        CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
+    )
+    assert "disconnected 1" in renewed.stdout, renewed.stdout + renewed.stderr
     assert json.loads(cli(calendar_sandbox, store, "list", "--json").stdout) == []

@@ -4,8 +4,10 @@ transport is refused."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from confsync.serving import free_port
 from confsync.settings import Secret
 from confsync.store import ChannelRecord
 from confsync.store.sqlite import SqliteStore
+from stack.proc import descendants
 
 PROJECT = "confsync-test"
 CHANNELS = 12
@@ -50,15 +53,40 @@ class Served:
         self.process, self.url = process, url
 
     def pids(self, want: int, timeout_s: float = 30.0) -> set[int]:
-        """The processes answering, asked over fresh connections until ``want`` have answered."""
+        """The processes answering, asked over fresh connections until ``want`` have answered.
+
+        The public answer names no process: the kernel says which one holds each connection."""
         seen: set[int] = set()
         deadline = time.monotonic() + timeout_s
         while len(seen) < want and time.monotonic() < deadline:
             try:
-                seen.add(httpx.get(f"{self.url}/healthz", timeout=2).json()["pid"])
-            except httpx.TransportError:
+                with socket.create_connection(("127.0.0.1", int(self.url.rpartition(":")[2])), timeout=2) as conn:
+                    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: confsync\r\n\r\n")
+                    if conn.recv(1024).startswith(b"HTTP/1.1 200"):  # kept alive: the server end is still open
+                        seen |= _holders(conn, [self.process.pid, *descendants(self.process.pid)])
+            except OSError:
                 time.sleep(0.1)
         return seen
+
+
+def _holders(conn: socket.socket, pids: list[int]) -> set[int]:
+    """Which of ``pids`` hold the server end of ``conn`` (its inode in /proc/net/tcp)."""
+    ends = (conn.getpeername()[1], conn.getsockname()[1])
+    inodes = set()
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if tuple(int(address.rpartition(":")[2], 16) for address in fields[1:3]) == ends:
+            inodes.add(f"socket:[{fields[9]}]")
+    return {pid for pid in pids if _open_files(pid) & inodes}
+
+
+def _open_files(pid: int) -> set[str]:
+    found = set()
+    with contextlib.suppress(OSError):  # the process, or one of its descriptors, may go while it is read
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                found.add(str(fd.readlink()))
+    return found
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider
 
 from confsync.errors import ConfigError
@@ -58,12 +60,12 @@ def test_serve_all_in_process_is_healthy_and_ready(
     served: list[tuple[Service, ServedApp]],
 ) -> None:
     url = serve(served, settings_for(tmp_path, calendar_sandbox, provider_sandbox, transport="memory"), Role.ALL)
-    assert httpx.get(f"{url}/healthz").json() == {"ok": True, "role": "all", "pid": os.getpid()}
-    assert httpx.get(f"{url}/readyz").json() == {"ready": True, "role": "all"}
+    assert httpx.get(f"{url}/healthz").json() == {"ok": True}, "public: no pid, no role"
+    assert httpx.get(f"{url}/readyz").json() == {"ready": True}
     assert httpx.post(f"{url}/notifications").status_code == 400, "the ingest routes are mounted"
 
 
-def test_readyz_names_an_unreachable_pubsub(
+def test_readyz_is_not_ready_without_pubsub_and_only_the_logs_say_why(
     tmp_path: Path,
     calendar_sandbox: RunningCalendar,
     provider_sandbox: RunningProvider,
@@ -73,9 +75,11 @@ def test_readyz_names_an_unreachable_pubsub(
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     settings = settings_for(tmp_path, calendar_sandbox, provider_sandbox, delivery="push")
     url = serve(served, settings, Role.PUBLISHER)
-    answer = httpx.get(f"{url}/readyz", timeout=10)
+    with capture_logs() as logs:
+        answer = httpx.get(f"{url}/readyz", timeout=10)
     assert answer.status_code == 503
-    assert set(answer.json()["failed"]) == {"transport"}
+    assert answer.json() == {"ready": False}
+    assert {line["dependency"] for line in logs if line["event"] == "not ready"} == {"transport"}
     assert httpx.get(f"{url}/healthz").status_code == 200, "alive, just not ready"
 
 
@@ -93,7 +97,7 @@ def test_readyz_is_ready_when_pubsub_answers(
     admin.create_topic(name=admin.topic_path(settings.project_id, settings.topic_calendar_changes))
     admin.transport.close()
     url = serve(served, settings, Role.INGEST)
-    assert httpx.get(f"{url}/readyz", timeout=10).json() == {"ready": True, "role": "ingest"}
+    assert httpx.get(f"{url}/readyz", timeout=10).json() == {"ready": True}
     assert pubsub_emulator_host
 
 
@@ -118,3 +122,30 @@ def test_the_cli_says_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "serve all" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+class _SlowToDrain:
+    """A worker whose in-flight message needs ``need_s`` to finish."""
+
+    def __init__(self, need_s: float) -> None:
+        self.need_s = need_s
+        self.given: float | None = None
+
+    def stop(self, deadline_s: float) -> bool:
+        self.given = deadline_s
+        time.sleep(min(deadline_s, self.need_s))
+        return deadline_s >= self.need_s
+
+
+def test_a_service_drains_within_one_deadline_however_many_workers_it_has() -> None:
+    """Cloud Run kills the instance when its SIGTERM grace ends: the deadline is for all the
+    workers together, not for each in turn."""
+    from starlette.applications import Starlette  # noqa: PLC0415
+
+    workers = [_SlowToDrain(5.0), _SlowToDrain(5.0), _SlowToDrain(5.0)]
+    service = Service(Starlette(), workers=list(workers))
+    started = time.monotonic()
+    assert service.stop(0.6) is False, "they did not finish: said so"
+    assert time.monotonic() - started < 1.2
+    assert workers[-1].given is not None
+    assert workers[-1].given < 0.1, "the last worker gets what the first ones left"
