@@ -81,6 +81,11 @@ class OidcVerifier:
             retry_max_s=retry_max_s,
         )
 
+    @property
+    def trusts_platform(self) -> bool:
+        """True when Cloud Run IAM, not this verifier, checks the signature."""
+        return self._signature == "platform"
+
     def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims, or TokenRejected(401/403). May fetch certificates: blocking."""
         scheme, _, token = (authorization or "").partition(" ")
@@ -89,7 +94,8 @@ class OidcVerifier:
         try:
             claims = self._decode(token)
         except ValueError as err:  # bad signature, expired, malformed (google-auth's errors are ValueErrors)
-            raise TokenRejected(401, f"invalid token: {err}") from err
+            reason = str(err).replace(token, "<token>")  # google-auth quotes a malformed token whole
+            raise TokenRejected(401, f"invalid token: {reason}") from err
         if claims.get("iss") not in _ISSUERS:
             raise TokenRejected(401, "token not issued by Google")
         if claims.get("aud") != self._audience:

@@ -22,7 +22,10 @@ def parse_rfc3339(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
         raise ValueError(f"timestamp has no UTC offset: {text!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:  # 9999-12-31T23:59:59-23:59 is past datetime.max in UTC
+        raise ValueError(f"timestamp out of range: {text!r}") from err
 
 
 def format_rfc3339(value: datetime) -> str:

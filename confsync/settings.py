@@ -225,6 +225,12 @@ class Settings:
     def __post_init__(self) -> None:
         for info in self.describe():
             _check(info.name, info.value, info.env)
+        if self.push_auth == "platform" and not self.cloud_run_service:
+            raise ConfigError(
+                "platform push auth trusts Cloud Run IAM to have checked each token's signature: "
+                "refused where K_SERVICE is not set (not on Cloud Run)",
+                variable="CONFSYNC_PUSH_AUTH",
+            )
         if self.local_mode and self.cloud_run_service:
             raise ConfigError(
                 f"local mode turns authentication off: refused on Cloud Run (K_SERVICE={self.cloud_run_service})",

@@ -15,13 +15,14 @@
   one is stopped, so there is never a gap. The lag loop runs it with no window (repairs only)
   and the scheduler's tick ahead of expiry. A calendar whose watch answers 404/403 is marked
   gone (and a CalendarChanged goes out so its conferences are reconciled); one whose
-  credentials are refused is marked disconnected; either way its channels are stopped. A
-  calendar that is not active any more loses its channels.
+  credentials are refused is marked disconnected; either way its channels are stopped, as are
+  those of a calendar marked gone or disconnected elsewhere.
 - ``stop`` and ``list`` for operators.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,6 +44,9 @@ __all__ = ["ChannelBusy", "ChannelManager", "RenewReport"]
 log = structlog.get_logger(__name__)
 
 
+# Watching these would fail (gone) or act for no one (disconnected); a failed calendar keeps its
+# channel, so the backfill that reactivates it finds it still watched.
+_UNWATCHED = frozenset({CalendarStatus.GONE, CalendarStatus.DISCONNECTED})
 _LEASE = timedelta(minutes=2)  # longer than a watch call with its reconnects
 
 
@@ -102,7 +106,9 @@ class ChannelManager:
 
     @contextmanager
     def _leased(self, calendar_id: str) -> Iterator[bool]:
-        name, holder, now = f"watch:{calendar_id}", str(uuid.uuid4()), self._clock()
+        # Hashed: an id near the document-id limit would overflow it with a prefix.
+        name = "watch:" + hashlib.sha256(calendar_id.encode()).hexdigest()
+        holder, now = str(uuid.uuid4()), self._clock()
         held = self._store.take_lease(name, holder, now=now, until=now + _LEASE)
         try:
             yield held
@@ -159,11 +165,11 @@ class ChannelManager:
         return report
 
     def _reconcile(self, calendar_id: str, horizon: datetime, report: RenewReport) -> None:
-        """One live channel lasting past ``horizon`` for an active calendar, none for another."""
+        """One live channel lasting past ``horizon`` for a watched calendar, none for another."""
         live = self._store.live_channels(calendar_id)
         state = self._store.get_calendar(calendar_id)
         keep = None
-        if state is None or state.status is CalendarStatus.ACTIVE:
+        if state is None or state.status not in _UNWATCHED:
             keep = self._watching(calendar_id, horizon)
             if keep is not None and keep.resource_id == PENDING_RESOURCE_ID:
                 keep = None  # unconfirmed past its lease: its opener is gone

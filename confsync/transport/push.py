@@ -130,6 +130,7 @@ def push_route(  # noqa: PLR0913 - everything a push endpoint needs, named
         bind_trace(dict(request.headers), config.project_id)
         try:
             if config.verifier is not None:  # in a thread: it may fetch Google's certificates
+                _no_second_credential(config.verifier, request)
                 await run_in_threadpool(config.verifier.verify, request.headers.get("authorization"))
             body = await _read(request)
             message = decode_envelope(body)
@@ -144,6 +145,14 @@ def push_route(  # noqa: PLR0913 - everything a push endpoint needs, named
         return Response(status_code=204)
 
     return Route(path, endpoint, methods=["POST"])
+
+
+def _no_second_credential(verifier: OidcVerifier, request: Request) -> None:
+    """Cloud Run IAM checks X-Serverless-Authorization instead of Authorization when a request
+    carries it, and passes Authorization on unchecked: trusting the platform then means trusting
+    a token nobody verified. Pub/Sub never sends it."""
+    if verifier.trusts_platform and "x-serverless-authorization" in request.headers:
+        raise PushRejected(401, "X-Serverless-Authorization is not accepted on push routes")
 
 
 async def _read(request: Request) -> bytes:

@@ -195,3 +195,14 @@ def test_a_slow_refresh_does_not_hold_up_tokens_the_cached_certificates_verify()
         release.set()
         refreshing.join(10)
     assert len(completed) == 2
+
+
+@pytest.mark.parametrize("signature", ["verify", "platform"])
+def test_a_refusal_never_quotes_the_token(signature: PushAuth) -> None:
+    """The reason is logged and answered: google-auth's message for a malformed token holds it whole."""
+    check = OidcVerifier(audience="aud", signature=signature, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
+    secret_looking = "opaque-access-token-" + uuid.uuid4().hex
+    with pytest.raises(TokenRejected) as caught:
+        check.verify(f"Bearer {secret_looking}")
+    assert caught.value.status == 401
+    assert secret_looking not in caught.value.reason

@@ -104,7 +104,15 @@ def test_settings_are_frozen() -> None:
 
 def test_push_tokens_are_verified_here_unless_the_platform_is_said_to_check_them() -> None:
     assert Settings.from_env({}).push_auth == "verify"
-    assert Settings.from_env({"CONFSYNC_PUSH_AUTH": "Platform"}).push_auth == "platform"
+    on_cloud_run = {"CONFSYNC_PUSH_AUTH": "Platform", "K_SERVICE": "confsync-publisher"}
+    assert Settings.from_env(on_cloud_run).push_auth == "platform"
+
+
+def test_trusting_the_platform_is_refused_off_cloud_run() -> None:
+    """Anywhere but behind Cloud Run IAM, platform mode would accept unsigned tokens."""
+    with pytest.raises(ConfigError, match="not on Cloud Run") as caught:
+        Settings.from_env({"CONFSYNC_PUSH_AUTH": "platform"})
+    assert caught.value.variable == "CONFSYNC_PUSH_AUTH"
 
 
 def test_local_mode_is_refused_on_cloud_run() -> None:

@@ -213,3 +213,18 @@ def test_the_schedulers_repair_tick_tries_a_failed_watch_again(
     (live,) = store.live_channels(CAL)
     assert google_live(calendar_sandbox) == {live.channel_id}
     provider.close()
+
+
+def test_a_failed_calendar_keeps_its_channel_for_the_backfill_that_brings_it_back(
+    calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
+) -> None:
+    """Nothing reopens a channel for a calendar that has none: a failed calendar stays watched."""
+    channels = manager(store, client, webhook)
+    channels.ensure(CAL)
+    store.set_calendar_status(CAL, CalendarStatus.FAILED, "400 invalid")
+
+    report = channels.renew(timedelta(hours=2))
+
+    assert (report.renewed, len(report.stopped)) == ([CAL], 1)
+    (live,) = store.live_channels(CAL)
+    assert google_live(calendar_sandbox) == {live.channel_id}

@@ -197,10 +197,14 @@ NESTED += b"[" * 100_000 + b"]" * 100_000 + b"}}"
         ({"calendarId": "\u00e9" * 251}, "calendarId: too long once escaped as a store key"),  # each is %C3%A9
         ({"eventId": "/" * 501}, "eventId: too long once escaped as a store key"),  # each is %2F
         (NESTED, "nested too deeply"),
+        ({"event": {"updated": "9999-12-31T23:59:59-23:59"}}, "event.updated"),  # past datetime.max in UTC
         (b'{"calendarId": "a@example.com", "eventId": "e1", "requestId": "r", "event": {"summary": "\\ud800"}}',
          "unpaired surrogate"),
     ],
-    ids=["organizer-text", "organizer-list", "calendar-id-too-long", "event-id-too-long", "nested", "surrogate"],
+    ids=[
+        "organizer-text", "organizer-list", "calendar-id-too-long", "event-id-too-long", "nested", "updated-overflow",
+        "surrogate",
+    ],
 )  # fmt: skip
 def test_a_request_the_store_or_provider_could_not_take_is_a_400_before_any_create(  # type: ignore[no-untyped-def]
     ingest, body: dict[str, object] | bytes, reason: str

@@ -246,7 +246,9 @@ def mode_server(request: pytest.FixtureRequest, recorder: Recorder) -> Iterator[
     """A push route as Settings builds it in each CONFSYNC_PUSH_AUTH mode."""
     mode: PushAuth = request.param
     if mode == "platform":
-        settings = Settings(push_audience=AUDIENCE, push_service_account=PUSHER, push_auth="platform")
+        settings = Settings(
+            push_audience=AUDIENCE, push_service_account=PUSHER, push_auth="platform", cloud_run_service="publisher"
+        )
         verifier = push_verifier(settings)
     else:  # as push_verifier builds it, with our test key standing in for Google's certificates
         verifier = OidcVerifier(audience=AUDIENCE, email=PUSHER, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
@@ -297,3 +299,20 @@ def test_platform_mode_still_accepts_a_token_cloud_run_left_signed(
     _, server = mode_server
     assert server.post(envelope(b"signed"), token()).status_code == 204
     assert recorder.datas() == [b"signed"]
+
+
+def test_behind_cloud_run_a_second_credential_header_is_refused(
+    mode_server: tuple[PushAuth, PushServer], recorder: Recorder
+) -> None:
+    """Cloud Run IAM checks X-Serverless-Authorization when present and passes Authorization on
+    unchecked: with it, a stripped-looking token in Authorization proves nothing."""
+    _, server = mode_server
+    forged = stripped(token())
+    answer = httpx.post(
+        server.url,
+        content=json.dumps(envelope(b"forged")).encode(),
+        headers={"Authorization": f"Bearer {forged}", "X-Serverless-Authorization": "Bearer x.y.z"},
+        timeout=10,
+    )
+    assert answer.status_code == 401
+    assert recorder.seen == []
