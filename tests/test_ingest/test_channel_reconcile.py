@@ -61,6 +61,20 @@ def manager(
     return ChannelManager(store, client, webhook_url=webhook.url, ttl_s=ttl_s, clock=clock or utc_now)
 
 
+def after_a_failed_watch(calendar_sandbox: RunningCalendar, channels: ChannelManager) -> ChannelManager:
+    """The add-on's ensure for CAL, whose watch Calendar answered with a 503."""
+    calendar_sandbox.admin("POST", "/_sandbox/faults", {"method": "POST", "path": WATCH, "status": 503, "count": 1})
+    with pytest.raises(TransientError):
+        channels.ensure(CAL)
+    return channels
+
+
+def changes_broker() -> MemoryBroker:
+    broker = MemoryBroker()
+    broker.create_topic("changes")
+    return broker
+
+
 def google_live(calendar_sandbox: RunningCalendar) -> set[str]:
     return {c["id"] for c in calendar_sandbox.admin("GET", "/_sandbox/channels") if c["state"] == "live"}
 
@@ -69,10 +83,7 @@ def test_a_failed_watch_is_tried_again_by_the_next_pass(
     calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
 ) -> None:
     """The add-on's watch failed once: the calendar is not left unwatched for good."""
-    channels = manager(store, client, webhook)
-    calendar_sandbox.admin("POST", "/_sandbox/faults", {"method": "POST", "path": WATCH, "status": 503, "count": 1})
-    with pytest.raises(TransientError):
-        channels.ensure(CAL)
+    channels = after_a_failed_watch(calendar_sandbox, manager(store, client, webhook))
     assert google_live(calendar_sandbox) == set()
 
     report = channels.renew(timedelta(0))  # the lag loop's pass: repairs only
@@ -179,12 +190,8 @@ def test_a_calendar_that_is_no_longer_active_loses_its_channels(
 def test_the_lag_loop_tries_a_failed_watch_again(
     calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
 ) -> None:
-    channels = manager(store, client, webhook)
-    calendar_sandbox.admin("POST", "/_sandbox/faults", {"method": "POST", "path": WATCH, "status": 503, "count": 1})
-    with pytest.raises(TransientError):
-        channels.ensure(CAL)
-    broker = MemoryBroker()
-    broker.create_topic("changes")
+    channels = after_a_failed_watch(calendar_sandbox, manager(store, client, webhook))
+    broker = changes_broker()
     loop = LagLoop(LagRepair(store, broker, "changes"), 60, channels=partial(channels.renew, timedelta(0)))
 
     loop.tick()
@@ -197,12 +204,8 @@ def test_the_schedulers_repair_tick_tries_a_failed_watch_again(
     calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
 ) -> None:
     """On Cloud Run the in-process loop is off and Cloud Scheduler calls /tasks/repair-lag."""
-    channels = manager(store, client, webhook)
-    calendar_sandbox.admin("POST", "/_sandbox/faults", {"method": "POST", "path": WATCH, "status": 503, "count": 1})
-    with pytest.raises(TransientError):
-        channels.ensure(CAL)
-    broker = MemoryBroker()
-    broker.create_topic("changes")
+    channels = after_a_failed_watch(calendar_sandbox, manager(store, client, webhook))
+    broker = changes_broker()
     provider = HttpConferenceProvider("http://127.0.0.1:9", Secret("unused"))
     lag = LagRepair(store, broker, "changes")
     parts = IngestParts(Settings(local_mode=True), store, broker, provider, channels, WebhookStats(), lag=lag)
