@@ -263,13 +263,22 @@ def channels_ensure(
 def channels_renew(
     ctx: typer.Context,
     before: Annotated[str, typer.Option(help="Renew channels expiring within this window (90m, 24h, 2d).")] = "24h",
+    unwatched: Annotated[
+        bool,
+        typer.Option(
+            "--unwatched", help="Also open a channel for every active calendar with links that has none (scans all)."
+        ),
+    ] = False,
 ) -> None:
     """Reconcile calendars whose channels expire soon (or whose watch failed): one live channel
     each afterwards, the new one opened before the old stops; surplus channels are stopped."""
     window = parse_duration(before)
 
     def work() -> None:
-        report = _channel_manager(ctx.obj, with_publisher=True).renew(window)
+        channels = _channel_manager(ctx.obj, with_publisher=True)
+        report = channels.renew(window)
+        if unwatched:
+            report.extend(channels.watch_unwatched())
         typer.echo(
             f"renewed {len(report.renewed)}, gone {len(report.gone)}, "
             f"disconnected {len(report.disconnected)}, failed {len(report.failed)}, "

@@ -115,7 +115,7 @@ class OidcVerifier:
         kid = header.get("kid")
         certs = self._certs.for_kid(kid if isinstance(kid, str) else None)
         if not certs:
-            raise TokenRejected(401, "Google's certificates could not be fetched")
+            raise TokenRejected(503, "Google's certificates could not be fetched; try again")  # not the caller's fault
         verified: dict[str, Any] = jwt.decode(token, certs=certs, audience=None, clock_skew_in_seconds=CLOCK_SKEW_S)  # type: ignore[no-untyped-call]
         return verified
 

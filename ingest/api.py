@@ -105,7 +105,8 @@ def create_conference_route(
         try:
             caller = await run_in_threadpool(auth.check, request.headers.get("authorization"))  # may fetch certificates
         except TokenRejected as rejected:
-            return JSONResponse({"error": {"type": "AUTHENTICATION", "message": rejected.reason}}, rejected.status)
+            kind = "TEMPORARY" if rejected.status >= 500 else "AUTHENTICATION"  # an outage is no sign-in problem
+            return JSONResponse({"error": {"type": kind, "message": rejected.reason}}, rejected.status)
         try:
             new, seen = _parse(await _read(request))
         except InvalidMessage as err:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -58,6 +58,11 @@ class RenewReport:
     failed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # another instance held the calendar's lease
     stopped: list[str] = field(default_factory=list)  # surplus channel ids
+
+    def extend(self, other: RenewReport) -> None:
+        """Add what another pass did to this report."""
+        for name in (f.name for f in fields(self)):
+            getattr(self, name).extend(getattr(other, name))
 
 
 class ChannelBusy(TransientError):
@@ -144,9 +149,26 @@ class ChannelManager:
 
     def renew(self, before: timedelta) -> RenewReport:
         """Reconcile every calendar with a live channel expiring within ``before``."""
-        report = RenewReport()
         horizon = self._clock() + before
-        for calendar_id in dict.fromkeys(c.calendar_id for c in self._store.channels_expiring_before(horizon)):
+        expiring = dict.fromkeys(c.calendar_id for c in self._store.channels_expiring_before(horizon))
+        return self._reconcile_all(expiring, horizon)
+
+    def watch_unwatched(self) -> RenewReport:
+        """Open a channel for every active calendar with live links that has no live channel.
+
+        A full scan of the store, for what no channel record points to (a calendar whose failed
+        watch was recorded stopped before failed watches stayed due): an operator's sweep."""
+        now = self._clock()
+        unwatched = [
+            state.calendar_id
+            for state in self._store.list_calendars(CalendarStatus.ACTIVE)
+            if self._watching(state.calendar_id, now) is None and self._store.live_links(state.calendar_id)
+        ]
+        return self._reconcile_all(unwatched, now)
+
+    def _reconcile_all(self, calendar_ids: Iterable[str], horizon: datetime) -> RenewReport:
+        report = RenewReport()
+        for calendar_id in calendar_ids:
             with self._leased(calendar_id) as held:
                 if held:
                     self._reconcile(calendar_id, horizon, report)

@@ -20,7 +20,7 @@ from confsync.provider import HttpConferenceProvider
 from confsync.rfc3339 import utc_now
 from confsync.serving import ServedApp
 from confsync.settings import Secret, Settings
-from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord
+from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
 from ingest.app import IngestParts, create_ingest_app
@@ -231,3 +231,22 @@ def test_a_failed_calendar_keeps_its_channel_for_the_backfill_that_brings_it_bac
     assert (report.renewed, len(report.stopped)) == ([CAL], 1)
     (live,) = store.live_channels(CAL)
     assert google_live(calendar_sandbox) == {live.channel_id}
+
+
+def test_a_sweep_watches_active_calendars_with_links_that_no_channel_points_to(
+    calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
+) -> None:
+    """What the old failed-watch path left behind: a link, and its channel recorded stopped."""
+    store.ensure_calendar(CAL)
+    store.upsert_link(Link(CAL, "evt1", "cnf_1"))
+    store.ensure_calendar("idle@example.com")  # no links: nothing to follow there
+    channels = manager(store, client, webhook)
+    assert channels.renew(timedelta(hours=2)).renewed == [], "no channel record: the regular pass cannot see it"
+
+    report = channels.watch_unwatched()
+
+    assert report.renewed == [CAL]
+    (live,) = store.live_channels(CAL)
+    assert google_live(calendar_sandbox) == {live.channel_id}
+    assert store.live_channels("idle@example.com") == []
+    assert channels.watch_unwatched().renewed == [], "watched now"

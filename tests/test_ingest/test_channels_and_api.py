@@ -358,3 +358,42 @@ def test_a_scheduler_route_refuses_a_number_of_seconds_it_cannot_use(ingest, val
         answer = httpx.request(method, f"{ingest.url}{path}", params={name: value}, timeout=20)
         assert answer.status_code == 400
         assert name in answer.json()["error"]
+
+
+def test_when_googles_certificates_cannot_be_fetched_the_add_on_is_told_to_try_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An outage at Google is no reason to send the user through sign-in again."""
+    from tests_support.oidc import sign  # noqa: PLC0415
+
+    from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
+    from confsync.oidc import OidcVerifier  # noqa: PLC0415
+    from confsync.provider import HttpConferenceProvider  # noqa: PLC0415
+    from confsync.serving import ServedApp  # noqa: PLC0415
+    from confsync.settings import Settings  # noqa: PLC0415
+    from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+    from confsync.transport.memory import MemoryBroker  # noqa: PLC0415
+    from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
+    from ingest.channels import ChannelManager  # noqa: PLC0415
+    from ingest.webhook import WebhookStats  # noqa: PLC0415
+
+    def google_down() -> dict[str, str]:
+        raise OSError("certificates unreachable")
+
+    audience = "client-1.apps.googleusercontent.com"
+    store = SqliteStore(tmp_path / "s.sqlite")
+    parts = IngestParts(
+        Settings(local_mode=False),
+        store,
+        MemoryBroker(),
+        HttpConferenceProvider("http://127.0.0.1:9", Secret("unused")),
+        ChannelManager(store, GoogleCalendarClient(), webhook_url="https://x.example/n", ttl_s=3600),
+        WebhookStats(),
+        addon_verifier=OidcVerifier(audience=audience, fetch_certs=google_down),
+    )
+    bearer = sign(aud=audience, email="alice@example.com")
+    with ServedApp(create_ingest_app(parts)) as served:
+        answer = httpx.post(
+            f"{served.url}/v1/conferences", json={}, headers={"Authorization": f"Bearer {bearer}"}, timeout=10
+        )
+    assert answer.status_code == 503
+    assert answer.json()["error"]["type"] == "TEMPORARY"
+    store.close()
