@@ -37,7 +37,7 @@ from confsync.errors import AuthError, CalendarGone, ConfsyncError, TransientErr
 from confsync.ports import CalendarClient, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
-from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord
+from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, ChannelState
 
 __all__ = ["ChannelBusy", "ChannelManager", "RenewReport"]
 
@@ -141,6 +141,11 @@ class ChannelManager:
             self._store.add_channel(replace(pending, expiration=self._clock()))  # due: the next pass retries
             raise
         record = replace(pending, resource_id=answer.resource_id, expiration=answer.expiration)
+        current = self._store.get_channel(channel_id)
+        if current is None or current.state is not ChannelState.LIVE:
+            # Our lease ran out mid-watch and another pass replaced this channel: do not revive it.
+            self._stop(record)
+            raise ChannelBusy(f"the channel for {calendar_id} was replaced while its watch was under way")
         self._store.add_channel(record)
         log.info(
             "channel opened", calendar_id=calendar_id, channel_id=record.channel_id, expiration=str(record.expiration)

@@ -5,6 +5,7 @@ renewal works per calendar. Against the calendar sandbox over HTTP and a SQLite 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import partial
@@ -250,3 +251,41 @@ def test_a_sweep_watches_active_calendars_with_links_that_no_channel_points_to(
     assert google_live(calendar_sandbox) == {live.channel_id}
     assert store.live_channels("idle@example.com") == []
     assert channels.watch_unwatched().renewed == [], "watched now"
+
+
+def test_an_opener_whose_lease_ran_out_mid_watch_does_not_revive_its_replaced_channel(
+    calendar_sandbox: RunningCalendar, store: SqliteStore, client: GoogleCalendarClient, webhook: Webhook
+) -> None:
+    """A watch slower than the lease: another instance takes over and opens the channel; the
+    slow one, when its answer comes, stops what it opened instead of writing it back live."""
+    calendar_sandbox.admin(
+        "POST", "/_sandbox/faults", {"method": "POST", "path": WATCH, "latency_ms": 1500, "count": 1}
+    )
+    slow = manager(store, client, webhook)
+    later = Clock()
+    later.now += timedelta(minutes=3)  # past the slow one's lease, as this instance sees it
+    outcome: list[object] = []
+
+    def open_slowly() -> None:
+        try:
+            outcome.append(slow.ensure(CAL))
+        except ChannelBusy as busy:
+            outcome.append(busy)
+
+    opener = threading.Thread(target=open_slowly)
+    opener.start()
+    wait_until_pending(store)
+    report = manager(store, client, webhook, later).renew(timedelta(0))
+    opener.join()
+
+    assert report.renewed == [CAL]
+    assert isinstance(outcome[0], ChannelBusy)
+    (live,) = store.live_channels(CAL)
+    assert google_live(calendar_sandbox) == {live.channel_id}
+
+
+def wait_until_pending(store: SqliteStore) -> None:
+    deadline = time.monotonic() + 5
+    while not store.live_channels(CAL):
+        assert time.monotonic() < deadline, "the slow opener never recorded its channel"
+        time.sleep(0.01)
