@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from confsync.contracts import ConferencePayload, EventTime
 from confsync.store.records import AppliedVersion, CalendarState, CalendarStatus, ChannelRecord, Link, OutboxEntry
 
 __all__ = [
+    "AsyncPublisher",
     "CalendarClient",
     "CalendarEvent",
     "Conference",
@@ -186,11 +187,20 @@ class Publisher(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncPublisher(Protocol):
+    """A publisher an event loop can await without holding a thread (Pub/Sub's)."""
+
+    async def apublish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str: ...
+
+
 # -- state ------------------------------------------------------------------------------------
 
 
 class Store(Protocol):
-    """confsync's state (DESIGN.md, "State"): SQLite embedded, Firestore in production.
+    """confsync's state (docs/ARCHITECTURE.md, "State"): SQLite embedded, Firestore in production.
 
     Every compare-and-set returns whether it won and never blocks forever; every write is
     durable when the call returns. Times are aware UTC datetimes. ``local`` says the calls are

@@ -17,7 +17,7 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -132,13 +132,20 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
             return JSONResponse({"error": "scheduler authentication is not configured"}, status_code=401)
         return None
 
+    def scheduled(work: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """A scheduler route: ``work`` runs only for a request that ``refused`` lets through."""
+
+        async def guarded(request: Request) -> Response:
+            answer = await refused(request)
+            return answer if answer is not None else await work(request)
+
+        return guarded
+
     def seconds(request: Request, name: str, default: int) -> int | None:
         text = request.query_params.get(name, str(default))
         return int(text) if _SECONDS.fullmatch(text) else None
 
     async def renew(request: Request) -> Response:
-        if (answer := await refused(request)) is not None:
-            return answer
         before = seconds(request, "before", 24 * 3600)
         if before is None:
             return JSONResponse({"error": "before: a number of seconds"}, status_code=400)
@@ -155,8 +162,6 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         )
 
     async def ensure(request: Request) -> Response:
-        if (answer := await refused(request)) is not None:
-            return answer
         calendar_id = request.query_params.get("calendar")
         if not calendar_id:
             return JSONResponse({"error": "calendar: the calendar id is required"}, status_code=400)
@@ -167,8 +172,6 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse({"channel_id": channel.channel_id, "expiration": channel.expiration.isoformat()})
 
     async def stop(request: Request) -> Response:
-        if (answer := await refused(request)) is not None:
-            return answer
         calendar_id, channel_id = request.query_params.get("calendar"), request.query_params.get("channel")
         if (calendar_id is None) == (channel_id is None):
             return JSONResponse({"error": "give calendar or channel"}, status_code=400)
@@ -176,8 +179,6 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse({"stopped": stopped})
 
     async def listing(request: Request) -> Response:
-        if (answer := await refused(request)) is not None:
-            return answer
         within = seconds(request, "expiring_within", 3650 * 86400)
         if within is None:
             return JSONResponse({"error": "expiring_within: a number of seconds"}, status_code=400)
@@ -190,8 +191,6 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         )
 
     async def repair_lag(request: Request) -> Response:
-        if (answer := await refused(request)) is not None:
-            return answer
         if parts.lag is None:
             return JSONResponse({"error": "sync-lag repair is not configured"}, status_code=404)
         dry_run = request.query_params.get("dry_run") == "1"
@@ -206,9 +205,9 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
         create_conference_route(parts.store, parts.provider, auth=auth, ensure_channel=parts.channels.ensure),
-        Route("/tasks/renew-channels", renew, methods=["POST"]),
-        Route("/tasks/channels/ensure", ensure, methods=["POST"]),
-        Route("/tasks/channels/stop", stop, methods=["POST"]),
-        Route("/tasks/channels", listing, methods=["GET"]),
-        Route("/tasks/repair-lag", repair_lag, methods=["POST"]),
+        Route("/tasks/renew-channels", scheduled(renew), methods=["POST"]),
+        Route("/tasks/channels/ensure", scheduled(ensure), methods=["POST"]),
+        Route("/tasks/channels/stop", scheduled(stop), methods=["POST"]),
+        Route("/tasks/channels", scheduled(listing), methods=["GET"]),
+        Route("/tasks/repair-lag", scheduled(repair_lag), methods=["POST"]),
     ]

@@ -25,7 +25,7 @@ import hmac
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.errors import ConfsyncError
-from confsync.ports import Publisher, Store
+from confsync.ports import AsyncPublisher, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
 
@@ -84,11 +84,11 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
     path: str = "/notifications",
 ) -> Route:
     counts = (stats or WebhookStats()).counts
-    apublish: Callable[..., Awaitable[str]] | None = getattr(publisher, "apublish", None)
+    apublish = publisher.apublish if isinstance(publisher, AsyncPublisher) else None
 
     async def off_loop(work: Callable[..., _T], *args: object) -> _T:
         """Local stores answer in microseconds: call them here; network stores from a thread."""
-        return work(*args) if getattr(store, "local", False) else await run_in_threadpool(work, *args)
+        return work(*args) if store.local else await run_in_threadpool(work, *args)
 
     def admit(notification: _Notification) -> ChannelRecord:
         """The channel this notification is for, if it is genuine; else _Refused."""
