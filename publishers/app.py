@@ -1,14 +1,12 @@
-"""The publisher service: ConferenceCommand -> conferencing API, served the way Pub/Sub
-delivers: push (``POST /pubsub/conference-commands``, OIDC-verified unless local mode, and
-``GET /healthz``) or streaming pull (``confsync serve publisher``)."""
+"""The publisher's parts built from Settings: the command applier (its retry policy and
+breaker chosen for the delivery) and its push route (``POST /pubsub/<conference-commands
+topic>``, OIDC-verified unless local mode). ``stack/services.py`` serves them, or runs the
+applier as a pull worker."""
 
 from __future__ import annotations
 
 import time
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from confsync.ports import ConferenceProvider, Publisher, Store
@@ -19,7 +17,7 @@ from publishers.apply import CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import retry_policy
 
-__all__ = ["build_applier", "create_publisher_app", "publisher_push_route"]
+__all__ = ["build_applier", "publisher_push_route"]
 
 
 _PUSH_SHARE = 0.5  # of the ack deadline, for retries: the last call and the answer need the rest
@@ -42,13 +40,6 @@ def build_applier(settings: Settings, store: Store, provider: ConferenceProvider
         breaker,
         max_attempts=settings.pubsub_max_delivery_attempts,
     )
-
-
-def create_publisher_app(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Starlette:
-    async def healthz(_request: Request) -> Response:
-        return JSONResponse({"ok": True, "breaker": applier.breaker.state})
-
-    return Starlette(routes=[publisher_push_route(applier, settings, dead_letters), Route("/healthz", healthz)])
 
 
 def publisher_push_route(applier: CommandApplier, settings: Settings, dead_letters: Publisher) -> Route:

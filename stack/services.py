@@ -123,10 +123,8 @@ class _PubSub:
         self._publisher.close()
 
 
-# Handlers run at once per in-process subscription, as many as a Pub/Sub worker's two streams
-# run (google-cloud-pubsub: 10 threads each). A processor waits out a calendar's minimum sync
-# interval in its handler; with 4, 20 busy calendars queued behind 4 such waits (bench/pipeline.py:
-# p99 2 s at 100 changes/s in process, 0.66 s on Pub/Sub).
+# Handlers per in-process subscription: as many as a Pub/Sub worker's two streams run, since a
+# processor waits out a calendar's minimum sync interval in its handler and fewer queue behind it.
 _MEMORY_HANDLERS = 20
 
 
@@ -342,10 +340,8 @@ def _run(  # noqa: PLR0913 - run_service's arguments
     except BaseException:
         service.stop(0)
         raise
-    # What start-up built (modules, clients, schemas) lives as long as the process: frozen out of
-    # the collector, a full collection walks only what requests allocate. Unfrozen, each took up
-    # to 63 ms on the webhook, stalling every request in flight (bench/ingest.py: p99 56-62 ms
-    # -> 22-30 ms).
+    # What start-up built lives as long as the process: frozen, a full collection walks only what
+    # requests allocate, instead of stalling every request in flight.
     gc.freeze()
     log.info(
         "serving",
