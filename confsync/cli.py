@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -37,6 +38,16 @@ app = typer.Typer(
 )
 
 
+@contextmanager
+def _exit_on(*errors: type[Exception], code: int, message: str = "{}") -> Iterator[None]:
+    """One of ``errors`` inside becomes one line on stderr (``message`` around it) and exit ``code``."""
+    try:
+        yield
+    except errors as err:
+        typer.echo(f"confsync: {message.format(err)}", err=True)
+        raise typer.Exit(code=code) from err
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"confsync {_dist_version('confsync')}")
@@ -55,11 +66,8 @@ def _root(
 
     Settings are read from CONFSYNC_* environment variables; `confsync config` lists them.
     """
-    try:
+    with _exit_on(ConfigError, code=2, message="configuration error: {}"):
         settings = Settings.from_env()
-    except ConfigError as err:
-        typer.echo(f"confsync: configuration error: {err}", err=True)
-        raise typer.Exit(code=2) from err
     configure_logging(settings)
     log.debug("settings loaded", command=ctx.invoked_subcommand, settings=_settings_dict(settings))
     ctx.obj = settings
@@ -186,11 +194,8 @@ def pubsub_bootstrap(
 
     target = f"emulator at {settings.pubsub_emulator_host}" if settings.pubsub_emulator_host else "Google Cloud"
     typer.echo(f"Pub/Sub project {settings.project_id} ({target})")
-    try:
+    with _exit_on(google_exceptions.GoogleAPIError, code=1, message="Pub/Sub refused or did not answer: {}"):
         report = bootstrap(settings, topology(settings), push_endpoint=push_endpoint)
-    except google_exceptions.GoogleAPIError as err:
-        typer.echo(f"confsync: Pub/Sub refused or did not answer: {err}", err=True)
-        raise typer.Exit(code=1) from err
     for line in report.created:
         typer.echo(f"  created {line}")
     for line in report.found:
@@ -239,11 +244,8 @@ def _channel_manager(settings: Settings, *, with_publisher: bool = False) -> Any
 def _run_channels(work: Callable[[], None]) -> None:
     from confsync.errors import ConfsyncError  # noqa: PLC0415
 
-    try:
+    with _exit_on(ConfsyncError, code=1):
         work()
-    except ConfsyncError as err:
-        typer.echo(f"confsync: {err}", err=True)
-        raise typer.Exit(code=1) from err
 
 
 @channels_app.command("ensure")
@@ -366,11 +368,8 @@ def _serve(  # noqa: PLR0913 - the serve options, named
     if push:
         settings = replace(settings, delivery="push")
     chosen = _DEFAULT_PORTS[role] if port is None else port
-    try:
+    with _exit_on(ConfigError, code=2, message="configuration error: {}"):
         status = serve_processes(settings, Role(role), host=host, port=chosen, processes=processes)
-    except ConfigError as err:
-        typer.echo(f"confsync: configuration error: {err}", err=True)
-        raise typer.Exit(code=2) from err
     if status:
         raise typer.Exit(code=status)
 
@@ -486,11 +485,8 @@ def local_command(
         ready_file=ready_file,
         on_step=lambda text: typer.echo(f"  {text}", err=True),
     )
-    try:
+    with _exit_on(StackError, ConfigError, code=1, message="the local stack did not start: {}"):
         info = stack.start()
-    except (StackError, ConfigError) as err:
-        typer.echo(f"confsync: the local stack did not start: {err}", err=True)
-        raise typer.Exit(code=1) from err
     try:
         typer.echo(json.dumps(info, indent=2))
         typer.echo("confsync local: ready; Ctrl-C stops everything", err=True)
@@ -569,23 +565,21 @@ def repair_lag_command(
     settings: Settings = ctx.obj
     window = parse_duration(older_than) if older_than else timedelta(seconds=settings.lag_repair_after_s)
     store, publisher = open_store(settings.store_url), LazyPubSubPublisher(settings)
-    try:
-        repair = LagRepair(
-            store,
-            publisher,
-            settings.topic_calendar_changes,
-            settings.topic_conference_commands,
-            settings.topic_conference_commands_dead,
-            older_than=window,
-            max_republishes=settings.outbox_max_republishes,
-        )
-        report = repair.run_once(dry_run=dry_run)
-    except ConfsyncError as err:
-        typer.echo(f"confsync: {err}", err=True)
-        raise typer.Exit(code=1) from err
-    finally:
-        publisher.close()
-        store.close()
+    with _exit_on(ConfsyncError, code=1):
+        try:
+            repair = LagRepair(
+                store,
+                publisher,
+                settings.topic_calendar_changes,
+                settings.topic_conference_commands,
+                settings.topic_conference_commands_dead,
+                older_than=window,
+                max_republishes=settings.outbox_max_republishes,
+            )
+            report = repair.run_once(dry_run=dry_run)
+        finally:
+            publisher.close()
+            store.close()
     if as_json:
         typer.echo(json.dumps(report.to_json()))
         return
@@ -643,22 +637,20 @@ def backfill_command(  # noqa: PLR0913, PLR0917 - one parameter per option (Type
         calendar_for=clients.for_subject,
         orphan_after_s=settings.orphan_after_s,
     )
-    try:
-        if sys.stdout.isatty() and not as_json:
-            from rich.progress import Progress  # noqa: PLC0415 - Typer's own dependency
+    with _exit_on(ConfsyncError, code=1, message="backfill stopped: {} (rerun with the same --checkpoint to resume)"):
+        try:
+            if sys.stdout.isatty() and not as_json:
+                from rich.progress import Progress  # noqa: PLC0415 - Typer's own dependency
 
-            with Progress() as progress:
-                task = progress.add_task("events read", total=None)
-                job.on_progress = lambda _calendar, count: progress.advance(task, count)
+                with Progress() as progress:
+                    task = progress.add_task("events read", total=None)
+                    job.on_progress = lambda _calendar, count: progress.advance(task, count)
+                    summary = job.run(ids, window_days=window_days)
+            else:
                 summary = job.run(ids, window_days=window_days)
-        else:
-            summary = job.run(ids, window_days=window_days)
-    except ConfsyncError as err:
-        typer.echo(f"confsync: backfill stopped: {err} (rerun with the same --checkpoint to resume)", err=True)
-        raise typer.Exit(code=1) from err
-    finally:
-        publisher.close()
-        clients.close()
+        finally:
+            publisher.close()
+            clients.close()
     report = {k: v for k, v in summary.__dict__.items() if k != "decisions" or dry_run}
     if as_json:
         typer.echo(json.dumps(report, indent=2))
