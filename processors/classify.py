@@ -1,7 +1,7 @@
 """What the conferencing service must do about one Calendar event: a pure function.
 
 ``classify(event, link, solution_names, orphaned_before=...)`` looks at nothing but its
-arguments (DESIGN.md, "Semantics that matter"):
+arguments (docs/ARCHITECTURE.md, "Semantics"):
 
 ==============================================  ==========================================
 event                                           decision

@@ -1,6 +1,6 @@
 """Imports point one way: stages import ``confsync``, never each other; ``stack`` composes the
 stages and nothing imports it but ``confsync/cli.py``; ``confsync`` imports no stage (nor
-``stack``) except in ``cli.py``, the composition root (DESIGN.md, "Layout")."""
+``stack``) except in ``cli.py``, the composition root (docs/ARCHITECTURE.md, "Layout")."""
 
 from __future__ import annotations
 

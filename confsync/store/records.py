@@ -1,4 +1,4 @@
-"""The records confsync keeps between messages (see "State" in DESIGN.md).
+"""The records confsync keeps between messages (see "State" in docs/ARCHITECTURE.md).
 
 Plain frozen dataclasses, shared by every ``Store`` implementation and by the stages that
 read them. Times are aware UTC datetimes; versions are integers bumped on every write.

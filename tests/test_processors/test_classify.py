@@ -1,4 +1,4 @@
-"""classify(): every row of the table in DESIGN.md, and properties over any event shape."""
+"""classify(): every row of its decision table (docs/ARCHITECTURE.md), and properties over any event shape."""
 
 from __future__ import annotations
 
