@@ -120,10 +120,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
     from google.api_core.retry import Retry  # noqa: PLC0415
     from google.cloud import pubsub_v1  # noqa: PLC0415
 
-    from confsync.emulators import find_jar, pubsub_emulator  # noqa: PLC0415
     from confsync.settings import Secret, Settings  # noqa: PLC0415
     from confsync.store import ChannelRecord  # noqa: PLC0415
     from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
+    from stack.emulators import find_jar, pubsub_emulator  # noqa: PLC0415
 
     jar = find_jar(Settings.from_env().pubsub_emulator_jar)
     if jar is None:

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from confsync.emulators import find_jar, firestore_emulator
 from confsync.ports import Store
 from confsync.settings import Settings
 from confsync.store import AppliedVersion
 from confsync.store.sqlite import SqliteStore
+from stack.emulators import find_jar, firestore_emulator
 
 TARGET = 5000
 

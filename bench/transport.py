@@ -26,11 +26,11 @@ import threading
 import time
 import uuid
 
-from confsync.emulators import find_jar, pubsub_emulator
 from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
+from stack.emulators import find_jar, pubsub_emulator
 
 PAYLOAD = b"x" * 1024
 KEYS = 200

@@ -40,10 +40,10 @@ from typing import IO, Any
 import httpx
 import structlog
 
-from confsync.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
 from confsync.errors import ConfigError
 from confsync.serving import free_port
 from confsync.settings import PREFIX, Settings, TransportKind
+from stack.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
 
 __all__ = ["LocalStack", "StackError"]
 

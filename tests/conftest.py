@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from confsync.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
 from confsync.settings import Settings
+from stack.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
 
 pytest_plugins = ["tests_support.fixtures"]  # the sandbox fixtures, for every test package
 

@@ -14,8 +14,8 @@ from google.api_core.retry import Retry
 from google.cloud import firestore, pubsub_v1
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
-from confsync.emulators import find_jar, pubsub_emulator
 from confsync.settings import Settings
+from stack.emulators import find_jar, pubsub_emulator
 
 PROJECT = "confsync-test"
 _RETRY = Retry(timeout=20)
@@ -134,8 +134,8 @@ def test_missing_jars_skip_the_emulator_tests_loudly() -> None:
 
 
 def test_an_emulator_that_dies_at_start_says_how_and_what_it_printed() -> None:
-    from confsync.emulators import Emulator, EmulatorError  # noqa: PLC0415
     from confsync.serving import free_port  # noqa: PLC0415
+    from stack.emulators import Emulator, EmulatorError  # noqa: PLC0415
 
     dying = Emulator(
         name="pubsub emulator",

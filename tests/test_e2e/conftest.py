@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from tests_support.local_stack import Stack
 
-from confsync.emulators import find_jar
 from confsync.settings import Settings
 from stack.driver import StackDriver
+from stack.emulators import find_jar
 
 READY_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 30
