@@ -1,0 +1,100 @@
+"""Admin and fault injection under ``/_sandbox/`` (never under ``/calendar/v3``).
+
+``POST /_sandbox/reset``, ``POST /_sandbox/calendars`` ``{"id", "owner"?}``,
+``POST /_sandbox/calendars/{calendarId}/invalidate-sync-tokens``,
+``POST /_sandbox/calendars/{calendarId}/bulk-insert`` ``{"events": [...]}`` (seeding),
+``POST|GET|DELETE /_sandbox/faults``, ``GET /_sandbox/channels``, ``GET /_sandbox/requests``,
+``POST /_sandbox/notifications`` ``{"duplicates": true}`` (every notification is then
+delivered twice with the same message number, as Google may),
+``POST /_sandbox/clock`` ``{"advance_s": N}``.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.calendar.errors import GoogleError
+from sandbox.calendar.notify import Notifier
+from sandbox.calendar.serving import CalendarSandbox, admin, read_admin_body
+
+__all__ = ["admin_routes"]
+
+
+def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
+    model = sandbox.model
+
+    async def reset(_request: Request) -> Response:
+        model.reset()
+        notifier.forget()
+        sandbox.faults.clear()
+        sandbox.journal.clear()
+        return JSONResponse({"reset": True})
+
+    async def create_calendar(request: Request) -> Response:
+        data = await read_admin_body(request)
+        if not isinstance(data.get("id"), str):
+            raise GoogleError(400, "required", "id: a calendar id is required")
+        created = model.create_calendar(data["id"], data.get("owner"))
+        return JSONResponse({"id": data["id"], "created": created}, status_code=201 if created else 200)
+
+    async def invalidate(request: Request) -> Response:
+        model.invalidate_sync_tokens(request.path_params["calendarId"])
+        return JSONResponse({"invalidated": request.path_params["calendarId"]})
+
+    async def bulk_insert(request: Request) -> Response:
+        data = await read_admin_body(request)
+        events = data.get("events")
+        if not isinstance(events, list):
+            raise GoogleError(400, "required", "events: a list of event resources is required")
+        count, notifications = model.insert_many(
+            request.path_params["calendarId"], events, conference_data_version=int(data.get("conferenceDataVersion", 0))
+        )
+        notifier.enqueue(notifications)
+        return JSONResponse({"inserted": count})
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            sandbox.faults.clear()
+            return JSONResponse({"faults": []})
+        if request.method == "GET":
+            return JSONResponse({"faults": sandbox.faults.rules()})
+        try:
+            rule = sandbox.faults.add(await read_admin_body(request))
+        except ValueError as err:
+            raise GoogleError(400, "invalid", f"fault rule: {err}") from err
+        return JSONResponse(rule.to_json(), status_code=201)
+
+    async def notifications(request: Request) -> Response:
+        duplicates = (await read_admin_body(request)).get("duplicates")
+        if not isinstance(duplicates, bool):
+            raise GoogleError(400, "invalid", "duplicates: true or false")
+        notifier.duplicates = duplicates
+        return JSONResponse({"duplicates": duplicates})
+
+    async def channels(_request: Request) -> Response:
+        return JSONResponse(model.channels())
+
+    async def requests(_request: Request) -> Response:
+        return JSONResponse(sandbox.journal.entries())
+
+    async def clock(request: Request) -> Response:
+        data = await read_admin_body(request)
+        seconds = data.get("advance_s")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise GoogleError(400, "invalid", "advance_s: a number of seconds >= 0")
+        sandbox.clock.advance(float(seconds))
+        return JSONResponse({"now": sandbox.clock.now().isoformat()})
+
+    return [
+        Route("/_sandbox/reset", admin(reset), methods=["POST"]),
+        Route("/_sandbox/calendars", admin(create_calendar), methods=["POST"]),
+        Route("/_sandbox/calendars/{calendarId}/invalidate-sync-tokens", admin(invalidate), methods=["POST"]),
+        Route("/_sandbox/calendars/{calendarId}/bulk-insert", admin(bulk_insert), methods=["POST"]),
+        Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/channels", admin(channels), methods=["GET"]),
+        Route("/_sandbox/notifications", admin(notifications), methods=["POST"]),
+        Route("/_sandbox/requests", admin(requests), methods=["GET"]),
+        Route("/_sandbox/clock", admin(clock), methods=["POST"]),
+    ]

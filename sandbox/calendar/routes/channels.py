@@ -1,0 +1,33 @@
+"""Watch channels over HTTP: events.watch and channels.stop
+(https://developers.google.com/calendar/api/guides/push)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sandbox.calendar.notify import Notifier
+from sandbox.calendar.serving import CalendarSandbox, api, json_answer, read_body
+
+__all__ = ["channel_routes"]
+
+
+def channel_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
+    model = sandbox.model
+
+    async def watch(request: Request, user: str | None) -> Response:
+        calendar_id = model.resolve(request.path_params["calendarId"], user)
+        base = str(request.base_url)
+        channel, notifications = model.watch(calendar_id, await read_body(request), base_url=base)
+        notifier.enqueue(notifications)
+        return json_answer(channel)
+
+    async def stop(request: Request, _user: str | None) -> Response:
+        model.stop_channel(await read_body(request))
+        return Response(status_code=204)
+
+    return [
+        Route("/calendar/v3/calendars/{calendarId}/events/watch", api(sandbox, watch), methods=["POST"]),
+        Route("/calendar/v3/channels/stop", api(sandbox, stop), methods=["POST"]),
+    ]

@@ -1,0 +1,209 @@
+"""How the Calendar sandbox serves a request, whatever the resource.
+
+Every API request is checked against the bearer tokens (when any are configured), then the
+fault rules, then served; it is journaled and logged as one structured line either way. Here
+too: reading bodies (with size limits), query parameters, and writing JSON answers and
+Google-shaped errors. The routes of each resource live in sandbox/calendar/routes/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from sandbox.calendar.errors import GoogleError, error_body
+from sandbox.calendar.model import CalendarModel, ListQuery
+from sandbox.calendar.notify import RetryPolicy
+from sandbox.clock import Clock
+from sandbox.faults import Faults
+from sandbox.journal import Journal
+
+__all__ = [
+    "CalendarSandbox",
+    "Endpoint",
+    "Handler",
+    "admin",
+    "api",
+    "cdv",
+    "http_error",
+    "json_answer",
+    "list_query",
+    "raw_answer",
+    "read_admin_body",
+    "read_body",
+]
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 1024 * 1024
+MAX_ADMIN_BODY = 256 * 1024 * 1024
+_JSON = "application/json; charset=UTF-8"
+
+
+@dataclass
+class CalendarSandbox:
+    """Everything one running sandbox holds; ``create_app`` serves it."""
+
+    model: CalendarModel
+    clock: Clock = field(default_factory=Clock)
+    faults: Faults = field(default_factory=Faults)
+    journal: Journal = field(default_factory=Journal)
+    auth_tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> user email
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+Handler = Callable[[Request, str | None], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def api(sandbox: CalendarSandbox, handler: Handler) -> Endpoint:
+    """An API endpoint: authenticated, fault-injected, journaled and logged."""
+
+    async def endpoint(request: Request) -> Response:
+        return await _serve(sandbox, request, handler)
+
+    return endpoint
+
+
+async def _serve(sandbox: CalendarSandbox, request: Request, handler: Handler) -> Response:
+    started = time.perf_counter()
+    try:
+        user = _authenticate(sandbox, request)
+        rule = sandbox.faults.match(request.method, request.url.path)
+        if rule is not None and rule.latency_ms:
+            await asyncio.sleep(rule.latency_ms / 1000)
+        if rule is not None and rule.status is not None:
+            response = _error(GoogleError(rule.status, rule.reason))
+            if rule.retry_after is not None:
+                response.headers["Retry-After"] = str(rule.retry_after)
+        else:
+            response = await handler(request, user)
+    except GoogleError as err:
+        response = _error(err)
+    except Exception:
+        log.exception("request failed", method=request.method, path=request.url.path)
+        response = _error(GoogleError(500, "backendError", "Backend Error"))
+    _record(sandbox, request, response.status_code, started)
+    return response
+
+
+def _record(sandbox: CalendarSandbox, request: Request, status: int, started: float) -> None:
+    query = {key: values if len(values) > 1 else values[0] for key, values in _params(request).items()}
+    sandbox.journal.record(
+        {
+            "method": request.method,
+            "path": request.url.path,
+            "query": query,
+            "status": status,
+            "at": sandbox.clock.now().isoformat(),
+        }
+    )
+    log.info(
+        "request",
+        method=request.method,
+        path=request.url.path,
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+
+
+def _authenticate(sandbox: CalendarSandbox, request: Request) -> str | None:
+    if not sandbox.auth_tokens:
+        return None
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    user = sandbox.auth_tokens.get(token) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise GoogleError(
+            401,
+            "authError",
+            "Invalid Credentials",
+            location="Authorization",
+            location_type="header",
+        )
+    return user
+
+
+def admin(handler: Endpoint) -> Endpoint:
+    """An admin endpoint (``/_sandbox/``): not journaled, no auth, no faults; errors as Google's."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except GoogleError as err:
+            return _error(err)
+
+    return endpoint
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    return parse_qs(request.url.query, keep_blank_values=True)
+
+
+def list_query(request: Request) -> ListQuery:
+    return ListQuery(_params(request))
+
+
+def cdv(request: Request) -> int:
+    value = request.query_params.get("conferenceDataVersion", "0")
+    if value not in ("0", "1"):
+        raise GoogleError(
+            400, "invalid", f"Invalid conferenceDataVersion value: {value}", location="conferenceDataVersion"
+        )
+    return int(value)
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise GoogleError(413, "uploadTooLarge", "Request Entity Too Large")
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise GoogleError(413, "uploadTooLarge", "Request Entity Too Large")
+    return data
+
+
+async def read_body(request: Request) -> Any:
+    data = await _read(request, MAX_BODY)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise GoogleError(400, "parseError", "Parse Error") from err
+
+
+async def read_admin_body(request: Request) -> dict[str, Any]:
+    data = await _read(request, MAX_ADMIN_BODY)
+    try:
+        parsed = json.loads(data or b"{}")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise GoogleError(400, "parseError", "Parse Error") from err
+    if not isinstance(parsed, dict):
+        raise GoogleError(400, "badRequest", "The request body must be a JSON object.")
+    return parsed
+
+
+def json_answer(value: object) -> Response:
+    return raw_answer(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def raw_answer(data: bytes, status: int = 200) -> Response:
+    return Response(content=data, status_code=status, media_type=_JSON)
+
+
+def _error(err: GoogleError) -> Response:
+    return JSONResponse(err.body(), status_code=err.code)
+
+
+async def http_error(_request: Request, exc: HTTPException) -> Response:
+    return JSONResponse(error_body(exc.status_code), status_code=exc.status_code, headers=exc.headers)
