@@ -394,44 +394,28 @@ _DRAIN = (
 )
 
 
-@serve_app.command("ingest", help=f"{_ROLE_HELP['ingest']} {_DRAIN}")
-def serve_ingest(
-    ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None, processes: ProcessesOption = 1
-) -> None:
-    _serve(ctx.obj, "ingest", push=False, host=host, port=port, processes=processes)
+def _add_serve_command(role: str) -> None:
+    """``confsync serve ROLE``; every role but ingest may serve push routes instead of pulling."""
+
+    def pulled_or_pushed(
+        ctx: typer.Context,
+        push: PushOption = False,
+        host: HostOption = "127.0.0.1",
+        port: PortOption = None,
+        processes: ProcessesOption = 1,
+    ) -> None:
+        _serve(ctx.obj, role, push=push, host=host, port=port, processes=processes)
+
+    def webhook_only(
+        ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None, processes: ProcessesOption = 1
+    ) -> None:
+        _serve(ctx.obj, role, push=False, host=host, port=port, processes=processes)
+
+    serve_app.command(role, help=f"{_ROLE_HELP[role]} {_DRAIN}")(webhook_only if role == "ingest" else pulled_or_pushed)
 
 
-@serve_app.command("processor", help=f"{_ROLE_HELP['processor']} {_DRAIN}")
-def serve_processor(
-    ctx: typer.Context,
-    push: PushOption = False,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = None,
-    processes: ProcessesOption = 1,
-) -> None:
-    _serve(ctx.obj, "processor", push=push, host=host, port=port, processes=processes)
-
-
-@serve_app.command("publisher", help=f"{_ROLE_HELP['publisher']} {_DRAIN}")
-def serve_publisher(
-    ctx: typer.Context,
-    push: PushOption = False,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = None,
-    processes: ProcessesOption = 1,
-) -> None:
-    _serve(ctx.obj, "publisher", push=push, host=host, port=port, processes=processes)
-
-
-@serve_app.command("all", help=f"{_ROLE_HELP['all']} {_DRAIN}")
-def serve_all(
-    ctx: typer.Context,
-    push: PushOption = False,
-    host: HostOption = "127.0.0.1",
-    port: PortOption = None,
-    processes: ProcessesOption = 1,
-) -> None:
-    _serve(ctx.obj, "all", push=push, host=host, port=port, processes=processes)
+for _role in _ROLE_HELP:
+    _add_serve_command(_role)
 
 
 TransportOption = Annotated[
