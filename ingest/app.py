@@ -114,6 +114,10 @@ class _Readiness:
         return True
 
 
+class _BadQuery(Exception):
+    """A scheduler route's query parameter the route cannot use: a 400 with this reason."""
+
+
 def ingest_routes(parts: IngestParts) -> list[Route]:
     """The webhook, the add-on API and the scheduler's channel routes."""
     settings = parts.settings
@@ -137,19 +141,23 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
 
         async def guarded(request: Request) -> Response:
             answer = await refused(request)
-            return answer if answer is not None else await work(request)
+            if answer is not None:
+                return answer
+            try:
+                return await work(request)
+            except _BadQuery as bad:
+                return JSONResponse({"error": str(bad)}, status_code=400)
 
         return guarded
 
-    def seconds(request: Request, name: str, default: int) -> int | None:
+    def seconds(request: Request, name: str, default: int) -> timedelta:
         text = request.query_params.get(name, str(default))
-        return int(text) if _SECONDS.fullmatch(text) else None
+        if not _SECONDS.fullmatch(text):
+            raise _BadQuery(f"{name}: a number of seconds")
+        return timedelta(seconds=int(text))
 
     async def renew(request: Request) -> Response:
-        before = seconds(request, "before", 24 * 3600)
-        if before is None:
-            return JSONResponse({"error": "before: a number of seconds"}, status_code=400)
-        report = await run_in_threadpool(parts.channels.renew, timedelta(seconds=before))
+        report = await run_in_threadpool(parts.channels.renew, seconds(request, "before", 24 * 3600))
         return JSONResponse(
             {
                 "renewed": report.renewed,
@@ -164,7 +172,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
     async def ensure(request: Request) -> Response:
         calendar_id = request.query_params.get("calendar")
         if not calendar_id:
-            return JSONResponse({"error": "calendar: the calendar id is required"}, status_code=400)
+            raise _BadQuery("calendar: the calendar id is required")
         try:
             channel = await run_in_threadpool(parts.channels.ensure, calendar_id)
         except ConfsyncError as err:
@@ -174,15 +182,13 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
     async def stop(request: Request) -> Response:
         calendar_id, channel_id = request.query_params.get("calendar"), request.query_params.get("channel")
         if (calendar_id is None) == (channel_id is None):
-            return JSONResponse({"error": "give calendar or channel"}, status_code=400)
+            raise _BadQuery("give calendar or channel")
         stopped = await run_in_threadpool(lambda: parts.channels.stop(calendar_id=calendar_id, channel_id=channel_id))
         return JSONResponse({"stopped": stopped})
 
     async def listing(request: Request) -> Response:
         within = seconds(request, "expiring_within", 3650 * 86400)
-        if within is None:
-            return JSONResponse({"error": "expiring_within: a number of seconds"}, status_code=400)
-        channels = await run_in_threadpool(parts.channels.expiring_within, timedelta(seconds=within))
+        channels = await run_in_threadpool(parts.channels.expiring_within, within)
         return JSONResponse(
             [
                 {"channel_id": c.channel_id, "calendar_id": c.calendar_id, "expiration": c.expiration.isoformat()}

@@ -348,7 +348,7 @@ def test_the_services_run_commands_the_cli_has(parsed: dict[str, dict[str, Any]]
 
 def test_the_scheduler_calls_routes_the_ingest_service_serves(parsed: dict[str, dict[str, Any]]) -> None:
     source = (ROOT / "ingest" / "app.py").read_text(encoding="utf-8")
-    served = set(re.findall(r'Route\("(/tasks/[^"]+)", \w+, methods=\["POST"\]\)', source))
+    served = set(re.findall(r'Route\("(/tasks/[^"]+)", [\w()]+, methods=\["POST"\]\)', source))
     tasks = locals_(parsed)["ingest_tasks"]
     paths = {task["path"].split("?")[0] for task in tasks.values()}
     assert paths == {"/tasks/renew-channels", "/tasks/repair-lag"}
