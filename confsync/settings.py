@@ -121,7 +121,7 @@ class Settings:
     pubsub_pull: PullKind = _setting(
         "streaming",
         "How a pull worker pulls: streaming (Google's Pub/Sub) or unary (the emulator, whose streams "
-        "keep taking messages after their process is killed; confsync/transport/pubsub_unary.py).",
+        "keep taking messages after their process is killed; confsync/transport/pubsub/unary.py).",
     )
     pubsub_publish_max_messages: int = _setting(
         1000, "Messages in one Pub/Sub publish request at most (Pub/Sub allows 1,000)."

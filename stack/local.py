@@ -8,7 +8,7 @@ Children, each a process of its own on a free port, with its log in ``STATE/logs
   ``serve publisher`` (as on Cloud Run, one process per service). Two emulator faults shape
   their settings: its ordered subscriptions can stall a key for good after a stream closes,
   so subscriptions are unordered; and its streams keep taking messages after their process
-  is killed, so workers use unary Pull (``confsync/transport/pubsub_unary.py``);
+  is killed, so workers use unary Pull (``confsync/transport/pubsub/unary.py``);
 - with ``transport="memory"`` (or no emulator jar, which a log line says): ``confsync serve
   all`` (the in-process queues cannot cross processes).
 

@@ -44,7 +44,7 @@ from confsync.store import open_store
 from confsync.transport.base import DeadLetter, Handler
 from confsync.transport.memory import MemoryBroker, MemoryWorker
 from confsync.transport.pubsub import PubSubWorker, open_publisher
-from confsync.transport.pubsub_unary import PubSubUnaryWorker
+from confsync.transport.pubsub.unary import PubSubUnaryWorker
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from confsync.transport.topology import topology

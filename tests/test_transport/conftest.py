@@ -17,7 +17,7 @@ from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
 from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
-from confsync.transport.pubsub_unary import PubSubUnaryWorker
+from confsync.transport.pubsub.unary import PubSubUnaryWorker
 
 PROJECT = "confsync-test"
 

@@ -16,7 +16,7 @@ from google.cloud import pubsub_v1
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
 from confsync.transport.pubsub import PubSubPublisher
-from confsync.transport.pubsub_unary import PubSubUnaryWorker
+from confsync.transport.pubsub.unary import PubSubUnaryWorker
 from confsync.transport.topology import topology
 
 
@@ -73,7 +73,7 @@ from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
 from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
-from confsync.transport.pubsub_unary import PubSubUnaryWorker
+from confsync.transport.pubsub.unary import PubSubUnaryWorker
 from confsync.transport.runner import run_until_signalled
 settings = Settings(project_id=sys.argv[1], log_format="json", shutdown_deadline_s=15, pubsub_lease_extension_s=10)
 kind = PubSubUnaryWorker if sys.argv[4] == "unary" else PubSubWorker
@@ -132,7 +132,7 @@ def test_sigterm_finishes_in_flight_work_and_exits_cleanly(pubsub_emulator_host:
 def test_after_a_unary_worker_is_killed_its_successor_gets_every_new_message_and_the_held_one(
     pubsub_emulator_host: str,
 ) -> None:
-    """The reason the local stack pulls without streams on the emulator (pubsub_unary.py)."""
+    """The reason the local stack pulls without streams on the emulator (confsync/transport/pubsub/unary.py)."""
     project, suffix = "confsync-test", uuid.uuid4().hex[:8]
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = publisher.topic_path(project, f"w-{suffix}")

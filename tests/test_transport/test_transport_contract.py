@@ -108,7 +108,7 @@ def test_shutdown_finishes_in_flight_work_and_acks_it(harness: Harness) -> None:
     # A synchronous pull shows what still waits: the sentinel, and not the finished message.
     harness.publish(b"sentinel", "", {})
     if harness.kind == "pubsub":
-        # The emulator keeps feeding a closed stream (pubsub_unary.py): the sentinel may be held
+        # The emulator keeps feeding a closed stream (confsync/transport/pubsub/unary.py): the sentinel may be held
         # there for minutes. Past the subscription's 10 s ack deadline an unacknowledged
         # in-flight message would be back; the unary and memory runs check the sentinel too.
         waiting = []

@@ -2,9 +2,8 @@
 on the emulator.
 
 Why it exists: after a process holding streaming pulls is killed, the Pub/Sub emulator keeps
-routing new messages to the dead streams, about half of them, and gives them back only minutes
-later, if at all (seen with google-cloud-pubsub's own subscriber and no confsync code, on
-this machine's emulator; bench/chaos.py kills workers). Unary Pull keeps no stream: a message
+routing new messages to the dead streams and gives them back late, if at all (google-cloud-pubsub's
+own subscriber does it too; bench/chaos.py kills workers). Unary Pull keeps no stream: a message
 handed to a killed puller's last request comes back when its ack deadline passes, like any
 unacknowledged message. On Google's Pub/Sub the streaming worker (``PubSubWorker``) is the
 better choice; Cloud Run runs confsync on push anyway.
@@ -34,7 +33,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package 
 
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Outcome, process
-from confsync.transport.pubsub import delivered, subscription_path
+from confsync.transport.pubsub._shared import delivered, subscription_path
 
 __all__ = ["PubSubUnaryWorker"]
 

@@ -1,4 +1,4 @@
-"""Google Cloud Pub/Sub (or its emulator): an ordered publisher and a streaming-pull worker.
+"""Publishing to Google Cloud Pub/Sub (or its emulator): a batching, ordered publisher.
 
 - ``PubSubPublisher`` sends what concurrent callers publish to a topic as one Publish
   request at a time (many ordering keys per request, each key's order kept), batched per
@@ -6,20 +6,8 @@
   ``publish`` returns once Pub/Sub holds the message. A failed request pauses its ordering
   keys, as google-cloud-pubsub's publisher does; the caller resumes them before raising
   ``TransientError``, so the next attempt can go through.
-- ``PubSubWorker`` runs ``pubsub_streams`` streaming pulls on one subscription with flow
-  control, hands each message to the handler through ``confsync.transport.base.process``
-  (ack / nack / dead-letter with the reason), and on ``stop`` stops pulling, waits for
-  in-flight handlers up to a deadline, then cancels.
-- ``bootstrap`` creates the topology's topics and subscriptions if they are missing and
-  reports what it created or found; running it twice changes nothing.
-
-Emulator notes (DEVELOPERS brief): it drops a message after its last delivery attempt instead
-of forwarding it, so the worker dead-letters on the last attempt itself; it reorders after a
-nack; idempotency downstream, not delivery order, is what makes the pipeline correct. A
-worker killed while holding messages costs each of them about two delivery attempts, and some
-messages that were on (or published towards) a killed worker's streams were not delivered
-again for over nine minutes (bench/chaos.py). The store's traces of such work (a notification
-no sync covered, an unsettled outbox command) let ingest/lag.py publish it again.
+- ``open_publisher`` builds one, or raises ``ConfigError`` when there are no credentials.
+- ``LazyPubSubPublisher`` builds one on first publish, for commands that may never publish.
 """
 
 from __future__ import annotations
@@ -29,136 +17,21 @@ import contextlib
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
 
-import structlog
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as google_auth_exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
-from google.protobuf import duration_pb2
 from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisherClient
-from google.pubsub_v1.types import DeadLetterPolicy, ExpirationPolicy, PubsubMessage, RetryPolicy
+from google.pubsub_v1.types import PubsubMessage
 
 from confsync.errors import ConfigError, TransientError
 from confsync.settings import Settings
-from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
-from confsync.transport.topology import SubscriptionSpec, Topology
 
-__all__ = [
-    "BootstrapReport",
-    "LazyPubSubPublisher",
-    "PubSubPublisher",
-    "PubSubWorker",
-    "bootstrap",
-    "open_publisher",
-]
-
-log = structlog.get_logger(__name__)
+__all__ = ["LazyPubSubPublisher", "PubSubPublisher", "open_publisher"]
 
 _MAX_REQUEST_BYTES = 9 * 1024 * 1024  # Pub/Sub refuses a Publish request over 10 MB
-
-
-def delivered(pubsub_message: Any, delivery_attempt: int | None) -> Message:
-    """Our Message from a Pub/Sub one: the streaming client's, or a Pull answer's ``.message``
-    (whose attempt count sits beside it, 0 where the subscription has no dead-letter policy)."""
-    return Message(
-        data=bytes(pubsub_message.data),
-        attributes=dict(pubsub_message.attributes),
-        message_id=str(pubsub_message.message_id),
-        ordering_key=str(pubsub_message.ordering_key or ""),
-        delivery_attempt=delivery_attempt or None,
-        publish_time=pubsub_message.publish_time,
-    )
-
-
-def subscription_path(settings: Settings, subscription: str) -> str:
-    """``projects/P/subscriptions/S`` for a short name (in Settings' project); a full path as is."""
-    if subscription.startswith("projects/"):
-        return subscription
-    return f"projects/{settings.project_id}/subscriptions/{subscription}"
-
-
-class PubSubWorker:
-    """Streaming pull on one subscription, with the shared ack/nack/dead-letter rules."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        subscription: str,
-        handler: Handler,
-        *,
-        dead_letter: DeadLetter,
-        streams: int | None = None,
-    ) -> None:
-        self._settings = settings
-        self._handler = handler
-        self._dead_letter = dead_letter
-        self._streams = streams or settings.pubsub_streams
-        self._client = pubsub_v1.SubscriberClient()
-        self._path = subscription_path(settings, subscription)
-        self._futures: list[Any] = []
-        self._in_flight = 0
-        self._idle = threading.Condition()
-
-    def start(self) -> PubSubWorker:
-        flow = pubsub_v1.types.FlowControl(
-            max_messages=self._settings.pubsub_flow_max_messages,
-            max_bytes=self._settings.pubsub_flow_max_bytes,
-            max_duration_per_lease_extension=self._settings.pubsub_lease_extension_s,
-        )
-        for _ in range(self._streams):
-            self._futures.append(
-                self._client.subscribe(
-                    self._path, callback=self._on_message, flow_control=flow, await_callbacks_on_shutdown=True
-                )
-            )
-        log.info("worker started", subscription=self._path, transport="pubsub", streams=self._streams)
-        return self
-
-    def _on_message(self, received: Any) -> None:
-        with self._idle:
-            self._in_flight += 1
-        try:
-            message = delivered(received, received.delivery_attempt)
-            outcome = process(
-                message,
-                self._handler,
-                dead_letter=self._dead_letter,
-                max_attempts=self._settings.pubsub_max_delivery_attempts,
-            )
-            if outcome is Outcome.NACK:
-                received.nack()
-            else:
-                received.ack()
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
-
-    def stop(self, deadline_s: float | None = None) -> bool:
-        """Stop pulling; wait for in-flight handlers up to the deadline; True if all finished."""
-        deadline_s = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
-        end = time.monotonic() + deadline_s
-        for future in self._futures:
-            future.cancel()  # stop pulling; messages not yet started are nacked by the client
-        finished = True
-        for future in self._futures:
-            try:
-                future.result(timeout=max(0.0, end - time.monotonic()))
-            except FutureTimeout:
-                finished = False
-            except Exception:
-                log.debug("stream ended with an error during shutdown", exc_info=True)
-        with self._idle:
-            while self._in_flight and time.monotonic() < end:
-                self._idle.wait(max(0.0, end - time.monotonic()))
-            finished = finished and not self._in_flight
-        self._client.close()
-        log.info("worker stopped", subscription=self._path, transport="pubsub", clean=finished)
-        return finished
 
 
 @dataclass
@@ -214,8 +87,7 @@ class PubSubPublisher:
     flight go in the next one at once. A topic's requests never overlap, so messages with one
     ordering key reach Pub/Sub in the order they were published (Pub/Sub keeps the order of
     one key's messages within a request). google-cloud-pubsub's own publisher sends one
-    request per key instead: with 200 keys, a third of this throughput at three times the CPU
-    per message (bench/transport.py).
+    request per key instead, slower and dearer in CPU with many keys (bench/transport.py).
 
     A failed request fails every caller in it and pauses its ordering keys, as
     google-cloud-pubsub does: the key's messages still queued fail with it, and so does any
@@ -414,80 +286,3 @@ class LazyPubSubPublisher:
     def close(self) -> None:
         if self._real is not None:
             self._real.close()
-
-
-# -- bootstrap --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class BootstrapReport:
-    created: tuple[str, ...]
-    found: tuple[str, ...]
-
-
-def bootstrap(settings: Settings, topology: Topology, *, push_endpoint: str | None = None) -> BootstrapReport:
-    """Create every topic and subscription of ``topology`` that is missing; never change one.
-
-    With ``push_endpoint`` the worker subscriptions push to ``{push_endpoint}/pubsub/{topic}``
-    (OIDC-authenticated when ``push_service_account`` is set) instead of waiting to be pulled.
-    """
-    retry = Retry(timeout=settings.pubsub_timeout_s)
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    created: list[str] = []
-    found: list[str] = []
-    try:
-        for topic in topology.topics:
-            path = publisher.topic_path(settings.project_id, topic)
-            try:
-                publisher.create_topic(name=path, retry=retry, timeout=settings.pubsub_timeout_s)
-                created.append(f"topic {topic}")
-            except google_exceptions.AlreadyExists:
-                found.append(f"topic {topic}")
-        for spec in topology.subscriptions:
-            request = _subscription_request(settings, spec, publisher, subscriber, push_endpoint)
-            try:
-                subscriber.create_subscription(request=request, retry=retry, timeout=settings.pubsub_timeout_s)
-                created.append(f"subscription {spec.name}")
-            except google_exceptions.AlreadyExists:
-                found.append(f"subscription {spec.name}")
-    finally:
-        subscriber.close()
-        publisher.transport.close()
-    return BootstrapReport(tuple(created), tuple(found))
-
-
-def _subscription_request(
-    settings: Settings,
-    spec: SubscriptionSpec,
-    publisher: pubsub_v1.PublisherClient,
-    subscriber: pubsub_v1.SubscriberClient,
-    push_endpoint: str | None,
-) -> dict[str, Any]:
-    request: dict[str, Any] = {
-        "name": subscriber.subscription_path(settings.project_id, spec.name),
-        "topic": publisher.topic_path(settings.project_id, spec.topic),
-        "ack_deadline_seconds": spec.ack_deadline_s,
-        "enable_message_ordering": spec.ordered,
-        "message_retention_duration": duration_pb2.Duration(seconds=spec.retention_s),
-        "expiration_policy": ExpirationPolicy(),  # no ttl: never expires (topology.SubscriptionSpec)
-    }
-    if spec.min_backoff_s is not None and spec.max_backoff_s is not None:
-        request["retry_policy"] = RetryPolicy(
-            minimum_backoff=duration_pb2.Duration(seconds=spec.min_backoff_s),
-            maximum_backoff=duration_pb2.Duration(seconds=spec.max_backoff_s),
-        )
-    if spec.dead_letter_topic is not None:
-        request["dead_letter_policy"] = DeadLetterPolicy(
-            dead_letter_topic=publisher.topic_path(settings.project_id, spec.dead_letter_topic),
-            max_delivery_attempts=spec.max_delivery_attempts,
-        )
-        if push_endpoint:
-            push: dict[str, Any] = {"push_endpoint": f"{push_endpoint.rstrip('/')}/pubsub/{spec.topic}"}
-            if settings.push_service_account:
-                push["oidc_token"] = {
-                    "service_account_email": settings.push_service_account,
-                    "audience": settings.push_audience or push_endpoint,
-                }
-            request["push_config"] = push
-    return request
