@@ -28,7 +28,7 @@ import structlog
 
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from processors.classify import DEFAULT_SOLUTION_NAMES, NEVER_SAVED, Action, Decision, classify, sweepable
+from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update, classify, sweepable
 from processors.worker import CalendarWorker
 
 __all__ = ["Backfill", "Checkpoints", "Summary"]
@@ -165,34 +165,33 @@ class Backfill:
         self, worker: CalendarWorker, calendar_id: str, events: tuple[CalendarEvent, ...], summary: Summary
     ) -> None:
         summary.events_read += len(events)
-        decided: list[tuple[CalendarEvent, Decision]] = []
+        decided: list[tuple[str, Update | Delete]] = []
         orphaned_before = worker.orphaned_before()
         for event in events:
             link = self.store.get_link(calendar_id, event.id)
             decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
-            if decision.action is Action.UPDATE:
-                summary.updates += 1
-            elif decision.action is Action.DELETE:
-                summary.deletes += 1
-                summary.orphans += decision.why == NEVER_SAVED
-            else:
-                summary.unchanged += 1
-                continue
-            decided.append((event, decision))
+            match decision:
+                case Update():
+                    summary.updates += 1
+                case Delete(orphan=orphan):
+                    summary.deletes += 1
+                    summary.orphans += orphan
+                case Skip():
+                    summary.unchanged += 1
+                    continue
+            decided.append((event.id, decision))
             if self.dry_run:
                 summary.decisions.append(
                     {
                         "calendar_id": calendar_id,
                         "event_id": event.id,
-                        "action": decision.action.value,
+                        "action": decision.kind.value,
                         "why": decision.why,
                     }
                 )
         if self.dry_run:
             return
-        worker.publish_decisions(calendar_id, decided)
-        for event, decision in decided:
-            worker.remember(calendar_id, event.id, decision)
+        worker.commands.send(calendar_id, decided)
 
     def _reconcile(self, worker: CalendarWorker, calendar_id: str, seen: set[str], summary: Summary) -> None:
         orphaned_before = worker.orphaned_before()

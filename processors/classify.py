@@ -6,21 +6,22 @@ arguments (docs/ARCHITECTURE.md, "Semantics"):
 ==============================================  ==========================================
 event                                           decision
 ==============================================  ==========================================
-ours, live, fingerprint differs from the link   UPDATE (changed)
-ours, live, no link yet                         UPDATE (changed); the worker links it
-ours, live, fingerprint equal to the link's     NOTHING (unchanged, or an echo of our write)
-cancelled single event or series, with link     DELETE (cancelled)
-cancelled instance of a series                  NOTHING unless this instance has its own
+ours, live, fingerprint differs from the link   Update (changed)
+ours, live, no link yet                         Update (changed); the worker links it
+ours, live, fingerprint equal to the link's     Skip (unchanged, or an echo of our write)
+cancelled single event or series, with link     Delete (cancelled)
+cancelled instance of a series                  Skip unless this instance has its own
                                                 link: the series' conference stays
-link, but the event no longer carries our       DELETE (conference_removed): removed, or
+link, but the event no longer carries our       Delete (conference_removed): removed, or
 conference                                      switched to Google Meet
-link the add-on made, not yet seen on the       NOTHING: Calendar has not saved the event
+link the add-on made, not yet seen on the       Skip: Calendar has not saved the event
 event, which is no newer than the add-on saw    with it yet (the add-on answers first);
-                                                DELETE (reconciled) once the link was made
+                                                Delete (reconciled) once the link was made
                                                 before ``orphaned_before``: the edit was
                                                 discarded, the conference is an orphan
-live instance of a series without its own link  NOTHING: the series' conference speaks for it
-not ours, no link                               NOTHING
+                                                (``Delete.orphan``)
+live instance of a series without its own link  Skip: the series' conference speaks for it
+not ours, no link                               Skip
 ==============================================  ==========================================
 
 The add-on creates the conference and its link before Calendar saves the event with it, so
@@ -43,9 +44,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from typing import ClassVar
 
-from confsync.contracts import CommandReason, ConferencePayload
+from confsync.contracts import CommandKind, CommandReason, ConferencePayload
 from confsync.errors import InvalidMessage
 from confsync.ports import CalendarEvent
 from confsync.store import Link, LinkState
@@ -53,8 +54,10 @@ from confsync.store import Link, LinkState
 __all__ = [
     "DEFAULT_SOLUTION_NAMES",
     "NEVER_SAVED",
-    "Action",
     "Decision",
+    "Delete",
+    "Skip",
+    "Update",
     "classify",
     "delete_version",
     "payload_of",
@@ -64,21 +67,42 @@ __all__ = [
 DEFAULT_SOLUTION_NAMES = frozenset({"My Web Conference", "My Recorded Web Conference"})
 
 
-class Action(StrEnum):
-    NOTHING = "nothing"
-    UPDATE = "update"
-    DELETE = "delete"
-
-
 @dataclass(frozen=True, slots=True)
-class Decision:
-    action: Action
+class Skip:
+    """Nothing for the conferencing service to do."""
+
     why: str  # a short human reason, for logs and `backfill --dry-run`
-    reason: CommandReason | None = None
     conference_id: str | None = None
-    payload: ConferencePayload | None = None
     fingerprint: str | None = None
-    event_updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Update:
+    """Tell the conferencing service the event's new state."""
+
+    kind: ClassVar[CommandKind] = CommandKind.UPDATE
+    why: str
+    conference_id: str
+    payload: ConferencePayload
+    fingerprint: str
+    event_updated: datetime | None
+    reason: CommandReason = CommandReason.CHANGED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delete:
+    """Delete the linked conference."""
+
+    kind: ClassVar[CommandKind] = CommandKind.DELETE
+    why: str
+    reason: CommandReason
+    conference_id: str
+    fingerprint: str
+    event_updated: datetime | None
+    orphan: bool = False  # the add-on's conference was never saved on its event
+
+
+Decision = Skip | Update | Delete
 
 
 NEVER_SAVED = "the add-on's conference was never saved on the event"
@@ -102,41 +126,38 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
     if ours is None:
         if live_link is not None and _not_saved_yet(event, live_link):
             if orphaned_before is None or not _made_by(live_link, orphaned_before):
-                return Decision(Action.NOTHING, "the add-on's conference is not saved on the event yet")
-            return Decision(
-                Action.DELETE,
-                NEVER_SAVED,
-                CommandReason.RECONCILED,
-                live_link.conference_id,
+                return Skip("the add-on's conference is not saved on the event yet")
+            return Delete(
+                why=NEVER_SAVED,
+                reason=CommandReason.RECONCILED,
+                conference_id=live_link.conference_id,
                 fingerprint="orphan",
                 event_updated=delete_version(event.updated, live_link),
+                orphan=True,
             )
         if live_link is not None:
-            return Decision(
-                Action.DELETE,
-                "the event no longer carries our conference",
-                CommandReason.CONFERENCE_REMOVED,
-                live_link.conference_id,
+            return Delete(
+                why="the event no longer carries our conference",
+                reason=CommandReason.CONFERENCE_REMOVED,
+                conference_id=live_link.conference_id,
                 fingerprint=live_link.last_fingerprint or "removed",
                 event_updated=delete_version(event.updated, live_link),
             )
-        return Decision(Action.NOTHING, "not our conference")
+        return Skip("not our conference")
     if event.recurring_event_id is not None and live_link is None:
-        return Decision(Action.NOTHING, "an instance; the series' conference speaks for it")
+        return Skip("an instance; the series' conference speaks for it")
     payload = payload_of(event)
     if payload is None:
-        return Decision(Action.NOTHING, "the event has no usable start and end")
+        return Skip("the event has no usable start and end")
     fingerprint = payload.fingerprint()
     if live_link is not None and live_link.conference_id == ours and live_link.last_fingerprint == fingerprint:
-        return Decision(Action.NOTHING, "unchanged", conference_id=ours, fingerprint=fingerprint)
-    return Decision(
-        Action.UPDATE,
-        "changed" if live_link is not None else "ours, not linked yet",
-        CommandReason.CHANGED,
-        ours,
-        payload,
-        fingerprint,
-        event.updated,
+        return Skip("unchanged", conference_id=ours, fingerprint=fingerprint)
+    return Update(
+        why="changed" if live_link is not None else "ours, not linked yet",
+        conference_id=ours,
+        payload=payload,
+        fingerprint=fingerprint,
+        event_updated=event.updated,
     )
 
 
@@ -151,13 +172,12 @@ def _not_saved_yet(event: CalendarEvent, link: Link) -> bool:
 def _cancelled(event: CalendarEvent, link: Link | None) -> Decision:
     if link is None:
         if event.recurring_event_id is not None:
-            return Decision(Action.NOTHING, "a cancelled instance; the series keeps its conference")
-        return Decision(Action.NOTHING, "cancelled, and not linked to a conference")
-    return Decision(
-        Action.DELETE,
-        "cancelled",
-        CommandReason.CANCELLED,
-        link.conference_id,
+            return Skip("a cancelled instance; the series keeps its conference")
+        return Skip("cancelled, and not linked to a conference")
+    return Delete(
+        why="cancelled",
+        reason=CommandReason.CANCELLED,
+        conference_id=link.conference_id,
         fingerprint=link.last_fingerprint or "cancelled",
         event_updated=delete_version(event.updated, link),
     )

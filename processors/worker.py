@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand
+from confsync.contracts import CalendarChanged, CommandReason
 from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarState, CalendarStatus, Link, OutboxEntry
+from confsync.store import CalendarState, CalendarStatus, Link
 from confsync.transport.base import Message
-from processors.classify import DEFAULT_SOLUTION_NAMES, Action, Decision, classify, delete_version, sweepable
+from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update, classify, delete_version, sweepable
+from processors.commands import CommandSink
 from processors.sync import run_sync
 
 __all__ = ["CalendarWorker"]
@@ -137,63 +138,19 @@ class CalendarWorker:
         return False
 
     def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
-        decided: list[tuple[CalendarEvent, Decision]] = []
+        decided: list[tuple[str, Update | Delete]] = []
         orphaned_before = self.orphaned_before()
         for event in events:
             link = self.store.get_link(calendar_id, event.id)
             decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
-            if decision.action is not Action.NOTHING:
-                decided.append((event, decision))
-        self.publish_decisions(calendar_id, decided)  # all published first, then remembered in links
-        for event, decision in decided:
-            self.remember(calendar_id, event.id, decision)
+            if not isinstance(decision, Skip):
+                decided.append((event.id, decision))
+        self.commands.send(calendar_id, decided)
 
-    def publish_decisions(self, calendar_id: str, decided: list[tuple[CalendarEvent, Decision]]) -> None:
-        """Publish one page's commands as one batch (ordering key = conference id)."""
-        commands = [self._command(calendar_id, event.id, decision) for event, decision in decided]
-        if not commands:
-            return
-        due = self.clock() + timedelta(seconds=self.republish_after_s)  # if no publisher settles it by then
-        self.store.outbox_add([OutboxEntry(c.command_id, c.conference_id, c.to_bytes(), due) for c in commands])
-        self.publisher.publish_many(
-            self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
-        )
-        for command in commands:
-            log.info(
-                "command published",
-                kind=command.kind.value,
-                reason=command.reason.value,
-                conference_id=command.conference_id,
-                command_id=command.command_id,
-            )
-
-    def publish_decision(self, calendar_id: str, event_id: str, decision: Decision) -> None:
-        """Publish the command one decision calls for."""
-        self.publish_decisions(calendar_id, [(CalendarEvent(id=event_id, status=""), decision)])
-
-    def _command(self, calendar_id: str, event_id: str, decision: Decision) -> ConferenceCommand:
-        assert decision.conference_id is not None  # noqa: S101 - classify() names it for every action
-        assert decision.reason is not None  # noqa: S101
-        return ConferenceCommand.create(
-            kind=CommandKind.UPDATE if decision.action is Action.UPDATE else CommandKind.DELETE,
-            conference_id=decision.conference_id,
-            calendar_id=calendar_id,
-            event_id=event_id,
-            event_updated=decision.event_updated or self.clock(),
-            reason=decision.reason,
-            payload=decision.payload,
-            fingerprint=decision.fingerprint,
-        )
-
-    def remember(self, calendar_id: str, event_id: str, decision: Decision) -> None:
-        """Record a published decision in the event's link."""
-        if decision.action is Action.DELETE:
-            self.store.mark_link_deleted(calendar_id, event_id)
-            return
-        assert decision.conference_id is not None  # noqa: S101
-        self.store.upsert_link(
-            Link(calendar_id, event_id, decision.conference_id, decision.fingerprint, decision.event_updated)
-        )
+    @property
+    def commands(self) -> CommandSink:
+        """Where decisions go: outbox, commands topic, then links (built on use: settings may change)."""
+        return CommandSink(self.store, self.publisher, self.commands_topic, self.republish_after_s, self.clock)
 
     def orphaned_before(self) -> datetime:
         """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""
@@ -235,13 +192,11 @@ class CalendarWorker:
 
     def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
         """Delete a linked conference (publish the command, then mark the link deleted)."""
-        decision = Decision(
-            Action.DELETE,
-            reason.value,
-            reason,
-            link.conference_id,
+        decision = Delete(
+            why=reason.value,
+            reason=reason,
+            conference_id=link.conference_id,
             fingerprint=link.last_fingerprint or reason.value,
             event_updated=delete_version(None, link) or self.clock(),
         )
-        self.publish_decision(link.calendar_id, link.event_id, decision)
-        self.store.mark_link_deleted(link.calendar_id, link.event_id)
+        self.commands.send(link.calendar_id, [(link.event_id, decision)])

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import structlog
 from tenacity import Retrying
@@ -34,13 +35,23 @@ from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen
 
-__all__ = ["CommandApplier"]
+__all__ = ["ApplyOutcome", "CommandApplier"]
 
 log = structlog.get_logger(__name__)
 
 
 _LOCK_STRIPES = 64
 _SETTLE_EVERY_S = 0.05
+
+
+class ApplyOutcome(StrEnum):
+    """How a command settled without error; the value is what logs and counts show."""
+
+    APPLIED = "applied"
+    STALE = "stale"  # older than the version already applied
+    DUPLICATE = "duplicate"  # same version and fingerprint as the one applied
+    SUPERSEDED = "superseded"  # the provider already holds a newer version
+    ALREADY_GONE = "already_gone"  # a delete the provider answered 404
 
 
 @dataclass
@@ -51,7 +62,7 @@ class CommandApplier:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     concurrency: int = 16
     max_attempts: int = 5  # the transport's: a failure on this delivery is dead-lettered, not retried
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[ApplyOutcome] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -121,37 +132,37 @@ class CommandApplier:
             self._settled(command.command_id)
             self.counts[outcome] += 1
             log.info(
-                "command applied" if outcome == "applied" else f"command {outcome}",
+                "command applied" if outcome is ApplyOutcome.APPLIED else f"command {outcome.value}",
                 kind=command.kind.value,
-                outcome=outcome,
+                outcome=outcome.value,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
-    def _apply(self, command: ConferenceCommand) -> str:
+    def _apply(self, command: ConferenceCommand) -> ApplyOutcome:
         with self._conference_locks[hash(command.conference_id) % _LOCK_STRIPES]:
             return self._apply_locked(command)
 
-    def _apply_locked(self, command: ConferenceCommand) -> str:
+    def _apply_locked(self, command: ConferenceCommand) -> ApplyOutcome:
         applied = self.store.get_applied(command.conference_id)
         if applied is not None and command.event_updated < applied.event_updated:
-            return "stale"
+            return ApplyOutcome.STALE
         if (
             applied is not None
             and command.event_updated == applied.event_updated
             and command.fingerprint == applied.fingerprint
         ):
-            return "duplicate"
+            return ApplyOutcome.DUPLICATE
         try:
             with self._slots:
                 self.retrying(self._call, command)
         except Stale:
-            return "superseded"  # the provider already holds a newer version: nothing to do
+            return ApplyOutcome.SUPERSEDED  # the provider already holds a newer version: nothing to do
         except NotFound:
             if command.kind is not CommandKind.DELETE:
                 raise
-            outcome = "already_gone"
+            outcome = ApplyOutcome.ALREADY_GONE
         else:
-            outcome = "applied"
+            outcome = ApplyOutcome.APPLIED
         self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
         return outcome
 

@@ -13,7 +13,7 @@ from confsync.calendar import parse_event
 from confsync.contracts import CommandReason, EventTime
 from confsync.ports import CalendarEvent, EventConference
 from confsync.store import Link, LinkState
-from processors.classify import Action, classify, delete_version, payload_of, sweepable
+from processors.classify import Delete, Skip, Update, classify, delete_version, payload_of, sweepable
 
 T = datetime(2026, 11, 24, 10, tzinfo=UTC)
 OURS = EventConference("cnf_1", "addOn", "My Web Conference")
@@ -49,53 +49,53 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
 
 
 @pytest.mark.parametrize(
-    ("ev", "link", "action", "reason"),
+    ("ev", "link", "kind", "reason"),
     [
-        (event(summary="Renamed"), linked(), Action.UPDATE, CommandReason.CHANGED),
+        (event(summary="Renamed"), linked(), Update, CommandReason.CHANGED),
         (
             event(start=EventTime(date_time="2026-12-02T10:00:00+01:00", time_zone="Europe/Warsaw")),
             linked(),
-            Action.UPDATE,
+            Update,
             CommandReason.CHANGED,
         ),
-        (event(attendees=("carol@example.com",)), linked(), Action.UPDATE, CommandReason.CHANGED),
-        (event(), None, Action.UPDATE, CommandReason.CHANGED),
-        (event(), linked(), Action.NOTHING, None),
-        (event(attendees=("alice@example.com", "bob@example.com")), linked(), Action.NOTHING, None),
-        (event(status="tentative"), linked(), Action.NOTHING, None),
+        (event(attendees=("carol@example.com",)), linked(), Update, CommandReason.CHANGED),
+        (event(), None, Update, CommandReason.CHANGED),
+        (event(), linked(), Skip, None),
+        (event(attendees=("alice@example.com", "bob@example.com")), linked(), Skip, None),
+        (event(status="tentative"), linked(), Skip, None),
         (
             event(status="cancelled", summary=None, start=None, end=None, conference=None),
             linked(),
-            Action.DELETE,
+            Delete,
             CommandReason.CANCELLED,
         ),
-        (event(status="cancelled", conference=None), None, Action.NOTHING, None),
-        (event(id="evt1_20261208T090000Z", status="cancelled", recurring_event_id="evt1"), None, Action.NOTHING, None),
-        (event(conference=None), linked(), Action.DELETE, CommandReason.CONFERENCE_REMOVED),
-        (event(conference=None), linked(last_fingerprint=None, last_event_updated=T), Action.NOTHING, None),
+        (event(status="cancelled", conference=None), None, Skip, None),
+        (event(id="evt1_20261208T090000Z", status="cancelled", recurring_event_id="evt1"), None, Skip, None),
+        (event(conference=None), linked(), Delete, CommandReason.CONFERENCE_REMOVED),
+        (event(conference=None), linked(last_fingerprint=None, last_event_updated=T), Skip, None),
         (
             event(conference=None, updated=T + timedelta(seconds=1)),
             linked(last_fingerprint=None, last_event_updated=T),
-            Action.DELETE,
+            Delete,
             CommandReason.CONFERENCE_REMOVED,
         ),
         (
             event(conference=None),
             linked(last_fingerprint=None, last_event_updated=None),
-            Action.DELETE,
+            Delete,
             CommandReason.CONFERENCE_REMOVED,
         ),
         (
             event(conference=EventConference("abc-defg-hij", "hangoutsMeet", "Google Meet")),
             linked(),
-            Action.DELETE,
+            Delete,
             CommandReason.CONFERENCE_REMOVED,
         ),
-        (event(conference=EventConference("zoom-1", "addOn", "Another Vendor")), None, Action.NOTHING, None),
-        (event(conference=None), None, Action.NOTHING, None),
-        (event(id="evt1_20261208T090000Z", recurring_event_id="evt1", summary="moved"), None, Action.NOTHING, None),
-        (event(summary="Renamed"), linked(state=LinkState.DELETED), Action.UPDATE, CommandReason.CHANGED),
-        (event(conference=EventConference("cnf_1", "addOn", "Renamed Solution")), linked(), Action.NOTHING, None),
+        (event(conference=EventConference("zoom-1", "addOn", "Another Vendor")), None, Skip, None),
+        (event(conference=None), None, Skip, None),
+        (event(id="evt1_20261208T090000Z", recurring_event_id="evt1", summary="moved"), None, Skip, None),
+        (event(summary="Renamed"), linked(state=LinkState.DELETED), Update, CommandReason.CHANGED),
+        (event(conference=EventConference("cnf_1", "addOn", "Renamed Solution")), linked(), Skip, None),
     ],
     ids=[
         "renamed",
@@ -120,16 +120,18 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         "link's conference id makes it ours",
     ],
 )
-def test_the_decision_table(ev: CalendarEvent, link: Link | None, action: Action, reason: CommandReason | None) -> None:
+def test_the_decision_table(
+    ev: CalendarEvent, link: Link | None, kind: type[Skip | Update | Delete], reason: CommandReason | None
+) -> None:
     decision = classify(ev, link)
-    assert decision.action is action, decision.why
-    assert decision.reason is reason
+    assert type(decision) is kind, decision.why
+    assert (None if isinstance(decision, Skip) else decision.reason) is reason
 
 
 def test_an_update_carries_the_payload_its_fingerprint_and_the_version() -> None:
     decision = classify(event(summary="Renamed"), linked())
+    assert isinstance(decision, Update)
     assert decision.conference_id == "cnf_1"
-    assert decision.payload is not None
     assert decision.payload.summary == "Renamed"
     assert decision.payload.attendees == ("alice@example.com", "bob@example.com")
     assert decision.fingerprint == decision.payload.fingerprint()
@@ -139,17 +141,18 @@ def test_an_update_carries_the_payload_its_fingerprint_and_the_version() -> None
 def test_all_day_events_and_time_zones_are_carried_through_unchanged() -> None:
     all_day = event(start=EventTime(date="2026-12-24"), end=EventTime(date="2026-12-25"))
     decision = classify(all_day, linked())
-    assert decision.payload is not None
+    assert isinstance(decision, Update)
     assert decision.payload.start == EventTime(date="2026-12-24")
-    zoned = classify(event(summary="x"), linked()).payload
-    assert zoned is not None
-    assert zoned.start == EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw")
+    zoned = classify(event(summary="x"), linked())
+    assert isinstance(zoned, Update)
+    assert zoned.payload.start == EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw")
 
 
 def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
     tombstone = CalendarEvent(id="evt1", status="cancelled")
     decision = classify(tombstone, linked())
-    assert (decision.action, decision.conference_id) == (Action.DELETE, "cnf_1")
+    assert isinstance(decision, Delete)
+    assert decision.conference_id == "cnf_1"
     assert decision.fingerprint == linked().last_fingerprint
     link = linked()
     assert link.last_event_updated is not None
@@ -158,13 +161,14 @@ def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
     )
     assert classify(tombstone, linked()) == decision, "the same version for every copy: publishers see duplicates"
     removed = classify(event(conference=None, updated=None), linked())
-    assert (removed.action, removed.event_updated) == (Action.DELETE, decision.event_updated)
+    assert isinstance(removed, Delete)
+    assert removed.event_updated == decision.event_updated
 
 
 def test_configured_solution_names_decide_what_is_ours() -> None:
     mine = event(conference=EventConference("cnf_9", "addOn", "Acme Meet"))
-    assert classify(mine, None).action is Action.NOTHING
-    assert classify(mine, None, frozenset({"Acme Meet"})).action is Action.UPDATE
+    assert isinstance(classify(mine, None), Skip)
+    assert isinstance(classify(mine, None, frozenset({"Acme Meet"})), Update)
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -216,10 +220,10 @@ def test_classify_never_raises_and_is_deterministic(raw: dict[str, object], link
     ev = parse_event(raw)
     first, second = classify(ev, link), classify(ev, link)
     assert first == second
-    if first.action is not Action.NOTHING:
+    if not isinstance(first, Skip):
         assert first.conference_id
         assert first.fingerprint
-    if first.action is Action.UPDATE:
+    if isinstance(first, Update):
         assert first.payload is not None
 
 
@@ -251,14 +255,13 @@ def test_an_event_the_user_never_saved_with_our_conference_orphans_it_only_after
     the event keeps its old version and never shows the conference."""
     before_edit = event(conference=None, updated=T - timedelta(days=3))
     link = linked(last_fingerprint=None, last_event_updated=T - timedelta(days=3), created_at=T - timedelta(days=2))
-    assert classify(before_edit, link).action is Action.NOTHING, "no grace given: wait"
-    assert classify(before_edit, link, orphaned_before=T - timedelta(days=3)).action is Action.NOTHING, "young"
+    assert isinstance(classify(before_edit, link), Skip), "no grace given: wait"
+    assert isinstance(classify(before_edit, link, orphaned_before=T - timedelta(days=3)), Skip), "young"
     decision = classify(before_edit, link, orphaned_before=T - timedelta(days=1))
-    assert (decision.action, decision.reason, decision.conference_id) == (
-        Action.DELETE,
-        CommandReason.RECONCILED,
-        "cnf_1",
-    )
+    assert isinstance(decision, Delete)
+    assert (decision.reason, decision.conference_id, decision.orphan) == (CommandReason.RECONCILED, "cnf_1", True)
     assert decision.event_updated == before_edit.updated
     confirmed = classify(event(conference=None, updated=T + timedelta(hours=1)), linked())
+    assert isinstance(confirmed, Delete)
     assert confirmed.reason is CommandReason.CONFERENCE_REMOVED, "a confirmed link's removal is unchanged"
+    assert not confirmed.orphan

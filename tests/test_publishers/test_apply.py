@@ -27,7 +27,7 @@ from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message, Outcome, process
 from confsync.transport.memory import MemoryBroker
 from publishers.app import build_applier
-from publishers.apply import CommandApplier
+from publishers.apply import ApplyOutcome, CommandApplier
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen, retry_policy
 from sandbox.provider import create_app
@@ -122,7 +122,7 @@ def test_a_stale_command_never_reaches_the_provider(rig: Rig) -> None:
     rig.applier.apply(update(conference, "new", T0 + timedelta(minutes=5)))  # a duplicate delivery
     assert len(rig.patches()) == 1
     assert rig.client.get(conference).summary == "new"
-    assert (rig.applier.counts["stale"], rig.applier.counts["duplicate"]) == (1, 1)
+    assert (rig.applier.counts[ApplyOutcome.STALE], rig.applier.counts[ApplyOutcome.DUPLICATE]) == (1, 1)
 
 
 def test_a_409_stale_answer_and_a_404_on_delete_count_as_done(rig: Rig) -> None:
@@ -131,13 +131,13 @@ def test_a_409_stale_answer_and_a_404_on_delete_count_as_done(rig: Rig) -> None:
         conference, update(conference, "x").payload, event_updated=T0 + timedelta(hours=1), idempotency_key="other"
     )  # type: ignore[arg-type]
     rig.applier.apply(update(conference, "older", T0))
-    assert rig.applier.counts["superseded"] == 1
+    assert rig.applier.counts[ApplyOutcome.SUPERSEDED] == 1
     gone = ConferenceCommand.create(
         kind=CommandKind.DELETE, conference_id="cnf_never", calendar_id="a", event_id="e", event_updated=T0,
         reason=CommandReason.CANCELLED, fingerprint="fp",
     )  # fmt: skip
     rig.applier.apply(gone)
-    assert rig.applier.counts["already_gone"] == 1
+    assert rig.applier.counts[ApplyOutcome.ALREADY_GONE] == 1
 
 
 @pytest.mark.parametrize(("status", "error"), [(401, AuthError), (400, PermanentError)])
@@ -301,7 +301,7 @@ def test_a_duplicate_delivered_alongside_the_original_calls_the_provider_once(ri
     for copy in copies:
         copy.join()
     assert len(rig.patches()) == 1
-    assert rig.applier.counts == {"applied": 1, "duplicate": 1}
+    assert rig.applier.counts == {ApplyOutcome.APPLIED: 1, ApplyOutcome.DUPLICATE: 1}
 
 
 def test_shuffled_duplicated_deliveries_end_at_the_newest_version(rig: Rig) -> None:
