@@ -4,7 +4,7 @@ and Calendar listings per notification under a storm of notifications.
 The Calendar sandbox runs as its own process (`confsync sandbox calendar`); the processor
 runs here with a SQLite store and the in-process transport (what the embedded default uses).
 
-    .venv/bin/python bench/processors.py [--events 100000] [--calendars 50] [--notifications 100]
+    .venv/bin/python bench/processing.py [--events 100000] [--calendars 50] [--notifications 100]
                                          [--storm-seconds 1]
 
 Targets (issue 8): >= 5,000 events/s in the backfill; <= 0.05 listings per notification.
@@ -14,21 +14,16 @@ calendar), so the storm's duration is a parameter, reported with the figures.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/processors.py`, this file's folder comes first on sys.path, where
-# "processors" would name this script instead of confsync's processors package.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 

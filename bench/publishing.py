@@ -7,7 +7,7 @@ CommandApplier (one retry policy, breaker, 4 worker threads), all sharing one SQ
 (WAL) for applied versions and the outbox. Each command is a new version of one of 500
 conferences. Prints one JSON object, with the publishers' CPU per command.
 
-    .venv/bin/python bench/publishers.py [--commands 6000] [--processes 2] [--threads 4]
+    .venv/bin/python bench/publishing.py [--commands 6000] [--processes 2] [--threads 4]
 
 Target (issue 9): >= 1,000 commands/s clean. Figures move with the host by up to 2x: 958/s
 (one process, 4 threads) on 2026-11-24, 425-572/s on 2026-12-03 before the changes below.
@@ -23,18 +23,12 @@ Two processes got 918 commands/s, three with 3 threads each 978.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as `python bench/publishers.py`, this file's folder comes first on sys.path, where
-# "publishers" would name this script instead of confsync's publishers package.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import multiprocessing
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +36,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.queues import Queue
+from pathlib import Path
 from typing import Any
 
 import httpx
