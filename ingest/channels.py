@@ -95,19 +95,14 @@ class ChannelManager:
 
     def ensure(self, calendar_id: str) -> ChannelRecord:
         """The calendar's live channel, opened now if it has none."""
-        channel = self._watching(calendar_id, self._clock())
+        channel = _lasting(self._store.live_channels(calendar_id), self._clock())
         if channel is not None:
             return channel
         with self._leased(calendar_id) as held:
             if not held:
                 raise ChannelBusy(f"another instance is opening a channel for {calendar_id}")
-            channel = self._watching(calendar_id, self._clock())
+            channel = _lasting(self._store.live_channels(calendar_id), self._clock())
             return channel if channel is not None else self._open(calendar_id)
-
-    def _watching(self, calendar_id: str, after: datetime) -> ChannelRecord | None:
-        """The live channel of the calendar that lasts longest past ``after``, if any does."""
-        live = [c for c in self._store.live_channels(calendar_id) if c.expiration > after]
-        return max(live, key=lambda c: c.expiration, default=None)
 
     @contextmanager
     def _leased(self, calendar_id: str) -> Iterator[bool]:
@@ -167,7 +162,8 @@ class ChannelManager:
         unwatched = [
             state.calendar_id
             for state in self._store.list_calendars(CalendarStatus.ACTIVE)
-            if self._watching(state.calendar_id, now) is None and self._store.live_links(state.calendar_id)
+            if _lasting(self._store.live_channels(state.calendar_id), now) is None
+            and self._store.live_links(state.calendar_id)
         ]
         return self._reconcile_all(unwatched, now)
 
@@ -197,9 +193,8 @@ class ChannelManager:
         state = self._store.get_calendar(calendar_id)
         keep = None
         if state is None or state.status not in _UNWATCHED:
-            keep = self._watching(calendar_id, horizon)
-            if keep is not None and keep.resource_id == PENDING_RESOURCE_ID:
-                keep = None  # unconfirmed past its lease: its opener is gone
+            # Only a channel Google confirmed counts: one still pending past its lease lost its opener.
+            keep = _lasting([c for c in live if c.resource_id != PENDING_RESOURCE_ID], horizon)
             if keep is None:
                 try:
                     keep = self._open(calendar_id)
@@ -261,3 +256,9 @@ class ChannelManager:
 
     def expiring_within(self, window: timedelta) -> list[ChannelRecord]:
         return self._store.channels_expiring_before(self._clock() + window)
+
+
+def _lasting(channels: Iterable[ChannelRecord], past: datetime) -> ChannelRecord | None:
+    """Of ``channels``, the one that lasts longest, if it lasts beyond ``past``."""
+    longest = max(channels, key=lambda c: c.expiration, default=None)
+    return longest if longest is not None and longest.expiration > past else None
