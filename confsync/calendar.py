@@ -310,7 +310,8 @@ class GoogleCalendarClient:
         return result
 
     def _execute_raw(self, request: Callable[[Any], Any], calendar_id: str = "") -> Any:
-        for attempt in range(1 + _STALE_CONNECTION_RETRIES):
+        stale: ConnectionError | http.client.HTTPException | None = None
+        for _ in range(1 + _STALE_CONNECTION_RETRIES):
             service, pool = self._connections.get()
             try:
                 return request(service).execute(http=AuthorizedHttp(self._subject_credentials(), http=pool))
@@ -324,11 +325,10 @@ class GoogleCalendarClient:
                 # The server closed a pooled connection while it sat idle: the request never
                 # reached it, so it goes again on a fresh connection.
                 pool.close()
-                if attempt == _STALE_CONNECTION_RETRIES:
-                    raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
+                stale = err
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as err:
                 raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        raise TransientError(f"Calendar API unreachable: {type(stale).__name__}: {stale}") from stale
 
 
 def _translate(err: HttpError, calendar_id: str) -> Exception:
