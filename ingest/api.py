@@ -36,7 +36,7 @@ from confsync.ports import Conference, ConferenceProvider, NewConference, Store
 from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import Link
-from confsync.store.firestore import MAX_DOCUMENT_ID_BYTES, document_id_fits
+from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
 
 __all__ = ["AddonAuth", "conference_data", "create_conference_route"]
 

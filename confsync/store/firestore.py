@@ -23,7 +23,6 @@ import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
@@ -31,6 +30,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from confsync.errors import ConfigError
 from confsync.settings import Secret
+from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
+from confsync.store.keys import doc_id as _doc_id
 from confsync.store.records import (
     AppliedVersion,
     CalendarState,
@@ -52,21 +53,6 @@ COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING}
 
 _T = TypeVar("_T")
 _BATCH = 500  # Firestore's limit of writes in one batch
-MAX_DOCUMENT_ID_BYTES = 1500  # Firestore's limit on a document id
-
-
-def _doc_id(natural: str) -> str:
-    """A Firestore-safe document id that keeps ordinary ids readable."""
-    escaped = quote(natural, safe="@+-_.:=,!~*'()")
-    if escaped in (".", "..") or (escaped.startswith("__") and escaped.endswith("__")):
-        escaped = "%" + escaped.encode().hex()
-    return escaped
-
-
-def document_id_fits(natural: str) -> bool:
-    """Whether ``natural`` fits in a document id once escaped: checked before any side effect,
-    since a write that fails after the conferencing service created a conference orphans it."""
-    return len(_doc_id(natural)) <= MAX_DOCUMENT_ID_BYTES  # escaped ids are ASCII
 
 
 class FirestoreStore:
