@@ -158,16 +158,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
 
     async def renew(request: Request) -> Response:
         report = await run_in_threadpool(parts.channels.renew, seconds(request, "before", 24 * 3600))
-        return JSONResponse(
-            {
-                "renewed": report.renewed,
-                "gone": report.gone,
-                "disconnected": report.disconnected,
-                "failed": report.failed,
-                "busy": report.busy,
-                "surplus_stopped": report.stopped,
-            }
-        )
+        return JSONResponse(report.to_json())
 
     async def ensure(request: Request) -> Response:
         calendar_id = request.query_params.get("calendar")

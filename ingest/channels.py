@@ -27,7 +27,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -58,6 +58,11 @@ class RenewReport:
     failed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # another instance held the calendar's lease
     stopped: list[str] = field(default_factory=list)  # surplus channel ids
+
+    def to_json(self) -> dict[str, list[str]]:
+        report = asdict(self)
+        report["surplus_stopped"] = report.pop("stopped")  # channel ids, unlike the calendar ids beside them
+        return report
 
     def extend(self, other: RenewReport) -> None:
         """Add what another pass did to this report."""
