@@ -57,7 +57,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CONFSYNC_LOG_LEVEL": "warning"}
     server = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "confsync", "sandbox", "calendar", "--port", str(port)], env=env
+        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port)], env=env
     )
     try:
         deadline = time.monotonic() + 30

@@ -58,7 +58,7 @@ def serve(port: int, store_path: str, processes: int) -> subprocess.Popen[bytes]
         }
     )
     argv = ["serve", "ingest", "--port", str(port), "--processes", str(processes)]
-    return subprocess.Popen([sys.executable, "-m", "confsync", *argv], env=env)  # noqa: S603 - our own CLI
+    return subprocess.Popen([sys.executable, "-m", "stack.cli", *argv], env=env)  # noqa: S603 - our own CLI
 
 
 async def load(url: str, seconds: float, concurrency: int) -> tuple[list[float], int, int]:

@@ -153,7 +153,7 @@ def main() -> None:
         env = {**os.environ, "CONFSYNC_LOG_LEVEL": "warning"}
         server = subprocess.Popen(  # noqa: S603 - our own CLI
             [
-                sys.executable, "-m", "confsync", "sandbox", "provider",
+                sys.executable, "-m", "stack.cli", "sandbox", "provider",
                 "--port", str(port), "--db", str(Path(tmp) / "provider.sqlite"), "--api-key", KEY,
             ],
             env=env,

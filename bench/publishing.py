@@ -188,7 +188,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         server = subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "confsync", "sandbox", "provider", "--port", str(port),
+            [sys.executable, "-m", "stack.cli", "sandbox", "provider", "--port", str(port),
              "--db", str(Path(tmp) / "provider.sqlite"), "--api-key", KEY],
             env={**os.environ, "CONFSYNC_LOG_LEVEL": "warning"},
         )  # fmt: skip

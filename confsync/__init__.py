@@ -2,7 +2,7 @@
 
 This package is the shared kernel: the message contracts, errors, settings, logging, ports
 and state records that every stage (``ingest``, ``processors``, ``publishers``) builds on.
-It imports no stage, except in ``confsync.cli``, the composition root.
+It imports no stage and not ``stack``, the composition root (docs/ARCHITECTURE.md).
 """
 
 from importlib.metadata import PackageNotFoundError, version

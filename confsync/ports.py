@@ -15,7 +15,7 @@ port: wrappers parse it into the dataclasses below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -35,7 +35,9 @@ __all__ = [
     "OutgoingMessage",
     "Publisher",
     "Store",
+    "SubjectClients",
     "WatchChannel",
+    "client_for",
 ]
 
 
@@ -109,6 +111,19 @@ class CalendarClient(Protocol):
     def stop_channel(self, channel_id: str, resource_id: str) -> None:
         """Stop a channel; stopping one that is already gone is not an error."""
         ...
+
+
+# The Calendar client acting as a calendar's subject (the user who attached the conference).
+SubjectClients = Callable[[str | None], CalendarClient]
+
+
+def client_for(
+    state: CalendarState | None, default: CalendarClient, per_subject: SubjectClients | None
+) -> CalendarClient:
+    """The client for a calendar: its subject's where there is a client per subject, else ``default``."""
+    if per_subject is None:
+        return default
+    return per_subject(state.subject if state is not None else None)
 
 
 # -- the conferencing service -----------------------------------------------------------------

@@ -34,7 +34,7 @@ import structlog
 
 from confsync.contracts import CalendarChanged, Source
 from confsync.errors import AuthError, CalendarGone, ConfsyncError, TransientError
-from confsync.ports import CalendarClient, Publisher, Store
+from confsync.ports import CalendarClient, Publisher, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, ChannelState
@@ -85,7 +85,7 @@ class ChannelManager:
         publisher: Publisher | None = None,
         changes_topic: str = "calendar-changes",
         clock: Callable[[], datetime] = utc_now,
-        calendar_for: Callable[[str | None], CalendarClient] | None = None,
+        calendar_for: SubjectClients | None = None,
     ) -> None:
         """``calendar_for`` gives the client acting as a calendar's subject (the user who attached
         the conference); without it, ``calendar`` serves every calendar."""
@@ -254,10 +254,8 @@ class ChannelManager:
         log.info("channel stopped", calendar_id=channel.calendar_id, channel_id=channel.channel_id)
 
     def _client(self, calendar_id: str) -> CalendarClient:
-        if self._calendar_for is None:
-            return self._calendar
-        state = self._store.get_calendar(calendar_id)
-        return self._calendar_for(state.subject if state is not None else None)
+        state = self._store.get_calendar(calendar_id) if self._calendar_for is not None else None
+        return client_for(state, self._calendar, self._calendar_for)
 
     def expiring_within(self, window: timedelta) -> list[ChannelRecord]:
         return self._store.channels_expiring_before(self._clock() + window)

@@ -26,14 +26,26 @@ from pathlib import Path
 
 import structlog
 
-from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
+from confsync.ports import CalendarClient, CalendarEvent, EventPage, Publisher, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
-from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update, classify, sweepable
-from processors.worker import CalendarWorker
+from confsync.store import CalendarStatus
+from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
+from processors.commands import CommandSink
+from processors.sync import page_through
 
-__all__ = ["Backfill", "Checkpoints", "Summary"]
+__all__ = ["Backfill", "Checkpoints", "Decided", "Summary"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What a dry run would do for one event."""
+
+    calendar_id: str
+    event_id: str
+    action: str  # update or delete
+    why: str
 
 
 @dataclass
@@ -46,12 +58,21 @@ class Summary:
     reconciled: int = 0
     orphans: int = 0  # of the deletes and reconciled: conferences never saved on their event
     errors: int = 0
-    decisions: list[dict[str, str]] = field(default_factory=list)  # dry runs only
+    decisions: list[Decided] = field(default_factory=list)  # dry runs only
 
     def add(self, other: Summary) -> None:
         for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "orphans", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decisions += other.decisions
+
+    def counts(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if k != "decisions"}
+
+    def to_json(self, *, with_decisions: bool) -> dict[str, object]:
+        """The counts, and with ``with_decisions`` each decision as an object."""
+        if not with_decisions:
+            return dict(self.counts())
+        return {**self.counts(), "decisions": [asdict(decided) for decided in self.decisions]}
 
 
 class Checkpoints:
@@ -67,8 +88,7 @@ class Checkpoints:
         return self._data.get(calendar_id, {})
 
     def put(self, calendar_id: str, *, page_token: str | None, done: bool, summary: Summary) -> None:
-        counts = {k: v for k, v in asdict(summary).items() if k != "decisions"}
-        self._data[calendar_id] = {"page_token": page_token, "done": done, "counts": counts}
+        self._data[calendar_id] = {"page_token": page_token, "done": done, "counts": summary.counts()}
         if self._path is None:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +122,7 @@ class Backfill:
     page_size: int = 2500
     dry_run: bool = False
     clock: Callable[[], datetime] = utc_now
-    calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
+    calendar_for: SubjectClients | None = None  # a client per calendar subject
     orphan_after_s: float = 86400.0  # see classify.sweepable
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
@@ -114,7 +134,7 @@ class Backfill:
             with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
                 total.add(self._calendar(calendar_id, window_days, limit))
                 total.calendars += 1
-        log.info("backfill finished", **{k: v for k, v in asdict(total).items() if k != "decisions"})
+        log.info("backfill finished", **total.counts())
         return total
 
     def _calendar(self, calendar_id: str, window_days: int | None, limit: _RateLimit) -> Summary:
@@ -124,52 +144,51 @@ class Backfill:
             log.info("calendar already backfilled; skipped")
             return summary
         state = self.store.get_calendar(calendar_id)
-        subject = state.subject if state is not None else None
-        calendar = self.calendar if self.calendar_for is None else self.calendar_for(subject)
-        worker = CalendarWorker(
-            self.store,
-            calendar,
-            self.publisher,
-            self.commands_topic,
-            self.solution_names,
-            clock=self.clock,
-            orphan_after_s=self.orphan_after_s,
-        )
+        calendar = client_for(state, self.calendar, self.calendar_for)
+        commands = self.commands
         version = state.token_version if state is not None else 0
         time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
         resumed = checkpoint.get("page_token")
-        page_token: str | None = resumed if isinstance(resumed, str) else None
-        seen: set[str] = set()
-        while True:
+
+        def list_page(page_token: str | None) -> EventPage:
             limit.wait()
-            page = calendar.list_events(
+            return calendar.list_events(
                 calendar_id, page_token=page_token, time_min=time_min, max_results=self.page_size
             )
-            self._page(worker, calendar_id, page.events, summary)
-            seen.update(event.id for event in page.events)
+
+        def on_page(page: EventPage) -> None:
+            self._page(commands, calendar_id, page.events, summary)
             self.on_progress(calendar_id, len(page.events))
-            page_token = page.next_page_token
             if not self.dry_run:
-                self.checkpoints.put(calendar_id, page_token=page_token, done=page_token is None, summary=summary)
-            if page_token is None:
-                break
-        if window_days is None and checkpoint.get("page_token") is None:  # a whole, uninterrupted listing
-            self._reconcile(worker, calendar_id, seen, summary)
-        if not self.dry_run and page.next_sync_token:
-            self.store.save_sync_token(calendar_id, page.next_sync_token, expected_version=version, at=self.clock())
+                next_token = page.next_page_token
+                self.checkpoints.put(calendar_id, page_token=next_token, done=next_token is None, summary=summary)
+
+        listing = page_through(list_page, on_page, page_token=resumed if isinstance(resumed, str) else None)
+        if window_days is None and resumed is None:  # a whole, uninterrupted listing
+            self._reconcile(commands, calendar_id, listing.seen, summary)
+        if not self.dry_run and listing.sync_token:
+            self.store.save_sync_token(calendar_id, listing.sync_token, expected_version=version, at=self.clock())
         if not self.dry_run:
-            worker.reactivate(calendar_id)
+            self._reactivate(calendar_id)
         return summary
 
+    @property
+    def commands(self) -> CommandSink:
+        return CommandSink(
+            self.store,
+            self.publisher,
+            self.commands_topic,
+            self.solution_names,
+            orphan_after_s=self.orphan_after_s,
+            clock=self.clock,
+        )
+
     def _page(
-        self, worker: CalendarWorker, calendar_id: str, events: tuple[CalendarEvent, ...], summary: Summary
+        self, commands: CommandSink, calendar_id: str, events: tuple[CalendarEvent, ...], summary: Summary
     ) -> None:
         summary.events_read += len(events)
         decided: list[tuple[str, Update | Delete]] = []
-        orphaned_before = worker.orphaned_before()
-        for event in events:
-            link = self.store.get_link(calendar_id, event.id)
-            decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
+        for event_id, decision in commands.decide(calendar_id, events):
             match decision:
                 case Update():
                     summary.updates += 1
@@ -179,37 +198,28 @@ class Backfill:
                 case Skip():
                     summary.unchanged += 1
                     continue
-            decided.append((event.id, decision))
+            decided.append((event_id, decision))
             if self.dry_run:
-                summary.decisions.append(
-                    {
-                        "calendar_id": calendar_id,
-                        "event_id": event.id,
-                        "action": decision.kind.value,
-                        "why": decision.why,
-                    }
-                )
-        if self.dry_run:
-            return
-        worker.commands.send(calendar_id, decided)
+                summary.decisions.append(Decided(calendar_id, event_id, decision.kind.value, decision.why))
+        if not self.dry_run:
+            commands.send(calendar_id, decided)
 
-    def _reconcile(self, worker: CalendarWorker, calendar_id: str, seen: set[str], summary: Summary) -> None:
-        orphaned_before = worker.orphaned_before()
-        stale = [
-            link
-            for link in self.store.live_links(calendar_id)
-            if link.event_id not in seen and sweepable(link, orphaned_before)
-        ]
-        for link in stale:
+    def _reconcile(self, commands: CommandSink, calendar_id: str, seen: set[str], summary: Summary) -> None:
+        for link in commands.stale(calendar_id, seen):
             orphan = link.last_fingerprint is None
             summary.reconciled += 1
             summary.orphans += orphan
             if self.dry_run:
                 why = "never saved on its event" if orphan else "event no longer in Calendar"
-                summary.decisions.append(
-                    {"calendar_id": calendar_id, "event_id": link.event_id, "action": "delete", "why": why}
-                )
+                summary.decisions.append(Decided(calendar_id, link.event_id, "delete", why))
                 continue
-            worker.delete_link(link)
+            commands.delete_link(link)
             if orphan:
                 log.info("orphaned conference deleted", conference_id=link.conference_id, event_id=link.event_id)
+
+    def _reactivate(self, calendar_id: str) -> None:
+        """After a listing went through: a failed calendar is synced again."""
+        state = self.store.get_calendar(calendar_id)
+        if state is not None and state.status is CalendarStatus.FAILED:
+            self.store.set_calendar_status(calendar_id, CalendarStatus.ACTIVE)
+            log.info("failed calendar active again", previous_error=state.last_error)

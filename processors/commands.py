@@ -1,6 +1,9 @@
-"""Where the processor's decisions go: the outbox, the commands topic, then the links.
+"""What the processor decides for a calendar's events, and where those decisions go: the
+outbox, the commands topic, then the links.
 
-The one way worker.py (sync, sweep, calendar gone) and backfill.py send commands: a batch is
+The one way worker.py (sync, sweep, calendar gone) and backfill.py decide and send commands:
+``decide`` classifies a page of events against their links, ``stale`` picks the links a full
+listing no longer shows, and ``send`` publishes. A batch is
 written to the store's outbox, published with ordering key = conference id, and only then
 remembered in the events' links (an update links the conference, a delete marks the link
 deleted). A crash before the links are written lists the same events again and makes the same
@@ -9,17 +12,17 @@ command ids; a publisher settles each outbox entry, and ingest/lag.py republishe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
-from confsync.contracts import ConferenceCommand
-from confsync.ports import Publisher, Store
+from confsync.contracts import CommandReason, ConferenceCommand
+from confsync.ports import CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import Link, OutboxEntry
-from processors.classify import Delete, Update
+from processors.classify import DEFAULT_SOLUTION_NAMES, Decision, Delete, Update, classify, delete_version, sweepable
 
 __all__ = ["CommandSink"]
 
@@ -31,8 +34,51 @@ class CommandSink:
     store: Store
     publisher: Publisher
     commands_topic: str
+    solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
+    orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     clock: Callable[[], datetime] = utc_now
+
+    def decide(self, calendar_id: str, events: Iterable[CalendarEvent]) -> list[tuple[str, Decision]]:
+        """Each event's decision (skips too) against its link, as (event id, decision) pairs."""
+        orphaned_before = self.orphaned_before()
+        return [
+            (
+                event.id,
+                classify(
+                    event,
+                    self.store.get_link(calendar_id, event.id),
+                    self.solution_names,
+                    orphaned_before=orphaned_before,
+                ),
+            )
+            for event in events
+        ]
+
+    def orphaned_before(self) -> datetime:
+        """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""
+        return self.clock() - timedelta(seconds=self.orphan_after_s)
+
+    def stale(self, calendar_id: str, seen: set[str]) -> list[Link]:
+        """The live links a full listing (``seen``) did not show, that may be swept: a fresh
+        unconfirmed link may await its event's save (classify.sweepable)."""
+        orphaned_before = self.orphaned_before()
+        return [
+            link
+            for link in self.store.live_links(calendar_id)
+            if link.event_id not in seen and sweepable(link, orphaned_before)
+        ]
+
+    def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
+        """Delete a linked conference (publish the command, then mark the link deleted)."""
+        decision = Delete(
+            why=reason.value,
+            reason=reason,
+            conference_id=link.conference_id,
+            fingerprint=link.last_fingerprint or reason.value,
+            event_updated=delete_version(None, link) or self.clock(),
+        )
+        self.send(link.calendar_id, [(link.event_id, decision)])
 
     def send(self, calendar_id: str, decided: Sequence[tuple[str, Update | Delete]]) -> None:
         """Publish the commands of (event id, decision) pairs as one batch, then remember them."""

@@ -26,7 +26,7 @@ from confsync.errors import SyncTokenExpired
 from confsync.ports import CalendarEvent, EventPage
 from confsync.store import CalendarState
 
-__all__ = ["ListPage", "SyncResult", "run_sync"]
+__all__ = ["ListPage", "Listing", "SyncResult", "page_through", "run_sync"]
 
 # (sync_token or None for a full listing, page_token or None) -> one page
 ListPage = Callable[[str | None, str | None], EventPage]
@@ -63,18 +63,36 @@ def run_sync(
     return SyncResult(listed, token is None or recovered, recovered, swept, saved)
 
 
+@dataclass(frozen=True, slots=True)
+class Listing:
+    listed: int
+    sync_token: str | None  # the last page's nextSyncToken
+    seen: set[str]  # the ids of every event listed
+
+
+def page_through(
+    list_page: Callable[[str | None], EventPage],
+    on_page: Callable[[EventPage], None],
+    *,
+    page_token: str | None = None,
+) -> Listing:
+    """List pages from ``page_token`` (the first page by default) until the last, handing each
+    to ``on_page`` before the next is read; ``list_page(page_token)`` lists one."""
+    listed, seen = 0, set[str]()
+    while True:
+        page = list_page(page_token)
+        on_page(page)
+        listed += len(page.events)
+        seen.update(event.id for event in page.events)
+        page_token = page.next_page_token
+        if not page_token:
+            return Listing(listed, page.next_sync_token, seen)
+
+
 def _page_through(
     token: str | None, list_page: ListPage, handle_page: Callable[[tuple[CalendarEvent, ...]], None]
 ) -> tuple[int, str, set[str]]:
-    listed, seen, page_token = 0, set[str](), None
-    while True:
-        page = list_page(token, page_token)
-        handle_page(page.events)
-        listed += len(page.events)
-        seen.update(event.id for event in page.events)
-        if page.next_page_token:
-            page_token = page.next_page_token
-            continue
-        if not page.next_sync_token:
-            raise SyncTokenExpired("the last page carried no nextSyncToken")
-        return listed, page.next_sync_token, seen
+    listing = page_through(lambda page_token: list_page(token, page_token), lambda page: handle_page(page.events))
+    if not listing.sync_token:
+        raise SyncTokenExpired("the last page carried no nextSyncToken")
+    return listing.listed, listing.sync_token, listing.seen

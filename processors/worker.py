@@ -22,17 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
 from confsync.contracts import CalendarChanged, CommandReason
 from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError
-from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
+from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarState, CalendarStatus, Link
+from confsync.store import CalendarState, CalendarStatus
 from confsync.transport.base import Message
-from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update, classify, delete_version, sweepable
+from processors.classify import DEFAULT_SOLUTION_NAMES, Skip
 from processors.commands import CommandSink
 from processors.sync import run_sync
 
@@ -54,7 +54,7 @@ class CalendarWorker:
     min_interval_s: float = 0.5
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
-    calendar_for: Callable[[str | None], CalendarClient] | None = None  # a client per calendar subject
+    calendar_for: SubjectClients | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
 
@@ -93,8 +93,7 @@ class CalendarWorker:
             # The sync counts as of when its listing began: a notification received after that
             # may be for a change the listing missed, so it must not be coalesced away.
             listing_began = self.clock()
-            subject = state.subject if state is not None else None
-            client = self.calendar if self.calendar_for is None else self.calendar_for(subject)
+            client = client_for(state, self.calendar, self.calendar_for)
             try:
                 result = run_sync(
                     read_state=lambda: self.store.get_calendar(calendar_id),
@@ -138,40 +137,37 @@ class CalendarWorker:
         return False
 
     def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
-        decided: list[tuple[str, Update | Delete]] = []
-        orphaned_before = self.orphaned_before()
-        for event in events:
-            link = self.store.get_link(calendar_id, event.id)
-            decision = classify(event, link, self.solution_names, orphaned_before=orphaned_before)
-            if not isinstance(decision, Skip):
-                decided.append((event.id, decision))
-        self.commands.send(calendar_id, decided)
+        commands = self.commands
+        decided = [(event_id, d) for event_id, d in commands.decide(calendar_id, events) if not isinstance(d, Skip)]
+        commands.send(calendar_id, decided)
 
     @property
     def commands(self) -> CommandSink:
-        """Where decisions go: outbox, commands topic, then links (built on use: settings may change)."""
-        return CommandSink(self.store, self.publisher, self.commands_topic, self.republish_after_s, self.clock)
-
-    def orphaned_before(self) -> datetime:
-        """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""
-        return self.clock() - timedelta(seconds=self.orphan_after_s)
+        """Where decisions are made and go: outbox, commands topic, then links (built on use:
+        tests change the worker's settings)."""
+        return CommandSink(
+            self.store,
+            self.publisher,
+            self.commands_topic,
+            self.solution_names,
+            self.republish_after_s,
+            self.orphan_after_s,
+            self.clock,
+        )
 
     def _sweep(self, calendar_id: str, seen: set[str]) -> int:
-        """After a 410: delete the conferences of linked events the full listing no longer shows
-        (a fresh unconfirmed link may await its event's save: classify.sweepable)."""
-        orphaned_before = self.orphaned_before()
-        swept = 0
-        for link in self.store.live_links(calendar_id):
-            if link.event_id in seen or not sweepable(link, orphaned_before):
-                continue
-            self.delete_link(link, CommandReason.RECONCILED)
-            swept += 1
-        return swept
+        """After a 410: delete the conferences of linked events the full listing no longer shows."""
+        commands = self.commands
+        stale = commands.stale(calendar_id, seen)
+        for link in stale:
+            commands.delete_link(link, CommandReason.RECONCILED)
+        return len(stale)
 
     def _calendar_gone(self, calendar_id: str, error: str) -> None:
         links = self.store.live_links(calendar_id)
+        commands = self.commands
         for link in links:
-            self.delete_link(link, CommandReason.CALENDAR_GONE)
+            commands.delete_link(link, CommandReason.CALENDAR_GONE)
         self.store.set_calendar_status(calendar_id, CalendarStatus.GONE, error)
         log.error("calendar gone; its conferences are deleted", deleted=len(links), error=error)
 
@@ -182,21 +178,3 @@ class CalendarWorker:
             error=str(err),
             status=err.status,
         )
-
-    def reactivate(self, calendar_id: str) -> None:
-        """After a listing went through (a backfill): a failed calendar is synced again."""
-        state = self.store.get_calendar(calendar_id)
-        if state is not None and state.status is CalendarStatus.FAILED:
-            self.store.set_calendar_status(calendar_id, CalendarStatus.ACTIVE)
-            log.info("failed calendar active again", previous_error=state.last_error)
-
-    def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
-        """Delete a linked conference (publish the command, then mark the link deleted)."""
-        decision = Delete(
-            why=reason.value,
-            reason=reason,
-            conference_id=link.conference_id,
-            fingerprint=link.last_fingerprint or reason.value,
-            event_updated=delete_version(None, link) or self.clock(),
-        )
-        self.commands.send(link.calendar_id, [(link.event_id, decision)])

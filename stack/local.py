@@ -123,7 +123,7 @@ class _Child:
 
 
 def _confsync(*args: str) -> list[str]:
-    return [sys.executable, "-m", "confsync", *args]
+    return [sys.executable, "-m", "stack.cli", *args]
 
 
 class LocalStack:

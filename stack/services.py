@@ -25,52 +25,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from functools import partial
-from typing import Protocol
 
 import structlog
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from confsync.calendar import CalendarClients
 from confsync.errors import ConfigError
 from confsync.oidc import OidcVerifier
-from confsync.ports import Publisher, Store
-from confsync.provider import HttpConferenceProvider
 from confsync.serving import ServedApp
 from confsync.settings import Settings
-from confsync.store import open_store
-from confsync.transport.base import DeadLetter, Handler
-from confsync.transport.memory import MemoryBroker, MemoryWorker
-from confsync.transport.pubsub import PubSubWorker, open_publisher
-from confsync.transport.pubsub.unary import PubSubUnaryWorker
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
-from confsync.transport.topology import topology
 from ingest.app import IngestParts, health_routes, ingest_routes
-from ingest.channels import ChannelManager
-from ingest.lag import LagLoop, LagRepair
+from ingest.lag import LagLoop
 from ingest.webhook import WebhookStats
 from processors.app import processor_push_route
-from processors.worker import CalendarWorker
-from publishers.app import build_applier, publisher_push_route
+from publishers.app import publisher_push_route
+from stack.roles import Role
+from stack.root import Stack
 
 __all__ = ["Role", "Service", "build_service", "check_config", "run_service"]
 
 log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_S = 2.0
-
-
-class Role(StrEnum):
-    INGEST = "ingest"
-    PROCESSOR = "processor"
-    PUBLISHER = "publisher"
-    ALL = "all"
-
-    def runs(self, role: Role) -> bool:
-        return self in (role, Role.ALL)
 
 
 @dataclass
@@ -91,102 +70,25 @@ class Service:
         return clean
 
 
-class _Transport(Protocol):
-    """How a role's messages travel: Pub/Sub (emulator or Google) or in-process queues."""
-
-    publisher: Publisher
-
-    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable: ...
-
-    def check(self) -> None:
-        """Raise if the transport cannot be reached."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class _PubSub:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._publisher = open_publisher(settings)
-        self.publisher: Publisher = self._publisher
-
-    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
-        dead = DeadLetter(self.publisher, dead_topic, subscription)
-        kind = PubSubUnaryWorker if self._settings.pubsub_pull == "unary" else PubSubWorker
-        return kind(self._settings, subscription, handler, dead_letter=dead).start()
-
-    def check(self) -> None:
-        self._publisher.check(self._settings.topic_calendar_changes, timeout_s=READY_TIMEOUT_S)
-
-    def close(self) -> None:
-        self._publisher.close()
-
-
-# Handlers per in-process subscription: as many as a Pub/Sub worker's two streams run, since a
-# processor waits out a calendar's minimum sync interval in its handler and fewer queue behind it.
-_MEMORY_HANDLERS = 20
-
-
-class _Memory:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        plan = topology(settings)
-        worker_spec = plan.subscription(settings.sub_conference_commands)
-        self._broker = MemoryBroker(  # redelivery paced like the Pub/Sub subscriptions' retry policy
-            queue_limit=settings.memory_queue_limit,
-            backoff_s=worker_spec.min_backoff_s or 0,  # None: no retry policy, back at once
-            max_backoff_s=worker_spec.max_backoff_s or 0,
-        )
-        for topic in plan.topics:
-            self._broker.create_topic(topic)
-        for spec in plan.subscriptions:
-            self._broker.create_subscription(spec.name, spec.topic)
-        self.publisher: Publisher = self._broker
-
-    def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
-        dead = DeadLetter(self._broker, dead_topic, subscription)
-        max_attempts = self._settings.pubsub_max_delivery_attempts
-        return MemoryWorker(
-            self._broker,
-            subscription,
-            handler,
-            dead_letter=dead,
-            max_attempts=max_attempts,
-            concurrency=_MEMORY_HANDLERS,
-        ).start()
-
-    def check(self) -> None:
-        """In-process queues are always reachable."""
-
-    def close(self) -> None:
-        """Nothing to close: the queues go with the process."""
-
-
-def build_service(settings: Settings, role: Role) -> Service:
-    """Wire ``role`` from settings and start its pull workers (if any); ConfigError if it cannot run."""
+def build_service(settings: Settings, role: Role, *, stack: Stack | None = None) -> Service:
+    """Wire ``role`` from ``stack`` (by default one built from settings) and start its pull
+    workers (if any); ConfigError if it cannot run. The service closes the stack when it stops."""
     if settings.transport == "memory" and role is not Role.ALL:
         raise ConfigError(
             "the in-process transport cannot cross processes: run `confsync serve all`", variable="CONFSYNC_TRANSPORT"
         )
     push = check_config(settings, role)
-    service = Service(Starlette())
+    stack = stack or Stack(settings)
+    service = Service(Starlette(), closers=[stack.close])
     try:
-        provider = None
-        if role.runs(Role.INGEST) or role.runs(Role.PUBLISHER):  # first: a missing URL or key is named at once
-            provider = HttpConferenceProvider.from_settings(settings)
-            service.closers.append(provider.close)
-        transport: _Transport = _Memory(settings) if settings.transport == "memory" else _PubSub(settings)
-        service.closers.append(transport.close)
-        store = open_store(settings.store_url)
-        service.closers.append(store.close)
-        routes = _role_routes(
-            settings, role, push=push, store=store, transport=transport, provider=provider, into=service
-        )
+        if role.runs(Role.INGEST) or role.runs(Role.PUBLISHER):
+            _ = stack.provider  # first: a missing URL or key is named at once
+        stack.transport.connect()
+        routes = _role_routes(stack, role, push=push, into=service)
     except BaseException:
         service.stop(0)
         raise
-    service.app = Starlette(routes=[*routes, *_health_routes(store, transport)])
+    service.app = Starlette(routes=[*routes, *_health_routes(stack)])
     return service
 
 
@@ -204,94 +106,50 @@ def check_config(settings: Settings, role: Role) -> bool:
     return push
 
 
-def _role_routes(  # noqa: PLR0913 - the role's parts, named
-    settings: Settings,
-    role: Role,
-    *,
-    push: bool,
-    store: Store,
-    transport: _Transport,
-    provider: HttpConferenceProvider | None,
-    into: Service,
-) -> list[BaseRoute]:
-    """The role's HTTP routes; its pull workers and clients go into ``into``."""
+def _role_routes(stack: Stack, role: Role, *, push: bool, into: Service) -> list[BaseRoute]:
+    """The role's HTTP routes; its pull workers go into ``into``."""
+    settings, transport = stack.settings, stack.transport
     routes: list[BaseRoute] = []
-    clients = CalendarClients.from_settings(settings)
-    into.closers.append(clients.close)
     if role.runs(Role.INGEST):
-        assert provider is not None  # noqa: S101 - build_service made it for this role
-        routes += _ingest(settings, store, transport=transport, clients=clients, provider=provider, into=into)
+        routes += _ingest(stack, into=into)
     if role.runs(Role.PROCESSOR):
-        worker = CalendarWorker(
-            store,
-            clients.for_subject(None),
-            transport.publisher,
-            settings.topic_conference_commands,
-            frozenset(settings.conference_solution_names),
-            min_interval_s=settings.sync_min_interval_s,
-            republish_after_s=settings.lag_repair_after_s,
-            orphan_after_s=settings.orphan_after_s,
-            calendar_for=clients.for_subject,
-        )
         if push:
-            routes.append(processor_push_route(worker, settings, transport.publisher))
+            routes.append(processor_push_route(stack.worker, settings, stack.publisher))
         else:
             sub, dead = settings.sub_calendar_changes, settings.topic_calendar_changes_dead
-            into.workers.append(transport.worker(sub, worker, dead))
+            into.workers.append(transport.worker(sub, stack.worker, dead))
     if role.runs(Role.PUBLISHER):
-        assert provider is not None  # noqa: S101 - as above
-        applier = build_applier(settings, store, provider)
-        into.closers.append(applier.close)  # runs before the store closes: its last settlements
         if push:
-            routes.append(publisher_push_route(applier, settings, transport.publisher))
+            routes.append(publisher_push_route(stack.applier, settings, stack.publisher))
         else:
             sub, dead = settings.sub_conference_commands, settings.topic_conference_commands_dead
-            into.workers.append(transport.worker(sub, applier, dead))
+            into.workers.append(transport.worker(sub, stack.applier, dead))
     return routes
 
 
-def _ingest(  # noqa: PLR0913 - the role's parts, named
-    settings: Settings,
-    store: Store,
-    *,
-    transport: _Transport,
-    clients: CalendarClients,
-    provider: HttpConferenceProvider,
-    into: Service,
-) -> list[BaseRoute]:
-    publisher = transport.publisher  # on Pub/Sub, concurrent requests' messages share publish requests
-    channels = ChannelManager(
-        store,
-        clients.for_subject(None),
-        webhook_url=settings.webhook_url or "",
-        ttl_s=settings.channel_ttl_s,
-        publisher=publisher,
-        changes_topic=settings.topic_calendar_changes,
-        calendar_for=clients.for_subject,
-    )
+def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
+    settings = stack.settings
     addon = None if settings.addon_audience is None else OidcVerifier(audience=settings.addon_audience)
     scheduler = None
     if settings.scheduler_service_account:
         audience = settings.push_audience or settings.webhook_url or ""
         scheduler = OidcVerifier(audience=audience, email=settings.scheduler_service_account)
-    lag = LagRepair(
-        store,
-        transport.publisher,
-        settings.topic_calendar_changes,
-        settings.topic_conference_commands,
-        settings.topic_conference_commands_dead,
-        older_than=timedelta(seconds=settings.lag_repair_after_s),
-        max_republishes=settings.outbox_max_republishes,
-    )
+    lag = stack.lag_repair()
     if settings.lag_repair_interval_s > 0:
-        repairs = partial(channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
+        repairs = partial(stack.channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
         into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs).start())
-    parts = IngestParts(settings, store, publisher, provider, channels, WebhookStats(), addon, scheduler, lag)
+    parts = IngestParts(
+        settings, stack.store, stack.publisher, stack.provider, stack.channels, WebhookStats(), addon, scheduler, lag
+    )
     return list(ingest_routes(parts))
 
 
-def _health_routes(store: Store, transport: _Transport) -> list[BaseRoute]:
-    checks = {"store": lambda: store.get_calendar("readyz-probe"), "transport": transport.check}
+def _health_routes(stack: Stack) -> list[BaseRoute]:
+    store, transport = stack.store, stack.transport
+    checks = {
+        "store": lambda: store.get_calendar("readyz-probe"),
+        "transport": lambda: transport.check(READY_TIMEOUT_S),
+    }
     return list(health_routes(checks, timeout_s=READY_TIMEOUT_S))
 
 

@@ -20,7 +20,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("confsync", "confsync.store", "ingest", "processors", "publishers", "sandbox", "stack")
+PACKAGES = ("confsync", "confsync.store", "ingest", "processors", "publishers", "sandbox", "stack", "stack.cli")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_the_wheel_holds_every_package_with_its_type_marker(wheel: Path) -> None
 def test_the_wheel_declares_the_console_script(wheel: Path) -> None:
     archive = zipfile.ZipFile(wheel)
     (entry_points,) = (name for name in archive.namelist() if name.endswith("entry_points.txt"))
-    assert "confsync = confsync.cli:main" in archive.read(entry_points).decode()
+    assert "confsync = stack.cli:main" in archive.read(entry_points).decode()
 
 
 def test_every_package_imports_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_every_package_imports_from_the_installed_wheel(wheel: Path, tmp_path: P
         f"for name in {PACKAGES!r}:\n"
         "    module = importlib.import_module(name)\n"
         f"    assert module.__file__.startswith({str(target)!r}), (name, module.__file__)\n"
-        "from confsync.cli import app\n"
+        "from stack.cli import app\n"
         "print('ok')\n"
     )
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -285,7 +285,7 @@ def test_the_services_import_nothing_of_the_sandboxes_extra() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "ok"
     cli = BLOCKER.format(blocked={"fastapi", "dateutil"}) + (
-        "import sys\nfrom confsync.cli import main\nsys.argv = ['confsync', *sys.argv[1:]]\nmain()\n"
+        "import sys\nfrom stack.cli import main\nsys.argv = ['confsync', *sys.argv[1:]]\nmain()\n"
     )
     for args in (["serve", "ingest", "--help"], ["serve", "processor", "--help"], ["serve", "all", "--help"]):
         done = subprocess.run(

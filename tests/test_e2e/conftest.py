@@ -57,7 +57,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     # The production cool-down (30 s) lets a run of failed trial calls during the storm test
     # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
     env["CONFSYNC_BREAKER_COOLDOWN_S"] = "3"
-    argv = [sys.executable, "-m", "confsync", "local", "--transport", transport, "--ready-file", str(ready)]
+    argv = [sys.executable, "-m", "stack.cli", "local", "--transport", transport, "--ready-file", str(ready)]
     log = (state / "local.log").open("wb")
     process = subprocess.Popen([*argv, "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -235,7 +235,7 @@ def test_the_pubsub_variable_is_what_bootstrap_prints(parsed: dict[str, dict[str
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_") and k != "PUBSUB_EMULATOR_HOST"}
     printed = subprocess.run(
-        [sys.executable, "-m", "confsync", "pubsub", "bootstrap", "--print-terraform-vars"],
+        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap", "--print-terraform-vars"],
         env=env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert json.loads(printed.stdout) == {"pubsub": default}
@@ -245,7 +245,7 @@ def test_changed_settings_print_changed_terraform_vars() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
     env.update(CONFSYNC_TOPIC_CONFERENCE_COMMANDS="meetings", CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS="9")
     printed = subprocess.run(
-        [sys.executable, "-m", "confsync", "pubsub", "bootstrap", "--print-terraform-vars"],
+        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap", "--print-terraform-vars"],
         env=env, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     pubsub = json.loads(printed.stdout)["pubsub"]
@@ -341,7 +341,11 @@ def test_the_services_run_commands_the_cli_has(parsed: dict[str, dict[str, Any]]
     assert len(commands) == 4
     for args in commands:
         done = subprocess.run(
-            [sys.executable, "-m", "confsync", *args, "--help"], capture_output=True, text=True, timeout=60, check=False
+            [sys.executable, "-m", "stack.cli", *args, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert done.returncode == 0, f"confsync {' '.join(args)}: {done.stderr}"
 

@@ -25,7 +25,7 @@ def cli(running: RunningCalendar, store: Path, *args: str, **extra_env: str) -> 
         **extra_env,
     )
     return subprocess.run(
-        [sys.executable, "-m", "confsync", "channels", *args],
+        [sys.executable, "-m", "stack.cli", "channels", *args],
         env=env,
         capture_output=True,
         text=True,

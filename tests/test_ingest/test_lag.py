@@ -206,7 +206,7 @@ def test_the_cap_is_a_setting_and_a_dry_run_reports_what_would_be_dead_lettered(
     store.close()
     clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
     env = {**clean, "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
-    command_line = [sys.executable, "-m", "confsync", "repair-lag", "--dry-run", "--json"]
+    command_line = [sys.executable, "-m", "stack.cli", "repair-lag", "--dry-run", "--json"]
     for cap, expected in (("3", (0, 1)), ("4", (1, 0))):
         result = subprocess.run(
             command_line,
@@ -247,7 +247,7 @@ def test_the_cli_reports_lagging_calendars(tmp_path: Path) -> None:
     lagging_store(tmp_path).close()
     clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
     env = {**clean, "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
-    command = [sys.executable, "-m", "confsync", "repair-lag", "--older-than", "60s", "--dry-run"]
+    command = [sys.executable, "-m", "stack.cli", "repair-lag", "--older-than", "60s", "--dry-run"]
     result = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

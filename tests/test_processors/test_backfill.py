@@ -101,7 +101,7 @@ def test_a_dry_run_decides_and_changes_nothing(calendar_sandbox: RunningCalendar
     summary = backfill(dry_run=True).run([CAL])
     assert (summary.updates, summary.unchanged) == (50, 50)
     assert len(summary.decisions) == 50
-    assert {d["action"] for d in summary.decisions} == {"update"}
+    assert {d.action for d in summary.decisions} == {"update"}
     assert published(backfill.broker) == []
     assert backfill.store.live_links(CAL) == []
     assert backfill.store.get_calendar(CAL) is None
@@ -127,7 +127,7 @@ def test_a_killed_backfill_resumes_without_resending(
         CONFSYNC_BACKFILL_REQUESTS_PER_S="4",
         CONFSYNC_LOG_LEVEL="warning",
     )
-    command = [sys.executable, "-m", "confsync", "backfill", "--calendar", CAL, "--checkpoint", str(checkpoint),
+    command = [sys.executable, "-m", "stack.cli", "backfill", "--calendar", CAL, "--checkpoint", str(checkpoint),
                "--page-size", "1000", "--json"]  # fmt: skip
     first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -205,7 +205,7 @@ def test_the_backfill_command_uses_the_configured_credentials(
         CONFSYNC_LOG_LEVEL="warning",
     )
     done = subprocess.run(
-        [sys.executable, "-m", "confsync", "backfill", "--calendar", CAL, "--dry-run"],
+        [sys.executable, "-m", "stack.cli", "backfill", "--calendar", CAL, "--dry-run"],
         env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout
@@ -229,7 +229,7 @@ def test_a_backfill_deletes_conferences_whose_event_was_never_saved_once_they_ar
 
     dry = backfill(dry_run=True).run([CAL])
     assert (dry.reconciled, dry.orphans) == (2, 2)
-    assert {d["event_id"]: d["why"] for d in dry.decisions if d["action"] == "delete"} == {
+    assert {d.event_id: d.why for d in dry.decisions if d.action == "delete"} == {
         "gone": "event no longer in Calendar",
         "discarded": "never saved on its event",
         plain["id"]: "the add-on's conference was never saved on the event",

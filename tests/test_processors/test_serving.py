@@ -82,7 +82,7 @@ def test_serve_processor_pulls_from_pubsub_and_drains_on_sigterm(
         CONFSYNC_LOG_FORMAT="json",
     )
     boot = subprocess.run(
-        [sys.executable, "-m", "confsync", "pubsub", "bootstrap"],
+        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap"],
         env=env,
         capture_output=True,
         text=True,
@@ -91,7 +91,7 @@ def test_serve_processor_pulls_from_pubsub_and_drains_on_sigterm(
     )
     assert boot.returncode == 0, boot.stderr
     server = subprocess.Popen(
-        [sys.executable, "-m", "confsync", "serve", "processor"],
+        [sys.executable, "-m", "stack.cli", "serve", "processor"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -25,7 +25,7 @@ from confsync.settings import Secret
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "confsync", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "stack.cli", *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -47,7 +47,7 @@ def test_dead_letters_are_listed_and_replayed_after_the_fix(
     conference = client.create(NewConference(calendar_id="a@example.com", event_id="e1", request_id="r1")).id
     provider_sandbox.admin("POST", "/_sandbox/faults", {"method": "PATCH", "path": "^/v1/", "status": 400, "count": 1})
     server = subprocess.Popen(
-        [sys.executable, "-m", "confsync", "serve", "publisher"],
+        [sys.executable, "-m", "stack.cli", "serve", "publisher"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -226,7 +226,7 @@ def test_state_and_sync_tokens_survive_a_restart_with_the_same_db(tmp_path: Path
 def test_the_cli_serves_the_sandbox_and_logs_json_lines(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "confsync", "sandbox", "calendar", "--port", str(port), "--db", str(tmp_path / "c.db")],
+        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port), "--db", str(tmp_path / "c.db")],
         env={"CONFSYNC_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         stderr=subprocess.PIPE,
         text=True,

@@ -111,7 +111,7 @@ def served(
     store.close()
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "confsync", "serve", "ingest", "--port", str(port), "--processes", "2"],
+        [sys.executable, "-m", "stack.cli", "serve", "ingest", "--port", str(port), "--processes", "2"],
         env=_env(tmp_path, calendar_sandbox, provider_sandbox),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -178,7 +178,7 @@ def test_several_processes_are_refused_with_the_in_process_transport(tmp_path: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
     env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
     done = subprocess.run(
-        [sys.executable, "-m", "confsync", "serve", "all", "--processes", "2"],
+        [sys.executable, "-m", "stack.cli", "serve", "all", "--processes", "2"],
         env=env,
         capture_output=True,
         text=True,

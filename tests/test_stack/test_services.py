@@ -117,7 +117,7 @@ def test_the_cli_says_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
     env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
     done = subprocess.run(
-        [sys.executable, "-m", "confsync", "serve", "ingest"], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "stack.cli", "serve", "ingest"], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 2
     assert "serve all" in done.stderr

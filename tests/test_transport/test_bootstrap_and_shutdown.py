@@ -23,7 +23,7 @@ from confsync.transport.topology import topology
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
     return subprocess.run(
-        [sys.executable, "-m", "confsync", *args],
+        [sys.executable, "-m", "stack.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

@@ -263,12 +263,13 @@ def open_publisher(settings: Settings) -> PubSubPublisher:
 
 
 class LazyPubSubPublisher:
-    """A PubSubPublisher built on first publish: commands that may never publish (or run where
-    Pub/Sub is not configured) do not need Google credentials just to start."""
+    """A PubSubPublisher built on first use (or ``connect``): commands that may never publish (or
+    run where Pub/Sub is not configured) do not need Google credentials just to start."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._real: PubSubPublisher | None = None
+        self._lock = threading.Lock()  # request threads may publish first at once: one publisher
 
     def publish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
@@ -278,10 +279,23 @@ class LazyPubSubPublisher:
     def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
         return self._ready().publish_many(topic, messages)
 
+    async def apublish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        return await self._ready().apublish(topic, data, ordering_key=ordering_key, attributes=attributes)
+
+    def check(self, topic: str, *, timeout_s: float) -> None:
+        self._ready().check(topic, timeout_s=timeout_s)
+
+    def connect(self) -> None:
+        """Build the publisher now: ConfigError at once if there are no credentials."""
+        self._ready()
+
     def _ready(self) -> PubSubPublisher:
-        if self._real is None:
-            self._real = open_publisher(self._settings)
-        return self._real
+        with self._lock:
+            if self._real is None:
+                self._real = open_publisher(self._settings)
+            return self._real
 
     def close(self) -> None:
         if self._real is not None:

@@ -14,14 +14,14 @@ import httpx
 import pytest
 import typer
 
-from confsync.cli import app
 from confsync.serving import free_port
+from stack.cli import app
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
     return subprocess.run(
-        [sys.executable, "-m", "confsync", *args],
+        [sys.executable, "-m", "stack.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,
@@ -124,7 +124,7 @@ def _local_serve(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str
         "CONFSYNC_SHUTDOWN_DEADLINE_S": "5",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "confsync", "serve", "all", *args],
+        [sys.executable, "-m", "stack.cli", "serve", "all", *args],
         env={**clean, **local, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,0 +1,5 @@
+"""``python -m stack.cli`` runs the ``confsync`` command."""
+
+from stack.cli import main
+
+main()

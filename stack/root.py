@@ -1,0 +1,171 @@
+"""The composition root: every component of confsync, built from Settings on first use.
+
+Every entry point takes one ``Stack``: ``confsync serve ROLE`` (``stack.services``), each CLI
+command (``stack.cli``), ``confsync local`` and ``demo`` (through ``serve``) and the
+benchmarks. A component is built the first time it is asked for, from the settings (or from a
+part handed in: a test's store, a benchmark's broker), and ``close()`` closes what was built in
+the reverse order, so publishers and clients finish before the store their last writes go to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import Self, TypeVar
+
+from confsync.calendar import CalendarClients
+from confsync.ports import ConferenceProvider, Publisher, Store
+from confsync.provider import HttpConferenceProvider
+from confsync.settings import Settings
+from confsync.store import open_store
+from ingest.channels import ChannelManager
+from ingest.lag import LagRepair
+from processors.backfill import Backfill, Checkpoints
+from processors.worker import CalendarWorker
+from publishers.app import build_applier
+from publishers.apply import CommandApplier
+from publishers.deadletter import DeadLetters
+from stack.transports import Transport, open_transport
+
+__all__ = ["Stack"]
+
+_Part = TypeVar("_Part")
+
+
+class Stack:
+    """confsync's parts for one process; use ``with Stack(settings) as stack:``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        transport: Transport | None = None,
+        provider: ConferenceProvider | None = None,
+    ) -> None:
+        """Parts handed in are used as they are, and closed by whoever made them."""
+        self.settings = settings
+        self._closers: list[Callable[[], None]] = []
+        if store is not None:
+            self.store = store
+        if transport is not None:
+            self.transport = transport
+        if provider is not None:
+            self.provider = provider
+
+    def _built(self, part: _Part, close: Callable[[], None]) -> _Part:
+        self._closers.append(close)
+        return part
+
+    @cached_property
+    def store(self) -> Store:
+        store = open_store(self.settings.store_url)
+        return self._built(store, store.close)
+
+    @cached_property
+    def transport(self) -> Transport:
+        transport = open_transport(self.settings)
+        return self._built(transport, transport.close)
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.transport.publisher
+
+    @cached_property
+    def provider(self) -> ConferenceProvider:
+        provider = HttpConferenceProvider.from_settings(self.settings)
+        return self._built(provider, provider.close)
+
+    @cached_property
+    def calendars(self) -> CalendarClients:
+        """A Calendar client per calendar subject, with the configured credentials."""
+        clients = CalendarClients.from_settings(self.settings)
+        return self._built(clients, clients.close)
+
+    @cached_property
+    def channels(self) -> ChannelManager:
+        settings = self.settings
+        return ChannelManager(
+            self.store,
+            self.calendars.for_subject(None),
+            webhook_url=settings.webhook_url or "",
+            ttl_s=settings.channel_ttl_s,
+            publisher=self.publisher,
+            changes_topic=settings.topic_calendar_changes,
+            calendar_for=self.calendars.for_subject,
+        )
+
+    def lag_repair(self, older_than: timedelta | None = None) -> LagRepair:
+        """Lag repair counting lag from ``older_than`` (default CONFSYNC_LAG_REPAIR_AFTER_S)."""
+        settings = self.settings
+        return LagRepair(
+            self.store,
+            self.publisher,
+            settings.topic_calendar_changes,
+            settings.topic_conference_commands,
+            settings.topic_conference_commands_dead,
+            older_than=older_than or timedelta(seconds=settings.lag_repair_after_s),
+            max_republishes=settings.outbox_max_republishes,
+        )
+
+    @cached_property
+    def worker(self) -> CalendarWorker:
+        """The processor: CalendarChanged -> sync -> classify -> ConferenceCommand."""
+        settings = self.settings
+        return CalendarWorker(
+            self.store,
+            self.calendars.for_subject(None),
+            self.publisher,
+            settings.topic_conference_commands,
+            frozenset(settings.conference_solution_names),
+            min_interval_s=settings.sync_min_interval_s,
+            republish_after_s=settings.lag_repair_after_s,
+            orphan_after_s=settings.orphan_after_s,
+            calendar_for=self.calendars.for_subject,
+        )
+
+    def backfill(self, *, checkpoint: Path | None = None, page_size: int = 2500, dry_run: bool = False) -> Backfill:
+        settings = self.settings
+        return Backfill(
+            self.store,
+            self.calendars.for_subject(None),
+            self.publisher,
+            settings.topic_conference_commands,
+            frozenset(settings.conference_solution_names),
+            checkpoints=Checkpoints(checkpoint),
+            requests_per_s=settings.backfill_requests_per_s,
+            page_size=page_size,
+            dry_run=dry_run,
+            calendar_for=self.calendars.for_subject,
+            orphan_after_s=settings.orphan_after_s,
+        )
+
+    @cached_property
+    def applier(self) -> CommandApplier:
+        """The publisher stage: ConferenceCommand -> the conferencing API."""
+        applier = build_applier(self.settings, self.store, self.provider)
+        return self._built(applier, applier.close)  # closes before the store: its last settlements
+
+    @cached_property
+    def dead_letters(self) -> DeadLetters:
+        """The dead-lettered conference commands, held for inspection and replay (Pub/Sub)."""
+        letters = DeadLetters(self.settings)
+        return self._built(letters, letters.close)
+
+    def close(self) -> None:
+        """Close what was built, newest first; one failing close does not stop the others."""
+        while self._closers:
+            with contextlib.suppress(Exception):
+                self._closers.pop()()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
