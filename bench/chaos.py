@@ -35,7 +35,7 @@ from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.transport.topology import topology
 from stack.driver import StackDriver
-from stack.local import LocalStack
+from stack.local import LocalStack, ReadyInfo
 
 
 def timed(summary: str, rng: random.Random, *, weekly: bool = False) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def timed(summary: str, rng: random.Random, *, weekly: bool = False) -> dict[str
 
 
 class Chaos:
-    def __init__(self, driver: StackDriver, rng: random.Random, info: dict[str, Any], kills: bool) -> None:
+    def __init__(self, driver: StackDriver, rng: random.Random, info: ReadyInfo, kills: bool) -> None:
         self.driver, self.rng, self.info, self.kills = driver, rng, info, kills
         self.live: list[tuple[str, str, bool]] = []  # (calendar, event, weekly) still carrying ours
         self.counts: dict[str, int] = {}
@@ -125,9 +125,11 @@ class Chaos:
             driver.invalidate_sync_tokens(self.some_calendar())
             self._count("sync_tokens_invalidated")
         elif self.kills:
-            names = [n for n in self.info["services"] if n.startswith("serve-")]
+            names = [n for n in self.info.services if n.startswith("serve-")]
             victim = rng.choice(names)
-            pid = int(self.info["services"][victim]["pid"])
+            pid = self.info.services[victim].pid
+            if pid is None:  # not started: nothing to kill
+                return
             try:
                 os.kill(pid, signal.SIGKILL)
                 self._count(f"killed_{victim}")
@@ -138,9 +140,9 @@ class Chaos:
         self.counts[what] = self.counts.get(what, 0) + 1
 
 
-def dead_letters(info: dict[str, Any]) -> dict[str, int]:
+def dead_letters(info: ReadyInfo) -> dict[str, int]:
     """How many messages wait on each dead-letter holding subscription (Pub/Sub only)."""
-    host = info.get("pubsub_emulator_host")
+    host = info.pubsub_emulator_host
     if not host:
         return {}
     os.environ["PUBSUB_EMULATOR_HOST"] = str(host)
@@ -183,8 +185,8 @@ def main() -> None:
         mark = driver.journal_mark()
         # The in-process queues die with `serve all`: a kill there loses messages by design
         # (confsync/transport/memory.py), so kills are part of the Pub/Sub run only.
-        kills = not args.no_kills and info["transport"] == "pubsub"
-        chaos = Chaos(driver, rng, stack.info, kills=kills)
+        kills = not args.no_kills and info.transport == "pubsub"
+        chaos = Chaos(driver, rng, info, kills=kills)
         for c in range(args.calendars):
             driver.add_calendar(f"user{c}@example.com")
             for e in range(args.events):
@@ -212,7 +214,7 @@ def main() -> None:
             {
                 "benchmark": "chaos",
                 "seed": args.seed,
-                "transport": info["transport"],
+                "transport": info.transport,
                 "changes": args.changes,
                 "conferences": len(rows),
                 "disturbances": chaos.counts,

@@ -47,7 +47,7 @@ from typing import Any
 from confsync.logs import configure_logging
 from confsync.settings import Settings
 from stack.driver import StackDriver
-from stack.local import LocalStack
+from stack.local import LocalStack, ReadyInfo
 from stack.proc import cpu_seconds, descendants
 
 TARGETS = {"memory_changes_per_s": 1000, "pubsub_changes_per_s": 500, "p99_s": 1.0, "listings_per_notification": 0.1}
@@ -70,7 +70,7 @@ def seed(driver: StackDriver, calendars: int, events: int) -> list[tuple[str, st
     return meetings
 
 
-def in_threads(writers: int, work: Callable[[StackDriver, int], None], info: dict[str, Any]) -> None:
+def in_threads(writers: int, work: Callable[[StackDriver, int], None], info: ReadyInfo) -> None:
     """Run ``work(driver, n)`` on ``writers`` threads, each with its own Calendar client."""
     drivers = [StackDriver(info) for _ in range(writers)]
     threads = [threading.Thread(target=work, args=(drivers[n], n)) for n in range(writers)]
@@ -91,9 +91,9 @@ def work_counts(driver: StackDriver) -> dict[str, int]:
     return {"listings": listings, "notifications": notifications, "provider_calls": calls}
 
 
-def cpu_by_part(info: dict[str, Any]) -> dict[str, float]:
+def cpu_by_part(info: ReadyInfo) -> dict[str, float]:
     """CPU seconds used so far by each part of the stack, and by this process (the writers)."""
-    names = {int(service["pid"]): name for name, service in info["services"].items()}
+    names = {service.pid: name for name, service in info.services.items() if service.pid is not None}
     parts = {"bench writers": time.process_time()}
     for pid in descendants(os.getpid()):
         try:
@@ -189,11 +189,11 @@ def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float
     }
 
 
-def peak_rss_mb(info: dict[str, Any]) -> dict[str, float]:
+def peak_rss_mb(info: ReadyInfo) -> dict[str, float]:
     peaks = {}
-    for name, service in info["services"].items():
+    for name, service in info.services.items():
         try:
-            status = open(f"/proc/{service['pid']}/status").read()  # noqa: PTH123, SIM115
+            status = open(f"/proc/{service.pid}/status").read()  # noqa: PTH123, SIM115
         except OSError:
             continue
         line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,7 +36,7 @@ from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
 from ingest.webhook import WebhookStats, webhook_route
 
-__all__ = ["READY_CACHE_S", "READY_TIMEOUT_S", "IngestParts", "create_ingest_app", "health_routes", "ingest_routes"]
+__all__ = ["READY_CACHE_S", "READY_TIMEOUT_S", "IngestParts", "health_routes", "ingest_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +56,6 @@ class IngestParts:
     addon_verifier: OidcVerifier | None = None
     scheduler_verifier: OidcVerifier | None = None
     lag: LagRepair | None = None
-
-
-def create_ingest_app(parts: IngestParts) -> Starlette:
-    checks = {"store": lambda: parts.store.get_calendar("readyz-probe")}
-    return Starlette(routes=[*ingest_routes(parts), *health_routes(checks)])
 
 
 def health_routes(

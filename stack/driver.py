@@ -27,6 +27,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from stack.local import ReadyInfo
+
 __all__ = ["Expectation", "Row", "StackDriver", "expectation"]
 
 # As a user's client would: a kept-alive connection the server closed meanwhile (BrokenPipe),
@@ -94,15 +96,15 @@ def _moment(value: Mapping[str, Any] | None) -> datetime | str | None:
 
 
 class StackDriver:
-    def __init__(self, info: Mapping[str, Any]) -> None:
+    def __init__(self, info: ReadyInfo) -> None:
         self.info = info
         http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))  # type: ignore[no-untyped-call]
         self.calendar = build(
-            "calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": info["calendar_api"]}
+            "calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": info.calendar_api}
         )
-        self._calendar_base = str(info["calendar_api"]).removesuffix("/calendar/v3/")
+        self._calendar_base = info.calendar_api.removesuffix("/calendar/v3/")
         self._http = httpx.Client(timeout=30)
-        self._provider_auth = {"Authorization": f"Bearer {info['provider_api_key']}"}
+        self._provider_auth = {"Authorization": f"Bearer {info.provider_api_key}"}
         self.conferences: dict[str, tuple[str, str]] = {}  # conference id -> (calendar id, event id)
 
     def close(self) -> None:
@@ -123,8 +125,8 @@ class StackDriver:
     def add_conference(self, calendar_id: str, event: Mapping[str, Any]) -> str:
         """The add-on's flow: create through the add-on API, then Calendar saves the ConferenceData."""
         answer = self._http.post(
-            f"{self.info['api_url']}/v1/conferences",
-            headers={"Authorization": f"Bearer {self.info['api_token']}"},
+            f"{self.info.api_url}/v1/conferences",
+            headers={"Authorization": f"Bearer {self.info.api_token}"},
             json={"calendarId": calendar_id, "eventId": event["id"], "requestId": uuid.uuid4().hex, "event": event},
         )
         answer.raise_for_status()
@@ -191,10 +193,10 @@ class StackDriver:
     # -- faults --------------------------------------------------------------------------------
 
     def provider_fault(self, rule: Mapping[str, Any]) -> None:
-        self._http.post(f"{self.info['provider_api']}/_sandbox/faults", json=dict(rule)).raise_for_status()
+        self._http.post(f"{self.info.provider_api}/_sandbox/faults", json=dict(rule)).raise_for_status()
 
     def clear_provider_faults(self) -> None:
-        self._http.delete(f"{self.info['provider_api']}/_sandbox/faults").raise_for_status()
+        self._http.delete(f"{self.info.provider_api}/_sandbox/faults").raise_for_status()
 
     def calendar_fault(self, rule: Mapping[str, Any]) -> None:
         self._admin("POST", "/_sandbox/faults", rule)
@@ -205,9 +207,7 @@ class StackDriver:
     # -- what the provider holds ---------------------------------------------------------------
 
     def conference(self, conference_id: str) -> dict[str, Any] | None:
-        answer = self._http.get(
-            f"{self.info['provider_api']}/v1/conferences/{conference_id}", headers=self._provider_auth
-        )
+        answer = self._http.get(f"{self.info.provider_api}/v1/conferences/{conference_id}", headers=self._provider_auth)
         if answer.status_code == 404:
             return None
         answer.raise_for_status()
@@ -225,7 +225,7 @@ class StackDriver:
             time.sleep(0.1)
 
     def journal(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = self._http.get(f"{self.info['provider_api']}/_sandbox/requests").json()
+        entries: list[dict[str, Any]] = self._http.get(f"{self.info.provider_api}/_sandbox/requests").json()
         return entries
 
     def event(self, calendar_id: str, event_id: str) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -45,7 +45,7 @@ from confsync.serving import free_port
 from confsync.settings import PREFIX, Settings, TransportKind
 from stack.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
 
-__all__ = ["LocalStack", "StackError"]
+__all__ = ["LocalStack", "ReadyInfo", "ServiceInfo", "StackError"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +55,41 @@ _GRACE_S = 10.0
 
 class StackError(RuntimeError):
     """A part of the local stack could not start; the message names it and where its log is."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """One child as the ready file shows it: a restart gives it a new pid."""
+
+    url: str
+    pid: int | None
+    restarts: int
+    log: str
+
+
+@dataclass
+class ReadyInfo:
+    """What ``start()`` returns and the ready file holds: where everything is and its keys."""
+
+    calendar_api: str  # the Calendar API endpoint (Google's discovery document's root URL)
+    provider_api: str
+    provider_api_key: str
+    ingest_url: str  # where Calendar posts watch notifications
+    api_url: str  # the add-on API
+    api_token: str  # the dev token the add-on API accepts in local mode
+    pubsub_emulator_host: str | None
+    store: str
+    transport: TransportKind
+    state_dir: str
+    services: dict[str, ServiceInfo] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReadyInfo:
+        services = {name: ServiceInfo(**service) for name, service in data.get("services", {}).items()}
+        return cls(**{**data, "services": services})
 
 
 @dataclass
@@ -152,18 +187,18 @@ class LocalStack:
         self._sandboxes: list[_Child] = []
         self._services: list[_Child] = []
         self._lock = threading.Lock()
-        self.info: dict[str, Any] = {}
+        self.info: ReadyInfo | None = None
 
     # -- start ---------------------------------------------------------------------------------
 
-    def start(self) -> dict[str, Any]:
+    def start(self) -> ReadyInfo:
         try:
             return self._start()
         except BaseException:
             self.stop()
             raise
 
-    def _start(self) -> dict[str, Any]:
+    def _start(self) -> ReadyInfo:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         transport = self._transport()
         secrets_ = {"api_key": secrets.token_urlsafe(24), "dev_token": secrets.token_urlsafe(24)}
@@ -195,20 +230,19 @@ class LocalStack:
             child.wait_ready()
             self._step(f"{child.name} ready at {child.url}")
         ingest_url = self._services[0].url
-        self.info = {
-            "calendar_api": f"{calendar.url}/calendar/v3/",
-            "provider_api": provider.url,
-            "provider_api_key": secrets_["api_key"],
-            "ingest_url": f"{ingest_url}/notifications",
-            "api_url": ingest_url,
-            "api_token": secrets_["dev_token"],
-            "pubsub_emulator_host": None if self._emulator is None else self._emulator.host,
-            "store": self._store_url,
-            "transport": transport,
-            "state_dir": str(self.state_dir),
-            "services": {},
-        }
-        self._write_ready()
+        self.info = ReadyInfo(
+            calendar_api=f"{calendar.url}/calendar/v3/",
+            provider_api=provider.url,
+            provider_api_key=secrets_["api_key"],
+            ingest_url=f"{ingest_url}/notifications",
+            api_url=ingest_url,
+            api_token=secrets_["dev_token"],
+            pubsub_emulator_host=None if self._emulator is None else self._emulator.host,
+            store=self._store_url,
+            transport=transport,
+            state_dir=str(self.state_dir),
+        )
+        self._write_ready(self.info)
         return self.info
 
     def _transport(self) -> TransportKind:
@@ -290,16 +324,16 @@ class LocalStack:
             raise StackError(f"pubsub bootstrap failed (code {done.returncode}):\n{done.stdout}{done.stderr}")
         self._step("Pub/Sub topics and subscriptions created")
 
-    def _write_ready(self) -> None:
+    def _write_ready(self, info: ReadyInfo) -> None:
         with self._lock:
-            self.info["services"] = {
-                child.name: {"url": child.url, "pid": child.pid, "restarts": child.restarts, "log": str(child.log_path)}
+            info.services = {
+                child.name: ServiceInfo(child.url, child.pid, child.restarts, str(child.log_path))
                 for child in (*self._sandboxes, *self._services)
             }
             if self._ready_file is None:
                 return
             temporary = self._ready_file.with_name(self._ready_file.name + ".tmp")
-            temporary.write_text(json.dumps(self.info, indent=2) + "\n")
+            temporary.write_text(json.dumps(info.to_json(), indent=2) + "\n")
             temporary.replace(self._ready_file)  # readers never see half a file
 
     # -- supervise and stop --------------------------------------------------------------------
@@ -320,7 +354,8 @@ class LocalStack:
                 except StackError as err:
                     log.error("child did not come back", child=child.name, error=str(err))  # noqa: TRY400
                     continue
-                self._write_ready()
+                if self.info is not None:
+                    self._write_ready(self.info)
                 log.info("child back", child=child.name, pid=child.pid)
 
     def stop(self) -> None:
@@ -337,7 +372,7 @@ class LocalStack:
         if self._own_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def __enter__(self) -> dict[str, Any]:
+    def __enter__(self) -> ReadyInfo:
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

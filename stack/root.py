@@ -24,6 +24,7 @@ from confsync.settings import Settings
 from confsync.store import open_store
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
+from ingest.webhook import WebhookStats
 from processors.backfill import Backfill, Checkpoints
 from processors.worker import CalendarWorker
 from publishers.app import build_applier
@@ -98,6 +99,11 @@ class Stack:
             changes_topic=settings.topic_calendar_changes,
             calendar_for=self.calendars.for_subject,
         )
+
+    @cached_property
+    def webhook_stats(self) -> WebhookStats:
+        """What the webhook counted (kept per channel: a gap in message numbers is logged)."""
+        return WebhookStats()
 
     def lag_repair(self, older_than: timedelta | None = None) -> LagRepair:
         """Lag repair counting lag from ``older_than`` (default CONFSYNC_LAG_REPAIR_AFTER_S)."""

@@ -39,7 +39,6 @@ from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from ingest.app import IngestParts, health_routes, ingest_routes
 from ingest.lag import LagLoop
-from ingest.webhook import WebhookStats
 from processors.app import processor_push_route
 from publishers.app import publisher_push_route
 from stack.roles import Role
@@ -139,7 +138,15 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         repairs = partial(stack.channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
         into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs).start())
     parts = IngestParts(
-        settings, stack.store, stack.publisher, stack.provider, stack.channels, WebhookStats(), addon, scheduler, lag
+        settings,
+        stack.store,
+        stack.publisher,
+        stack.provider,
+        stack.channels,
+        stack.webhook_stats,
+        addon,
+        scheduler,
+        lag,
     )
     return list(ingest_routes(parts))
 

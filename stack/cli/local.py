@@ -69,7 +69,7 @@ def local_command(
     with exit_on(StackError, ConfigError, code=1, message="the local stack did not start: {}"):
         info = stack.start()
     try:
-        typer.echo(json.dumps(info, indent=2))
+        typer.echo(json.dumps(info.to_json(), indent=2))
         typer.echo("confsync local: ready; Ctrl-C stops everything", err=True)
         stack.supervise(stop)
     finally:
@@ -101,7 +101,7 @@ def demo_command(ctx: typer.Context, transport: TransportOption = None, state_di
     try:
         with console.status("starting the local stack ..."):
             info = stack.start()
-        step(f"stack ready ({info['transport']} transport); logs in {info['state_dir']}/logs")
+        step(f"stack ready ({info.transport} transport); logs in {info.state_dir}/logs")
         driver = StackDriver(info)
         try:
             agreed = run_story(driver, console, started=started)

@@ -24,6 +24,7 @@ from tests_support.local_stack import Stack
 from confsync.settings import Settings
 from stack.driver import StackDriver
 from stack.emulators import find_jar
+from stack.local import ReadyInfo
 
 READY_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 30
@@ -37,9 +38,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     stack = getattr(item, "funcargs", {}).get("stack")
     if report.when != "call" or not report.failed or not isinstance(stack, Stack):
         return
-    for name, service in stack.current().get("services", {}).items():
+    for name, service in stack.current().services.items():
         try:
-            lines = Path(service["log"]).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            lines = Path(service.log).read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
         except OSError as error:
             lines = [f"(log unreadable: {error})"]
         report.sections.append((f"{name} log, last {LOG_TAIL_LINES} lines", "\n".join(line[:400] for line in lines)))
@@ -66,7 +67,7 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"confsync local did not get ready:\n{(state / 'local.log').read_text()[-3000:]}")
             time.sleep(0.1)
-        yield Stack(json.loads(ready.read_text()), process, ready)
+        yield Stack(ReadyInfo.from_json(json.loads(ready.read_text())), process, ready)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +16,19 @@ from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider
 
-from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged
-from confsync.provider import HttpConferenceProvider
+from confsync.ports import Store
 from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
-from confsync.store.sqlite import SqliteStore
-from confsync.transport.pubsub import PubSubPublisher
-from ingest.app import IngestParts, create_ingest_app
 from ingest.channels import ChannelManager
 from ingest.webhook import WebhookStats
 from sandbox.calendar import create_app as create_calendar_app
 from sandbox.calendar.server import build_sandbox as build_calendar
 from sandbox.provider import create_app as create_provider_app
 from sandbox.provider.server import build_sandbox as build_provider
+from stack.roles import Role
+from stack.root import Stack
+from stack.services import build_service
 
 PROJECT = "confsync-test"
 DEV_TOKEN = "dev-token-for-tests"
@@ -39,7 +38,7 @@ DEV_TOKEN = "dev-token-for-tests"
 class Ingest:
     url: str
     settings: Settings
-    store: SqliteStore
+    store: Store
     channels: ChannelManager
     stats: WebhookStats
     calendar: RunningCalendar
@@ -83,6 +82,10 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
         topic_calendar_changes=f"changes-{suffix}",
         webhook_url=f"{url}/notifications",
         pubsub_timeout_s=5,
+        store_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+        provider_api_key=Secret(PROVIDER_KEY),
+        lag_repair_interval_s=0,
+        channel_ttl_s=3600,
     )
     admin_pub, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = admin_pub.topic_path(PROJECT, settings.topic_calendar_changes)
@@ -94,30 +97,22 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
     calendar_sandbox.retry = FAST_RETRY
     provider_served = ServedApp(create_provider_app(build_provider(api_key=PROVIDER_KEY))).start()
     calendar_served = ServedApp(create_calendar_app(calendar_sandbox)).start()
-    store = SqliteStore(tmp_path / "state.sqlite")
-    publisher = PubSubPublisher(settings)  # what the webhook runs with in production
-    calendar_client = GoogleCalendarClient(endpoint=f"{calendar_served.url}/calendar/v3/")
-    provider = HttpConferenceProvider(provider_served.url, Secret(PROVIDER_KEY), timeout_s=5)
-    channels = ChannelManager(
-        store, calendar_client, webhook_url=settings.webhook_url or "", ttl_s=3600, publisher=publisher,
-        changes_topic=settings.topic_calendar_changes,
-    )  # fmt: skip
-    stats = WebhookStats()
-    app = create_ingest_app(IngestParts(settings, store, publisher, provider, channels, stats))
-    served = ServedApp(app, port=port).start()
+    settings = replace(
+        settings, calendar_api_endpoint=f"{calendar_served.url}/calendar/v3/", provider_url=provider_served.url
+    )
+    stack = Stack(settings)
+    service = build_service(settings, Role.INGEST, stack=stack)  # as `confsync serve ingest` builds it
+    served = ServedApp(service.app, port=port).start()
     running_calendar = RunningCalendar(calendar_sandbox, calendar_served.url)
     try:
         yield Ingest(
-            url, settings, store, channels, stats, running_calendar, RunningProvider(provider_served.url),
-            subscriber, subscription,
+            url, settings, stack.store, stack.channels, stack.webhook_stats, running_calendar,
+            RunningProvider(provider_served.url), subscriber, subscription,
         )  # fmt: skip
     finally:
         served.stop()
+        service.stop(5)
         running_calendar.close()
-        calendar_client.close()
-        provider.close()
-        publisher.close()
-        store.close()
         calendar_served.stop()
         provider_served.stop()
         subscriber.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from tests_support import RunningCalendar, Webhook, event_body
 
 from confsync.calendar import GoogleCalendarClient
@@ -24,7 +25,7 @@ from confsync.settings import Secret, Settings
 from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
-from ingest.app import IngestParts, create_ingest_app
+from ingest.app import IngestParts, ingest_routes
 from ingest.channels import ChannelBusy, ChannelManager
 from ingest.lag import LagLoop, LagRepair
 from ingest.webhook import WebhookStats
@@ -210,7 +211,7 @@ def test_the_schedulers_repair_tick_tries_a_failed_watch_again(
     provider = HttpConferenceProvider("http://127.0.0.1:9", Secret("unused"))
     lag = LagRepair(store, broker, "changes")
     parts = IngestParts(Settings(local_mode=True), store, broker, provider, channels, WebhookStats(), lag=lag)
-    with ServedApp(create_ingest_app(parts)) as served:
+    with ServedApp(Starlette(routes=ingest_routes(parts))) as served:
         answer = httpx.post(f"{served.url}/tasks/repair-lag", timeout=30)
     assert answer.status_code == 200
     assert answer.json()["channels_renewed"] == [CAL]

@@ -290,6 +290,7 @@ def test_the_add_on_api_accepts_a_google_id_token_and_refuses_others() -> None:
 
 
 def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from starlette.applications import Starlette  # noqa: PLC0415
     from tests_support.oidc import GOOGLE_CERT, sign  # noqa: PLC0415
 
     from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
@@ -299,7 +300,7 @@ def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path)
     from confsync.settings import Settings  # noqa: PLC0415
     from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
     from confsync.transport.memory import MemoryBroker  # noqa: PLC0415
-    from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
+    from ingest.app import IngestParts, ingest_routes  # noqa: PLC0415
     from ingest.channels import ChannelManager  # noqa: PLC0415
     from ingest.webhook import WebhookStats  # noqa: PLC0415
 
@@ -317,7 +318,7 @@ def test_outside_local_mode_the_renew_route_needs_the_schedulers_token(tmp_path)
             audience=audience, email=scheduler, fetch_certs=lambda: {"google-kid": GOOGLE_CERT}
         ),
     )
-    with ServedApp(create_ingest_app(parts)) as served:
+    with ServedApp(Starlette(routes=ingest_routes(parts))) as served:
         url = f"{served.url}/tasks/renew-channels"
         assert httpx.post(url, timeout=10).status_code == 401
         someone = sign(aud=audience, email="intruder@example.com")
@@ -362,6 +363,7 @@ def test_a_scheduler_route_refuses_a_number_of_seconds_it_cannot_use(ingest, val
 
 def test_when_googles_certificates_cannot_be_fetched_the_add_on_is_told_to_try_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """An outage at Google is no reason to send the user through sign-in again."""
+    from starlette.applications import Starlette  # noqa: PLC0415
     from tests_support.oidc import sign  # noqa: PLC0415
 
     from confsync.calendar import GoogleCalendarClient  # noqa: PLC0415
@@ -371,7 +373,7 @@ def test_when_googles_certificates_cannot_be_fetched_the_add_on_is_told_to_try_a
     from confsync.settings import Settings  # noqa: PLC0415
     from confsync.store.sqlite import SqliteStore  # noqa: PLC0415
     from confsync.transport.memory import MemoryBroker  # noqa: PLC0415
-    from ingest.app import IngestParts, create_ingest_app  # noqa: PLC0415
+    from ingest.app import IngestParts, ingest_routes  # noqa: PLC0415
     from ingest.channels import ChannelManager  # noqa: PLC0415
     from ingest.webhook import WebhookStats  # noqa: PLC0415
 
@@ -390,7 +392,7 @@ def test_when_googles_certificates_cannot_be_fetched_the_add_on_is_told_to_try_a
         addon_verifier=OidcVerifier(audience=audience, fetch_certs=google_down),
     )
     bearer = sign(aud=audience, email="alice@example.com")
-    with ServedApp(create_ingest_app(parts)) as served:
+    with ServedApp(Starlette(routes=ingest_routes(parts))) as served:
         answer = httpx.post(
             f"{served.url}/v1/conferences", json={}, headers={"Authorization": f"Bearer {bearer}"}, timeout=10
         )

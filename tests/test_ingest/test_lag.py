@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
 from structlog.testing import capture_logs
 
 from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, Source
@@ -22,7 +23,7 @@ from confsync.store import OutboxEntry
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import Message
 from confsync.transport.memory import MemoryBroker
-from ingest.app import IngestParts, create_ingest_app
+from ingest.app import IngestParts, ingest_routes
 from ingest.channels import ChannelManager
 from ingest.lag import LagLoop, LagRepair, Unsettled
 from ingest.webhook import WebhookStats
@@ -233,7 +234,7 @@ def test_the_scheduler_route_runs_it(tmp_path: Path) -> None:
         WebhookStats(),
         lag=LagRepair(store, memory, TOPIC, older_than=timedelta(seconds=1)),
     )
-    with ServedApp(create_ingest_app(parts)) as served:
+    with ServedApp(Starlette(routes=ingest_routes(parts))) as served:
         dry = httpx.post(f"{served.url}/tasks/repair-lag", params={"dry_run": "1"}, timeout=10)
         assert dry.status_code == 200
         assert dry.json()["republished"] == ["alice@example.com"]

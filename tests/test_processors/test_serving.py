@@ -17,6 +17,7 @@ import httpx
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from starlette.applications import Starlette
 from tests_support import RunningCalendar, event_body
 
 from confsync.calendar import GoogleCalendarClient
@@ -25,7 +26,7 @@ from confsync.serving import ServedApp
 from confsync.settings import Settings
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
-from processors.app import create_processor_app
+from processors.app import processor_push_route
 from processors.worker import CalendarWorker
 
 CAL = "alice@example.com"
@@ -51,7 +52,7 @@ def test_the_push_route_syncs_and_publishes(calendar_sandbox: RunningCalendar, t
     store = SqliteStore(tmp_path / "s.sqlite")
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
     worker = CalendarWorker(store, client, broker, "conference-commands", min_interval_s=0)
-    app = create_processor_app(worker, Settings(local_mode=True), broker)
+    app = Starlette(routes=[processor_push_route(worker, Settings(local_mode=True), broker)])  # as serve mounts it
     change = CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=datetime.now(UTC))
     envelope = {"message": {"data": base64.b64encode(change.to_bytes()).decode(), "messageId": "1"}}
     with ServedApp(app) as served:

@@ -7,28 +7,28 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from stack.local import ReadyInfo
 
 __all__ = ["Stack"]
 
 
 @dataclass
 class Stack:
-    info: dict[str, Any]
+    info: ReadyInfo
     process: subprocess.Popen[bytes]
     ready_file: Path
 
     @property
     def transport(self) -> str:
-        return str(self.info["transport"])
+        return self.info.transport
 
-    def current(self) -> dict[str, Any]:
+    def current(self) -> ReadyInfo:
         """The ready file now (``confsync local`` rewrites it when it restarts a child)."""
-        info: dict[str, Any] = json.loads(self.ready_file.read_text())
-        return info
+        return ReadyInfo.from_json(json.loads(self.ready_file.read_text()))
 
     def pid(self, service: str) -> int:
-        return int(self.current()["services"][service]["pid"])
+        return int(self.current().services[service].pid or 0)
 
     def wait_restarted(self, service: str, old_pid: int, timeout_s: float = 60.0) -> int:
         deadline = time.monotonic() + timeout_s
