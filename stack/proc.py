@@ -1,7 +1,7 @@
 """What /proc says about a process tree: CPU used and descendants (Linux), for benchmarks.
 
-The host's speed moves by up to 2x from hour to hour; CPU per operation moves much less, so
-the benchmarks report it beside their throughput.
+The host's speed moves from hour to hour; CPU per operation moves much less, so the
+benchmarks report it beside their throughput.
 """
 
 from __future__ import annotations

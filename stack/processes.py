@@ -1,8 +1,7 @@
 """``confsync serve ROLE --processes N``: N copies of one service sharing its port.
 
-A service's Python code runs on one core at a time (the GIL); the webhook, for one, spends
-about 0.45 ms of CPU per notification, so one process tops out near 2,000/s however many
-cores the machine has. N processes, each a whole ``run_service`` of its own (own clients,
+A service's Python code runs on one core at a time (the GIL), so one process's throughput
+does not grow with the machine's cores (bench/ingest.py measures the webhook's). N processes, each a whole ``run_service`` of its own (own clients,
 own pull workers), listen on one port with SO_REUSEPORT, and the kernel spreads connections
 among them.
 
