@@ -1,6 +1,6 @@
 # Log-based metrics over confsync's structured logs (JSON lines: jsonPayload.message is the
-# event; confsync/logs.py) and the alerts on them. tests/test_infra checks that every message
-# matched here is one the code logs.
+# event; confsync/logs.py), and the alerts on them and on Pub/Sub's own metrics. tests/test_infra
+# checks that every message matched here is one the code logs.
 
 locals {
   confsync_services = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^confsync-\""
@@ -56,57 +56,6 @@ resource "google_logging_metric" "sync_lag" {
   }
 }
 
-resource "google_monitoring_alert_policy" "any" {
-  for_each              = local.log_metrics
-  display_name          = "confsync: ${replace(each.key, "_", " ")}"
-  combiner              = "OR"
-  notification_channels = var.notification_channels
-  user_labels           = local.labels
-  documentation {
-    mime_type = "text/markdown"
-    content   = "${each.value.about} Runbook: infra/README.md, \"Alerts\"."
-  }
-  conditions {
-    display_name = "${replace(each.key, "_", " ")} > 0 in 5 min"
-    condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.count[each.key].name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_SUM"
-        cross_series_reducer = "REDUCE_SUM"
-      }
-    }
-  }
-}
-
-resource "google_monitoring_alert_policy" "sync_lag" {
-  display_name          = "confsync: sync lag"
-  combiner              = "OR"
-  notification_channels = var.notification_channels
-  user_labels           = local.labels
-  documentation {
-    mime_type = "text/markdown"
-    content   = "Calendars fall behind their notifications by more than ${var.sync_lag_alert_s} s: processors are short of capacity, Calendar is refusing listings, or messages are stuck. Runbook: infra/README.md, \"Alerts\"."
-  }
-  conditions {
-    display_name = "oldest lag p99 > ${var.sync_lag_alert_s} s over 5 min"
-    condition_threshold {
-      filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.sync_lag.name}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = var.sync_lag_alert_s
-      duration        = "0s"
-      aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = "ALIGN_PERCENTILE_99"
-        cross_series_reducer = "REDUCE_MAX"
-      }
-    }
-  }
-}
-
 # Pub/Sub's own view of the worker subscriptions, which no confsync log line gives: a message
 # Pub/Sub dead-letters itself once max_delivery_attempts pushes failed (a handler that timed out
 # or a service that was down logs nothing), and a backlog whose oldest message stops moving.
@@ -134,10 +83,49 @@ locals {
       duration  = "300s"
     }
   }
+
+  # Every alert is one threshold on one metric: any of a log-based count in 5 min, the sync
+  # lag's p99 over 5 min (on the services' logs), and the Pub/Sub alerts above (per worker
+  # subscription). Its display name is "confsync: " and its key with spaces.
+  service_alerts = merge(
+    {
+      for name, metric in local.log_metrics : name => {
+        about     = metric.about
+        metric    = "logging.googleapis.com/user/${google_logging_metric.count[name].name}"
+        condition = "${replace(name, "_", " ")} > 0 in 5 min"
+        aligner   = "ALIGN_SUM"
+        reducer   = "REDUCE_SUM"
+        period    = "300s"
+        threshold = 0
+        duration  = "0s"
+      }
+    },
+    {
+      sync_lag = {
+        about     = "Calendars fall behind their notifications by more than ${var.sync_lag_alert_s} s: processors are short of capacity, Calendar is refusing listings, or messages are stuck."
+        metric    = "logging.googleapis.com/user/${google_logging_metric.sync_lag.name}"
+        condition = "oldest lag p99 > ${var.sync_lag_alert_s} s over 5 min"
+        aligner   = "ALIGN_PERCENTILE_99"
+        reducer   = "REDUCE_MAX"
+        period    = "300s"
+        threshold = var.sync_lag_alert_s
+        duration  = "0s"
+      }
+    },
+  )
+  alerts = merge(
+    { for name, alert in local.service_alerts : name => merge(alert, { on = "resource.type=\"cloud_run_revision\"", group_by = null }) },
+    {
+      for name, alert in local.pubsub_alerts : name => merge(alert, {
+        on       = "resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=one_of(${local.worker_subscription_ids})"
+        group_by = ["resource.label.subscription_id"]
+      })
+    },
+  )
 }
 
-resource "google_monitoring_alert_policy" "pubsub" {
-  for_each              = local.pubsub_alerts
+resource "google_monitoring_alert_policy" "any" {
+  for_each              = local.alerts
   display_name          = "confsync: ${replace(each.key, "_", " ")}"
   combiner              = "OR"
   notification_channels = var.notification_channels
@@ -149,7 +137,7 @@ resource "google_monitoring_alert_policy" "pubsub" {
   conditions {
     display_name = each.value.condition
     condition_threshold {
-      filter          = "metric.type=\"${each.value.metric}\" AND resource.type=\"pubsub_subscription\" AND resource.label.subscription_id=one_of(${local.worker_subscription_ids})"
+      filter          = "metric.type=\"${each.value.metric}\" AND ${each.value.on}"
       comparison      = "COMPARISON_GT"
       threshold_value = each.value.threshold
       duration        = each.value.duration
@@ -157,8 +145,24 @@ resource "google_monitoring_alert_policy" "pubsub" {
         alignment_period     = each.value.period
         per_series_aligner   = each.value.aligner
         cross_series_reducer = each.value.reducer
-        group_by_fields      = ["resource.label.subscription_id"]
+        group_by_fields      = each.value.group_by
       }
     }
   }
+}
+
+# The sync-lag and Pub/Sub alerts were resources of their own; their objects keep their place.
+moved {
+  from = google_monitoring_alert_policy.sync_lag
+  to   = google_monitoring_alert_policy.any["sync_lag"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.pubsub["pubsub_dead_letters"]
+  to   = google_monitoring_alert_policy.any["pubsub_dead_letters"]
+}
+
+moved {
+  from = google_monitoring_alert_policy.pubsub["pubsub_backlog_age"]
+  to   = google_monitoring_alert_policy.any["pubsub_backlog_age"]
 }
