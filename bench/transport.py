@@ -6,15 +6,11 @@ production. The in-process transport runs the same shape in memory. Prints one J
 
 confsync's PubSubPublisher sends many ordering keys in one Publish request; the bench reports
 the rate for several shapes (``publish_msgs_per_s_by_shape``), and, for comparison,
-google-cloud-pubsub's own ordered publisher, which sends one request per key (what
-confsync used before 2026-12-03). Publishing is one publish_many call of every message, as
-processors and backfill publish their commands; the webhook's single publishes are measured
-by bench/ingest.py.
+google-cloud-pubsub's own ordered publisher, which sends one request per key. Publishing is
+one publish_many call of every message, as processors and backfill publish their commands;
+the webhook's single publishes are measured by bench/ingest.py.
 
     .venv/bin/python bench/transport.py [--messages 40000] [--streams 4]
-
-Targets (issue 6): emulator publish >= 8,000 msgs/s; emulator consume >= 3,500 msgs/s (more
-than one stream: one tops out near 2,000); in-process >= 20,000 msgs/s.
 """
 
 from __future__ import annotations
@@ -25,6 +21,7 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 from confsync.logs import configure_logging
 from confsync.settings import Settings
@@ -78,7 +75,7 @@ def bench_memory(messages: int) -> dict[str, object]:
 def _publish_shape(settings: Settings, topic: str, messages: int, keys: int) -> float:
     from confsync.transport.pubsub import PubSubPublisher  # noqa: PLC0415 - after the emulator host is set
 
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
     batch = [(PAYLOAD, f"cal-{n % keys}" if keys else "", {}) for n in range(messages)]
     started = time.perf_counter()
     publisher.publish_many(topic, batch)
@@ -115,7 +112,7 @@ def bench_pubsub(messages: int, streams: int) -> dict[str, object]:
         from google.api_core.retry import Retry  # noqa: PLC0415 - after the emulator host is set
         from google.cloud import pubsub_v1  # noqa: PLC0415
 
-        from confsync.transport.pubsub import PubSubPublisher, PubSubWorker  # noqa: PLC0415
+        from confsync.transport.pubsub import PubSubPublisher, PubSubWorker, PullOptions  # noqa: PLC0415
 
         admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
         suffix = uuid.uuid4().hex[:6]
@@ -142,9 +139,10 @@ def bench_pubsub(messages: int, streams: int) -> dict[str, object]:
         publish_rate = _publish_shape(bulk, topic, messages, KEYS)  # the backlog the consumers drain
         shapes[f"{KEYS} keys"] = round(publish_rate)
 
-        publisher = PubSubPublisher(bulk)
+        publisher = PubSubPublisher.from_settings(bulk)
         counter = Counter(messages)
-        worker = PubSubWorker(bulk, sub, counter, dead_letter=DeadLetter(publisher, "dead", sub), streams=streams)
+        options = replace(PullOptions.from_settings(bulk), streams=streams)
+        worker = PubSubWorker(options, sub, counter, dead_letter=DeadLetter(publisher, "dead", sub))
         started = time.perf_counter()
         worker.start()
         counter.done.wait(600)

@@ -1,9 +1,9 @@
 """``confsync serve ROLE --processes N``: N copies of one service sharing its port.
 
 A service's Python code runs on one core at a time (the GIL), so one process's throughput
-does not grow with the machine's cores (bench/ingest.py measures the webhook's). N processes, each a whole ``run_service`` of its own (own clients,
-own pull workers), listen on one port with SO_REUSEPORT, and the kernel spreads connections
-among them.
+does not grow with the machine's cores (bench/ingesting.py measures the webhook's). N
+processes, each a whole ``run_service`` of its own (own clients, own pull workers), listen on
+one port with SO_REUSEPORT, and the kernel spreads connections among them.
 
 The parent forks the children before it has built anything (no threads, no gRPC channels
 to inherit), then only waits: SIGTERM or SIGINT is passed on to every child, which drains as

@@ -12,8 +12,7 @@ from confsync.ports import Publisher
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler
 from confsync.transport.memory import MemoryBroker, MemoryWorker
-from confsync.transport.pubsub import LazyPubSubPublisher, PubSubWorker
-from confsync.transport.pubsub.unary import PubSubUnaryWorker
+from confsync.transport.pubsub import LazyPubSubPublisher, PubSubUnaryWorker, PubSubWorker, PullOptions, open_publisher
 from confsync.transport.runner import Stoppable
 from confsync.transport.topology import topology
 
@@ -44,21 +43,22 @@ class Transport(Protocol):
 
 class PubSubTransport:
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        self._pull = PullOptions.from_settings(settings)
+        self._worker_kind = PubSubUnaryWorker if settings.pubsub_pull == "unary" else PubSubWorker
+        self._check_topic = settings.topic_calendar_changes
         # Connects on first publish: a command that never publishes needs no Google credentials.
-        self._publisher = LazyPubSubPublisher(settings)
+        self._publisher = LazyPubSubPublisher(lambda: open_publisher(settings))
         self.publisher: Publisher = self._publisher
 
     def worker(self, subscription: str, handler: Handler, dead_topic: str) -> Stoppable:
         dead = DeadLetter(self.publisher, dead_topic, subscription)
-        kind = PubSubUnaryWorker if self._settings.pubsub_pull == "unary" else PubSubWorker
-        return kind(self._settings, subscription, handler, dead_letter=dead).start()
+        return self._worker_kind(self._pull, subscription, handler, dead_letter=dead).start()
 
     def connect(self) -> None:
         self._publisher.connect()
 
     def check(self, timeout_s: float) -> None:
-        self._publisher.check(self._settings.topic_calendar_changes, timeout_s=timeout_s)
+        self._publisher.check(self._check_topic, timeout_s=timeout_s)
 
     def close(self) -> None:
         self._publisher.close()

@@ -11,33 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from confsync.errors import ConfigError
-from confsync.store.records import (
-    PENDING_RESOURCE_ID,
-    AppliedVersion,
-    CalendarState,
-    CalendarStatus,
-    ChannelRecord,
-    ChannelState,
-    Link,
-    LinkState,
-    OutboxEntry,
-)
+from confsync.store import records
+from confsync.store.records import *  # noqa: F403 - the records are this package's surface
 
 if TYPE_CHECKING:  # confsync.ports imports the records from here
     from confsync.ports import Store
 
-__all__ = [
-    "PENDING_RESOURCE_ID",
-    "AppliedVersion",
-    "CalendarState",
-    "CalendarStatus",
-    "ChannelRecord",
-    "ChannelState",
-    "Link",
-    "LinkState",
-    "OutboxEntry",
-    "open_store",
-]
+__all__ = ["open_store"]
+__all__ += records.__all__
 
 
 def open_store(url: str) -> Store:

@@ -16,8 +16,7 @@ from tests_support.transport import MAX_ATTEMPTS, Harness, Recorder, Worker
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message
 from confsync.transport.memory import MemoryBroker, MemoryWorker
-from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
-from confsync.transport.pubsub.unary import PubSubUnaryWorker
+from confsync.transport.pubsub import PubSubPublisher, PubSubUnaryWorker, PubSubWorker, PullOptions
 
 PROJECT = "confsync-test"
 
@@ -69,7 +68,11 @@ def _memory(_request: pytest.FixtureRequest) -> Iterator[Harness]:
 def _pubsub(request: pytest.FixtureRequest) -> Iterator[Harness]:
     request.getfixturevalue("pubsub_emulator_host")
     settings = Settings(
-        project_id=PROJECT, pubsub_max_delivery_attempts=MAX_ATTEMPTS, pubsub_timeout_s=20, shutdown_deadline_s=10
+        project_id=PROJECT,
+        pubsub_max_delivery_attempts=MAX_ATTEMPTS,
+        pubsub_timeout_s=20,
+        shutdown_deadline_s=10,
+        pubsub_streams=1,
     )
     suffix = uuid.uuid4().hex[:10]
     topic, dead, sub, dead_sub = f"work-{suffix}", f"dead-{suffix}", f"work-sub-{suffix}", f"dead-sub-{suffix}"
@@ -95,13 +98,14 @@ def _pubsub(request: pytest.FixtureRequest) -> Iterator[Harness]:
         retry=retry,
         timeout=20,
     )
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
     dead_letter = DeadLetter(publisher, dead, sub)
 
     kind = PubSubUnaryWorker if request.param == "pubsub-unary" else PubSubWorker
+    options = PullOptions.from_settings(settings)
 
     def start(handler: Handler) -> Worker:
-        return kind(settings, sub, handler, dead_letter=dead_letter, streams=1).start()
+        return kind(options, sub, handler, dead_letter=dead_letter).start()
 
     def dead_letters(count: int, timeout: float) -> list[Message]:
         got: list[Message] = []

@@ -15,8 +15,7 @@ from google.cloud import pubsub_v1
 
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
-from confsync.transport.pubsub import PubSubPublisher
-from confsync.transport.pubsub.unary import PubSubUnaryWorker
+from confsync.transport.pubsub import PubSubPublisher, PubSubUnaryWorker, PullOptions
 from confsync.transport.topology import topology
 
 
@@ -72,18 +71,18 @@ import sys, threading, time
 from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
-from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
-from confsync.transport.pubsub.unary import PubSubUnaryWorker
+from confsync.transport.pubsub import PubSubPublisher, PubSubUnaryWorker, PubSubWorker, PullOptions
 from confsync.transport.runner import run_until_signalled
 settings = Settings(project_id=sys.argv[1], log_format="json", shutdown_deadline_s=15, pubsub_lease_extension_s=10)
 kind = PubSubUnaryWorker if sys.argv[4] == "unary" else PubSubWorker
 configure_logging(settings)
-publisher = PubSubPublisher(settings)
+publisher = PubSubPublisher.from_settings(settings)
 def slow(message):
     print("started", message.data.decode(), flush=True)
     time.sleep(2)
     print("finished", message.data.decode(), flush=True)
-worker = kind(settings, sys.argv[2], slow, dead_letter=DeadLetter(publisher, sys.argv[3], sys.argv[2])).start()
+dead = DeadLetter(publisher, sys.argv[3], sys.argv[2])
+worker = kind(PullOptions.from_settings(settings), sys.argv[2], slow, dead_letter=dead).start()
 clean = run_until_signalled([worker], deadline_s=15)
 publisher.close()
 print("exit clean" if clean else "exit dirty", flush=True)
@@ -150,7 +149,7 @@ def test_after_a_unary_worker_is_killed_its_successor_gets_every_new_message_and
     )
     got: list[tuple[str, int | None]] = []
     settings = Settings(project_id=project, pubsub_lease_extension_s=10)
-    dead_publisher = PubSubPublisher(settings)
+    dead_publisher = PubSubPublisher.from_settings(settings)
     successor = None
     try:
         publisher.publish(topic, b"job-1").result(timeout=20)
@@ -160,7 +159,10 @@ def test_after_a_unary_worker_is_killed_its_successor_gets_every_new_message_and
         process.wait(timeout=10)
         dead = DeadLetter(dead_publisher, f"d-{suffix}", f"s-{suffix}")
         successor = PubSubUnaryWorker(
-            settings, f"s-{suffix}", lambda m: got.append((m.data.decode(), m.delivery_attempt)), dead_letter=dead
+            PullOptions.from_settings(settings),
+            f"s-{suffix}",
+            lambda m: got.append((m.data.decode(), m.delivery_attempt)),
+            dead_letter=dead,
         ).start()
         for n in range(20):
             publisher.publish(topic, f"new-{n}".encode()).result(timeout=20)

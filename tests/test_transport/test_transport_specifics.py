@@ -16,14 +16,14 @@ from confsync.errors import NotFound, TransientError
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker
-from confsync.transport.pubsub import PubSubPublisher, PubSubWorker
+from confsync.transport.pubsub import PubSubPublisher, PubSubWorker, PullOptions
 
 PROJECT = "confsync-test"
 
 
 def test_an_ordering_key_works_again_after_a_failed_publish(pubsub_emulator_host: str) -> None:
     settings = Settings(project_id=PROJECT, pubsub_timeout_s=3)
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
     admin = pubsub_v1.PublisherClient()
     topic = f"late-{uuid.uuid4().hex[:8]}"
     try:
@@ -37,7 +37,7 @@ def test_an_ordering_key_works_again_after_a_failed_publish(pubsub_emulator_host
 
 
 def test_streaming_pull_holds_no_more_than_flow_control_allows(pubsub_emulator_host: str) -> None:
-    settings = Settings(project_id=PROJECT, pubsub_flow_max_messages=2, pubsub_timeout_s=20)
+    settings = Settings(project_id=PROJECT, pubsub_flow_max_messages=2, pubsub_timeout_s=20, pubsub_streams=1)
     admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     suffix = uuid.uuid4().hex[:8]
     topic, sub = admin_pub.topic_path(PROJECT, f"fc-{suffix}"), admin_sub.subscription_path(PROJECT, f"fc-sub-{suffix}")
@@ -58,8 +58,9 @@ def test_streaming_pull_holds_no_more_than_flow_control_allows(pubsub_emulator_h
             active -= 1
             done.append(message.data)
 
-    publisher = PubSubPublisher(settings)
-    worker = PubSubWorker(settings, sub, slow, dead_letter=DeadLetter(publisher, "unused", sub), streams=1).start()
+    publisher = PubSubPublisher.from_settings(settings)
+    dead = DeadLetter(publisher, "unused", sub)
+    worker = PubSubWorker(PullOptions.from_settings(settings), sub, slow, dead_letter=dead).start()
     try:
         wait_until(lambda: len(done) >= 12, what="all 12 messages")
     finally:
@@ -158,7 +159,7 @@ def test_the_publisher_keeps_each_keys_order_across_concurrent_callers(pubsub_em
     admin_sub.create_subscription(
         request={"name": sub, "topic": topic, "enable_message_ordering": True}, retry=Retry(timeout=20)
     )
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
 
     def publish_key(key: str) -> None:
         for seq in range(15):
@@ -193,7 +194,7 @@ def test_a_batch_beyond_one_requests_limits_is_split_and_all_of_it_published(pub
     topic, sub = admin_pub.topic_path(PROJECT, f"big-{suffix}"), admin_sub.subscription_path(PROJECT, f"big-{suffix}")
     admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
     admin_sub.create_subscription(name=sub, topic=topic, retry=Retry(timeout=20))
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
     received: set[str] = set()
     try:
         small = publisher.publish_many(f"big-{suffix}", [(f"m{n}".encode(), f"k{n % 7}", {}) for n in range(2500)])
@@ -222,7 +223,7 @@ def test_a_failed_publish_fails_its_keys_queued_messages_instead_of_letting_them
     admin = pubsub_v1.PublisherClient()
     topic = f"pause-{uuid.uuid4().hex[:8]}"
     admin.create_topic(name=admin.topic_path(PROJECT, topic), retry=Retry(timeout=10))
-    publisher = PubSubPublisher(settings)
+    publisher = PubSubPublisher.from_settings(settings)
     outcomes: dict[str, str] = {}
 
     def publish(name: str, data: bytes, key: str) -> None:

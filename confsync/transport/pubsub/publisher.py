@@ -1,13 +1,16 @@
 """Publishing to Google Cloud Pub/Sub (or its emulator): a batching, ordered publisher.
 
 - ``PubSubPublisher`` sends what concurrent callers publish to a topic as one Publish
-  request at a time (many ordering keys per request, each key's order kept), batched per
-  Settings, every call bounded by ``pubsub_timeout_s`` (never the client's 600 s default).
+  request at a time (many ordering keys per request, each key's order kept), batched by
+  ``max_messages`` and ``max_latency_s``, every call bounded by ``timeout_s`` (never the
+  client's 600 s default).
   ``publish`` returns once Pub/Sub holds the message. A failed request pauses its ordering
   keys, as google-cloud-pubsub's publisher does; the caller resumes them before raising
   ``TransientError``, so the next attempt can go through.
-- ``open_publisher`` builds one, or raises ``ConfigError`` when there are no credentials.
-- ``LazyPubSubPublisher`` builds one on first publish, for commands that may never publish.
+- ``open_publisher`` builds one from Settings, or raises ``ConfigError`` when there are no
+  credentials.
+- ``LazyPubSubPublisher`` builds one (with a factory such as ``open_publisher``) on first
+  publish, for commands that may never publish.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Self
 
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
@@ -81,13 +85,13 @@ class PubSubPublisher:
     """``confsync.ports.Publisher`` over Pub/Sub's Publish RPC: one request per batch, order per key kept.
 
     Callers (webhook requests, processors, dead-lettering workers) publish concurrently. What
-    they publish to a topic within ``pubsub_publish_max_latency_s`` of an idle moment, up to
-    ``pubsub_publish_max_messages`` (Pub/Sub takes at most 1,000) and 9 MiB, goes out as one
-    Publish request, whatever its ordering keys; messages that arrive while a request is in
-    flight go in the next one at once. A topic's requests never overlap, so messages with one
-    ordering key reach Pub/Sub in the order they were published (Pub/Sub keeps the order of
-    one key's messages within a request). google-cloud-pubsub's own publisher sends one
-    request per key instead, slower and dearer in CPU with many keys (bench/transport.py).
+    they publish to a topic within ``max_latency_s`` of an idle moment, up to ``max_messages``
+    (Pub/Sub takes at most 1,000) and 9 MiB, goes out as one Publish request, whatever its
+    ordering keys; messages that arrive while a request is in flight go in the next one at once.
+    A topic's requests never overlap, so messages with one ordering key reach Pub/Sub in the
+    order they were published (Pub/Sub keeps the order of one key's messages within a request).
+    google-cloud-pubsub's own publisher sends one request per key instead, slower and dearer in
+    CPU with many keys (bench/transport.py).
 
     A failed request fails every caller in it and pauses its ordering keys, as
     google-cloud-pubsub does: the key's messages still queued fail with it, and so does any
@@ -96,18 +100,27 @@ class PubSubPublisher:
     (a nack, a 503 to Google) can go through.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._project = settings.project_id
-        self._timeout_s = settings.pubsub_timeout_s
-        self._retry = Retry(timeout=settings.pubsub_timeout_s)
+    def __init__(self, project_id: str, *, timeout_s: float, max_messages: int, max_latency_s: float) -> None:
+        self._project = project_id
+        self._timeout_s = timeout_s
+        self._retry = Retry(timeout=timeout_s)
         self._client = pubsub_v1.PublisherClient()  # for its channel: it honours PUBSUB_EMULATOR_HOST
-        self._max_messages = settings.pubsub_publish_max_messages
-        self._max_latency_s = settings.pubsub_publish_max_latency_s
+        self._max_messages = max_messages
+        self._max_latency_s = max_latency_s
         self._queues: dict[str, list[_Pending]] = {}
         self._paused: dict[str, set[str]] = {}
         self._senders: dict[str, threading.Thread] = {}
         self._lock = threading.Condition()
         self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        return cls(
+            settings.project_id,
+            timeout_s=settings.pubsub_timeout_s,
+            max_messages=settings.pubsub_publish_max_messages,
+            max_latency_s=settings.pubsub_publish_max_latency_s,
+        )
 
     def topic_path(self, topic: str) -> str:
         return topic if topic.startswith("projects/") else self._client.topic_path(self._project, topic)
@@ -255,7 +268,7 @@ def _paused(key: str) -> TransientError:
 def open_publisher(settings: Settings) -> PubSubPublisher:
     """A PubSubPublisher, or ConfigError when there are no credentials to reach Pub/Sub with."""
     try:
-        return PubSubPublisher(settings)
+        return PubSubPublisher.from_settings(settings)
     except google_auth_exceptions.DefaultCredentialsError as err:
         raise ConfigError(
             "no credentials for Pub/Sub: set PUBSUB_EMULATOR_HOST or Application Default Credentials"
@@ -266,8 +279,8 @@ class LazyPubSubPublisher:
     """A PubSubPublisher built on first use (or ``connect``): commands that may never publish (or
     run where Pub/Sub is not configured) do not need Google credentials just to start."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+    def __init__(self, factory: Callable[[], PubSubPublisher]) -> None:
+        self._factory = factory
         self._real: PubSubPublisher | None = None
         self._lock = threading.Lock()  # request threads may publish first at once: one publisher
 
@@ -294,7 +307,7 @@ class LazyPubSubPublisher:
     def _ready(self) -> PubSubPublisher:
         with self._lock:
             if self._real is None:
-                self._real = open_publisher(self._settings)
+                self._real = self._factory()
             return self._real
 
     def close(self) -> None:

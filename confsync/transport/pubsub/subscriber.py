@@ -1,6 +1,6 @@
 """The streaming-pull Pub/Sub worker (google-cloud-pubsub's subscriber), for Google's Pub/Sub.
 
-``PubSubWorker`` runs ``pubsub_streams`` streaming pulls on one subscription with flow
+``PubSubWorker`` runs ``PullOptions.streams`` streaming pulls on one subscription with flow
 control, hands each message to the handler through ``confsync.transport.base.process``
 (ack / nack / dead-letter with the reason), and on ``stop`` stops pulling, waits for
 in-flight handlers up to a deadline, then cancels.
@@ -24,64 +24,43 @@ from typing import Any
 import structlog
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 
-from confsync.settings import Settings
-from confsync.transport.base import DeadLetter, Handler, Outcome, process
-from confsync.transport.pubsub._shared import delivered, subscription_path
+from confsync.transport.base import DeadLetter, Handler, Outcome
+from confsync.transport.pubsub._shared import PullOptions, PullWorker
 
 __all__ = ["PubSubWorker"]
 
 log = structlog.get_logger(__name__)
 
 
-class PubSubWorker:
+class PubSubWorker(PullWorker):
     """Streaming pull on one subscription, with the shared ack/nack/dead-letter rules."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        subscription: str,
-        handler: Handler,
-        *,
-        dead_letter: DeadLetter,
-        streams: int | None = None,
-    ) -> None:
-        self._settings = settings
-        self._handler = handler
-        self._dead_letter = dead_letter
-        self._streams = streams or settings.pubsub_streams
-        self._client = pubsub_v1.SubscriberClient()
-        self._path = subscription_path(settings, subscription)
+    def __init__(self, options: PullOptions, subscription: str, handler: Handler, *, dead_letter: DeadLetter) -> None:
+        super().__init__(options, subscription, handler, dead_letter=dead_letter)
         self._futures: list[Any] = []
         self._in_flight = 0
         self._idle = threading.Condition()
 
     def start(self) -> PubSubWorker:
         flow = pubsub_v1.types.FlowControl(
-            max_messages=self._settings.pubsub_flow_max_messages,
-            max_bytes=self._settings.pubsub_flow_max_bytes,
-            max_duration_per_lease_extension=self._settings.pubsub_lease_extension_s,
+            max_messages=self._options.flow_max_messages,
+            max_bytes=self._options.flow_max_bytes,
+            max_duration_per_lease_extension=self._options.lease_extension_s,
         )
-        for _ in range(self._streams):
+        for _ in range(self._options.streams):
             self._futures.append(
                 self._client.subscribe(
                     self._path, callback=self._on_message, flow_control=flow, await_callbacks_on_shutdown=True
                 )
             )
-        log.info("worker started", subscription=self._path, transport="pubsub", streams=self._streams)
+        log.info("worker started", subscription=self._path, transport="pubsub", streams=self._options.streams)
         return self
 
     def _on_message(self, received: Any) -> None:
         with self._idle:
             self._in_flight += 1
         try:
-            message = delivered(received, received.delivery_attempt)
-            outcome = process(
-                message,
-                self._handler,
-                dead_letter=self._dead_letter,
-                max_attempts=self._settings.pubsub_max_delivery_attempts,
-            )
-            if outcome is Outcome.NACK:
+            if self._process(received, received.delivery_attempt) is Outcome.NACK:
                 received.nack()
             else:
                 received.ack()
@@ -92,8 +71,7 @@ class PubSubWorker:
 
     def stop(self, deadline_s: float | None = None) -> bool:
         """Stop pulling; wait for in-flight handlers up to the deadline; True if all finished."""
-        deadline_s = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
-        end = time.monotonic() + deadline_s
+        end = self._stop_by(deadline_s)
         for future in self._futures:
             future.cancel()  # stop pulling; messages not yet started are nacked by the client
         finished = True

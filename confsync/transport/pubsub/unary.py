@@ -8,12 +8,12 @@ handed to a killed puller's last request comes back when its ack deadline passes
 unacknowledged message. On Google's Pub/Sub the streaming worker (``PubSubWorker``) is the
 better choice; Cloud Run runs confsync on push anyway.
 
-Same contract as ``PubSubWorker``: ``pubsub_streams`` pulling threads, at most
-``pubsub_flow_max_messages`` messages held at once, each handed to the handler through
+Same contract as ``PubSubWorker``: ``PullOptions.streams`` pulling threads, at most
+``flow_max_messages`` messages held at once, each handed to the handler through
 ``confsync.transport.base.process`` (ack / nack / dead-letter with the reason). Messages that
 share an ordering key in one response run one after another, and after a nack the rest of that
 key's messages are nacked unprocessed, so a key's order holds. Held messages have their ack
-deadline extended to ``pubsub_lease_extension_s`` until they are settled. Acks and nacks are
+deadline extended to ``lease_extension_s`` until they are settled. Acks and nacks are
 sent in batches. ``stop`` stops pulling, lets started handlers finish within the deadline,
 nacks what never started, and closes the client.
 """
@@ -29,11 +29,9 @@ from typing import Any
 import structlog
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
-from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
 
-from confsync.settings import Settings
-from confsync.transport.base import DeadLetter, Handler, Outcome, process
-from confsync.transport.pubsub._shared import delivered, subscription_path
+from confsync.transport.base import DeadLetter, Handler, Outcome
+from confsync.transport.pubsub._shared import PullOptions, PullWorker
 
 __all__ = ["PubSubUnaryWorker"]
 
@@ -45,23 +43,13 @@ _BATCH = 1000  # ack ids in one Acknowledge or ModifyAckDeadline call
 _HANDLER_THREADS = 32
 
 
-class PubSubUnaryWorker:
-    def __init__(
-        self,
-        settings: Settings,
-        subscription: str,
-        handler: Handler,
-        *,
-        dead_letter: DeadLetter,
-        streams: int | None = None,
-    ) -> None:
-        self._settings = settings
-        self._handler = handler
-        self._dead_letter = dead_letter
-        self._client = pubsub_v1.SubscriberClient()
-        self._path = subscription_path(settings, subscription)
-        self._retry = Retry(timeout=settings.pubsub_timeout_s)
-        self._capacity = max(1, settings.pubsub_flow_max_messages)
+class PubSubUnaryWorker(PullWorker):
+    """Unary Pull on one subscription, with the shared ack/nack/dead-letter rules."""
+
+    def __init__(self, options: PullOptions, subscription: str, handler: Handler, *, dead_letter: DeadLetter) -> None:
+        super().__init__(options, subscription, handler, dead_letter=dead_letter)
+        self._retry = Retry(timeout=options.timeout_s)
+        self._capacity = max(1, options.flow_max_messages)
         self._pool = ThreadPoolExecutor(max_workers=min(_HANDLER_THREADS, self._capacity), thread_name_prefix="handler")
         self._lock = threading.Condition()
         self._held: set[str] = set()  # ack ids pulled and not yet settled
@@ -69,8 +57,7 @@ class PubSubUnaryWorker:
         self._nacks: list[str] = []
         self._tasks: set[Future[None]] = set()
         self._stopping = threading.Event()
-        count = streams or settings.pubsub_streams
-        self._threads = [threading.Thread(target=self._pull_loop, name=f"puller-{n}") for n in range(count)]
+        self._threads = [threading.Thread(target=self._pull_loop, name=f"puller-{n}") for n in range(options.streams)]
         self._threads.append(threading.Thread(target=self._lease_loop, name="leaser"))
         self._threads.append(threading.Thread(target=self._flush_loop, name="acker"))
 
@@ -130,12 +117,7 @@ class PubSubUnaryWorker:
             if self._stopping.is_set() and position > 0:
                 self._settle(group[position:], Outcome.NACK)
                 return
-            outcome = process(
-                delivered(item.message, item.delivery_attempt),
-                self._handler,
-                dead_letter=self._dead_letter,
-                max_attempts=self._settings.pubsub_max_delivery_attempts,
-            )
+            outcome = self._process(item.message, item.delivery_attempt)
             self._settle([item], outcome)
             if outcome is Outcome.NACK:
                 self._settle(group[position + 1 :], Outcome.NACK)  # the key's order holds
@@ -151,7 +133,7 @@ class PubSubUnaryWorker:
     # -- leases, acks -------------------------------------------------------------------------
 
     def _lease_loop(self) -> None:
-        extension = self._settings.pubsub_lease_extension_s
+        extension = self._options.lease_extension_s
         while not self._stopping.wait(max(1.0, extension / 3)):
             with self._lock:
                 held = list(self._held)
@@ -179,8 +161,7 @@ class PubSubUnaryWorker:
 
     def stop(self, deadline_s: float | None = None) -> bool:
         """Stop pulling; wait for started handlers up to the deadline; True if all finished."""
-        deadline_s = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
-        end = time.monotonic() + deadline_s
+        end = self._stop_by(deadline_s)
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=max(0.0, end - time.monotonic()))
