@@ -6,7 +6,7 @@ Calendar-style notifications for 200 channels with an async client at a fixed co
 and measures throughput and latency. Every 200 answer means the CalendarChanged was
 published; the bench counts the topic's messages to check.
 
-    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 24] [--runs 3] [--processes 2]
+    .venv/bin/python bench/ingesting.py [--seconds 10] [--concurrency 24] [--runs 3] [--processes 2]
 
 One process spends about 0.45 ms of CPU per notification and, Python running one thread at
 a time, tops out near 2,000/s; ``--processes 2`` (the default: this machine has two cores)

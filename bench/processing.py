@@ -2,7 +2,8 @@
 and Calendar listings per notification under a storm of notifications.
 
 The Calendar sandbox runs as its own process (`confsync sandbox calendar`); the processor
-runs here with a SQLite store and the in-process transport (what the embedded default uses).
+runs here, built by a Stack with a SQLite store and the in-process transport (what the
+embedded default uses).
 
     .venv/bin/python bench/processing.py [--events 100000] [--calendars 50] [--notifications 100]
                                          [--storm-seconds 1]
@@ -27,16 +28,12 @@ from pathlib import Path
 
 import httpx
 
-from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.logs import configure_logging
 from confsync.serving import free_port
 from confsync.settings import Settings
-from confsync.store.sqlite import SqliteStore
-from confsync.transport.base import DeadLetter, Message
-from confsync.transport.memory import MemoryBroker, MemoryWorker
-from processors.backfill import Backfill
-from processors.worker import CalendarWorker
+from confsync.transport.base import Message
+from stack.root import Stack
 
 
 def seed(base: str, calendar_id: str, count: int) -> None:
@@ -63,18 +60,24 @@ def seed(base: str, calendar_id: str, count: int) -> None:
         ).raise_for_status()
 
 
+def settings(base: str, store: Path, queue_limit: int) -> Settings:
+    """The embedded default: a SQLite store and the in-process transport."""
+    return Settings(
+        transport="memory",
+        store_url=f"sqlite:///{store}",
+        calendar_api_endpoint=f"{base}/calendar/v3/",
+        memory_queue_limit=queue_limit,
+        backfill_requests_per_s=1000,
+    )
+
+
 def bench_backfill(base: str, tmp: Path, events: int) -> dict[str, object]:
     seed(base, "big@example.com", events)
-    broker = MemoryBroker(queue_limit=events + 10)
-    broker.create_topic("commands")
-    store = SqliteStore(tmp / "backfill.sqlite")
-    client = GoogleCalendarClient(endpoint=f"{base}/calendar/v3/")
-    job = Backfill(store, client, broker, "commands", requests_per_s=1000)
-    started = time.perf_counter()
-    summary = job.run(["big@example.com"])
-    elapsed = time.perf_counter() - started
-    client.close()
-    store.close()
+    with Stack(settings(base, tmp / "backfill.sqlite", events + 10)) as stack:
+        job = stack.backfill()
+        started = time.perf_counter()
+        summary = job.run(["big@example.com"])
+        elapsed = time.perf_counter() - started
     return {
         "events": summary.events_read,
         "updates_published": summary.updates,
@@ -87,13 +90,8 @@ def bench_storm(base: str, tmp: Path, calendars: int, notifications: int, spread
     ids = [f"storm{n}@example.com" for n in range(calendars)]
     for calendar_id in ids:
         seed(base, calendar_id, 20)
-    broker = MemoryBroker(queue_limit=calendars * notifications + 10)
-    for topic in ("changes", "changes-dead", "commands"):
-        broker.create_topic(topic)
-    broker.create_subscription("changes-sub", "changes")
-    store = SqliteStore(tmp / "storm.sqlite")
-    client = GoogleCalendarClient(endpoint=f"{base}/calendar/v3/")
-    worker = CalendarWorker(store, client, broker, "commands")  # production default min interval
+    stack = Stack(settings(base, tmp / "storm.sqlite", calendars * notifications * 2 + 10))
+    worker, config = stack.worker, stack.settings  # the production default min interval
     handled = [0]
     lock = threading.Lock()
 
@@ -102,9 +100,7 @@ def bench_storm(base: str, tmp: Path, calendars: int, notifications: int, spread
         with lock:
             handled[0] += 1
 
-    consumer = MemoryWorker(
-        broker, "changes-sub", handle, dead_letter=DeadLetter(broker, "changes-dead", "changes-sub"), concurrency=16
-    ).start()
+    consumer = stack.transport.worker(config.sub_calendar_changes, handle, config.topic_calendar_changes_dead)
     before = _listings(base)
     started = time.perf_counter()
     total = calendars * notifications
@@ -118,14 +114,13 @@ def bench_storm(base: str, tmp: Path, calendars: int, notifications: int, spread
                 resource_state=ResourceState.EXISTS,
                 message_number=number,
             )
-            broker.publish("changes", change.to_bytes(), ordering_key=calendar_id)
+            stack.publisher.publish(config.topic_calendar_changes, change.to_bytes(), ordering_key=calendar_id)
         time.sleep(spread_s / notifications)
     while handled[0] < total and time.perf_counter() - started < 300:
         time.sleep(0.05)
     consumer.stop(10)
     listings = _listings(base) - before
-    client.close()
-    store.close()
+    stack.close()
     return {
         "calendars": calendars,
         "notifications": total,

@@ -8,7 +8,7 @@ confsync's PubSubPublisher sends many ordering keys in one Publish request; the 
 the rate for several shapes (``publish_msgs_per_s_by_shape``), and, for comparison,
 google-cloud-pubsub's own ordered publisher, which sends one request per key. Publishing is
 one publish_many call of every message, as processors and backfill publish their commands;
-the webhook's single publishes are measured by bench/ingest.py.
+the webhook's single publishes are measured by bench/ingesting.py.
 
     .venv/bin/python bench/transport.py [--messages 40000] [--streams 4]
 """

@@ -8,7 +8,7 @@ Scheduler (OIDC-authenticated like the push routes): ``POST
 ``POST /tasks/repair-lag[?dry_run=1]`` (ingest/lag.py).
 
 Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
-one Publish request, which is what keeps the webhook's throughput up (bench/ingest.py).
+one Publish request, which is what keeps the webhook's throughput up (bench/ingesting.py).
 """
 
 from __future__ import annotations
