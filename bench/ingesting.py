@@ -33,8 +33,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from proc import cpu_seconds
+
 from confsync.serving import free_port
-from stack.proc import cpu_seconds
 
 CHANNELS = 200
 _NUMBERS = dict.fromkeys(range(CHANNELS), 1)

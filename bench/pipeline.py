@@ -44,11 +44,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from proc import cpu_seconds, descendants
+
 from confsync.logs import configure_logging
 from confsync.settings import Settings
 from stack.driver import StackDriver
 from stack.local import LocalStack, ReadyInfo
-from stack.proc import cpu_seconds, descendants
 
 TARGETS = {"memory_changes_per_s": 1000, "pubsub_changes_per_s": 500, "p99_s": 1.0, "listings_per_notification": 0.1}
 

@@ -35,13 +35,13 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 import httpx
+from proc import cpu_seconds
 
 from confsync.contracts import ConferencePayload, EventTime
 from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import free_port
 from confsync.settings import Secret
-from stack.proc import cpu_seconds
 
 KEY = "bench-key"
 TARGET = 1500

@@ -100,6 +100,7 @@ LOCKS = ROOT / "requirements"
 PRODUCTION_CODE = ("confsync", "ingest", "processors", "publishers", "stack")
 SANDBOX_ONLY = {"fastapi", "pydantic", "python-dateutil"}  # what the sandboxes add, by distribution
 FIRST_PARTY = {"confsync", "ingest", "processors", "publishers", "stack", "sandbox", "bench", "tests", "tests_support"}
+FIRST_PARTY |= {script.stem for script in (ROOT / "bench").glob("*.py")}  # a benchmark imports its neighbours
 LOCK_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;\s*([^\\]+?))?\s*\\?$")
 
 

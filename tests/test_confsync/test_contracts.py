@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests_support import meeting
 
 from confsync.contracts import (
     MAX_MESSAGE_BYTES,
@@ -31,31 +32,22 @@ WHEN = datetime(2026, 11, 24, 18, 9, 47, 123000, tzinfo=UTC)
 
 
 def payload(**changes: Any) -> ConferencePayload:
-    values: dict[str, Any] = {
-        "summary": "Weekly sync",
-        "start": EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw"),
-        "end": EventTime(date_time="2026-12-01T11:00:00+01:00", time_zone="Europe/Warsaw"),
-        "attendees": ("alice@example.com", "bob@example.com"),
-        "organizer": "alice@example.com",
-        "recurrence": ("RRULE:FREQ=WEEKLY;BYDAY=TU",),
-        "html_link": "https://www.google.com/calendar/event?eid=abc",
-    }
-    values.update(changes)
-    return ConferencePayload(**values)
+    values = meeting(
+        "Weekly sync",
+        recurrence=("RRULE:FREQ=WEEKLY;BYDAY=TU",),
+        html_link="https://www.google.com/calendar/event?eid=abc",
+    )
+    return ConferencePayload(**{**values, **changes})
+
+
+def command_for(kind: CommandKind, reason: CommandReason, **changes: Any) -> ConferenceCommand:
+    """A command for conf-1, the conference of evt1 on alice's calendar, at WHEN."""
+    values = {"conference_id": "conf-1", "calendar_id": "alice@example.com", "event_id": "evt1", "event_updated": WHEN}
+    return ConferenceCommand.create(kind=kind, reason=reason, **{**values, **changes})
 
 
 def update_command(**changes: Any) -> ConferenceCommand:
-    values: dict[str, Any] = {
-        "kind": CommandKind.UPDATE,
-        "conference_id": "conf-1",
-        "calendar_id": "alice@example.com",
-        "event_id": "evt1",
-        "event_updated": WHEN,
-        "reason": CommandReason.CHANGED,
-        "payload": payload(),
-    }
-    values.update(changes)
-    return ConferenceCommand.create(**values)
+    return command_for(CommandKind.UPDATE, CommandReason.CHANGED, **{"payload": payload(), **changes})
 
 
 def push_notification() -> CalendarChanged:
@@ -105,16 +97,8 @@ def test_the_event_version_keeps_googles_millisecond_format() -> None:
 
 
 def test_a_delete_without_payload_round_trips() -> None:
-    command = ConferenceCommand.create(
-        kind=CommandKind.DELETE,
-        conference_id="conf-1",
-        calendar_id="alice@example.com",
-        event_id="evt1",
-        event_updated=WHEN,
-        reason=CommandReason.CANCELLED,
-        fingerprint="last-known-fingerprint",
-    )
-    assert ConferenceCommand.from_bytes(command.to_bytes()) == command
+    delete = command_for(CommandKind.DELETE, CommandReason.CANCELLED, fingerprint="last-known-fingerprint")
+    assert ConferenceCommand.from_bytes(delete.to_bytes()) == delete
 
 
 # -- the command id is the idempotency key ------------------------------------------------------
@@ -162,15 +146,7 @@ def test_the_fingerprint_ignores_the_version_but_not_the_content() -> None:
 
 def test_an_update_without_payload_is_refused_at_construction() -> None:
     with pytest.raises(InvalidMessage, match="payload"):
-        ConferenceCommand.create(
-            kind=CommandKind.UPDATE,
-            conference_id="c",
-            calendar_id="a",
-            event_id="e",
-            event_updated=WHEN,
-            reason=CommandReason.CHANGED,
-            fingerprint="x",
-        )
+        command_for(CommandKind.UPDATE, CommandReason.CHANGED, fingerprint="x")
 
 
 # -- bad input names the field ------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from tests_support import PROVIDER_KEY, RunningProvider
+from tests_support import PROVIDER_KEY, RunningProvider, meeting
 
 from confsync.contracts import ConferencePayload, EventTime
 from confsync.errors import AuthError, NotFound, PermanentError, Stale, TransientError
@@ -35,16 +35,7 @@ def client(sandbox: RunningProvider) -> Iterator[HttpConferenceProvider]:
 
 
 def new(request_id: str = "req-1") -> NewConference:
-    return NewConference(
-        calendar_id="alice@example.com",
-        event_id="evt1",
-        request_id=request_id,
-        summary="Planning",
-        start=EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw"),
-        end=EventTime(date_time="2026-12-01T11:00:00+01:00", time_zone="Europe/Warsaw"),
-        attendees=("alice@example.com", "bob@example.com"),
-        organizer="alice@example.com",
-    )
+    return NewConference(calendar_id="alice@example.com", event_id="evt1", request_id=request_id, **meeting("Planning"))
 
 
 def payload(summary: str = "Renamed", attendees: tuple[str, ...] = ("alice@example.com",)) -> ConferencePayload:
@@ -55,6 +46,22 @@ def payload(summary: str = "Renamed", attendees: tuple[str, ...] = ("alice@examp
         attendees=attendees,
         organizer="alice@example.com",
     )
+
+
+def recording(
+    seen: list[httpx.Request],
+    *,
+    key: str = "k",
+    base_url: str = "http://provider.test",
+    headers: dict[str, str] | None = None,
+) -> HttpConferenceProvider:
+    """A client whose calls never leave the process: each is added to ``seen`` and answered 204."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204, headers=headers)
+
+    return HttpConferenceProvider(base_url, Secret(key), transport=httpx.MockTransport(answer))
 
 
 # -- the contract ---------------------------------------------------------------------------------
@@ -225,14 +232,7 @@ def test_a_malformed_success_answer_is_transient() -> None:
 
 def test_the_api_key_is_sent_as_a_bearer_token_and_ids_are_path_safe() -> None:
     seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    with HttpConferenceProvider(
-        "http://provider.test", Secret("k-1"), transport=httpx.MockTransport(handler)
-    ) as client:
+    with recording(seen, key="k-1") as client:
         client.delete("cnf_1", idempotency_key="cmd-1")
         with pytest.raises(PermanentError, match="not a conference id"):
             client.delete("../admin", idempotency_key="cmd-2")
@@ -262,12 +262,7 @@ def test_the_api_key_is_sent_as_a_bearer_token_and_ids_are_path_safe() -> None:
 )
 def test_a_conference_id_that_is_not_one_path_segment_is_refused_before_any_call(bad_id: str) -> None:
     seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+    with recording(seen) as client:
         for call in (
             lambda: client.get(bad_id),
             lambda: client.update(bad_id, payload(), event_updated=V1, idempotency_key="k"),
@@ -294,12 +289,7 @@ def test_every_id_the_sandbox_issues_and_the_add_on_api_passes_reaches_its_confe
 @pytest.mark.parametrize("good_id", ["cnf_1", "conf-1", "cnf-1", "abc-defg-hij", "A.b~c_9", "7", "x" * 512])
 def test_a_conference_id_of_unreserved_characters_is_sent_as_is(good_id: str) -> None:
     seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+    with recording(seen) as client:
         client.delete(good_id, idempotency_key="k")
     (request,) = seen
     assert request.url.raw_path == f"/v1/conferences/{good_id}".encode()
@@ -309,12 +299,7 @@ def test_a_conference_id_of_unreserved_characters_is_sent_as_is(good_id: str) ->
 def test_cookies_the_provider_sets_are_never_sent_back() -> None:
     """Calls are authenticated by the API key alone: a Set-Cookie must not tie later calls to it."""
     seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204, headers={"Set-Cookie": "session=abc; Path=/"})
-
-    with HttpConferenceProvider("http://provider.test", Secret("k"), transport=httpx.MockTransport(handler)) as client:
+    with recording(seen, headers={"Set-Cookie": "session=abc; Path=/"}) as client:
         client.delete("cnf_1", idempotency_key="cmd-1")
         client.delete("cnf_2", idempotency_key="cmd-2")
     assert [request.headers.get("Cookie") for request in seen] == [None, None]
@@ -354,13 +339,7 @@ def test_the_client_is_built_from_settings_or_refuses_clearly() -> None:
 
 def test_a_base_url_with_a_path_prefix_and_trailing_slash_keeps_the_prefix() -> None:
     """Providers often serve their API under a prefix; every call goes under it, never beside it."""
-    seen: list[str] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        return httpx.Response(204)
-
-    transport = httpx.MockTransport(answer)
-    with HttpConferenceProvider("https://api.mywebconf.test/mwc/", Secret("k"), transport=transport) as provider:
+    seen: list[httpx.Request] = []
+    with recording(seen, base_url="https://api.mywebconf.test/mwc/") as provider:
         provider.delete("cnf_1", idempotency_key="k1")
-    assert seen == ["https://api.mywebconf.test/mwc/v1/conferences/cnf_1"]
+    assert [str(request.url) for request in seen] == ["https://api.mywebconf.test/mwc/v1/conferences/cnf_1"]

@@ -9,16 +9,15 @@ calendars of their own, so they share one stack per transport.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests_support.cli import confsync_argv, confsync_env
 from tests_support.local_stack import Stack
 
 from confsync.settings import Settings
@@ -53,12 +52,11 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         pytest.skip("EMULATOR MISSING: no Pub/Sub emulator jar (or no java): the Pub/Sub end-to-end run did NOT run")
     state = tmp_path_factory.mktemp(f"local-{transport}")
     ready = state / "ready.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_") and k != "PUBSUB_EMULATOR_HOST"}
-    env["CONFSYNC_SHUTDOWN_DEADLINE_S"] = "5"
-    # The production cool-down (30 s) lets a run of failed trial calls during the storm test
+    # The production breaker cool-down lets a run of failed trial calls during the storm test
     # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
-    env["CONFSYNC_BREAKER_COOLDOWN_S"] = "3"
-    argv = [sys.executable, "-m", "stack.cli", "local", "--transport", transport, "--ready-file", str(ready)]
+    env = confsync_env(CONFSYNC_SHUTDOWN_DEADLINE_S="5", CONFSYNC_BREAKER_COOLDOWN_S="3")
+    env.pop("PUBSUB_EMULATOR_HOST", None)
+    argv = confsync_argv("local", "--transport", transport, "--ready-file", str(ready))
     log = (state / "local.log").open("wb")
     process = subprocess.Popen([*argv, "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,10 +1,9 @@
-"""The parsed infra/terraform files, for every test module here (terraform_config.py reads them)."""
+"""The parsed infra/terraform files, for every test module here (tests_support/terraform.py reads them)."""
 
 from __future__ import annotations
 
 import pytest
-
-from test_infra.terraform_config import Parsed, parse
+from tests_support.terraform import Parsed, parse
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-
-from test_infra.terraform_config import (
+from tests_support.terraform import (
     REFERENCE,
     ROOT,
     TERRAFORM,

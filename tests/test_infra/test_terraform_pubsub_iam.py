@@ -5,19 +5,17 @@ for hours before anything is dead-lettered, and who may touch what (Firestore, t
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import uuid
 
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from tests_support.cli import confsync_env, run_confsync
+from tests_support.terraform import Parsed, locals_, resources, unquote, variables
 
 from confsync.settings import Settings
 from confsync.transport.pubsub import bootstrap
 from confsync.transport.topology import terraform_vars, topology
-from test_infra.terraform_config import Parsed, locals_, resources, unquote, variables
 
 # -- one source of truth for Pub/Sub ------------------------------------------------------------
 
@@ -27,21 +25,17 @@ def test_the_pubsub_variable_is_what_bootstrap_prints(parsed: Parsed) -> None:
     expected = terraform_vars(Settings())["pubsub"]
     assert default == expected
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_") and k != "PUBSUB_EMULATOR_HOST"}
-    printed = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap", "--print-terraform-vars"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    env = confsync_env()
+    env.pop("PUBSUB_EMULATOR_HOST", None)
+    printed = run_confsync("pubsub", "bootstrap", "--print-terraform-vars", env=env)
+    assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout) == {"pubsub": default}
 
 
 def test_changed_settings_print_changed_terraform_vars() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(CONFSYNC_TOPIC_CONFERENCE_COMMANDS="meetings", CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS="9")
-    printed = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap", "--print-terraform-vars"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+    env = confsync_env(CONFSYNC_TOPIC_CONFERENCE_COMMANDS="meetings", CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS="9")
+    printed = run_confsync("pubsub", "bootstrap", "--print-terraform-vars", env=env)
+    assert printed.returncode == 0, printed.stderr
     pubsub = json.loads(printed.stdout)["pubsub"]
     assert pubsub["topics"]["conference_commands"] == "meetings"
     assert pubsub["subscriptions"]["conference-commands-publisher"]["topic"] == "meetings"

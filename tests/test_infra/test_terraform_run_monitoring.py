@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+
+from tests_support.cli import run_confsync
+from tests_support.terraform import ROOT, Parsed, blocks, locals_, resources, tf_files, variables
 
 from confsync.settings import Settings
 from confsync.store.firestore import COMPOSITE_INDEXES
-from test_infra.terraform_config import ROOT, Parsed, blocks, locals_, resources, tf_files, variables
 
 # -- what the services are told exists in the code -------------------------------------------
 
@@ -36,13 +36,7 @@ def test_the_services_run_commands_the_cli_has(parsed: Parsed) -> None:
     commands.append(job["template"][0]["containers"][0]["args"])
     assert len(commands) == 4
     for args in commands:
-        done = subprocess.run(
-            [sys.executable, "-m", "stack.cli", *args, "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_confsync(*args, "--help")
         assert done.returncode == 0, f"confsync {' '.join(args)}: {done.stderr}"
 
 

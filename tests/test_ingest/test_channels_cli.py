@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tests_support import RunningCalendar, event_body
+from tests_support.cli import confsync_env, run_confsync
 
 CAL = "alice@example.com"
 
 
 def cli(running: RunningCalendar, store: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
-        CONFSYNC_STORE_URL=f"sqlite:///{store}",
+    env = confsync_env(
+        store=store,
         CONFSYNC_CALENDAR_API_ENDPOINT=running.api_endpoint,
         CONFSYNC_WEBHOOK_URL="http://127.0.0.1:9/notifications",
         CONFSYNC_CHANNEL_TTL_S="3600",
         CONFSYNC_LOG_LEVEL="warning",
         **extra_env,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "stack.cli", "channels", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_confsync("channels", *args, env=env)
 
 
 def test_ensure_list_renew_and_stop_from_the_command_line(calendar_sandbox: RunningCalendar, tmp_path: Path) -> None:
@@ -86,29 +77,17 @@ def test_channel_commands_act_as_the_calendars_user_with_the_configured_credenti
     state.close()
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"bob@example.com": "1//bob-refresh-token"}))
-    ensured = cli(
-        calendar_sandbox,
-        store,
-        "ensure",
-        CAL,
-        CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
-        CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
-        CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
-    )
+    credentials = {
+        "CONFSYNC_CALENDAR_USER_TOKENS_FILE": str(tokens),
+        "CONFSYNC_OAUTH_CLIENT_ID": "client.apps.googleusercontent.com",
+        "CONFSYNC_OAUTH_CLIENT_SECRET": "client-secret",
+    }
+    ensured = cli(calendar_sandbox, store, "ensure", CAL, **credentials)
     assert ensured.returncode == 1
     assert "no refresh token for alice@example.com" in ensured.stderr
     assert "bob-refresh-token" not in ensured.stderr + ensured.stdout
     (refused,) = json.loads(cli(calendar_sandbox, store, "list", "--json").stdout)
     assert refused["confirmed"] is False, "never watched; the next pass tries again and marks it disconnected"
-    renewed = cli(
-        calendar_sandbox,
-        store,
-        "renew",
-        "--before",
-        "1m",
-        CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
-        CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
-        CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
-    )
+    renewed = cli(calendar_sandbox, store, "renew", "--before", "1m", **credentials)
     assert "disconnected 1" in renewed.stdout, renewed.stdout + renewed.stderr
     assert json.loads(cli(calendar_sandbox, store, "list", "--json").stdout) == []

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -14,6 +11,7 @@ from pathlib import Path
 import httpx
 from starlette.applications import Starlette
 from structlog.testing import capture_logs
+from tests_support.cli import confsync_env, run_confsync
 
 from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, Source
 from confsync.provider import HttpConferenceProvider
@@ -205,18 +203,9 @@ def test_the_cap_is_a_setting_and_a_dry_run_reports_what_would_be_dead_lettered(
     command = command_in_outbox(store)
     store.outbox_reschedule(command.command_id, T0, 3)
     store.close()
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
-    env = {**clean, "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
-    command_line = [sys.executable, "-m", "stack.cli", "repair-lag", "--dry-run", "--json"]
+    env = confsync_env(store=tmp_path / "state.sqlite")
     for cap, expected in (("3", (0, 1)), ("4", (1, 0))):
-        result = subprocess.run(
-            command_line,
-            env={**env, "CONFSYNC_OUTBOX_MAX_REPUBLISHES": cap},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_confsync("repair-lag", "--dry-run", "--json", env={**env, "CONFSYNC_OUTBOX_MAX_REPUBLISHES": cap})
         assert result.returncode == 0, result.stderr
         report = json.loads(result.stdout)
         assert (report["commands_republished"], report["commands_dead_lettered"]) == expected, cap
@@ -246,13 +235,12 @@ def test_the_scheduler_route_runs_it(tmp_path: Path) -> None:
 
 def test_the_cli_reports_lagging_calendars(tmp_path: Path) -> None:
     lagging_store(tmp_path).close()
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
-    env = {**clean, "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}"}
-    command = [sys.executable, "-m", "stack.cli", "repair-lag", "--older-than", "60s", "--dry-run"]
-    result = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    env = confsync_env(store=tmp_path / "state.sqlite")
+    args = ("repair-lag", "--older-than", "60s", "--dry-run")
+    result = run_confsync(*args, "--json", env=env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["lagging"], report["republished"]) == (1, ["alice@example.com"])
-    text = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False).stdout
+    text = run_confsync(*args, env=env).stdout
     assert text.startswith("1 calendar(s) lagging (oldest "), text
     assert "would re-announce 1" in text

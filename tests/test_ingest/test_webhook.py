@@ -167,7 +167,7 @@ def test_the_calendar_sandbox_notifications_reach_the_webhook(ingest) -> None:  
 
 class LateWatchAnswer:
     """events.watch whose answer reaches us only after Google's ``sync`` message reached the
-    webhook: the order Google's network may choose, and the one CI once ran into."""
+    webhook: an order Google's network may choose."""
 
     def __init__(self, inner, stats, *, fail: bool = False) -> None:  # type: ignore[no-untyped-def]
         self._inner, self._stats, self._fail = inner, stats, fail

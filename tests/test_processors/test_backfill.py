@@ -4,10 +4,7 @@ changes nothing, and a killed run resumes without re-sending what it already pub
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -20,6 +17,7 @@ from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from tests_support import RunningCalendar, event_body
+from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CommandReason, ConferenceCommand
@@ -118,18 +116,16 @@ def test_a_killed_backfill_resumes_without_resending(
     subscription = subscriber.subscription_path(project, "count")
     subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=20))
     checkpoint = tmp_path / "backfill.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
+    env = confsync_env(
+        store=tmp_path / "state.sqlite",
         PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
         CONFSYNC_PROJECT_ID=project,
-        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
         CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
         CONFSYNC_BACKFILL_REQUESTS_PER_S="4",
         CONFSYNC_LOG_LEVEL="warning",
     )
-    command = [sys.executable, "-m", "stack.cli", "backfill", "--calendar", CAL, "--checkpoint", str(checkpoint),
-               "--page-size", "1000", "--json"]  # fmt: skip
-    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = ("backfill", "--calendar", CAL, "--checkpoint", str(checkpoint), "--page-size", "1000", "--json")
+    first = start_confsync(*command, env=env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if checkpoint.exists() and json.loads(checkpoint.read_text())[CAL]["counts"]["events_read"] >= 5000:
@@ -140,7 +136,7 @@ def test_a_killed_backfill_resumes_without_resending(
     done_before = json.loads(checkpoint.read_text())[CAL]
     assert not done_before["done"], "killed mid-run"
 
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    second = run_confsync(*command, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
     summary = json.loads(second.stdout)
     assert summary["events_read"] == EVENTS
@@ -187,27 +183,23 @@ def test_a_backfill_lists_each_calendar_as_its_own_user(calendar_sandbox: Runnin
 def test_the_backfill_command_uses_the_configured_credentials(
     calendar_sandbox: RunningCalendar, tmp_path: Path
 ) -> None:
-    """As the services do: a calendar whose user has no refresh token is refused by name (the
-    command used to list every calendar anonymously, which only a sandbox allows)."""
+    """As the services do: a calendar whose user has no refresh token is refused by name, never
+    listed anonymously (which only a sandbox allows)."""
     seed(calendar_sandbox, count=10)
     store = SqliteStore(tmp_path / "state.sqlite")
     store.ensure_calendar(CAL, subject="alice@example.com")
     store.close()
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps({"bob@example.com": "1//bob-refresh-token"}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
-        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
+    env = confsync_env(
+        store=tmp_path / "state.sqlite",
         CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
         CONFSYNC_CALENDAR_USER_TOKENS_FILE=str(tokens),
         CONFSYNC_OAUTH_CLIENT_ID="client.apps.googleusercontent.com",
         CONFSYNC_OAUTH_CLIENT_SECRET="client-secret",
         CONFSYNC_LOG_LEVEL="warning",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "backfill", "--calendar", CAL, "--dry-run"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = run_confsync("backfill", "--calendar", CAL, "--dry-run", env=env)
     assert done.returncode == 1, done.stdout
     assert "no refresh token for alice@example.com" in done.stderr
 

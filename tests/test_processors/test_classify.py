@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests_support import meeting
 
 from confsync.calendar import parse_event
 from confsync.contracts import CommandReason, EventTime
@@ -20,16 +21,9 @@ OURS = EventConference("cnf_1", "addOn", "My Web Conference")
 
 
 def event(**changes: object) -> CalendarEvent:
+    unsorted = ("bob@example.com", "alice@example.com")  # as Calendar may list them; payloads sort them
     base = CalendarEvent(
-        id="evt1",
-        status="confirmed",
-        updated=T,
-        summary="Planning",
-        start=EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw"),
-        end=EventTime(date_time="2026-12-01T11:00:00+01:00", time_zone="Europe/Warsaw"),
-        attendees=("bob@example.com", "alice@example.com"),
-        organizer="alice@example.com",
-        conference=OURS,
+        id="evt1", status="confirmed", updated=T, conference=OURS, **meeting("Planning", attendees=unsorted)
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

@@ -4,10 +4,7 @@ draining on SIGTERM), and the push route driven over HTTP."""
 from __future__ import annotations
 
 import base64
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +16,7 @@ from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from starlette.applications import Starlette
 from tests_support import RunningCalendar, event_body
+from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CalendarChanged, CommandKind, ConferenceCommand, Source
@@ -74,30 +72,16 @@ def test_serve_processor_pulls_from_pubsub_and_drains_on_sigterm(
 ) -> None:
     our_event(calendar_sandbox, "cnf_pull")
     project = f"proc-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
+    env = confsync_env(
+        store=tmp_path / "state.sqlite",
         PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
         CONFSYNC_PROJECT_ID=project,
-        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
         CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
         CONFSYNC_LOG_FORMAT="json",
     )
-    boot = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "pubsub", "bootstrap"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    boot = run_confsync("pubsub", "bootstrap", env=env)
     assert boot.returncode == 0, boot.stderr
-    server = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "serve", "processor"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = start_confsync("serve", "processor", env=env)
     publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     try:
         change = CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=datetime.now(UTC))

@@ -222,8 +222,8 @@ def test_a_command_failing_transiently_on_its_last_delivery_is_dead_lettered_and
 def test_a_flush_returns_only_once_the_settlers_write_under_way_is_done(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The settler thread may hold the very commands a caller settled; a flush finding nothing
-    new used to return at once, before their removal was written (CI saw it once)."""
+    """The settler thread may hold the very commands a caller settled: a flush finding nothing
+    new must still wait until their removal is written."""
     conference = rig.conference()
     command = update(conference, "x")
     rig.store.outbox_add([OutboxEntry(command.command_id, conference, command.to_bytes(), T0 - timedelta(days=1))])
@@ -329,9 +329,9 @@ def test_a_retry_after_of_an_hour_waits_no_longer_than_the_longest_backoff(rig: 
 
 
 def test_a_push_delivery_gives_up_within_its_share_of_the_ack_deadline(rig: Rig) -> None:
-    """Pub/Sub delivers a push request again once its ack deadline passes; retrying longer than
-    that (120 s plus the breaker's hold) ran two copies at once. A push applier answers in time
-    and leaves the backing off to the subscription."""
+    """Pub/Sub delivers a push request again once its ack deadline passes, so retrying past it
+    would run two copies at once: a push applier answers in time and leaves the backing off to
+    the subscription."""
     sleeps: list[float] = []
     settings = Settings(retry_max_attempts=50, retry_initial_s=1.0, retry_max_s=30.0, retry_max_elapsed_s=120)
     applier = CommandApplier(rig.store, rig.client, retry_policy(settings, sleep=sleeps.append, budget_s=30))

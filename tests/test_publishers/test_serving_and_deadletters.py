@@ -5,10 +5,8 @@ provider's answer, `confsync deadletter list` shows it, and after the cause is f
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +14,7 @@ from pathlib import Path
 
 from google.cloud import pubsub_v1
 from tests_support import PROVIDER_KEY, RunningProvider
+from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.contracts import CommandKind, CommandReason, ConferenceCommand, ConferencePayload, EventTime
 from confsync.ports import NewConference
@@ -24,20 +23,17 @@ from confsync.settings import Secret
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stack.cli", *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_confsync(*args, env=env, timeout=120)
 
 
 def test_dead_letters_are_listed_and_replayed_after_the_fix(
     pubsub_emulator_host: str, provider_sandbox: RunningProvider, tmp_path: Path
 ) -> None:
     project = f"pub-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
+    env = confsync_env(
+        store=tmp_path / "state.sqlite",
         PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
         CONFSYNC_PROJECT_ID=project,
-        CONFSYNC_STORE_URL=f"sqlite:///{tmp_path / 'state.sqlite'}",
         CONFSYNC_PROVIDER_URL=provider_sandbox.url,
         CONFSYNC_PROVIDER_API_KEY=PROVIDER_KEY,
         CONFSYNC_LOG_FORMAT="json",
@@ -46,13 +42,7 @@ def test_dead_letters_are_listed_and_replayed_after_the_fix(
     client = HttpConferenceProvider(provider_sandbox.url, Secret(PROVIDER_KEY), timeout_s=5)
     conference = client.create(NewConference(calendar_id="a@example.com", event_id="e1", request_id="r1")).id
     provider_sandbox.admin("POST", "/_sandbox/faults", {"method": "PATCH", "path": "^/v1/", "status": 400, "count": 1})
-    server = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "serve", "publisher"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = start_confsync("serve", "publisher", env=env)
     publisher = pubsub_v1.PublisherClient(
         publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
     )
@@ -107,17 +97,14 @@ def test_dead_letters_are_listed_and_replayed_after_the_fix(
 
 
 def test_serve_publisher_without_a_provider_says_what_is_missing(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env["CONFSYNC_STORE_URL"] = f"sqlite:///{tmp_path / 's.sqlite'}"
-    result = cli(env, "serve", "publisher")
+    result = cli(confsync_env(store=tmp_path / "s.sqlite"), "serve", "publisher")
     assert result.returncode == 2
     assert "CONFSYNC_PROVIDER_URL" in result.stderr
 
 
 def test_looking_at_dead_letters_does_not_hide_them_from_the_next_command(pubsub_emulator_host: str) -> None:
-    """`list` hands each dead letter straight back; the next `list` or `replay`, run at once,
-    must see it (the holding subscription once had a retry backoff, so every look delayed it
-    1, 2, 4 s... and a replay right after a few looks replayed nothing)."""
+    """`list` hands each dead letter straight back: the next `list` or `replay`, run at once,
+    must see it (a retry backoff on the holding subscription would delay it after every look)."""
     from confsync.settings import Settings  # noqa: PLC0415
     from confsync.transport.pubsub import bootstrap, open_publisher  # noqa: PLC0415
     from confsync.transport.topology import topology  # noqa: PLC0415

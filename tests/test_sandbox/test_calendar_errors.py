@@ -3,8 +3,6 @@ and status, observed through google-api-python-client, and nothing changed by a 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import httpx
 import pytest
 from googleapiclient.errors import HttpError
 from tests_support import RunningCalendar, event_body, list_all, sync_all
+from tests_support.cli import start_confsync
 
 from confsync.serving import free_port
 from sandbox.calendar.server import build_sandbox
@@ -225,11 +224,10 @@ def test_state_and_sync_tokens_survive_a_restart_with_the_same_db(tmp_path: Path
 
 def test_the_cli_serves_the_sandbox_and_logs_json_lines(tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port), "--db", str(tmp_path / "c.db")],
+    process = start_confsync(
+        *("sandbox", "calendar", "--port", str(port), "--db", str(tmp_path / "c.db")),
         env={"CONFSYNC_LOG_FORMAT": "json", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        stderr=subprocess.PIPE,
-        text=True,
+        stdout=None,
     )
     try:
         url = f"http://127.0.0.1:{port}/calendar/v3/calendars/{CAL}/events"

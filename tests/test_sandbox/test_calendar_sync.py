@@ -21,6 +21,22 @@ def seed(running: RunningCalendar, count: int, calendar_id: str = CAL) -> list[s
     return [item["id"] for item in list_all(running.service(), calendar_id, maxResults=2500)[0]]
 
 
+def insert_series(calendar: Any, rule: str = "RRULE:FREQ=WEEKLY;COUNT=3") -> dict[str, Any]:
+    """A recurring event called "weekly" on CAL, repeating by ``rule``."""
+    series: dict[str, Any] = (
+        calendar.events().insert(calendarId=CAL, body=event_body("weekly", recurrence=[rule])).execute()
+    )
+    return series
+
+
+def nth_instance(calendar: Any, series: dict[str, Any], index: int) -> dict[str, Any]:
+    """The ``index``-th instance of ``series``."""
+    instance: dict[str, Any] = (
+        calendar.events().instances(calendarId=CAL, eventId=series["id"]).execute()["items"][index]
+    )
+    return instance
+
+
 # -- paging ---------------------------------------------------------------------------------------
 
 
@@ -67,15 +83,13 @@ def test_incremental_sync_returns_exactly_what_changed(calendar_sandbox: Running
     kept = events.insert(calendarId=CAL, body=event_body("kept")).execute()
     renamed = events.insert(calendarId=CAL, body=event_body("before")).execute()
     deleted = events.insert(calendarId=CAL, body=event_body("doomed")).execute()
-    series = events.insert(
-        calendarId=CAL, body=event_body("weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=4"])
-    ).execute()
+    series = insert_series(calendar, "RRULE:FREQ=WEEKLY;COUNT=4")
     _, token = sync_all(calendar, CAL)
 
     added = events.insert(calendarId=CAL, body=event_body("new")).execute()
     events.patch(calendarId=CAL, eventId=renamed["id"], body={"summary": "after"}).execute()
     events.delete(calendarId=CAL, eventId=deleted["id"]).execute()
-    instance = events.instances(calendarId=CAL, eventId=series["id"]).execute()["items"][2]
+    instance = nth_instance(calendar, series, 2)
     events.delete(calendarId=CAL, eventId=instance["id"]).execute()
 
     changed, token = sync_all(calendar, CAL, token)
@@ -294,10 +308,8 @@ def test_instances_keep_local_time_across_a_dst_change(calendar: Any) -> None:
 
 def test_editing_one_instance_creates_an_exception_seen_by_single_events(calendar: Any) -> None:
     events = calendar.events()
-    series = events.insert(
-        calendarId=CAL, body=event_body("weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=3"])
-    ).execute()
-    second = events.instances(calendarId=CAL, eventId=series["id"]).execute()["items"][1]
+    series = insert_series(calendar)
+    second = nth_instance(calendar, series, 1)
     moved = events.patch(calendarId=CAL, eventId=second["id"], body={"summary": "moved one"}).execute()
     assert moved["id"] == second["id"]
     assert moved["recurringEventId"] == series["id"]
@@ -311,8 +323,8 @@ def test_editing_one_instance_creates_an_exception_seen_by_single_events(calenda
 
 def test_a_cancelled_instance_shows_in_a_plain_listing_but_not_its_series_twice(calendar: Any) -> None:
     events = calendar.events()
-    series = events.insert(calendarId=CAL, body=event_body("weekly", recurrence=["RRULE:FREQ=DAILY;COUNT=3"])).execute()
-    first = events.instances(calendarId=CAL, eventId=series["id"]).execute()["items"][0]
+    series = insert_series(calendar, "RRULE:FREQ=DAILY;COUNT=3")
+    first = nth_instance(calendar, series, 0)
     events.delete(calendarId=CAL, eventId=first["id"]).execute()
     listed = list_all(calendar, CAL)[0]
     assert [(item["id"], item["status"]) for item in listed] == [
@@ -323,10 +335,8 @@ def test_a_cancelled_instance_shows_in_a_plain_listing_but_not_its_series_twice(
 
 def test_deleting_a_series_cancels_it_and_its_exceptions(calendar: Any) -> None:
     events = calendar.events()
-    series = events.insert(
-        calendarId=CAL, body=event_body("weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=3"])
-    ).execute()
-    second = events.instances(calendarId=CAL, eventId=series["id"]).execute()["items"][1]
+    series = insert_series(calendar)
+    second = nth_instance(calendar, series, 1)
     events.patch(calendarId=CAL, eventId=second["id"], body={"summary": "exception"}).execute()
     _, token = sync_all(calendar, CAL)
     events.delete(calendarId=CAL, eventId=series["id"]).execute()
@@ -338,11 +348,7 @@ def test_deleting_a_series_cancels_it_and_its_exceptions(calendar: Any) -> None:
 
 
 def test_an_instance_id_that_the_rule_never_produces_is_not_found(calendar: Any) -> None:
-    series = (
-        calendar.events()
-        .insert(calendarId=CAL, body=event_body("weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=3"]))
-        .execute()
-    )
+    series = insert_series(calendar)
     with pytest.raises(HttpError) as caught:
         calendar.events().get(calendarId=CAL, eventId=f"{series['id']}_20300101T000000Z").execute()
     assert caught.value.resp.status == 404

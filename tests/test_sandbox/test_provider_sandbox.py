@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from tests_support import PROVIDER_KEY, RunningProvider
+from tests_support.cli import confsync_env, start_confsync
 
 from confsync.serving import ServedApp, free_port
 from sandbox.provider import create_app
@@ -109,25 +108,10 @@ def test_a_malformed_fault_rule_is_refused(provider_sandbox: RunningProvider) ->
 
 
 def _serve(db: Path, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, "CONFSYNC_LOG_FORMAT": "json"}
-    env = {key: value for key, value in env.items() if not key.startswith("CONFSYNC_") or key == "CONFSYNC_LOG_FORMAT"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "confsync",
-            "sandbox",
-            "provider",
-            "--port",
-            str(port),
-            "--db",
-            str(db),
-            "--api-key",
-            PROVIDER_KEY,
-        ],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_confsync(
+        *("sandbox", "provider", "--port", str(port), "--db", str(db), "--api-key", PROVIDER_KEY),
+        env=confsync_env(CONFSYNC_LOG_FORMAT="json"),
+        stdout=None,
     )
 
 

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import typer
+from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.serving import free_port
 from stack.cli import app
 
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "stack.cli", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_confsync(*args, env=confsync_env(**env))
 
 
 def test_version_prints_the_distribution_version() -> None:
@@ -112,24 +103,17 @@ def test_the_provider_sandbox_needs_an_api_key() -> None:
 
 def _local_serve(tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
     """`confsync serve all` in local mode on the in-process transport, as a developer runs it."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("CONFSYNC_")}
-    local = {
-        "CONFSYNC_LOCAL_MODE": "true",
-        "CONFSYNC_TRANSPORT": "memory",
-        "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
-        "CONFSYNC_WEBHOOK_URL": "http://127.0.0.1:9/notifications",
-        "CONFSYNC_PROVIDER_URL": "http://127.0.0.1:9",
-        "CONFSYNC_PROVIDER_API_KEY": "key",
-        "CONFSYNC_LAG_REPAIR_INTERVAL_S": "0",
-        "CONFSYNC_SHUTDOWN_DEADLINE_S": "5",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "serve", "all", *args],
-        env={**clean, **local, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    local = confsync_env(
+        store=tmp_path / "state.sqlite",
+        CONFSYNC_LOCAL_MODE="true",
+        CONFSYNC_TRANSPORT="memory",
+        CONFSYNC_WEBHOOK_URL="http://127.0.0.1:9/notifications",
+        CONFSYNC_PROVIDER_URL="http://127.0.0.1:9",
+        CONFSYNC_PROVIDER_API_KEY="key",
+        CONFSYNC_LAG_REPAIR_INTERVAL_S="0",
+        CONFSYNC_SHUTDOWN_DEADLINE_S="5",
     )
+    return start_confsync("serve", "all", *args, env={**local, **env})
 
 
 def _refusal(process: subprocess.Popen[str]) -> tuple[int, str]:

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,33 +18,30 @@ import httpx
 import pytest
 from google.api_core.retry import Retry
 from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider
+from tests_support.cli import confsync_env, run_confsync, start_confsync
 
+from bench.proc import descendants
 from confsync.serving import free_port
 from confsync.settings import Secret
 from confsync.store import ChannelRecord
 from confsync.store.sqlite import SqliteStore
-from stack.proc import descendants
 
 PROJECT = "confsync-test"
 CHANNELS = 12
 
 
 def _env(tmp_path: Path, calendar: RunningCalendar, provider: RunningProvider) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update(
-        {
-            "CONFSYNC_PROJECT_ID": PROJECT,
-            "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state.sqlite'}",
-            "CONFSYNC_LOCAL_MODE": "true",
-            "CONFSYNC_DEV_TOKEN": "dev",
-            "CONFSYNC_CALENDAR_API_ENDPOINT": calendar.api_endpoint,
-            "CONFSYNC_PROVIDER_URL": provider.url,
-            "CONFSYNC_PROVIDER_API_KEY": PROVIDER_KEY,
-            "CONFSYNC_WEBHOOK_URL": "http://127.0.0.1:9/notifications",
-            "CONFSYNC_SHUTDOWN_DEADLINE_S": "5",
-        }
+    return confsync_env(
+        store=tmp_path / "state.sqlite",
+        CONFSYNC_PROJECT_ID=PROJECT,
+        CONFSYNC_LOCAL_MODE="true",
+        CONFSYNC_DEV_TOKEN="dev",
+        CONFSYNC_CALENDAR_API_ENDPOINT=calendar.api_endpoint,
+        CONFSYNC_PROVIDER_URL=provider.url,
+        CONFSYNC_PROVIDER_API_KEY=PROVIDER_KEY,
+        CONFSYNC_WEBHOOK_URL="http://127.0.0.1:9/notifications",
+        CONFSYNC_SHUTDOWN_DEADLINE_S="5",
     )
-    return env
 
 
 class Served:
@@ -110,12 +106,9 @@ def served(
         store.add_channel(record)
     store.close()
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "serve", "ingest", "--port", str(port), "--processes", "2"],
-        env=_env(tmp_path, calendar_sandbox, provider_sandbox),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    env = _env(tmp_path, calendar_sandbox, provider_sandbox)
+    process = start_confsync(
+        "serve", "ingest", "--port", str(port), "--processes", "2", env=env, stderr=subprocess.STDOUT
     )
     yield Served(process, f"http://127.0.0.1:{port}")
     if process.poll() is None:
@@ -175,16 +168,8 @@ def test_a_crashed_process_takes_the_others_down_and_the_exit_code_says_so(serve
 
 
 def test_several_processes_are_refused_with_the_in_process_transport(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
-    done = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "serve", "all", "--processes", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    env = confsync_env(store=tmp_path / "s.sqlite", CONFSYNC_TRANSPORT="memory")
+    done = run_confsync("serve", "all", "--processes", "2", env=env)
     assert done.returncode == 2
     assert "cannot be served by several" in done.stderr
     assert "Traceback" not in done.stderr

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider
+from tests_support.cli import confsync_env, run_confsync
 
 from confsync.errors import ConfigError
 from confsync.serving import ServedApp, free_port
@@ -21,20 +19,28 @@ from confsync.settings import Secret, Settings
 from stack.services import Role, Service, build_service
 
 
-def settings_for(tmp_path: Path, calendar: RunningCalendar, provider: RunningProvider, **extra: object) -> Settings:
-    values: dict[str, object] = {
-        "project_id": "confsync-test",
-        "store_url": f"sqlite:///{tmp_path / 'state.sqlite'}",
-        "local_mode": True,
-        "dev_token": Secret("dev"),
-        "calendar_api_endpoint": calendar.api_endpoint,
-        "provider_url": provider.url,
-        "provider_api_key": Secret(PROVIDER_KEY),
-        "webhook_url": "http://127.0.0.1:9/notifications",
-        "pubsub_timeout_s": 2,
-    }
-    values.update(extra)
-    return Settings(**values)  # type: ignore[arg-type]
+@pytest.fixture
+def settings_for(
+    tmp_path: Path, calendar_sandbox: RunningCalendar, provider_sandbox: RunningProvider
+) -> Callable[..., Settings]:
+    """Settings for a service on both sandboxes and a SQLite store, with ``extra`` on top."""
+
+    def settings(**extra: object) -> Settings:
+        values: dict[str, object] = {
+            "project_id": "confsync-test",
+            "store_url": f"sqlite:///{tmp_path / 'state.sqlite'}",
+            "local_mode": True,
+            "dev_token": Secret("dev"),
+            "calendar_api_endpoint": calendar_sandbox.api_endpoint,
+            "provider_url": provider_sandbox.url,
+            "provider_api_key": Secret(PROVIDER_KEY),
+            "webhook_url": "http://127.0.0.1:9/notifications",
+            "pubsub_timeout_s": 2,
+        }
+        values.update(extra)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return settings
 
 
 @pytest.fixture
@@ -54,26 +60,19 @@ def serve(running: list[tuple[Service, ServedApp]], settings: Settings, role: Ro
 
 
 def test_serve_all_in_process_is_healthy_and_ready(
-    tmp_path: Path,
-    calendar_sandbox: RunningCalendar,
-    provider_sandbox: RunningProvider,
-    served: list[tuple[Service, ServedApp]],
+    settings_for: Callable[..., Settings], served: list[tuple[Service, ServedApp]]
 ) -> None:
-    url = serve(served, settings_for(tmp_path, calendar_sandbox, provider_sandbox, transport="memory"), Role.ALL)
+    url = serve(served, settings_for(transport="memory"), Role.ALL)
     assert httpx.get(f"{url}/healthz").json() == {"ok": True}, "public: no pid, no role"
     assert httpx.get(f"{url}/readyz").json() == {"ready": True}
     assert httpx.post(f"{url}/notifications").status_code == 400, "the ingest routes are mounted"
 
 
 def test_readyz_is_not_ready_without_pubsub_and_only_the_logs_say_why(
-    tmp_path: Path,
-    calendar_sandbox: RunningCalendar,
-    provider_sandbox: RunningProvider,
-    served: list[tuple[Service, ServedApp]],
-    monkeypatch: pytest.MonkeyPatch,
+    settings_for: Callable[..., Settings], served: list[tuple[Service, ServedApp]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
-    settings = settings_for(tmp_path, calendar_sandbox, provider_sandbox, delivery="push")
+    settings = settings_for(delivery="push")
     url = serve(served, settings, Role.PUBLISHER)
     with capture_logs() as logs:
         answer = httpx.get(f"{url}/readyz", timeout=10)
@@ -84,15 +83,11 @@ def test_readyz_is_not_ready_without_pubsub_and_only_the_logs_say_why(
 
 
 def test_readyz_is_ready_when_pubsub_answers(
-    tmp_path: Path,
-    calendar_sandbox: RunningCalendar,
-    provider_sandbox: RunningProvider,
-    served: list[tuple[Service, ServedApp]],
-    pubsub_emulator_host: str,
+    settings_for: Callable[..., Settings], served: list[tuple[Service, ServedApp]], pubsub_emulator_host: str
 ) -> None:
     from google.cloud import pubsub_v1  # noqa: PLC0415 - only this test talks to the emulator itself
 
-    settings = settings_for(tmp_path, calendar_sandbox, provider_sandbox, delivery="push")
+    settings = settings_for(delivery="push")
     admin = pubsub_v1.PublisherClient()
     admin.create_topic(name=admin.topic_path(settings.project_id, settings.topic_calendar_changes))
     admin.transport.close()
@@ -101,10 +96,8 @@ def test_readyz_is_ready_when_pubsub_answers(
     assert pubsub_emulator_host
 
 
-def test_a_role_that_cannot_run_is_refused_naming_the_setting(
-    tmp_path: Path, calendar_sandbox: RunningCalendar, provider_sandbox: RunningProvider
-) -> None:
-    base = settings_for(tmp_path, calendar_sandbox, provider_sandbox)
+def test_a_role_that_cannot_run_is_refused_naming_the_setting(settings_for: Callable[..., Settings]) -> None:
+    base = settings_for()
     with pytest.raises(ConfigError, match="serve all"):
         build_service(replace(base, transport="memory"), Role.PROCESSOR)
     with pytest.raises(ConfigError, match="CONFSYNC_WEBHOOK_URL"):
@@ -114,11 +107,8 @@ def test_a_role_that_cannot_run_is_refused_naming_the_setting(
 
 
 def test_the_cli_says_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    env.update({"CONFSYNC_TRANSPORT": "memory", "CONFSYNC_STORE_URL": f"sqlite:///{tmp_path / 's.sqlite'}"})
-    done = subprocess.run(
-        [sys.executable, "-m", "stack.cli", "serve", "ingest"], env=env, capture_output=True, text=True, check=False
-    )
+    env = confsync_env(store=tmp_path / "s.sqlite", CONFSYNC_TRANSPORT="memory")
+    done = run_confsync("serve", "ingest", env=env)
     assert done.returncode == 2
     assert "serve all" in done.stderr
     assert "Traceback" not in done.stderr

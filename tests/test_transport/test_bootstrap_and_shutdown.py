@@ -12,6 +12,7 @@ import uuid
 import pytest
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
+from tests_support.cli import confsync_env, run_confsync
 
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
@@ -20,15 +21,7 @@ from confsync.transport.topology import topology
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CONFSYNC_")}
-    return subprocess.run(
-        [sys.executable, "-m", "stack.cli", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_confsync(*args, env=confsync_env(**env), timeout=120)
 
 
 def test_bootstrap_creates_everything_once_and_then_changes_nothing(pubsub_emulator_host: str) -> None:

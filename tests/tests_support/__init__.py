@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httplib2
 import httpx
@@ -14,6 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 
+from confsync.contracts import EventTime
 from sandbox.calendar import CalendarSandbox, RetryPolicy
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Webhook",
     "event_body",
     "list_all",
+    "meeting",
     "sync_all",
 ]
 
@@ -32,11 +34,41 @@ PROVIDER_KEY = "test-provider-key"
 FAST_RETRY = RetryPolicy(initial_s=0.05, max_delay_s=0.2, max_elapsed_s=5.0, timeout_s=2.0)
 
 
+def meeting(summary: str, **changes: Any) -> dict[str, Any]:
+    """The meeting the unit tests describe, as keyword arguments: an hour in a zone with a UTC
+    offset, two attendees, organised by the first."""
+    return {
+        "summary": summary,
+        "start": EventTime(date_time="2026-12-01T10:00:00+01:00", time_zone="Europe/Warsaw"),
+        "end": EventTime(date_time="2026-12-01T11:00:00+01:00", time_zone="Europe/Warsaw"),
+        "attendees": ("alice@example.com", "bob@example.com"),
+        "organizer": "alice@example.com",
+        **changes,
+    }
+
+
+class _SandboxAdmin:
+    """The admin routes (under /_sandbox) both sandboxes serve."""
+
+    url: str
+    admin_timeout_s: ClassVar[float] = 30
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:
+        answer = httpx.request(method, f"{self.url}{path}", json=json, timeout=self.admin_timeout_s)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def journal(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.admin("GET", "/_sandbox/requests")
+        return result
+
+
 @dataclass
-class RunningCalendar:
+class RunningCalendar(_SandboxAdmin):
     sandbox: CalendarSandbox
     url: str
     _services: list[Any] = field(default_factory=list)
+    admin_timeout_s: ClassVar[float] = 60
 
     @property
     def api_endpoint(self) -> str:
@@ -44,7 +76,7 @@ class RunningCalendar:
 
     def service(self) -> Any:
         """A google-api-python-client Calendar service pointed at this sandbox."""
-        http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))
+        http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))  # type: ignore[no-untyped-call]
         service = build(
             "calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": self.api_endpoint}
         )
@@ -56,15 +88,6 @@ class RunningCalendar:
         for service in self._services:
             service.close()
         self._services.clear()
-
-    def admin(self, method: str, path: str, json: Any = None) -> Any:
-        answer = httpx.request(method, f"{self.url}{path}", json=json, timeout=60)
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
-
-    def journal(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.admin("GET", "/_sandbox/requests")
-        return result
 
 
 @dataclass
@@ -106,7 +129,7 @@ def list_all(service: Any, calendar_id: str, **params: Any) -> tuple[list[dict[s
     pages: list[dict[str, Any]] = []
     page_token = None
     while True:
-        extra = {"pageToken": page_token} if page_token else {}
+        extra: dict[str, str] = {"pageToken": page_token} if page_token else {}
         page = service.events().list(calendarId=calendar_id, **params, **extra).execute()
         pages.append(page)
         items += page.get("items", [])
@@ -123,16 +146,7 @@ def sync_all(service: Any, calendar_id: str, token: str | None = None) -> tuple[
 
 
 @dataclass
-class RunningProvider:
+class RunningProvider(_SandboxAdmin):
     """A conferencing sandbox served on loopback, with admin helpers."""
 
     url: str
-
-    def admin(self, method: str, path: str, json: Any = None) -> Any:
-        answer = httpx.request(method, f"{self.url}{path}", json=json, timeout=30)
-        answer.raise_for_status()
-        return answer.json() if answer.content else None
-
-    def journal(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.admin("GET", "/_sandbox/requests")
-        return result

@@ -49,5 +49,6 @@ def sign(private_key: str | None = None, **claims: object) -> str:
         "sub": "1234567890",
     }
     payload.update(claims)
-    signer = crypt.RSASigner.from_string(private_key or GOOGLE_KEY, key_id="google-kid")
-    return jwt.encode(signer, payload).decode()
+    signer = crypt.RSASigner.from_string(private_key or GOOGLE_KEY, key_id="google-kid")  # type: ignore[no-untyped-call]
+    token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+    return token.decode()

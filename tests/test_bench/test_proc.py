@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from stack.proc import cpu_seconds, descendants
+from bench.proc import cpu_seconds, descendants
 
 # A parent that starts a child which burns CPU for a moment, then both sleep.
 _CHILD = """

@@ -1,4 +1,5 @@
-"""What /proc says about a process tree: CPU used and descendants (Linux), for benchmarks.
+"""What /proc says about a process tree: CPU used and descendants (Linux), for the benchmarks
+and the tests that watch a process's children.
 
 The host's speed moves from hour to hour; CPU per operation moves much less, so the
 benchmarks report it beside their throughput.
