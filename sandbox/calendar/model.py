@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sandbox.calendar.access import Access, User
 from sandbox.calendar.channels import Channels, Notification
 from sandbox.calendar.events import Events
 from sandbox.calendar.listing import Listings, ListPage, ListQuery
@@ -45,6 +46,7 @@ class CalendarModel:
         self._channels = Channels(self._store, allow_remote_webhooks=allow_remote_webhooks)
         self._events = Events(self._store, self._channels)
         self._listings = Listings(self._store)
+        self.access = Access()
 
     @property
     def allow_remote_webhooks(self) -> bool:
@@ -68,6 +70,15 @@ class CalendarModel:
             with self._store.writing():
                 self._store.new_calendar(calendar_id, owner)
             return True
+
+    def add_user(self, email: str, name: str = "") -> User:
+        """A sandbox user, with their primary calendar (its id is their email)."""
+        with self._store.lock:
+            user = self.access.add_user(email, name)
+            if email not in self._store.calendars:
+                with self._store.writing():
+                    self._store.new_calendar(email, email)
+            return user
 
     def invalidate_sync_tokens(self, calendar_id: str) -> None:
         with self._store.writing():
