@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["Authenticator", "Principal", "PrincipalKind", "StaticTokens", "TokenRefused"]
+__all__ = ["AnyOf", "Authenticator", "Principal", "PrincipalKind", "StaticTokens", "TokenRefused"]
 
 
 class PrincipalKind(StrEnum):
@@ -65,3 +65,20 @@ class StaticTokens:
         if email is None:
             raise TokenRefused("unknown token")
         return Principal(PrincipalKind.USER, email)
+
+
+class AnyOf:
+    """The first of several authenticators that knows the token (an OAuth server's tokens, then
+    static ones); the first refusal's reason when none does."""
+
+    def __init__(self, *authenticators: Authenticator) -> None:
+        self._authenticators = authenticators
+
+    def authenticate(self, bearer: str) -> Principal:
+        refusals: list[TokenRefused] = []
+        for authenticator in self._authenticators:
+            try:
+                return authenticator.authenticate(bearer)
+            except TokenRefused as refused:
+                refusals.append(refused)
+        raise refusals[0] if refusals else TokenRefused("no authenticator")

@@ -2,16 +2,47 @@
 
 It follows Google's reference (events, channels, "Synchronize resources efficiently", "Push
 notifications", conferenceData) for what confsync uses: events insert/get/patch/update/
-delete/list/instances/watch and channels.stop, sync tokens with 410 ``fullSyncRequired``,
-recurring events with instance exceptions, conferenceData written only with
-``conferenceDataVersion=1``, and watch channels that POST Google's headers to a webhook.
+delete/list/instances/watch/move and channels.stop, attendees' copies of events, sync tokens
+with 410 ``fullSyncRequired``, recurring events with instance exceptions, conferenceData
+written only with ``conferenceDataVersion=1``, and watch channels that POST Google's headers
+to a webhook.
+
+Users (``POST /_sandbox/users``, each with a primary calendar whose id is their email) share
+calendars through ``calendars/{id}/acl`` (insert/list/get/update/patch/delete) and see them
+in ``users/me/calendarList`` (list/get, with ``accessRole``). With auth on (``require_auth``,
+or static ``--auth-token`` tokens) every API call needs a bearer token the sandbox's
+``Authenticator`` accepts, else 401 ``authError``, and acts for the principal it names:
+reading events needs reader, writing them writer (a caller with no access gets 404 on reads
+and 403 ``requiredAccessLevel`` on writes), reading the ACL writer and changing it owner; a
+token's OAuth scopes are checked too (403 ``insufficientPermissions``). The journal records
+each call's principal, never its token.
 
 Where it differs from Google, on purpose or for want of knowing better:
 
 - Calendars exist once created (``POST /_sandbox/calendars``) or on the first event insert;
   anything else addressed to an unknown calendar is a 404. ``primary`` is the caller's own
-  calendar: the user its bearer token maps to, or ``--owner`` without auth. Any caller may
-  read and write any calendar (no ACLs).
+  calendar: the user its bearer token maps to, or ``--owner`` without auth. With auth on, only
+  a principal's own calendar comes into being on its first insert.
+- Without auth (the default) calls act for nobody and nothing is checked: any caller may read
+  and write any calendar and manage any ACL, and the calendar list is ``--owner``'s. Google
+  has no such mode. With auth off a bearer token is ignored.
+- ACL rules have user scopes only: ``default`` (public), ``domain`` and ``group`` scopes and
+  the role ``none`` are refused with a 400; ``writerWithoutPrivateAccess`` is unknown.
+  Inserting a rule for a scope that has one changes its role. The calendar's owner is listed
+  as ``user:OWNER`` and cannot be changed (403 ``cannotChangeOwnerAcl``), nor can a caller's
+  own rule (403 ``cannotChangeOwnAcl``). ``sendNotifications`` sends nothing; ACL listings
+  have no paging and no sync tokens.
+- A ``freeBusyReader`` sees nothing of events (403 ``requiredAccessLevel`` on reads) where
+  Google shows busy times; there is no freebusy.query. Private events show in full to readers.
+- Every share is in the sharee's calendar list at once (Google's after it is added or
+  accepted). The list has no paging, sync tokens, hidden or deleted entries; an entry has only
+  ``kind, etag, id, summary`` (the id), ``timeZone`` (UTC), ``accessRole``,
+  ``defaultReminders`` and ``primary``; calendarList insert/update/patch/delete and
+  calendars.get are not served.
+- A principal with no scopes (static tokens) holds every scope; each method accepts the broad
+  scopes Google lists for it (not ``calendar.app.created``, ``calendar.calendars``...). A
+  delegated service account acts for ``principal.email``. Access is checked before a request
+  is served, not atomically with it.
 - Webhook addresses may be ``http://`` on loopback (Google requires HTTPS), and only loopback
   addresses are accepted at all unless ``allow_remote_webhooks`` is set: a sandbox must not
   send traffic off the machine.
@@ -25,6 +56,19 @@ Where it differs from Google, on purpose or for want of knowing better:
   ``reset``. Error messages follow Google's where known; the 400 for parameters that cannot
   go with a syncToken uses reason ``invalid`` with our own wording.
 - Listings ordered with ``orderBy`` page by offset; others page by stable positions.
+- Attendees' copies (sandbox/calendar/copies.py) go only to sandbox users' primary calendars;
+  ``sendUpdates`` is ignored and no mail is sent. A copy's own fields are ``reminders``,
+  ``colorId`` and private extended properties; any other change by the attendee (transparency
+  and visibility included; ``guestsCanModify`` is not honoured) is 403
+  ``forbiddenForNonOrganizer``, except their own ``responseStatus``/``comment``/
+  ``additionalGuests``, which is carried to the organizer's event and so re-commits every copy.
+  A copy the attendee deleted stays cancelled (they are ``declined``) until the organizer gives
+  them another response. The organizer's own attendee entry is not marked ``self``/``organizer``.
+- Exceptions are copied only to attendees holding the series' copy (a guest of one instance
+  only gets nothing).
+- ``events.move`` takes a series with its exceptions; the new organizer is just the destination's
+  id; moving to the same calendar answers the event unchanged; a copy cannot be moved (403), an
+  instance neither (400 ``cannotChangeOrganizerOfInstance``).
 """
 
 from sandbox.calendar.app import CalendarSandbox, create_app

@@ -4,7 +4,9 @@
 Every write takes the calendar's next sequence number, stamps the event's ``updated``
 (strictly increasing per calendar), appends to the calendar's change log and owes each live
 watch channel a notification. Every write validates the complete new resource first
-(sandbox/calendar/event_rules.py) and changes nothing on error.
+(sandbox/calendar/event_rules.py) and changes nothing on error. A write to an organizer's
+event reaches its attendees' copies, and a write to a copy is held to what an attendee may
+change (sandbox/calendar/copies.py, which also moves events between calendars).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import base64
 import copy
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sandbox.calendar.channels import Channels, Notification
+from sandbox.calendar.copies import Copies, is_copy
 from sandbox.calendar.errors import GoogleError, bad_request, not_found
 from sandbox.calendar.event_rules import apply_conference, json_object, merge, validate
 from sandbox.calendar.recurrence import Series, split_instance_id
@@ -31,18 +34,19 @@ _READ_ONLY = ("kind", "etag", "created", "updated", "htmlLink", "creator", "orga
 class Events:
     """The events of a Store's calendars; callers hold the store's lock."""
 
-    def __init__(self, store: Store, channels: Channels) -> None:
+    def __init__(self, store: Store, channels: Channels, is_user: Callable[[str], bool] = lambda _: False) -> None:
         self._store = store
         self._channels = channels
+        self.copies = Copies(store, self, is_user)
 
     def get(self, calendar_id: str, event_id: str) -> dict[str, Any]:
-        resource, _ = self._current_or_instance(self._store.calendar(calendar_id), event_id)
+        resource, _ = self.current_or_instance(self._store.calendar(calendar_id), event_id)
         return resource
 
     def insert(self, calendar_id: str, body: object, cdv: int) -> tuple[dict[str, Any], list[Notification]]:
         calendar = self._store.calendar_or_new(calendar_id)
         resource = self._prepare_insert(calendar, body, cdv)
-        notifications = self._commit(calendar, resource)
+        notifications = self.commit(calendar, resource)
         return copy.deepcopy(resource), notifications
 
     def insert_many(self, calendar_id: str, bodies: Sequence[object], cdv: int) -> tuple[int, list[Notification]]:
@@ -61,7 +65,7 @@ class Events:
             prepared.append(resource)
         notifications: list[Notification] = []
         for resource in prepared:
-            notifications += self._commit(calendar, resource)
+            notifications += self.commit(calendar, resource)
         return len(prepared), notifications
 
     def _prepare_insert(self, calendar: CalendarRecord, body: object, cdv: int) -> dict[str, Any]:
@@ -92,7 +96,7 @@ class Events:
     ) -> tuple[dict[str, Any], list[Notification]]:
         """events.update (``replace``) or events.patch."""
         calendar = self._store.calendar(calendar_id)
-        current, _ = self._current_or_instance(calendar, event_id)
+        current, _ = self.current_or_instance(calendar, event_id)
         data = json_object(body)
         changes = {key: value for key, value in data.items() if key not in (*_READ_ONLY, "id", "iCalUID")}
         changes.pop("originalStartTime", None)
@@ -109,23 +113,37 @@ class Events:
         if any(key in changes for key in ("start", "end", "recurrence", "status")):
             resource["sequence"] = int(current.get("sequence", 0)) + 1
         apply_conference(resource, data, cdv, previous=current.get("conferenceData"))
+        attendee = is_copy(current, calendar.id)
+        if attendee:
+            self.copies.check_attendee_edit(calendar, current, resource)
         validate(resource)
-        notifications = self._commit(calendar, resource)
+        notifications = self.commit(calendar, resource)
         if "recurrence" in current and resource.get("status") == "cancelled":
             notifications += self._cancel_exceptions(calendar, event_id)
+        if attendee:
+            notifications += self.copies.answer(calendar, current, resource)
+            resource = calendar.events[resource["id"]].resource  # as the organizer's answer left it
         return copy.deepcopy(resource), notifications
 
     def delete(self, calendar_id: str, event_id: str) -> list[Notification]:
         calendar = self._store.calendar(calendar_id)
-        current, _ = self._current_or_instance(calendar, event_id)
+        current, _ = self.current_or_instance(calendar, event_id)
         if current.get("status") == "cancelled":
             raise GoogleError(410, "deleted", "Resource has been deleted")
         resource = copy.deepcopy(current)
         resource["status"] = "cancelled"
-        resource["sequence"] = int(current.get("sequence", 0)) + 1
-        notifications = self._commit(calendar, resource)
+        attendee = is_copy(current, calendar.id)
+        if attendee:  # only this copy goes; the organizer sees the attendee decline
+            for item in resource.get("attendees", []):
+                if str(item.get("email", "")).lower() == calendar.id.lower():
+                    item["responseStatus"] = "declined"
+        else:
+            resource["sequence"] = int(current.get("sequence", 0)) + 1
+        notifications = self.commit(calendar, resource)
         if "recurrence" in current:
             notifications += self._cancel_exceptions(calendar, event_id)
+        if attendee:
+            notifications += self.copies.answer(calendar, current, resource)
         return notifications
 
     def _cancel_exceptions(self, calendar: CalendarRecord, series_id: str) -> list[Notification]:
@@ -134,10 +152,10 @@ class Events:
             if event.resource.get("recurringEventId") == series_id and not event.cancelled:
                 resource = copy.deepcopy(event.resource)
                 resource["status"] = "cancelled"
-                notifications += self._commit(calendar, resource)
+                notifications += self.commit(calendar, resource)
         return notifications
 
-    def _current_or_instance(self, calendar: CalendarRecord, event_id: str) -> tuple[dict[str, Any], bool]:
+    def current_or_instance(self, calendar: CalendarRecord, event_id: str) -> tuple[dict[str, Any], bool]:
         """The stored event, or an unmodified instance of a series (then True: not yet stored)."""
         event = calendar.events.get(event_id)
         if event is not None:
@@ -147,7 +165,10 @@ class Events:
             raise not_found()
         return instance, True
 
-    def _commit(self, calendar: CalendarRecord, resource: dict[str, Any]) -> list[Notification]:
+    def commit(
+        self, calendar: CalendarRecord, resource: dict[str, Any], *, propagate: bool = True
+    ) -> list[Notification]:
+        """Store one event's new state; an organizer's write then reaches the copies (``propagate``)."""
         calendar.last_updated_ms = max(self._store.now_ms(), calendar.last_updated_ms + 1)
         calendar.seq += 1
         stamp = format_ms(calendar.last_updated_ms)
@@ -166,7 +187,12 @@ class Events:
         calendar.change_ids.append(event_id)
         self._store.save_calendar(calendar)
         self._store.save_event(calendar, event_id)
-        return self._channels.notify(calendar.id, "exists")
+        notifications = self._channels.notify(calendar.id, "exists")
+        before = None if previous is None else previous.resource
+        guests = resource.get("attendees") or (before is not None and before.get("attendees"))
+        if propagate and guests and not is_copy(resource, calendar.id):
+            notifications += self.copies.sync(calendar, before, resource)
+        return notifications
 
 
 def _instance(calendar: CalendarRecord, event_id: str) -> dict[str, Any] | None:

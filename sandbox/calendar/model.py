@@ -4,7 +4,8 @@
 the modules that hold each resource's rules over one Store (sandbox/calendar/store.py):
 
 - events.py: event writes and reads, recurring instances, the change log
-  (event_rules.py: what makes a resource valid, patch merge, conferenceData);
+  (event_rules.py: what makes a resource valid, patch merge, conferenceData; copies.py:
+  attendees' copies of an event, and events.move);
 - listing.py: events.list and events.instances, full and incremental (tokens.py: sync and
   page tokens);
 - channels.py: watch channels and the notifications each change owes them;
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.calendar.access import Access, User
+from sandbox.calendar.access import Access, Role, User
 from sandbox.calendar.channels import Channels, Notification
 from sandbox.calendar.events import Events
 from sandbox.calendar.listing import Listings, ListPage, ListQuery
@@ -44,9 +45,9 @@ class CalendarModel:
         self.default_owner = default_owner
         self._store = Store(clock, persistence)
         self._channels = Channels(self._store, allow_remote_webhooks=allow_remote_webhooks)
-        self._events = Events(self._store, self._channels)
-        self._listings = Listings(self._store)
         self.access = Access()
+        self._events = Events(self._store, self._channels, self.access.is_user)
+        self._listings = Listings(self._store)
 
     @property
     def allow_remote_webhooks(self) -> bool:
@@ -73,11 +74,11 @@ class CalendarModel:
 
     def add_user(self, email: str, name: str = "") -> User:
         """A sandbox user, with their primary calendar (its id is their email)."""
-        with self._store.lock:
+        with self._store.writing():
             user = self.access.add_user(email, name)
+            self._store.save_user(email, name)
             if email not in self._store.calendars:
-                with self._store.writing():
-                    self._store.new_calendar(email, email)
+                self._store.new_calendar(email, email)
             return user
 
     def invalidate_sync_tokens(self, calendar_id: str) -> None:
@@ -85,7 +86,9 @@ class CalendarModel:
             self._listings.invalidate_sync_tokens(calendar_id)
 
     def reset(self) -> None:
-        self._store.reset()
+        with self._store.lock:
+            self._store.reset()
+            self.access.clear()
 
     def load(
         self,
@@ -96,6 +99,55 @@ class CalendarModel:
     ) -> None:
         """Rebuild the state a Persistence saved (``--db``)."""
         self._store.load(meta, calendars, events, channels)
+
+    # -- users and ACLs (sandbox/calendar/access.py) ---------------------------------------------
+
+    def user(self, email: str) -> User | None:
+        with self._store.lock:
+            return self.access.users.get(email)
+
+    def role(self, calendar_id: str, email: str) -> Role | None:
+        """``email``'s role on the calendar; None if there is no such calendar."""
+        with self._store.lock:
+            calendar = self._store.calendars.get(calendar_id)
+            return None if calendar is None else self.access.role(calendar_id, email, calendar.owner)
+
+    def acl(self, calendar_id: str) -> list[tuple[str, Role]]:
+        """The calendar's rules, its owner's first (404 if there is no such calendar)."""
+        with self._store.lock:
+            owner = self._store.calendar(calendar_id).owner.lower()
+            rules = self.access.acl.get(calendar_id, {})
+            return [(owner, Role.OWNER), *((email, rules[email]) for email in sorted(rules) if email != owner)]
+
+    def grant(self, calendar_id: str, email: str, role: Role) -> None:
+        with self._store.writing():
+            self._store.calendar(calendar_id)
+            self.access.grant(calendar_id, email, role)
+            self._store.save_acl(calendar_id, email.lower(), role.wire)
+
+    def revoke(self, calendar_id: str, email: str) -> bool:
+        with self._store.writing():
+            found = self.access.revoke(calendar_id, email)
+            self._store.save_acl(calendar_id, email.lower(), None)
+            return found
+
+    def calendars_of(self, email: str) -> dict[str, Role]:
+        """The calendars ``email`` owns or is shared, with its role on each (calendarList)."""
+        with self._store.lock:
+            mine = email.lower()
+            owned = {cid: Role.OWNER for cid, cal in self._store.calendars.items() if cal.owner.lower() == mine}
+            shared = self.access.shared_with(email)
+            return {**{cid: role for cid, role in shared.items() if cid in self._store.calendars}, **owned}
+
+    def load_access(self, users: list[tuple[str, str]], rules: list[tuple[str, str, str]]) -> None:
+        """Rebuild the users and ACLs a Persistence saved (``--db``)."""
+        with self._store.lock:
+            for email, name in users:
+                self.access.add_user(email, name)
+            for calendar_id, email, role in rules:
+                parsed = Role.parse(role)
+                if parsed is not None:
+                    self.access.grant(calendar_id, email, parsed)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -127,6 +179,11 @@ class CalendarModel:
     def delete(self, calendar_id: str, event_id: str) -> list[Notification]:
         with self._store.writing():
             return self._events.delete(calendar_id, event_id)
+
+    def move(self, calendar_id: str, event_id: str, destination: str) -> tuple[dict[str, Any], list[Notification]]:
+        """events.move: the organizer's event to another calendar (sandbox/calendar/copies.py)."""
+        with self._store.writing():
+            return self._events.copies.move(calendar_id, event_id, destination)
 
     def get(self, calendar_id: str, event_id: str) -> dict[str, Any]:
         with self._store.lock:

@@ -2,8 +2,9 @@
 
 Every mutation is committed before the API answers, so a sandbox killed at any moment comes
 back with every write it acknowledged: calendars, events (with their change sequence, so
-sync tokens issued before the restart keep working) and channels. Deliveries in flight,
-fault rules and the request journal live in memory only.
+sync tokens issued before the restart keep working), channels, users and ACL rules. Deliveries
+in flight, fault rules and the request journal live in memory only. A file written before the
+users and acl tables existed loads as it is (they are created empty).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ CREATE TABLE IF NOT EXISTS channels (
     id TEXT PRIMARY KEY, calendar_id TEXT NOT NULL, resource_id TEXT NOT NULL,
     resource_uri TEXT NOT NULL, address TEXT NOT NULL, token TEXT, expiration_ms INTEGER NOT NULL,
     state TEXT NOT NULL, next_number INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS users (email TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acl (
+    calendar_id TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (calendar_id, email));
 """
 
 
@@ -48,6 +52,14 @@ class SqlitePersistence:
         channels = [dict(row) for row in self._db.execute("SELECT * FROM channels")]
         return (None if meta is None else str(meta[0])), calendars, events, channels
 
+    def load_access(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """The users (email, name) and ACL rules (calendar id, email, role) saved."""
+        users = [(str(row[0]), str(row[1])) for row in self._db.execute("SELECT email, name FROM users")]
+        rules = [
+            (str(r[0]), str(r[1]), str(r[2])) for r in self._db.execute("SELECT calendar_id, email, role FROM acl")
+        ]
+        return users, rules
+
     def save_meta(self, nonce: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('nonce', ?)", (nonce,))
 
@@ -66,11 +78,23 @@ class SqlitePersistence:
             row,
         )
 
+    def save_user(self, email: str, name: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (email, name))
+
+    def save_acl(self, calendar_id: str, email: str, role: str | None) -> None:
+        if role is None:
+            self._db.execute("DELETE FROM acl WHERE calendar_id = ? AND email = ?", (calendar_id, email))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO acl VALUES (?, ?, ?)", (calendar_id, email, role))
+
     def commit(self) -> None:
         self._db.commit()
 
     def clear(self) -> None:
-        self._db.executescript("DELETE FROM meta; DELETE FROM calendars; DELETE FROM events; DELETE FROM channels;")
+        self._db.executescript(
+            "DELETE FROM meta; DELETE FROM calendars; DELETE FROM events; DELETE FROM channels;"
+            " DELETE FROM users; DELETE FROM acl;"
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -1,9 +1,17 @@
 """How the Calendar sandbox serves a request, whatever the resource.
 
-Every API request is checked against the bearer tokens (when any are configured), then the
-fault rules, then served; it is journaled and logged as one structured line either way. Here
-too: reading bodies (with size limits), query parameters, and writing JSON answers and
-Google-shaped errors. The routes of each resource live in sandbox/calendar/routes/.
+Every API request is authenticated (when auth is on), then checked against the fault rules,
+then served; it is journaled (with the principal it acted for, never its token) and logged as
+one structured line either way. Here too: what a route asks before it touches a calendar
+(``calendar_for``: ``primary`` resolved, the caller's role and scopes checked), reading bodies
+(with size limits), query parameters, and writing JSON answers and Google-shaped errors. The
+routes of each resource live in sandbox/calendar/routes/.
+
+Auth is on with ``require_auth`` or when static ``auth_tokens`` are given: every
+``/calendar/v3/`` call then needs ``Authorization: Bearer TOKEN`` that ``authenticator``
+accepts (by default an access token the sandbox's own OAuth server issued, to a user who
+consented or to a service account, then the static tokens), else Google's 401 ``authError``. With auth off, calls act
+for nobody: ``primary`` is the default owner's calendar and nothing is checked.
 """
 
 from __future__ import annotations
@@ -21,11 +29,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandbox.calendar.errors import GoogleError, error_body
+from sandbox.calendar.access import Need, Role, check
+from sandbox.calendar.errors import GoogleError, error_body, not_found
+from sandbox.calendar.identity import GoogleIdentity
 from sandbox.calendar.model import CalendarModel, ListQuery
 from sandbox.calendar.notify import RetryPolicy
 from sandbox.clock import Clock
 from sandbox.faults import Faults
+from sandbox.identity import AnyOf, Authenticator, Principal, StaticTokens, TokenRefused
 from sandbox.journal import Journal
 
 __all__ = [
@@ -34,6 +45,7 @@ __all__ = [
     "Handler",
     "admin",
     "api",
+    "calendar_for",
     "cdv",
     "http_error",
     "json_answer",
@@ -60,9 +72,22 @@ class CalendarSandbox:
     journal: Journal = field(default_factory=Journal)
     auth_tokens: Mapping[str, str] = field(default_factory=dict)  # bearer token -> user email
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    authenticator: Authenticator | None = None  # None: tokens the sandbox issued, then auth_tokens
+    require_auth: bool = False  # on by itself when auth_tokens are given
+    token_ttl_s: int = 3600  # how long an access token the sandbox issues lasts
+    identity: GoogleIdentity = field(init=False)  # Google's OAuth, service accounts and ID tokens
+
+    def __post_init__(self) -> None:
+        self.identity = GoogleIdentity(self.clock, is_user=self.model.access.is_user, token_ttl_s=self.token_ttl_s)
+        if self.authenticator is None:
+            self.authenticator = AnyOf(self.identity.oauth, StaticTokens(self.auth_tokens))
+
+    @property
+    def auth_on(self) -> bool:
+        return self.require_auth or bool(self.auth_tokens)
 
 
-Handler = Callable[[Request, str | None], Awaitable[Response]]
+Handler = Callable[[Request, Principal | None], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -77,8 +102,9 @@ def api(sandbox: CalendarSandbox, handler: Handler) -> Endpoint:
 
 async def _serve(sandbox: CalendarSandbox, request: Request, handler: Handler) -> Response:
     started = time.perf_counter()
+    principal: Principal | None = None
     try:
-        user = _authenticate(sandbox, request)
+        principal = _authenticate(sandbox, request)
         rule = sandbox.faults.match(request.method, request.url.path)
         if rule is not None and rule.latency_ms:
             await asyncio.sleep(rule.latency_ms / 1000)
@@ -87,17 +113,20 @@ async def _serve(sandbox: CalendarSandbox, request: Request, handler: Handler) -
             if rule.retry_after is not None:
                 response.headers["Retry-After"] = str(rule.retry_after)
         else:
-            response = await handler(request, user)
+            response = await handler(request, principal)
     except GoogleError as err:
         response = _error(err)
     except Exception:
         log.exception("request failed", method=request.method, path=request.url.path)
         response = _error(GoogleError(500, "backendError", "Backend Error"))
-    _record(sandbox, request, response.status_code, started)
+    _record(sandbox, request, response.status_code, started, principal)
     return response
 
 
-def _record(sandbox: CalendarSandbox, request: Request, status: int, started: float) -> None:
+def _record(
+    sandbox: CalendarSandbox, request: Request, status: int, started: float, principal: Principal | None
+) -> None:
+    who = None if principal is None else principal.describe()
     query = {key: values if len(values) > 1 else values[0] for key, values in _params(request).items()}
     sandbox.journal.record(
         {
@@ -105,6 +134,7 @@ def _record(sandbox: CalendarSandbox, request: Request, status: int, started: fl
             "path": request.url.path,
             "query": query,
             "status": status,
+            "principal": who,
             "at": sandbox.clock.now().isoformat(),
         }
     )
@@ -113,24 +143,48 @@ def _record(sandbox: CalendarSandbox, request: Request, status: int, started: fl
         method=request.method,
         path=request.url.path,
         status=status,
+        principal=who,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
 
 
-def _authenticate(sandbox: CalendarSandbox, request: Request) -> str | None:
-    if not sandbox.auth_tokens:
+def _authenticate(sandbox: CalendarSandbox, request: Request) -> Principal | None:
+    if not sandbox.auth_on:
         return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    user = sandbox.auth_tokens.get(token) if scheme.lower() == "bearer" else None
-    if user is None:
-        raise GoogleError(
-            401,
-            "authError",
-            "Invalid Credentials",
-            location="Authorization",
-            location_type="header",
-        )
-    return user
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _invalid_credentials()
+    authenticator = sandbox.authenticator if sandbox.authenticator is not None else StaticTokens(sandbox.auth_tokens)
+    try:
+        return authenticator.authenticate(token)
+    except TokenRefused as refused:
+        log.info("token refused", path=request.url.path, reason=refused.reason)
+        raise _invalid_credentials() from None
+
+
+def _invalid_credentials() -> GoogleError:
+    return GoogleError(401, "authError", "Invalid Credentials", location="Authorization", location_type="header")
+
+
+def calendar_for(sandbox: CalendarSandbox, request: Request, principal: Principal | None, need: Need) -> str:
+    """The calendar a request addresses (``primary`` resolved), once the principal it acts for
+    may do what ``need`` says there (nothing is checked without a principal). A calendar that
+    does not exist is a 404, except a principal's own primary calendar on a write: it is
+    created on first use, as without auth."""
+    model = sandbox.model
+    calendar_id = model.resolve(request.path_params["calendarId"], None if principal is None else principal.email)
+    if principal is None:
+        return calendar_id
+    role = model.role(calendar_id, principal.email)
+    if role is None:
+        if need.role >= Role.WRITER and calendar_id.lower() == principal.email.lower():
+            role = Role.OWNER
+        else:
+            check(need, Role.OWNER, principal.scopes)  # a scope refusal comes first, as Google's does
+            raise not_found()
+    check(need, role, principal.scopes)
+    return calendar_id
 
 
 def admin(handler: Endpoint) -> Endpoint:

@@ -30,6 +30,8 @@ class Persistence(Protocol):
     def save_calendar(self, row: dict[str, Any]) -> None: ...
     def save_event(self, calendar_id: str, event_id: str, seq: int, created_seq: int, resource: str) -> None: ...
     def save_channel(self, row: dict[str, Any]) -> None: ...
+    def save_user(self, email: str, name: str) -> None: ...
+    def save_acl(self, calendar_id: str, email: str, role: str | None) -> None: ...  # None: removed
     def commit(self) -> None: ...
     def clear(self) -> None: ...
 
@@ -161,6 +163,14 @@ class Store:
     def save_channel(self, channel: ChannelRecord) -> None:
         if self._persistence is not None:
             self._persistence.save_channel(channel.row())
+
+    def save_user(self, email: str, name: str) -> None:
+        if self._persistence is not None:
+            self._persistence.save_user(email, name)
+
+    def save_acl(self, calendar_id: str, email: str, role: str | None) -> None:
+        if self._persistence is not None:
+            self._persistence.save_acl(calendar_id, email, role)
 
     def flush(self) -> None:
         if self._persistence is not None:

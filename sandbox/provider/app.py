@@ -3,9 +3,21 @@
 The OpenAPI spec is at ``/openapi.json`` (docs at ``/docs``). Admin routes, outside the spec:
 ``POST /_sandbox/faults`` (``{"method", "path", "status", "probability", "count",
 "retry_after", "latency_ms"}``, keys optional except path), ``GET|DELETE /_sandbox/faults``,
-``POST /_sandbox/reset`` and ``GET /_sandbox/requests``, a JSON list of
-``{method, path, idempotency_key, status, at}`` for every ``/v1`` request, so tests can count
-calls. Injected 429 and 503 answers carry ``Retry-After`` (1 s unless the rule says).
+``POST /_sandbox/reset`` (conferences, faults, journal and vendor users gone, users' grants
+ended; OAuth clients stay) and ``GET /_sandbox/requests``, a JSON list of
+``{method, path, idempotency_key, status, principal, at}`` for every ``/v1`` request, so tests
+can count calls. Injected 429 and 503 answers carry ``Retry-After`` (1 s unless the rule says).
+The vendor's account routes (users, OAuth clients, a user disconnecting the app, the clock
+tokens expire by) are listed in sandbox/provider/routes.py.
+
+Who calls: the app's API key (the app itself: it sees every conference, and those it creates
+belong to no user, ``"owner": null``), or a vendor user's OAuth access token (sandbox/provider/
+accounts.py; endpoints and admin routes in sandbox/provider/routes.py): the call acts for that
+user, a create lands in their account (``"owner": EMAIL``) and another account's conference
+is a 404. An expired or revoked access token gets 401 ``{"error": {"code": "invalid_token",
+...}}`` with ``WWW-Authenticate: Bearer error="invalid_token"``; a missing or unknown one the
+401 ``unauthenticated`` it always got. The journal's ``principal`` says whom each call acted
+for (``app``, ``user:EMAIL``, or null when nobody was authenticated), never with what token.
 
 FastAPI declares every route and answers every request it is given. A well-formed PATCH or
 DELETE of a conference (the calls publishers make, thousands a second in benchmarks) takes a
@@ -18,25 +30,27 @@ FastAPI, which answers it, errors included, as it always did.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from datetime import date as datetime_date
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
+from sandbox.clock import Clock
 from sandbox.faults import Faults
+from sandbox.identity import Principal, PrincipalKind, TokenRefused
 from sandbox.journal import Journal
+from sandbox.provider.accounts import VendorAccounts, journal_name
+from sandbox.provider.models import ConferenceView, CreateConference, CreatedConference, PatchConference, errors
+from sandbox.provider.routes import account_routes
 from sandbox.provider.store import Answer, ProviderStore, error
 
 __all__ = ["ProviderSandbox", "create_app"]
@@ -45,130 +59,47 @@ AUTHENTICATION_URL = "https://mywebconf.test/oauth/authorize"
 _ID_CHARS = r"[A-Za-z0-9_-]{1,64}"
 _ID = f"^{_ID_CHARS}$"
 _KEY = r"^[\x21-\x7e]{1,255}$"
-_TEXT = 1024
-_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key>")
+_BEARER = HTTPBearer(auto_error=False, description="Authorization: Bearer <api key or a user's access token>")
+_PRINCIPAL = "confsync.principal"  # the scope key _Gate leaves the caller's Principal under
 ConferenceId = Annotated[str, Path(pattern=_ID)]
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", pattern=_KEY)]
 
 
 @dataclass
 class ProviderSandbox:
+    """``token_ttl_s``: how long a user's access token lives; ``refresh_grace_s``: how long a
+    refresh token still works once a refresh has replaced it."""
+
     store: ProviderStore
     api_key: str
     faults: Faults = field(default_factory=Faults)
     journal: Journal = field(default_factory=Journal)
+    clock: Clock = field(default_factory=Clock)
+    token_ttl_s: int = 3600
+    refresh_grace_s: float = 30.0
+    accounts: VendorAccounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = VendorAccounts(
+            self.store,
+            self.api_key,
+            self.clock,
+            token_ttl_s=self.token_ttl_s,
+            refresh_grace_s=self.refresh_grace_s,
+        )
 
 
-# -- the wire models: what the OpenAPI spec shows ------------------------------------------------
+def _acting_user(request: Request) -> str | None:
+    """The user a /v1 call acts for (None: the app's API key)."""
+    return _user_of(request.scope)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _user_of(scope: Scope) -> str | None:
+    principal: Principal | None = scope.get(_PRINCIPAL)
+    return None if principal is None or principal.kind is PrincipalKind.APP else principal.email
 
 
-def _rfc3339(value: object) -> datetime:
-    """Only an RFC 3339 string with an offset (pydantic alone would also take a number)."""
-    if not isinstance(value, str):
-        raise ValueError("an RFC 3339 date-time string is required")  # noqa: TRY004 - pydantic turns only ValueError into a 422
-    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("z", "Z"))  # keep microseconds
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None or "T" not in text.upper():
-        raise ValueError("an RFC 3339 date-time with a UTC offset is required")
-    return parsed
-
-
-def _calendar_date(value: object) -> datetime_date:
-    if not isinstance(value, str) or len(value) != len("YYYY-MM-DD"):
-        raise ValueError("a YYYY-MM-DD date string is required")
-    return datetime_date.fromisoformat(value)
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})]
-CalendarDate = Annotated[
-    datetime_date, BeforeValidator(_calendar_date), WithJsonSchema({"type": "string", "format": "date"})
-]
-
-
-class TimedEventTime(_Strict):
-    """A moment, shaped like Calendar's ``{"dateTime", "timeZone"}``."""
-
-    dateTime: Timestamp  # noqa: N815 - Calendar's field names
-    timeZone: str | None = Field(default=None, max_length=64)  # noqa: N815
-
-
-class AllDayEventTime(_Strict):
-    """An all-day date, shaped like Calendar's ``{"date"}``."""
-
-    date: CalendarDate
-
-
-EventTime = TimedEventTime | AllDayEventTime
-
-
-Emails = Annotated[list[Annotated[str, Field(min_length=3, max_length=320)]], Field(max_length=2000)]
-
-
-class CreateConference(_Strict):
-    calendar_id: str = Field(min_length=1, max_length=_TEXT)
-    event_id: str = Field(min_length=1, max_length=_TEXT)
-    request_id: str = Field(min_length=1, max_length=_TEXT)
-    summary: str | None = Field(default=None, max_length=65536)
-    start: EventTime | None = None
-    end: EventTime | None = None
-    attendees: Emails = Field(default_factory=list)
-    organizer: str | None = Field(default=None, max_length=320)
-
-
-class PatchConference(_Strict):
-    event_updated: Timestamp
-    summary: str | None = Field(default=None, max_length=65536)
-    start: EventTime | None = None
-    end: EventTime | None = None
-    attendees: Emails | None = None
-    organizer: str | None = Field(default=None, max_length=320)
-    recurrence: Annotated[list[Annotated[str, Field(max_length=_TEXT)]], Field(max_length=100)] | None = None
-    html_link: str | None = Field(default=None, max_length=4096)
-
-
-class CreatedConference(BaseModel):
-    id: str
-    video_uri: str
-    passcode: str
-    phone_number: str
-    phone_pin: str
-    admin_email: str
-    legal_notice: str
-    version: int
-
-
-class ConferenceView(CreatedConference):
-    calendar_id: str
-    event_id: str
-    summary: str | None = None
-    start: dict[str, str] | None = None
-    end: dict[str, str] | None = None
-    attendees: list[str] = []
-    organizer: str | None = None
-    recurrence: list[str] | None = None
-    html_link: str | None = None
-    state: str
-    updated_at: str
-    last_event_updated: str | None = None
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-    retryable: bool
-    authentication_url: str | None = None
-
-
-class ErrorBody(BaseModel):
-    error: ErrorDetail
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in (400, 401, 422, 429, 503, *codes)}
+ActingUser = Annotated[str | None, Depends(_acting_user)]
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -193,41 +124,43 @@ def create_app(sandbox: ProviderSandbox, *, shortcut: bool = True) -> FastAPI:
         response_model=CreatedConference,
         responses={
             200: {"model": CreatedConference, "description": "The conference already created for this request_id."},
-            **_errors(),
+            **errors(),
         },
         dependencies=authorized,
     )
-    async def create_conference(request: CreateConference) -> Response:
+    async def create_conference(request: CreateConference, user: ActingUser) -> Response:
         body = request.model_dump(mode="json")
-        return _answer(store.create(body, _now()))
+        return _answer(store.create(body, _now(), owner=user))
 
     @app.get(
         "/v1/conferences/{conference_id}",
         response_model=ConferenceView,
-        responses=_errors(404),
+        responses=errors(404),
         dependencies=authorized,
     )
-    async def get_conference(conference_id: ConferenceId) -> Response:
-        return _answer(store.get(conference_id))
+    async def get_conference(conference_id: ConferenceId, user: ActingUser) -> Response:
+        return _answer(store.get(conference_id, as_user=user))
 
     @app.patch(
         "/v1/conferences/{conference_id}",
         response_model=ConferenceView,
-        responses=_errors(404, 409),
+        responses=errors(404, 409),
         dependencies=authorized,
     )
     async def patch_conference(
-        conference_id: ConferenceId, request: PatchConference, idempotency_key: IdempotencyKey
+        conference_id: ConferenceId, request: PatchConference, idempotency_key: IdempotencyKey, user: ActingUser
     ) -> Response:
-        return _answer(_patch(store, conference_id, idempotency_key, request))
+        return _answer(_patch(store, conference_id, idempotency_key, request, user))
 
-    @app.delete("/v1/conferences/{conference_id}", status_code=204, responses=_errors(404), dependencies=authorized)
-    async def delete_conference(conference_id: ConferenceId, idempotency_key: IdempotencyKey) -> Response:
-        return _answer(store.delete(conference_id, idempotency_key, _now()))
+    @app.delete("/v1/conferences/{conference_id}", status_code=204, responses=errors(404), dependencies=authorized)
+    async def delete_conference(
+        conference_id: ConferenceId, idempotency_key: IdempotencyKey, user: ActingUser
+    ) -> Response:
+        return _answer(store.delete(conference_id, idempotency_key, _now(), as_user=user))
 
     @app.post("/_sandbox/reset", include_in_schema=False)
     async def reset() -> Response:
-        store.reset()
+        sandbox.accounts.reset()
         sandbox.faults.clear()
         sandbox.journal.clear()
         return JSONResponse({"reset": True})
@@ -264,20 +197,21 @@ def create_app(sandbox: ProviderSandbox, *, shortcut: bool = True) -> FastAPI:
             response.headers["Allow"] = ", ".join(_methods_for(app, request.url.path))
         return response
 
+    app.router.routes.extend(account_routes(sandbox.accounts))  # plain routes: not in the spec
     app.add_middleware(_Gate, sandbox=sandbox, shortcut=shortcut)
     return app
 
 
-def _patch(store: ProviderStore, conference_id: str, key: str, request: PatchConference) -> Answer:
+def _patch(store: ProviderStore, conference_id: str, key: str, request: PatchConference, user: str | None) -> Answer:
     changes = request.model_dump(mode="json", exclude_unset=True)
     changes.pop("event_updated")
-    return store.patch(conference_id, key, changes, request.event_updated, _now())
+    return store.patch(conference_id, key, changes, request.event_updated, _now(), as_user=user)
 
 
 def _methods_for(app: FastAPI, path: str) -> list[str]:
     methods: set[str] = set()
     for route in app.routes:
-        if isinstance(route, APIRoute) and route.path_regex.match(path):
+        if isinstance(route, Route) and route.path_regex.match(path):  # FastAPI's, and the OAuth ones
             methods |= route.methods or set()
     return sorted(methods)
 
@@ -302,20 +236,26 @@ _REASONS = {429: "rate_limited", 500: "internal", 502: "bad_gateway", 503: "unav
 
 
 class _Gate:
-    """Pure ASGI middleware in front of /v1: faults, then the API key, then the app; journals each."""
+    """Pure ASGI middleware in front of /v1: faults, then the bearer token, then the app; journals
+    each with the principal it acted for."""
 
     def __init__(
         self, app: Callable[[Scope, Receive, Send], Awaitable[None]], sandbox: ProviderSandbox, *, shortcut: bool
     ) -> None:
         self._app = app
         self._sandbox = sandbox
-        self._expected = f"bearer {sandbox.api_key}".encode()
         self._shortcut = shortcut
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _principal(self, scope: Scope) -> Principal | TokenRefused:
+        """Whom the call acts for, or why its bearer token is refused."""
         given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
         scheme, _, token = given.partition(b" ")
-        return hmac.compare_digest(scheme.lower() + b" " + token, self._expected)
+        if scheme.lower() != b"bearer" or not token:
+            return TokenRefused("no bearer token")
+        try:
+            return self._sandbox.accounts.authenticate(token)
+        except TokenRefused as refused:
+            return refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
@@ -324,6 +264,7 @@ class _Gate:
         method, path = scope["method"], scope["path"]
         key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"idempotency-key"), None)
         status = 500
+        principal = self._principal(scope)
         rule = self._sandbox.faults.match(method, path)
         if rule is not None and rule.latency_ms:
             await asyncio.sleep(rule.latency_ms / 1000)
@@ -332,10 +273,11 @@ class _Gate:
                 status = rule.status
                 await _send_fault(send, rule.status, rule.reason, rule.retry_after)
                 return
-            if not self._authorized(scope):
+            if isinstance(principal, TokenRefused):
                 status = 401
-                await _send_json(send, 401, _UNAUTHENTICATED)
+                await _send_refusal(send, principal)
                 return
+            scope[_PRINCIPAL] = principal
 
             async def recording_send(message: Message) -> None:
                 nonlocal status
@@ -350,8 +292,16 @@ class _Gate:
                     return
             await self._app(scope, receive, recording_send)
         finally:
+            who = None if isinstance(principal, TokenRefused) else journal_name(principal)
             self._sandbox.journal.record(
-                {"method": method, "path": path, "idempotency_key": key, "status": status, "at": _now().isoformat()}
+                {
+                    "method": method,
+                    "path": path,
+                    "idempotency_key": key,
+                    "status": status,
+                    "principal": who,
+                    "at": _now().isoformat(),
+                }
             )
 
     async def _try_shortcut(self, scope: Scope, receive: Receive, key: str | None) -> tuple[Answer | None, Receive]:
@@ -364,9 +314,9 @@ class _Gate:
         found = _CONFERENCE.fullmatch(scope["path"])
         if found is None or key is None or _KEY_PATTERN.fullmatch(key) is None or method not in ("PATCH", "DELETE"):
             return None, receive
-        store = self._sandbox.store
+        store, user = self._sandbox.store, _user_of(scope)
         if method == "DELETE":
-            return store.delete(found[1], key, _now()), receive
+            return store.delete(found[1], key, _now(), as_user=user), receive
         if not _is_json(scope):
             return None, receive
         messages, body = await _read_body(receive)
@@ -375,7 +325,7 @@ class _Gate:
             request = PatchConference.model_validate(json.loads(body))
         except Exception:  # noqa: BLE001 - what the shortcut does not accept, FastAPI answers
             return None, replay
-        return _patch(store, found[1], key, request), replay
+        return _patch(store, found[1], key, request, user), replay
 
 
 _CONFERENCE = re.compile(f"/v1/conferences/({_ID_CHARS})")
@@ -412,6 +362,21 @@ _UNAUTHENTICATED = {
         "authentication_url": AUTHENTICATION_URL,
     }
 }
+
+
+_GONE = {"expired token": "the access token expired", "revoked token": "the access token was revoked"}
+
+
+async def _send_refusal(send: Send, refused: TokenRefused) -> None:
+    """401: a token that expired or was revoked is RFC 6750's invalid_token (refresh it, or
+    sign the user in again); no token or an unknown one is unauthenticated, as it always was."""
+    message = _GONE.get(refused.reason)
+    if message is None:
+        await _send_json(send, 401, _UNAUTHENTICATED)
+        return
+    body = {"error": {**_UNAUTHENTICATED["error"], "code": "invalid_token", "message": message}}
+    challenge = f'Bearer error="invalid_token", error_description="{message}"'
+    await _send_json(send, 401, body, [(b"www-authenticate", challenge.encode())])
 
 
 async def _send_fault(send: Send, status: int, reason: str | None, retry_after: int | None) -> None:

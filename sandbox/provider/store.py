@@ -5,6 +5,12 @@ transaction: idempotent create on ``request_id``; PATCH and DELETE answered once
 (method, conference, Idempotency-Key) and replayed from the record afterwards; a PATCH
 whose ``event_updated`` is older than the stored one refused as ``stale``. With a file path
 the state survives restarts; ``:memory:`` keeps it for the life of the process.
+
+Vendor accounts live here too: the ``users`` table, and each conference's ``owner`` (the
+account a user's token created it in; NULL for one the app's API key created). A call made
+as a user (``as_user``) sees only that user's conferences: any other is "not found". The
+``request_id`` column is the create's idempotency key within its owner's account (a user's
+is stored as ``owner NUL request_id``), so two accounts never share a conference through it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
     body TEXT,
     PRIMARY KEY (method, conference_id, key)
 );
+CREATE TABLE IF NOT EXISTS users (
+    email TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
 """
 _PUBLIC = ("id", "video_uri", "passcode", "phone_number", "phone_pin", "admin_email", "legal_notice", "version")
 LEGAL_NOTICE = "Calls on My Web Conferencing may be recorded. See https://mywebconf.test/legal."
@@ -65,13 +75,16 @@ class ProviderStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(conferences)")}
+        if "owner" not in columns:  # a file from before vendor accounts
+            self._db.execute("ALTER TABLE conferences ADD COLUMN owner TEXT")
         self._lock = threading.Lock()
 
-    def create(self, request: dict[str, Any], now: datetime) -> Answer:
+    def create(self, request: dict[str, Any], now: datetime, *, owner: str | None = None) -> Answer:
+        """A conference in ``owner``'s account (None: the app's own, no account)."""
+        scoped = request["request_id"] if owner is None else f"{owner}\x00{request['request_id']}"
         with self._lock, self._transaction():
-            row = self._db.execute(
-                "SELECT * FROM conferences WHERE request_id = ?", (request["request_id"],)
-            ).fetchone()
+            row = self._db.execute("SELECT * FROM conferences WHERE request_id = ?", (scoped,)).fetchone()
             if row is not None:
                 return Answer(200, _created(_view(row)))
             conference_id = "cnf_" + secrets.token_hex(10)
@@ -87,22 +100,32 @@ class ProviderStore:
             }
             stamp = _stamp(now)
             self._db.execute(
-                "INSERT INTO conferences VALUES (?, ?, ?, 'active', 1, ?, NULL)",
-                (conference_id, request["request_id"], json.dumps(data), stamp),
+                "INSERT INTO conferences (id, request_id, data, state, version, updated_at, owner)"
+                " VALUES (?, ?, ?, 'active', 1, ?, ?)",
+                (conference_id, scoped, json.dumps(data), stamp, owner),
             )
             return Answer(201, _created({**data, "version": 1}))
 
-    def get(self, conference_id: str) -> Answer:
+    def get(self, conference_id: str, *, as_user: str | None = None) -> Answer:
         with self._lock:
             row = self._db.execute("SELECT * FROM conferences WHERE id = ?", (conference_id,)).fetchone()
-        if row is None:
+        if row is None or _hidden(row, as_user):
             return error(404, "not_found", f"no conference {conference_id}")
         return Answer(200, _view(row))
 
-    def patch(
-        self, conference_id: str, key: str, changes: dict[str, Any], event_updated: datetime, now: datetime
+    def patch(  # noqa: PLR0913 - the contract's inputs, and who asks
+        self,
+        conference_id: str,
+        key: str,
+        changes: dict[str, Any],
+        event_updated: datetime,
+        now: datetime,
+        *,
+        as_user: str | None = None,
     ) -> Answer:
         with self._lock, self._transaction():
+            if self._hidden_from(conference_id, as_user):
+                return error(404, "not_found", f"no conference {conference_id}")
             replay = self._replay("PATCH", conference_id, key)
             if replay is not None:
                 return replay
@@ -127,11 +150,19 @@ class ProviderStore:
             (json.dumps(data), version, updated_at, stamp, conference_id),
         )
         data.pop("request_id", None)
-        view = {"state": "active", "version": version, "updated_at": updated_at, "last_event_updated": stamp}
+        view = {
+            "owner": row["owner"],
+            "state": "active",
+            "version": version,
+            "updated_at": updated_at,
+            "last_event_updated": stamp,
+        }
         return Answer(200, {**data, **view})
 
-    def delete(self, conference_id: str, key: str, now: datetime) -> Answer:
+    def delete(self, conference_id: str, key: str, now: datetime, *, as_user: str | None = None) -> Answer:
         with self._lock, self._transaction():
+            if self._hidden_from(conference_id, as_user):
+                return error(404, "not_found", f"no conference {conference_id}")
             replay = self._replay("DELETE", conference_id, key)
             if replay is not None:
                 return replay
@@ -150,6 +181,25 @@ class ProviderStore:
         with self._lock, self._transaction():
             self._db.execute("DELETE FROM conferences")
             self._db.execute("DELETE FROM idempotency")
+            self._db.execute("DELETE FROM users")
+
+    # -- vendor accounts ---------------------------------------------------------------------
+
+    def add_user(self, email: str, now: datetime) -> bool:
+        """True if the account is new, False if it existed."""
+        with self._lock:
+            added = self._db.execute(
+                "INSERT OR IGNORE INTO users (email, created_at) VALUES (?, ?)", (email, _stamp(now))
+            )
+            return added.rowcount == 1
+
+    def has_user(self, email: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM users WHERE email = ?", (email,)).fetchone() is not None
+
+    def users(self) -> list[str]:
+        with self._lock:
+            return [row["email"] for row in self._db.execute("SELECT email FROM users ORDER BY email")]
 
     def count(self) -> int:
         with self._lock:
@@ -157,6 +207,13 @@ class ProviderStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _hidden_from(self, conference_id: str, as_user: str | None) -> bool:
+        """A conference that exists in another account than ``as_user``'s (never for the app)."""
+        if as_user is None:
+            return False
+        row = self._db.execute("SELECT owner FROM conferences WHERE id = ?", (conference_id,)).fetchone()
+        return row is not None and _hidden(row, as_user)
 
     def _replay(self, method: str, conference_id: str, key: str) -> Answer | None:
         row = self._db.execute(
@@ -194,11 +251,16 @@ def _view(row: sqlite3.Row) -> dict[str, Any]:
     data.pop("request_id", None)
     return {
         **data,
+        "owner": row["owner"],
         "state": row["state"],
         "version": row["version"],
         "updated_at": row["updated_at"],
         "last_event_updated": row["last_event_updated"],
     }
+
+
+def _hidden(row: sqlite3.Row, as_user: str | None) -> bool:
+    return as_user is not None and row["owner"] != as_user
 
 
 def _created(data: dict[str, Any]) -> dict[str, Any]:

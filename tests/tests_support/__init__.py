@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import httplib2
 import httpx
 from google.auth.credentials import AnonymousCredentials
+from google.oauth2.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 
@@ -74,9 +75,13 @@ class RunningCalendar(_SandboxAdmin):
     def api_endpoint(self) -> str:
         return f"{self.url}/calendar/v3/"
 
-    def service(self) -> Any:
-        """A google-api-python-client Calendar service pointed at this sandbox."""
-        http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))  # type: ignore[no-untyped-call]
+    def service(self, token: str | None = None) -> Any:
+        """A google-api-python-client Calendar service pointed at this sandbox; with ``token``, its
+        calls carry ``Authorization: Bearer TOKEN`` (a 401 is then an HttpError: nothing refreshes)."""
+        if token is None:
+            http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))  # type: ignore[no-untyped-call]
+        else:
+            http = AuthorizedHttp(Credentials(token=token), http=httplib2.Http(timeout=30), refresh_status_codes=())
         service = build(
             "calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": self.api_endpoint}
         )

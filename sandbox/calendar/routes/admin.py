@@ -1,6 +1,9 @@
 """Admin and fault injection under ``/_sandbox/`` (never under ``/calendar/v3``).
 
 ``POST /_sandbox/reset``, ``POST /_sandbox/calendars`` ``{"id", "owner"?}``,
+``POST /_sandbox/users`` ``{"email", "name"?}`` (a user and their primary calendar: 201 with
+the user; the same user again is 200 with it, unchanged; the same email with another name is
+409), ``GET /_sandbox/users``,
 ``POST /_sandbox/calendars/{calendarId}/invalidate-sync-tokens``,
 ``POST /_sandbox/calendars/{calendarId}/bulk-insert`` ``{"events": [...]}`` (seeding),
 ``POST|GET|DELETE /_sandbox/faults``, ``GET /_sandbox/channels``, ``GET /_sandbox/requests``,
@@ -11,15 +14,34 @@ delivered twice with the same message number, as Google may),
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.calendar.access import is_email
 from sandbox.calendar.errors import GoogleError
+from sandbox.calendar.model import CalendarModel
 from sandbox.calendar.notify import Notifier
 from sandbox.calendar.serving import CalendarSandbox, admin, read_admin_body
 
 __all__ = ["admin_routes"]
+
+
+def _add_user(model: CalendarModel, data: dict[str, Any]) -> Response:
+    email, name = data.get("email"), data.get("name", "")
+    if not isinstance(email, str) or not is_email(email):
+        raise GoogleError(400, "invalid", "email: a valid email address is required", location="email")
+    if not isinstance(name, str):
+        raise GoogleError(400, "invalid", "name: a string", location="name")
+    email = email.lower()
+    existing = model.user(email)
+    if existing is not None:
+        if name and name != existing.name:
+            raise GoogleError(409, "duplicate", f"user {email} exists with another name")
+        return JSONResponse(existing.to_json())
+    return JSONResponse(model.add_user(email, name).to_json(), status_code=201)
 
 
 def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
@@ -38,6 +60,11 @@ def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
             raise GoogleError(400, "required", "id: a calendar id is required")
         created = model.create_calendar(data["id"], data.get("owner"))
         return JSONResponse({"id": data["id"], "created": created}, status_code=201 if created else 200)
+
+    async def users(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse([user.to_json() for user in list(model.access.users.values())])
+        return _add_user(model, await read_admin_body(request))
 
     async def invalidate(request: Request) -> Response:
         model.invalidate_sync_tokens(request.path_params["calendarId"])
@@ -90,6 +117,7 @@ def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     return [
         Route("/_sandbox/reset", admin(reset), methods=["POST"]),
         Route("/_sandbox/calendars", admin(create_calendar), methods=["POST"]),
+        Route("/_sandbox/users", admin(users), methods=["GET", "POST"]),
         Route("/_sandbox/calendars/{calendarId}/invalidate-sync-tokens", admin(invalidate), methods=["POST"]),
         Route("/_sandbox/calendars/{calendarId}/bulk-insert", admin(bulk_insert), methods=["POST"]),
         Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),

@@ -7,8 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sandbox.calendar.access import EVENTS_READ
 from sandbox.calendar.notify import Notifier
-from sandbox.calendar.serving import CalendarSandbox, api, json_answer, read_body
+from sandbox.calendar.serving import CalendarSandbox, api, calendar_for, json_answer, read_body
+from sandbox.identity import Principal
 
 __all__ = ["channel_routes"]
 
@@ -16,14 +18,14 @@ __all__ = ["channel_routes"]
 def channel_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     model = sandbox.model
 
-    async def watch(request: Request, user: str | None) -> Response:
-        calendar_id = model.resolve(request.path_params["calendarId"], user)
+    async def watch(request: Request, principal: Principal | None) -> Response:
+        calendar_id = calendar_for(sandbox, request, principal, EVENTS_READ)
         base = str(request.base_url)
         channel, notifications = model.watch(calendar_id, await read_body(request), base_url=base)
         notifier.enqueue(notifications)
         return json_answer(channel)
 
-    async def stop(request: Request, _user: str | None) -> Response:
+    async def stop(request: Request, _principal: Principal | None) -> Response:
         model.stop_channel(await read_body(request))
         return Response(status_code=204)
 
