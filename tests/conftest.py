@@ -17,7 +17,8 @@ import pytest
 from confsync.settings import Settings
 from stack.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
 
-pytest_plugins = ["tests_support.fixtures"]  # the sandbox fixtures, for every test package
+# the sandbox fixtures, and `browser` (headless Chromium: tests_support/browser.py), for every test package
+pytest_plugins = ["tests_support.fixtures", "tests_support.browser"]
 
 PROJECT = "confsync-test"
 _MISSING = "EMULATOR MISSING"

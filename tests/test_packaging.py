@@ -98,7 +98,7 @@ def test_the_dockerfile_copies_every_package_and_runs_confsync_by_argument() -> 
 
 LOCKS = ROOT / "requirements"
 PRODUCTION_CODE = ("confsync", "ingest", "processors", "publishers", "stack")
-SANDBOX_ONLY = {"fastapi", "pydantic", "python-dateutil"}  # what the sandboxes add, by distribution
+SANDBOX_ONLY = {"fastapi", "pydantic", "python-dateutil", "authlib", "joserfc", "cryptography"}  # by distribution
 FIRST_PARTY = {"confsync", "ingest", "processors", "publishers", "stack", "sandbox", "bench", "tests", "tests_support"}
 FIRST_PARTY |= {script.stem for script in (ROOT / "bench").glob("*.py")}  # a benchmark imports its neighbours
 LOCK_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;\s*([^\\]+?))?\s*\\?$")
@@ -193,9 +193,10 @@ def test_the_production_lock_leaves_out_what_only_the_sandboxes_need() -> None:
     assert {canonicalize_name(r.name) for r in groups["sandbox"]} == SANDBOX_ONLY
     assert not SANDBOX_ONLY & {canonicalize_name(r.name) for r in groups[""]}
     production = set(read_lock("production"))
-    # pydantic stays: typer (from 0.29) parses command-line values with it
-    assert production & SANDBOX_ONLY == {"pydantic"}
+    # pydantic stays: typer (from 0.29) parses command-line values with it; cryptography too: google-auth needs it
+    assert production & SANDBOX_ONLY == {"pydantic", "cryptography"}
     assert "pydantic" in closure([Requirement("typer")])
+    assert "cryptography" in closure([Requirement("google-auth")])
 
 
 def module_owners() -> dict[str, set[str]]:

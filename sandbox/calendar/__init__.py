@@ -17,6 +17,14 @@ and 403 ``requiredAccessLevel`` on writes), reading the ACL writer and changing 
 token's OAuth scopes are checked too (403 ``insufficientPermissions``). The journal records
 each call's principal, never its token.
 
+It is Google's identity provider too (sandbox/calendar/identity.py, routes/identity.py): the
+consent page at ``/o/oauth2/v2/auth`` and ``/token`` (authorization_code with PKCE S256,
+refresh_token, and a service account's JWT bearer assertion), ``/revoke``, service-account
+key files (``POST /_sandbox/service-accounts``) with domain-wide delegation
+(``/_sandbox/domain-wide-delegation``), and ID tokens (``POST /_sandbox/id-token``) verified
+against ``/oauth2/v1/certs`` or ``/oauth2/v3/certs``. Access tokens it issues are what
+``require_auth`` accepts first.
+
 Where it differs from Google, on purpose or for want of knowing better:
 
 - Calendars exist once created (``POST /_sandbox/calendars``) or on the first event insert;
@@ -43,6 +51,20 @@ Where it differs from Google, on purpose or for want of knowing better:
   scopes Google lists for it (not ``calendar.app.created``, ``calendar.calendars``...). A
   delegated service account acts for ``principal.email``. Access is checked before a request
   is served, not atomically with it.
+- OAuth: the consent page asks only for an email, which must be a sandbox user's (no password,
+  no account chooser, no "unverified app" screen); ``prompt`` and ``include_granted_scopes``
+  are carried but change nothing; PKCE is required and only S256 is accepted (Google also
+  takes ``plain`` and no PKCE for confidential clients). A refresh token comes only with
+  ``access_type=offline`` and lasts until revoked; revoking an access or a refresh token ends
+  the whole grant. Clients, grants, tokens, service accounts and delegations live in memory:
+  a restart (even with ``--db``) forgets them, as if every user had revoked.
+- ID tokens' ``iat``/``exp`` follow the wall clock, not the sandbox's clock, since verifiers
+  check them against theirs; access-token expiry (``--token-ttl``) follows the sandbox clock.
+  One signing key per process, never rotated. Service accounts' ID tokens (the JWT bearer
+  grant with ``target_audience``, or ``/_sandbox/id-token``) carry no ``hd``.
+- Domain-wide delegation is granted to a service account's client id for one domain and a
+  set of scopes; an assertion asking for any scope outside that set is refused whole
+  (``unauthorized_client``), as Google does; ``sub`` must be a sandbox user.
 - Webhook addresses may be ``http://`` on loopback (Google requires HTTPS), and only loopback
   addresses are accepted at all unless ``allow_remote_webhooks`` is set: a sandbox must not
   send traffic off the machine.

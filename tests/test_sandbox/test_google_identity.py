@@ -347,3 +347,35 @@ def test_a_consented_users_token_opens_their_calendar_until_they_revoke_the_gran
         refused = http.get(events, headers=bearer)
         assert refused.status_code == 401
         assert refused.json()["error"]["errors"][0]["reason"] == "authError"
+
+
+def test_an_expired_access_token_is_refused_and_google_auth_refreshes_it(
+    calendar_with_auth: tuple[str, CalendarSandbox],
+) -> None:
+    url, sandbox = calendar_with_auth
+    with httpx.Client(timeout=10) as http:
+        google = Google(url, sandbox.identity, http)
+        client = google.client()
+        code, verifier = sign_in(google, client, "alice@corp.example")
+        tokens = exchange(google, client, code, verifier).json()
+        assert tokens["expires_in"] == 3600
+        http.post(f"{url}/_sandbox/clock", json={"advance_s": 3601})
+        expired = http.get(
+            f"{url}/calendar/v3/calendars/primary/events", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert expired.status_code == 401
+
+    creds = user_credentials.Credentials(
+        token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        token_uri=f"{url}/token",
+    )
+    connections = httplib2.Http(timeout=10)
+    try:
+        listed = calendar_service(url, creds, connections).events().list(calendarId="primary").execute()
+    finally:
+        connections.close()
+    assert listed["kind"] == "calendar#events", "the client refreshed on the 401 and retried"
+    assert creds.token != tokens["access_token"]
