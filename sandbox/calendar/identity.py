@@ -39,6 +39,10 @@ __all__ = ["GOOGLE_ISSUER", "JWT_BEARER", "GoogleIdentity", "ServiceAccount"]
 GOOGLE_ISSUER = "https://accounts.google.com"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _ID_TOKEN_TTL_S = 3600
+_MAX_ASSERTION_S = 3600
+# What Google's token endpoint takes as an assertion's audience besides its own address:
+# google-auth's service-account credentials always name the first.
+_GOOGLE_TOKEN_AUDIENCES = ("https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token")
 _CONSUMER_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
@@ -48,6 +52,7 @@ class ServiceAccount:
     client_id: str  # the numeric id domain-wide delegation is granted to
     key_id: str
     public_key_pem: str
+    token_uri: str  # the audience its assertions must name: this sandbox's token endpoint
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -154,6 +159,7 @@ class GoogleIdentity:
             client_id=str(int(secrets.token_hex(9), 16)),
             key_id=secrets.token_hex(20),
             public_key_pem=_public_pem(key),
+            token_uri=token_uri,
         )
         with self._lock:
             if account.email in self._accounts:
@@ -190,32 +196,48 @@ class GoogleIdentity:
             return self._delegations.pop((client_id, domain), None) is not None
 
     def jwt_bearer(self, form: Mapping[str, str]) -> TokenResponse:
-        """The JWT bearer grant: a service account's signed assertion for an access token."""
-        assertion = form.get("assertion", "")
+        """The JWT bearer grant: a service account's signed assertion for an access token (or,
+        with ``target_audience``, an ID token)."""
+        account, claims = self._assertion(form.get("assertion", ""))
+        audience = claims.get("target_audience")
+        if audience is not None:
+            if not isinstance(audience, str) or not audience:
+                raise OAuthError("invalid_grant", "Invalid JWT: target_audience must be a string.")
+            return TokenResponse("", 0, "", id_token=self.id_token(account.email, audience))
+        scope = claims.get("scope")
+        if not isinstance(scope, str) or not scope.split():
+            raise OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        scopes = scope.split()
+        subject = claims.get("sub")
+        if subject is None or subject == account.email:
+            principal = Principal(PrincipalKind.SERVICE_ACCOUNT, account.email)
+        elif isinstance(subject, str):
+            principal = self._delegated(account, subject, scopes)
+        else:
+            raise OAuthError("invalid_grant", "Invalid JWT: sub must be an email.")
+        return self.oauth.issue(principal, account.client_id, scopes)
+
+    def _assertion(self, assertion: str) -> tuple[ServiceAccount, Mapping[str, object]]:
+        """The service account and claims of a signed assertion: its key, a token endpoint as
+        audience (this one, or Google's own names for it), and a lifetime of at most an hour."""
         try:
             unverified = jwt.decode(assertion, verify=False)  # type: ignore[no-untyped-call]
-        except (ValueError, exceptions.GoogleAuthError) as err:
+        except (ValueError, TypeError, exceptions.GoogleAuthError) as err:
             raise OAuthError("invalid_grant", "Invalid JWT: malformed assertion.") from err
         account = self._accounts.get(str(unverified.get("iss", "")))
         if account is None:
             raise OAuthError("invalid_grant", "Invalid JWT Signature.")
         try:
             certs = {account.key_id: account.public_key_pem}
-            claims = jwt.decode(assertion, certs=certs, audience=unverified.get("aud"))  # type: ignore[no-untyped-call]
-        except (ValueError, exceptions.GoogleAuthError) as err:
+            claims: Mapping[str, object] = jwt.decode(  # type: ignore[no-untyped-call]
+                assertion, certs=certs, audience=[account.token_uri, *_GOOGLE_TOKEN_AUDIENCES]
+            )
+        except (ValueError, TypeError, exceptions.GoogleAuthError) as err:
             raise OAuthError("invalid_grant", f"Invalid JWT: {err}") from err
-        if not str(claims.get("aud", "")).endswith("/token"):
-            raise OAuthError("invalid_grant", "Invalid JWT: audience is not this token endpoint.")
-        audience = claims.get("target_audience")
-        if audience:
-            return TokenResponse("", 0, "", id_token=self.id_token(account.email, str(audience)))
-        scopes = str(claims.get("scope", "")).split()
-        subject = claims.get("sub")
-        if subject is None or subject == account.email:
-            principal = Principal(PrincipalKind.SERVICE_ACCOUNT, account.email)
-        else:
-            principal = self._delegated(account, str(subject), scopes)
-        return self.oauth.issue(principal, account.client_id, scopes)
+        issued, expires = claims.get("iat"), claims.get("exp")
+        if not isinstance(issued, int) or not isinstance(expires, int) or expires - issued > _MAX_ASSERTION_S:
+            raise OAuthError("invalid_grant", "Invalid JWT: the assertion may last at most one hour.")
+        return account, claims
 
     def _delegated(self, account: ServiceAccount, subject: str, scopes: list[str]) -> Principal:
         granted = self._delegations.get((account.client_id, subject.partition("@")[2]), frozenset())

@@ -5,9 +5,6 @@ token that acts for the user who consented."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import secrets
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -21,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from tests_support import PROVIDER_KEY
 from tests_support.browser import submit_form
+from tests_support.oauth_flow import GOOGLE_PATHS, VENDOR_PATHS, OAuthFlow, pkce
 
 from confsync.serving import ServedApp
 from sandbox.calendar import create_app as create_calendar_app
@@ -41,12 +39,6 @@ async def callback(request: Request) -> Response:
 def app_callback() -> Iterator[str]:
     with ServedApp(Starlette(routes=[Route("/callback", callback)])) as served:
         yield f"{served.url}/callback"
-
-
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 def returned(browser: webdriver.Chrome, redirect: str) -> dict[str, str]:
@@ -82,17 +74,8 @@ def test_google_consent_in_a_browser_gives_the_app_a_code_for_the_user(
         back = returned(browser, app_callback)
         assert back["state"] == "s-42"
 
-        tokens = http.post(
-            f"{served.url}/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": back["code"],
-                "code_verifier": verifier,
-                "redirect_uri": app_callback,
-                "client_id": client["client_id"],
-                "client_secret": client["client_secret"],
-            },
-        ).json()
+        flow = OAuthFlow(served.url, http, GOOGLE_PATHS, CALENDAR, redirect=app_callback)
+        tokens = flow.exchange(client, back["code"], verifier).json()
         events = http.get(
             f"{served.url}/calendar/v3/calendars/primary/events",
             headers={"Authorization": f"Bearer {tokens['access_token']}"},
@@ -128,17 +111,8 @@ def test_the_vendors_consent_in_a_browser_signs_the_user_in_to_their_own_account
         back = returned(browser, app_callback)
         assert back["state"] == "v-7"
 
-        tokens = http.post(
-            f"{served.url}/oauth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": back["code"],
-                "code_verifier": verifier,
-                "redirect_uri": app_callback,
-                "client_id": client["client_id"],
-                "client_secret": client["client_secret"],
-            },
-        ).json()
+        flow = OAuthFlow(served.url, http, VENDOR_PATHS, "conferences", redirect=app_callback)
+        tokens = flow.exchange(client, back["code"], verifier).json()
         assert "refresh_token" in tokens
         me = {"Authorization": f"Bearer {tokens['access_token']}"}
         created = http.post(

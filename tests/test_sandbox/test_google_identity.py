@@ -4,20 +4,18 @@ and revocation, and ID tokens that google-auth verifies against the sandbox's ce
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html import unescape
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httplib2
 import httpx
 import pytest
-from google.auth import exceptions
+from google.auth import crypt, exceptions
+from google.auth import jwt as google_jwt
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import id_token, service_account
 from google_auth_httplib2 import AuthorizedHttp
@@ -27,6 +25,7 @@ from googleapiclient.errors import HttpError
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from starlette.applications import Starlette
+from tests_support.oauth_flow import GOOGLE_PATHS, OAuthFlow, pkce
 
 from confsync.serving import ServedApp
 from sandbox.calendar import CalendarSandbox, create_app
@@ -37,7 +36,6 @@ from sandbox.clock import Clock
 from sandbox.identity import PrincipalKind, TokenRefused
 
 CALENDAR = "https://www.googleapis.com/auth/calendar"
-REDIRECT = "http://127.0.0.1:9/oauth/callback"
 USERS = {"alice@corp.example", "bob@other.example", "carol@gmail.com"}
 
 
@@ -47,12 +45,12 @@ class Google:
     identity: GoogleIdentity
     http: httpx.Client
 
+    @property
+    def flow(self) -> OAuthFlow:
+        return OAuthFlow(self.url, self.http, GOOGLE_PATHS, CALENDAR)
+
     def client(self) -> dict[str, str]:
-        answer = self.http.post(
-            f"{self.url}/_sandbox/oauth-clients", json={"redirect_uris": [REDIRECT], "name": "Sync"}
-        )
-        assert answer.status_code == 201, answer.text
-        return dict(answer.json())
+        return self.flow.client()
 
     def service_account(self, name: str = "syncer") -> dict[str, str]:
         answer = self.http.post(f"{self.url}/_sandbox/service-accounts", json={"name": name})
@@ -75,61 +73,22 @@ def http() -> Iterator[HttpRequest]:
     connections.close()
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def consent(google: Google, client: dict[str, str], challenge: str, *, scope: str = CALENDAR, **extra: str) -> str:
-    """The consent page's form, as a person's browser would submit it; the page's HTML."""
-    params = {
-        "client_id": client["client_id"],
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": scope,
-        "state": "st-1",
-        "access_type": "offline",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    page = google.http.get(f"{google.url}/o/oauth2/v2/auth", params=params)
-    assert page.status_code == 200, page.text
-    return page.text
+def consent(google: Google, client: dict[str, str], challenge: str, **params: str) -> str:
+    """The consent page's HTML; Google's apps ask for offline access unless ``params`` say not."""
+    return google.flow.consent(client, challenge, **{"access_type": "offline", **params})
 
 
 def submit(google: Google, page: str, email: str, decision: str = "allow") -> httpx.Response:
-    """Post the page's form back with its hidden fields, the email and the button pressed."""
-    fields = {
-        unescape(name): unescape(value)
-        for name, value in re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', page)
-    }
-    return google.http.post(f"{google.url}/o/oauth2/v2/auth", data={**fields, "email": email, "decision": decision})
+    return google.flow.submit(page, email, decision)
 
 
 def sign_in(google: Google, client: dict[str, str], email: str, *, scope: str = CALENDAR) -> tuple[str, str]:
     """(code, verifier) after a user allowed."""
-    verifier, challenge = pkce()
-    answer = submit(google, consent(google, client, challenge, scope=scope), email)
-    assert answer.status_code == 302, answer.text
-    query = parse_qs(urlparse(answer.headers["location"]).query)
-    assert query["state"] == ["st-1"]
-    return query["code"][0], verifier
+    return google.flow.sign_in(client, email, scope=scope, access_type="offline")
 
 
 def exchange(google: Google, client: dict[str, str], code: str, verifier: str) -> httpx.Response:
-    return google.http.post(
-        f"{google.url}/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-            "client_id": client["client_id"],
-            "client_secret": client["client_secret"],
-        },
-    )
+    return google.flow.exchange(client, code, verifier)
 
 
 def test_a_delegated_service_account_acts_for_a_user_only_once_delegation_is_granted(
@@ -379,3 +338,46 @@ def test_an_expired_access_token_is_refused_and_google_auth_refreshes_it(
         connections.close()
     assert listed["kind"] == "calendar#events", "the client refreshed on the 401 and retried"
     assert creds.token != tokens["access_token"]
+
+
+def assertion(key: dict[str, str], **claims: object) -> str:
+    """A service-account assertion signed with the key file's key, with ``claims`` over the defaults."""
+    now = int(time.time())
+    signer = crypt.RSASigner.from_service_account_info(key)
+    body = {"iss": key["client_email"], "aud": key["token_uri"], "iat": now, "exp": now + 600, "scope": CALENDAR}
+    return google_jwt.encode(signer, {**body, **claims}).decode()
+
+
+@pytest.mark.parametrize(
+    ("claims", "error"),
+    [
+        ({"scope": ""}, "invalid_scope"),  # Google refuses a token for no scope
+        ({"scope": ["a"]}, "invalid_scope"),
+        ({"aud": "https://elsewhere.example/token"}, "invalid_grant"),
+        ({"exp": int(time.time()) + 7200}, "invalid_grant"),  # assertions last at most an hour
+        ({"iat": "yesterday"}, "invalid_grant"),
+        ({"aud": {"not": "a string"}}, "invalid_grant"),
+        ({"target_audience": {"not": "a string"}}, "invalid_grant"),
+    ],
+)
+def test_a_service_account_assertion_google_would_refuse_is_refused_with_a_reason(
+    google: Google, claims: dict[str, object], error: str
+) -> None:
+    key = google.service_account()
+    answer = google.http.post(
+        f"{google.url}/token",
+        data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion(key, **claims)},
+    )
+    assert answer.status_code in {400, 401}, answer.text
+    assert answer.json()["error"] == error
+
+
+def test_revoking_a_users_grants_ignores_the_case_of_the_email(google: Google) -> None:
+    client = google.client()
+    code, verifier = sign_in(google, client, "alice@corp.example")
+    tokens = exchange(google, client, code, verifier).json()
+    assert google.http.post(f"{google.url}/_sandbox/users/ALICE@Corp.Example/revoke-grants").json() == {
+        "revoked_grants": 1
+    }
+    with pytest.raises(TokenRefused):
+        google.identity.oauth.authenticate(tokens["access_token"])

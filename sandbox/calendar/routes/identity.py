@@ -13,6 +13,7 @@ Admin, under ``/_sandbox/``: ``POST oauth-clients`` ``{"redirect_uris": [...], "
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -25,6 +26,7 @@ from sandbox.oauth import OAuthError, OAuthSurface, oauth_routes
 
 __all__ = ["identity_routes"]
 
+_MAX_BODY = 64 * 1024
 _SERVICE_ACCOUNT_NAME = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _SCOPE_NAMES = {
     "https://www.googleapis.com/auth/calendar": "See, edit, share and permanently delete all the calendars you can "
@@ -83,7 +85,7 @@ def identity_routes(identity: GoogleIdentity) -> list[BaseRoute]:
         return JSONResponse({"client_id": client_id, "domain": domain, "scopes": scopes}, 201)
 
     async def revoke_grants(request: Request) -> Response:
-        return JSONResponse({"revoked_grants": identity.revoke_user(request.path_params["email"])})
+        return JSONResponse({"revoked_grants": identity.revoke_user(request.path_params["email"].lower())})
 
     async def id_token(request: Request) -> Response:
         body = await _body(request)
@@ -122,8 +124,14 @@ def _admin(handler: Any) -> Any:
 
 
 async def _body(request: Request) -> dict[str, Any]:
+    """A JSON object of at most ``_MAX_BODY`` bytes; anything else reads as empty (then a 400)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY:
+            raise OAuthError("invalid_request", "the body is too large", status=413)
     try:
-        data = await request.json()
+        data = json.loads(body)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
