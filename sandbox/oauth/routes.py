@@ -5,13 +5,13 @@ Each sandbox mounts them at its provider's paths (Google: ``/o/oauth2/v2/auth``,
 ``/oauth/revoke``) and may add grant types of its own (Google's JWT bearer assertion).
 Errors a person must see (an unknown client, a redirect address not registered) are pages;
 errors for the app go back to its redirect address; the token endpoint answers RFC 6749's
-JSON errors.
+JSON errors. A form body over 64 KiB is refused (413 ``invalid_request``) without being read
+in full; malformed HTTP Basic client credentials are 401 ``invalid_client``.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlencode
@@ -27,6 +27,7 @@ from sandbox.oauth.server import AuthorizationServer, AuthorizeRequest, Client, 
 __all__ = ["OAuthSurface", "oauth_routes"]
 
 _SHOWN_TO_THE_USER = frozenset({"invalid_client", "redirect_uri_mismatch"})
+MAX_FORM_BYTES = 64 * 1024
 
 GrantHandler = Callable[[Mapping[str, str]], TokenResponse]
 
@@ -64,11 +65,12 @@ def oauth_routes(surface: OAuthSurface) -> list[Route]:
         return HTMLResponse(page, status_code=200 if problem is None else 400)
 
     async def authorize(request: Request) -> Response:
-        params = dict(request.query_params) if request.method == "GET" else dict(await _form(request))
+        params: dict[str, str] = {}
         try:
+            params = dict(request.query_params) if request.method == "GET" else dict(await _form(request))
             asked = server.authorize_request(params)
         except OAuthError as err:
-            if err.code in _SHOWN_TO_THE_USER:
+            if err.code in _SHOWN_TO_THE_USER or err.status == 413:  # 413: no checked address to go back to
                 return HTMLResponse(error_page(err.status, err.code, err.description), status_code=err.status)
             back = {"error": err.code, "error_description": err.description, "state": params.get("state")}
             return RedirectResponse(_with_query(params["redirect_uri"], back), status_code=302)
@@ -83,9 +85,9 @@ def oauth_routes(surface: OAuthSurface) -> list[Route]:
         return RedirectResponse(server.approve(asked, principal), status_code=302)
 
     async def token(request: Request) -> Response:
-        form = dict(await _form(request))
-        grant_type = form.get("grant_type", "")
         try:
+            form = dict(await _form(request))
+            grant_type = form.get("grant_type", "")
             if grant_type in surface.extra_grants:
                 return JSONResponse(surface.extra_grants[grant_type](form).to_json())
             client = _client(server, request, form)
@@ -102,7 +104,10 @@ def oauth_routes(surface: OAuthSurface) -> list[Route]:
         return JSONResponse(issued.to_json(), headers={"Cache-Control": "no-store"})
 
     async def revoke(request: Request) -> Response:
-        form = dict(await _form(request))
+        try:
+            form = dict(await _form(request))
+        except OAuthError as err:
+            return JSONResponse({"error": err.code, "error_description": err.description}, status_code=err.status)
         token_value = form.get("token") or request.query_params.get("token", "")
         if not server.revoke(token_value):
             return JSONResponse({"error": "invalid_token", "error_description": "Token expired or revoked"}, 400)
@@ -116,8 +121,21 @@ def oauth_routes(surface: OAuthSurface) -> list[Route]:
 
 
 async def _form(request: Request) -> Mapping[str, str]:
-    """An application/x-www-form-urlencoded body (what OAuth's endpoints take), last value wins."""
-    return dict(parse_qsl((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True))
+    """An application/x-www-form-urlencoded body (what OAuth's endpoints take), last value wins;
+    invalid_request (413) once it passes MAX_FORM_BYTES, read no further than that."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _too_large()
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+
+
+def _too_large() -> OAuthError:
+    return OAuthError("invalid_request", f"the request body is over {MAX_FORM_BYTES} bytes", status=413)
 
 
 def _client(server: AuthorizationServer, request: Request, form: Mapping[str, str]) -> Client:
@@ -125,9 +143,10 @@ def _client(server: AuthorizationServer, request: Request, form: Mapping[str, st
     scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "basic":
         try:
-            client_id, _, secret = base64.b64decode(encoded).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError) as err:
+            decoded = base64.b64decode(encoded.encode("ascii"), validate=True).decode("utf-8")
+        except (ValueError, UnicodeError) as err:  # binascii.Error is a ValueError
             raise OAuthError("invalid_client", "malformed Basic credentials", status=401) from err
+        client_id, _, secret = decoded.partition(":")
         return server.client(unquote(client_id), unquote(secret))
     return server.client(form.get("client_id", ""), form.get("client_secret", ""))
 

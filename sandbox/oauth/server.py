@@ -7,6 +7,12 @@ access token it issued names the principal a call acts for, until it expires or 
 revoked. Tokens are random strings with no meaning of their own; the server keeps only their
 SHA-256, so a saved state holds nothing a caller could use.
 
+``scopes`` names the scopes a sandbox offers (None: any, as the Calendar sandbox has it); an
+authorization request for another is ``invalid_scope``. PKCE's inputs must have RFC 7636's
+shape: the challenge 43 base64url characters (S256's output), the verifier 43 to 128 unreserved
+characters. A code works once; presented again before it would have expired, it is refused
+and the grant its first exchange produced ends, tokens and all (RFC 6749 section 4.1.2).
+
 Errors carry RFC 6749's codes (``invalid_grant``, ``invalid_client``, ...) for the routes to
 answer with (sandbox/oauth/routes.py).
 """
@@ -14,6 +20,7 @@ answer with (sandbox/oauth/routes.py).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable
@@ -36,6 +43,8 @@ __all__ = [
 ]
 
 _CODE_TTL = timedelta(minutes=10)
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of SHA-256, unpadded (RFC 7636 4.2)
+_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 4.1
 
 
 class OAuthError(Exception):
@@ -128,6 +137,14 @@ class _Code:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class _Spent:
+    """A code already exchanged (or tried), kept until it would have expired."""
+
+    grant_id: str
+    expires_at: datetime
+
+
 @dataclass(slots=True)
 class _Refresh:
     grant_id: str
@@ -148,7 +165,8 @@ class AuthorizationServer:
     """``rotate_refresh_grace_s``: None keeps a refresh token for the grant's life (Google);
     a number makes each refresh return a new one, the old one working that much longer.
     ``always_offline``: every code's tokens include a refresh token (vendors), not only
-    ``access_type=offline`` ones (Google)."""
+    ``access_type=offline`` ones (Google). ``scopes``: the scopes a client may ask for (None:
+    any)."""
 
     clock: Clock
     token_ttl_s: int = 3600
@@ -156,9 +174,11 @@ class AuthorizationServer:
     token_prefix: str = ""
     id_token_for: IdTokenMaker | None = None
     always_offline: bool = False
+    scopes: frozenset[str] | None = None
     _clients: dict[str, Client] = field(default_factory=dict)
     _grants: dict[str, Grant] = field(default_factory=dict)
     _codes: dict[str, _Code] = field(default_factory=dict)
+    _spent: dict[str, _Spent] = field(default_factory=dict)
     _refresh: dict[str, _Refresh] = field(default_factory=dict)
     _access: dict[str, _Access] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -195,9 +215,14 @@ class AuthorizationServer:
         scopes = tuple(params.get("scope", "").split())
         if not scopes:
             raise OAuthError("invalid_scope", "scope is required")
+        unknown = sorted(set(scopes) - self.scopes) if self.scopes is not None else []
+        if unknown:
+            raise OAuthError("invalid_scope", f"unknown scope {' '.join(unknown)!r}")
         challenge = params.get("code_challenge", "")
         if not challenge or params.get("code_challenge_method", "plain") != "S256":
             raise OAuthError("invalid_request", "PKCE with code_challenge_method=S256 is required")
+        if _CHALLENGE.fullmatch(challenge) is None:
+            raise OAuthError("invalid_request", "code_challenge must be 43 base64url characters (S256)")
         return AuthorizeRequest(
             client=client,
             redirect_uri=redirect_uri,
@@ -232,18 +257,35 @@ class AuthorizationServer:
     # -- tokens ------------------------------------------------------------------------------
 
     def exchange_code(self, client: Client, code: str, redirect_uri: str, code_verifier: str) -> TokenResponse:
-        """The authorization_code grant: one use per code, PKCE checked."""
+        """The authorization_code grant: one use per code, PKCE checked. A code presented
+        again ends the grant its first exchange produced (RFC 6749 section 4.1.2)."""
+        key, now = _hash(code), self.clock.now()
         with self._lock:
-            found = self._codes.pop(_hash(code), None)
-        if found is None or found.expires_at <= self.clock.now() or found.grant.client_id != client.client_id:
+            self._forget_expired(now)
+            found = self._codes.pop(key, None)
+            if found is not None:
+                self._spent[key] = _Spent(found.grant.grant_id, found.expires_at)
+            elif (spent := self._spent.get(key)) is not None:
+                self._end(spent.grant_id)
+                raise OAuthError("invalid_grant", "The authorization code was already used; its grant is revoked.")
+        if found is None or found.expires_at <= now or found.grant.client_id != client.client_id:
             raise OAuthError("invalid_grant", "Malformed auth code.")
         if redirect_uri != found.redirect_uri:
             raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request.")
-        if not code_verifier or not _same(create_s256_code_challenge(code_verifier), found.code_challenge):
+        if _VERIFIER.fullmatch(code_verifier) is None or not _same(
+            create_s256_code_challenge(code_verifier), found.code_challenge
+        ):
             raise OAuthError("invalid_grant", "Invalid code verifier.")
         grant = self._live_grant(found.grant.grant_id)
         id_token = self.id_token_for(grant, client.client_id) if self.id_token_for else None
         return self._tokens(grant, with_refresh=found.offline or self.always_offline, id_token=id_token)
+
+    def _forget_expired(self, now: datetime) -> None:
+        """Drop codes, used or not, past their expiry (the lock held)."""
+        for key in [key for key, code in self._codes.items() if code.expires_at <= now]:
+            del self._codes[key]
+        for key in [key for key, spent in self._spent.items() if spent.expires_at <= now]:
+            del self._spent[key]
 
     def refresh(self, client: Client, refresh_token: str) -> TokenResponse:
         """The refresh_token grant; a revoked grant's token is invalid_grant."""

@@ -10,7 +10,9 @@ offers it: vendor accounts (``POST /_sandbox/users``), OAuth 2.0 clients
 (authorization code with PKCE; refresh tokens rotated on every refresh) and ``/oauth/revoke``,
 and a user disconnecting the app (``POST /_sandbox/users/{email}/revoke``). A user's access
 token makes a ``/v1`` call act for that user: their own conferences only (``owner``), 401
-``invalid_token`` once it expired or was revoked. So confsync's per-user connection to the
+``invalid_token`` once it expired or was revoked. Its scopes: ``conferences`` (create, change,
+delete and read) or ``conferences:read`` (read only; a write is 403 ``insufficient_scope``);
+asking for another scope is ``invalid_scope``. The API key is not scoped. So confsync's per-user connection to the
 vendor (consent, token storage, refresh with rotation, re-consent after a revocation) is
 tested end to end over HTTP against one local server instead of a mock of each step or the
 real vendor. Modules: ``app`` (the /v1 API and its bearer gate), ``models`` (the spec's

@@ -13,6 +13,12 @@ A bearer token on ``/v1`` is either the app's API key (the app-level credential:
 itself, which sees every conference and creates conferences in no user's account) or a
 user's access token (the call acts for that user: their conferences only).
 
+Scopes: ``conferences`` (create, change, delete and read the user's conferences) and
+``conferences:read`` (read them only). A client asking for any other scope is sent back with
+``invalid_scope``. A user's token needs ``conferences`` for ``POST``, ``PATCH`` and ``DELETE``
+on ``/v1`` and either scope for ``GET``; ``missing_scope`` says which a call lacks. The API
+key is not scoped.
+
 Users are kept by the ``ProviderStore`` (in its SQLite file with ``--db``, so they survive a
 restart); clients, grants and tokens are kept in memory only, so after a restart apps
 register again and users sign in again.
@@ -28,13 +34,15 @@ from sandbox.identity import Principal, PrincipalKind, TokenRefused
 from sandbox.oauth import AuthorizationServer
 from sandbox.provider.store import ProviderStore
 
-__all__ = ["APP", "SCOPE_NAMES", "VendorAccounts", "normal_email"]
+__all__ = ["APP", "READ_SCOPE", "SCOPE_NAMES", "WRITE_SCOPE", "VendorAccounts", "missing_scope", "normal_email"]
 
 APP = Principal(PrincipalKind.APP, "api-key")
+WRITE_SCOPE, READ_SCOPE = "conferences", "conferences:read"
 SCOPE_NAMES = {
-    "conferences": "Create, change and delete meetings in your My Web Conferencing account",
-    "conferences:read": "See the meetings in your My Web Conferencing account",
+    WRITE_SCOPE: "Create, change and delete meetings in your My Web Conferencing account",
+    READ_SCOPE: "See the meetings in your My Web Conferencing account",
 }
+_READS = frozenset({"GET", "HEAD"})
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
 _MAX_EMAIL = 320
 
@@ -68,6 +76,7 @@ class VendorAccounts:
             rotate_refresh_grace_s=refresh_grace_s,
             token_prefix="mwc_",  # noqa: S106 - the shape of the vendor's access tokens, not a secret
             always_offline=True,
+            scopes=frozenset(SCOPE_NAMES),
         )
 
     # -- users -------------------------------------------------------------------------------
@@ -108,6 +117,17 @@ class VendorAccounts:
         except UnicodeDecodeError as err:
             raise TokenRefused("unknown token") from err
         return self.oauth.authenticate(token)
+
+
+def missing_scope(principal: Principal, method: str) -> str | None:
+    """The least scope a ``/v1`` call by ``principal`` needs and its token lacks, or None if it
+    may go ahead: a read takes either scope, anything else ``conferences``; the API key is not
+    scoped."""
+    if principal.kind is PrincipalKind.APP or WRITE_SCOPE in principal.scopes:
+        return None
+    if method not in _READS:
+        return WRITE_SCOPE
+    return None if READ_SCOPE in principal.scopes else READ_SCOPE
 
 
 def journal_name(principal: Principal | None) -> str | None:

@@ -16,7 +16,10 @@ accounts.py; endpoints and admin routes in sandbox/provider/routes.py): the call
 user, a create lands in their account (``"owner": EMAIL``) and another account's conference
 is a 404. An expired or revoked access token gets 401 ``{"error": {"code": "invalid_token",
 ...}}`` with ``WWW-Authenticate: Bearer error="invalid_token"``; a missing or unknown one the
-401 ``unauthenticated`` it always got. The journal's ``principal`` says whom each call acted
+401 ``unauthenticated`` it always got. A user's token without the scope a call needs
+(``conferences`` to create, change or delete; ``conferences`` or ``conferences:read`` to read)
+gets 403 ``insufficient_scope`` with ``WWW-Authenticate: Bearer error="insufficient_scope"``;
+the API key is not scoped. The journal's ``principal`` says whom each call acted
 for (``app``, ``user:EMAIL``, or null when nobody was authenticated), never with what token.
 
 FastAPI declares every route and answers every request it is given. A well-formed PATCH or
@@ -48,7 +51,7 @@ from sandbox.clock import Clock
 from sandbox.faults import Faults
 from sandbox.identity import Principal, PrincipalKind, TokenRefused
 from sandbox.journal import Journal
-from sandbox.provider.accounts import VendorAccounts, journal_name
+from sandbox.provider.accounts import VendorAccounts, journal_name, missing_scope
 from sandbox.provider.models import ConferenceView, CreateConference, CreatedConference, PatchConference, errors
 from sandbox.provider.routes import account_routes
 from sandbox.provider.store import Answer, ProviderStore, error
@@ -277,6 +280,11 @@ class _Gate:
                 status = 401
                 await _send_refusal(send, principal)
                 return
+            needed = missing_scope(principal, method)
+            if needed is not None:
+                status = 403
+                await _send_insufficient_scope(send, needed)
+                return
             scope[_PRINCIPAL] = principal
 
             async def recording_send(message: Message) -> None:
@@ -377,6 +385,14 @@ async def _send_refusal(send: Send, refused: TokenRefused) -> None:
     body = {"error": {**_UNAUTHENTICATED["error"], "code": "invalid_token", "message": message}}
     challenge = f'Bearer error="invalid_token", error_description="{message}"'
     await _send_json(send, 401, body, [(b"www-authenticate", challenge.encode())])
+
+
+async def _send_insufficient_scope(send: Send, needed: str) -> None:
+    """403: the user's token is live but was not granted the scope the call needs (RFC 6750 3.1)."""
+    message = f"the access token was not granted the {needed!r} scope this call needs"
+    body = {"error": {"code": "insufficient_scope", "message": message, "retryable": False}}
+    challenge = f'Bearer error="insufficient_scope", scope="{needed}"'
+    await _send_json(send, 403, body, [(b"www-authenticate", challenge.encode())])
 
 
 async def _send_fault(send: Send, status: int, reason: str | None, retry_after: int | None) -> None:

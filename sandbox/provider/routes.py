@@ -9,12 +9,15 @@ account exists, 400 for a bad address) and ``GET users``; ``POST oauth-clients``
 ``{"redirect_uris": [...], "name"?}`` -> 201 ``{"client_id", "client_secret"}``;
 ``POST users/{email}/revoke`` (the user disconnects the app in their settings) ->
 ``{"revoked_grants": N}``, 404 without such a user; ``POST clock`` ``{"advance_s": N}`` moves
-the clock tokens expire by.
+the clock tokens expire by (N a finite number of seconds from 0 to ten years; 400 otherwise,
+or when the clock cannot go that far).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +31,8 @@ __all__ = ["HEADING", "account_routes"]
 
 HEADING = "Sign in to My Web Conferencing as {email}"
 Handler = Callable[[Request], Awaitable[Response]]
+MAX_ADVANCE_S = 315_576_000  # ten years of 365.25 days, the most sandbox/clock.py moves at once
+_HEADROOM = timedelta(days=366)  # room left after the clock for the expiry times reckoned from it
 
 
 def account_routes(accounts: VendorAccounts) -> list[BaseRoute]:
@@ -67,10 +72,20 @@ def account_routes(accounts: VendorAccounts) -> list[BaseRoute]:
 
     async def clock(request: Request) -> Response:
         seconds = (await _body(request)).get("advance_s")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            return _error(400, "invalid_request", "advance_s: a number of seconds >= 0")
-        accounts.clock.advance(float(seconds))
-        return JSONResponse({"now": accounts.clock.now().isoformat()})
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_ADVANCE_S
+        ):
+            return _error(400, "invalid_request", f"advance_s: a number of seconds from 0 to {MAX_ADVANCE_S}")
+        try:
+            accounts.clock.now() + timedelta(seconds=seconds) + _HEADROOM  # representable, before moving
+            accounts.clock.advance(float(seconds))
+            now = accounts.clock.now().isoformat()
+        except (ValueError, OverflowError) as err:  # the clock cannot go that far
+            return _error(400, "invalid_request", f"advance_s: {err}")
+        return JSONResponse({"now": now})
 
     return [
         *oauth_routes(surface),

@@ -147,7 +147,6 @@ def test_user_consent_with_pkce_gives_tokens_that_refresh_until_the_user_revokes
     tokens = exchange(google, client, code, verifier).json()
     assert tokens["token_type"] == "Bearer"
     assert google.identity.oauth.authenticate(tokens["access_token"]).email == "alice@corp.example"
-    assert exchange(google, client, code, verifier).json()["error"] == "invalid_grant", "a code is used once"
 
     creds = user_credentials.Credentials(
         token=None,
@@ -165,6 +164,15 @@ def test_user_consent_with_pkce_gives_tokens_that_refresh_until_the_user_revokes
         google.identity.oauth.authenticate(creds.token)
     with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
         creds.refresh(http)
+
+
+def test_a_code_used_twice_is_refused_and_ends_what_its_first_use_gave(google: Google) -> None:
+    client = google.client()
+    code, verifier = sign_in(google, client, "alice@corp.example")
+    first = exchange(google, client, code, verifier).json()
+    assert exchange(google, client, code, verifier).json()["error"] == "invalid_grant", "a code is used once"
+    with pytest.raises(TokenRefused):
+        google.identity.oauth.authenticate(first["access_token"])
 
 
 def test_a_wrong_pkce_verifier_a_denial_and_an_unregistered_redirect_are_refused(

@@ -1,24 +1,21 @@
 """The conferencing sandbox as a typical vendor's OAuth 2.0 side, over HTTP with httpx: vendor
 accounts, consent by submitting the page's form, PKCE, refresh-token rotation, revocation,
-per-user conferences, token expiry, the journal's principals, and the API key as before."""
+scopes, per-user conferences, token expiry, the journal's principals, and the API key as before."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
-import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html import unescape
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from tests_support.oauth_flow import VENDOR_PATHS, OAuthFlow, pkce
 from typer.testing import CliRunner
 
 from confsync.serving import ServedApp
@@ -27,7 +24,6 @@ from sandbox.provider.server import build_sandbox
 from stack.cli.sandbox import app as sandbox_cli
 
 API_KEY = "app-key-1"
-REDIRECT = "http://127.0.0.1:9/oauth/callback"
 ALICE, BOB = "alice@corp.example", "bob@other.example"
 TTL_S, GRACE_S = 60, 30
 
@@ -36,6 +32,7 @@ TTL_S, GRACE_S = 60, 30
 class Vendor:
     url: str
     http: httpx.Client
+    flow: OAuthFlow
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.post(f"{self.url}{path}", **kwargs)
@@ -44,9 +41,7 @@ class Vendor:
         assert self.post("/_sandbox/users", json={"email": email}).status_code in (200, 201)
 
     def client(self) -> dict[str, str]:
-        answer = self.post("/_sandbox/oauth-clients", json={"redirect_uris": [REDIRECT], "name": "confsync"})
-        assert answer.status_code == 201, answer.text
-        return dict(answer.json())
+        return self.flow.client("confsync")
 
     def advance(self, seconds: float) -> None:
         assert self.post("/_sandbox/clock", json={"advance_s": seconds}).status_code == 200
@@ -63,9 +58,9 @@ class Vendor:
         return list(self.http.get(f"{self.url}/_sandbox/requests").json())
 
 
-def _serve(sandbox: Any) -> Iterator[Vendor]:
-    with ServedApp(create_app(sandbox)) as served, httpx.Client(timeout=10) as http:
-        yield Vendor(served.url, http)
+def _serve(sandbox: Any, *, shortcut: bool = True) -> Iterator[Vendor]:
+    with ServedApp(create_app(sandbox, shortcut=shortcut)) as served, httpx.Client(timeout=10) as http:
+        yield Vendor(served.url, http, OAuthFlow(served.url, http, VENDOR_PATHS, "conferences"))
 
 
 @pytest.fixture
@@ -73,71 +68,10 @@ def vendor() -> Iterator[Vendor]:
     yield from _serve(build_sandbox(api_key=API_KEY, token_ttl_s=TTL_S, refresh_grace_s=GRACE_S))
 
 
-def pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
-def consent_page(vendor: Vendor, client: dict[str, str], challenge: str, **extra: str) -> str:
-    params = {
-        "client_id": client["client_id"],
-        "redirect_uri": REDIRECT,
-        "response_type": "code",
-        "scope": "conferences",
-        "state": "st-1",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    page = vendor.http.get(f"{vendor.url}/oauth/authorize", params=params)
-    assert page.status_code == 200, page.text
-    return page.text
-
-
-def submit(vendor: Vendor, page: str, email: str, decision: str = "allow") -> httpx.Response:
-    """The page's form posted back as a browser without JavaScript would: hidden fields, email, button."""
-    action = re.search(r'<form method="post" action="([^"]+)"', page)
-    assert action is not None
-    fields = {
-        unescape(name): unescape(value)
-        for name, value in re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', page)
-    }
-    return vendor.post(unescape(action[1]), data={**fields, "email": email, "decision": decision})
-
-
-def sign_in(vendor: Vendor, client: dict[str, str], email: str) -> tuple[str, str]:
-    """(code, verifier) once ``email`` allowed the app."""
-    verifier, challenge = pkce()
-    answer = submit(vendor, consent_page(vendor, client, challenge), email)
-    assert answer.status_code == 302, answer.text
-    query = parse_qs(urlparse(answer.headers["location"]).query)
-    assert query["state"] == ["st-1"]
-    return query["code"][0], verifier
-
-
-def token_call(vendor: Vendor, client: dict[str, str], **form: str) -> httpx.Response:
-    return vendor.post(
-        "/oauth/token", data={**form, "client_id": client["client_id"], "client_secret": client["client_secret"]}
-    )
-
-
-def exchange(vendor: Vendor, client: dict[str, str], code: str, verifier: str) -> httpx.Response:
-    return token_call(
-        vendor, client, grant_type="authorization_code", code=code, code_verifier=verifier, redirect_uri=REDIRECT
-    )
-
-
-def refresh(vendor: Vendor, client: dict[str, str], refresh_token: str) -> httpx.Response:
-    return token_call(vendor, client, grant_type="refresh_token", refresh_token=refresh_token)
-
-
-def connect(vendor: Vendor, client: dict[str, str], email: str) -> dict[str, Any]:
+def connect(vendor: Vendor, client: dict[str, str], email: str, **params: str) -> dict[str, Any]:
     """The tokens an app holds once ``email`` (an existing account) connected it."""
     vendor.user(email)
-    answer = exchange(vendor, client, *sign_in(vendor, client, email))
-    assert answer.status_code == 200, answer.text
-    return dict(answer.json())
+    return vendor.flow.connect(client, email, **params)
 
 
 def assert_invalid_token(answer: httpx.Response) -> None:
@@ -166,43 +100,60 @@ def test_consent_by_submitting_the_form_gives_tokens_that_act_for_the_user(vendo
     vendor.user(ALICE)
     client = vendor.client()
     verifier, challenge = pkce()
-    page = consent_page(vendor, client, challenge, login_hint=ALICE)
+    page = vendor.flow.consent(client, challenge, login_hint=ALICE)
     assert f"Sign in to My Web Conferencing as {ALICE}" in page
     assert 'value="allow"' in page
     assert 'value="deny"' in page
     assert "<script" not in page, "a plain form, no JavaScript"
 
-    answer = submit(vendor, page, ALICE)
+    answer = vendor.flow.submit(page, ALICE)
     assert answer.status_code == 302
     code = parse_qs(urlparse(answer.headers["location"]).query)["code"][0]
-    tokens = exchange(vendor, client, code, verifier).json()
+    tokens = vendor.flow.exchange(client, code, verifier).json()
     assert tokens["token_type"] == "Bearer"
     assert tokens["expires_in"] == TTL_S
     assert tokens["refresh_token"], "a vendor always gives a refresh token (no access_type)"
-    assert exchange(vendor, client, code, verifier).json()["error"] == "invalid_grant", "a code is used once"
+    assert tokens["scope"] == "conferences"
 
     created = vendor.create(tokens["access_token"])
     assert created.status_code == 201, created.text
     shown = vendor.api("GET", f"/v1/conferences/{created.json()['id']}", tokens["access_token"]).json()
     assert shown["owner"] == ALICE
+    assert vendor.flow.exchange(client, code, verifier).json()["error"] == "invalid_grant", "a code is used once"
+
+
+def test_a_code_used_again_ends_the_grant_its_first_exchange_made(vendor: Vendor) -> None:
+    client = vendor.client()
+    vendor.user(ALICE)
+    code, verifier = vendor.flow.sign_in(client, ALICE)
+    tokens = vendor.flow.exchange(client, code, verifier).json()
+    other = connect(vendor, client, ALICE)
+    assert vendor.create(tokens["access_token"]).status_code == 201
+
+    again = vendor.flow.exchange(client, code, verifier)
+    assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+    assert_invalid_token(vendor.create(tokens["access_token"], "r2"))
+    refused = vendor.flow.refresh(client, tokens["refresh_token"])
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    assert vendor.create(other["access_token"], "r3").status_code == 201, "another sign-in's grant lives on"
 
 
 def test_a_denial_a_stranger_and_a_wrong_pkce_verifier_are_refused(vendor: Vendor) -> None:
     vendor.user(ALICE)
     client = vendor.client()
     _, challenge = pkce()
-    denied = submit(vendor, consent_page(vendor, client, challenge), ALICE, decision="deny")
+    denied = vendor.flow.submit(vendor.flow.consent(client, challenge), ALICE, decision="deny")
     assert parse_qs(urlparse(denied.headers["location"]).query) == {"error": ["access_denied"], "state": ["st-1"]}
 
-    stranger = submit(vendor, consent_page(vendor, client, challenge), "mallory@corp.example")
+    stranger = vendor.flow.submit(vendor.flow.consent(client, challenge), "mallory@corp.example")
     assert stranger.status_code == 400
     assert "There is no account mallory@corp.example" in stranger.text
 
-    code, _verifier = sign_in(vendor, client, ALICE)
-    wrong = exchange(vendor, client, code, secrets.token_urlsafe(48))
+    code, _verifier = vendor.flow.sign_in(client, ALICE)
+    wrong = vendor.flow.exchange(client, code, secrets.token_urlsafe(48))
     assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
-    code, _verifier = sign_in(vendor, client, ALICE)
-    missing = exchange(vendor, client, code, "")
+    code, _verifier = vendor.flow.sign_in(client, ALICE)
+    missing = vendor.flow.exchange(client, code, "")
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_grant")
 
 
@@ -214,18 +165,18 @@ def test_each_refresh_rotates_the_refresh_token_and_the_old_one_works_only_withi
 ) -> None:
     client = vendor.client()
     first = connect(vendor, client, ALICE)
-    second = refresh(vendor, client, first["refresh_token"]).json()
+    second = vendor.flow.refresh(client, first["refresh_token"]).json()
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert vendor.create(second["access_token"]).status_code == 201
 
-    retried = refresh(vendor, client, first["refresh_token"])
+    retried = vendor.flow.refresh(client, first["refresh_token"])
     assert retried.status_code == 200, "the replaced token still works within the grace"
 
     vendor.advance(GRACE_S + 1)
-    late = refresh(vendor, client, first["refresh_token"])
+    late = vendor.flow.refresh(client, first["refresh_token"])
     assert (late.status_code, late.json()["error"]) == (400, "invalid_grant")
-    third = refresh(vendor, client, second["refresh_token"])
+    third = vendor.flow.refresh(client, second["refresh_token"])
     assert third.status_code == 200, "the newest token still works"
     assert vendor.api("GET", "/v1/conferences/cnf_missing", third.json()["access_token"]).status_code == 404
 
@@ -239,7 +190,7 @@ def test_an_expired_access_token_is_401_invalid_token_until_refreshed(vendor: Ve
     assert "expired" in expired.json()["error"]["message"]
     assert expired.json()["error"]["authentication_url"].endswith("/oauth/authorize")
 
-    fresh = refresh(vendor, client, tokens["refresh_token"]).json()
+    fresh = vendor.flow.refresh(client, tokens["refresh_token"]).json()
     assert vendor.create(fresh["access_token"]).status_code == 201
 
 
@@ -256,7 +207,7 @@ def test_a_revoked_grant_ends_access_and_refresh(vendor: Vendor, how: str) -> No
         assert vendor.post("/oauth/revoke", data={"token": tokens[which]}).status_code == 200
 
     assert_invalid_token(vendor.create(tokens["access_token"], "r2"))
-    refused = refresh(vendor, client, tokens["refresh_token"])
+    refused = vendor.flow.refresh(client, tokens["refresh_token"])
     assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
 
     again = connect(vendor, client, ALICE)
@@ -270,6 +221,108 @@ def test_disconnecting_an_unknown_user_is_404_and_ends_only_that_users_grants(ve
     assert vendor.post(f"/_sandbox/users/{ALICE}/revoke").json() == {"revoked_grants": 1}
     assert_invalid_token(vendor.create(alice["access_token"]))
     assert vendor.create(bob["access_token"]).status_code == 201
+
+
+# -- scopes -----------------------------------------------------------------------------------------
+
+
+def assert_insufficient_scope(answer: httpx.Response, scope: str) -> None:
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["error"]["code"] == "insufficient_scope"
+    assert answer.json()["error"]["retryable"] is False
+    challenge = answer.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="insufficient_scope"')
+    assert f'scope="{scope}"' in challenge
+
+
+@pytest.mark.parametrize("shortcut", [True, False], ids=["shortcut", "fastapi"])
+def test_a_read_only_token_reads_but_cannot_create_change_or_delete(shortcut: bool) -> None:
+    for vendor in _serve(build_sandbox(api_key=API_KEY), shortcut=shortcut):
+        client = vendor.client()
+        reader = connect(vendor, client, ALICE, scope="conferences:read")
+        assert reader["scope"] == "conferences:read"
+        writer = connect(vendor, client, ALICE)["access_token"]
+        mine = vendor.create(writer).json()["id"]
+        path = f"/v1/conferences/{mine}"
+        token = reader["access_token"]
+
+        assert vendor.api("GET", path, token).json()["owner"] == ALICE
+        assert vendor.api("GET", "/v1/conferences/cnf_missing", token).status_code == 404
+        assert_insufficient_scope(vendor.create(token, "r2"), "conferences")
+        patch = {"event_updated": "2026-11-24T10:00:00Z", "summary": "changed"}
+        for key in ("k1", "not a valid key"):  # a valid key takes the shortcut, an invalid one does not
+            headers = {"Idempotency-Key": key}
+            assert_insufficient_scope(vendor.api("PATCH", path, token, json=patch, headers=headers), "conferences")
+            assert_insufficient_scope(vendor.api("DELETE", path, token, headers=headers), "conferences")
+        shown = vendor.api("GET", path, writer).json()
+        assert (shown["state"], shown.get("summary")) == ("active", None), "nothing changed"
+        refusals = vendor.journal()[3:8]  # after the create and the reader's two GETs
+        assert [(entry["principal"], entry["status"]) for entry in refusals] == [(f"user:{ALICE}", 403)] * 5
+        assert vendor.api("DELETE", path, API_KEY, headers={"Idempotency-Key": "k9"}).status_code == 204, (
+            "the API key is not scoped"
+        )
+
+
+def test_both_scopes_together_allow_everything(vendor: Vendor) -> None:
+    tokens = connect(vendor, vendor.client(), ALICE, scope="conferences:read conferences")
+    assert tokens["scope"] == "conferences conferences:read"
+    assert vendor.create(tokens["access_token"]).status_code == 201
+
+
+@pytest.mark.parametrize("scope", ["made-up", "conferences made-up", "Conferences", "conferences:write"])
+def test_a_scope_the_vendor_does_not_offer_is_sent_back_as_invalid_scope(vendor: Vendor, scope: str) -> None:
+    vendor.user(ALICE)
+    client = vendor.client()
+    _, challenge = pkce()
+    params = {
+        "client_id": client["client_id"],
+        "redirect_uri": vendor.flow.redirect,
+        "response_type": "code",
+        "scope": scope,
+        "state": "st-9",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    asked = vendor.http.get(f"{vendor.url}/oauth/authorize", params=params)
+    allowed = vendor.post("/oauth/authorize", data={**params, "email": ALICE, "decision": "allow"})
+    for answer in (asked, allowed):  # the consent page, and its form posted back with a changed scope
+        assert answer.status_code == 302, answer.text
+        location = answer.headers["location"]
+        assert location.startswith(vendor.flow.redirect)
+        query = parse_qs(urlparse(location).query)
+        assert (query["error"], query["state"]) == (["invalid_scope"], ["st-9"])
+        assert "code" not in query
+
+
+# -- the sandbox clock ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b"1e20",
+        b"1e308",
+        b"1e400",
+        b"3e11",
+        b"315576001",
+        b"-1",
+        b'"1"',
+        b"true",
+        b"null",
+    ],
+)
+def test_a_clock_advance_that_is_not_finite_or_out_of_range_is_400(vendor: Vendor, value: bytes) -> None:
+    answer = vendor.post(
+        "/_sandbox/clock", content=b'{"advance_s": ' + value + b"}", headers={"Content-Type": "application/json"}
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_request")
+    vendor.advance(1)
+    vendor.user(ALICE)
+    assert vendor.create(connect(vendor, vendor.client(), ALICE)["access_token"]).status_code == 201
+    assert vendor.post("/_sandbox/reset").status_code == 200
 
 
 # -- per-user conferences, the API key, the journal ------------------------------------------------
