@@ -15,7 +15,8 @@ or static ``--auth-token`` tokens) every API call needs a bearer token the sandb
 reading events needs reader, writing them writer (a caller with no access gets 404 on reads
 and 403 ``requiredAccessLevel`` on writes), reading the ACL writer and changing it owner; a
 token's OAuth scopes are checked too (403 ``insufficientPermissions``). The journal records
-each call's principal, never its token.
+each call's principal, never its token (the values of credential query parameters such as
+``access_token`` or ``key`` are journaled as ``[redacted]``).
 
 It is Google's identity provider too (sandbox/calendar/identity.py, routes/identity.py): the
 consent page at ``/o/oauth2/v2/auth`` and ``/token`` (authorization_code with PKCE S256,
@@ -52,8 +53,8 @@ Where it differs from Google, on purpose or for want of knowing better:
   delegated service account acts for ``principal.email``. Access is checked before a request
   is served, not atomically with it.
 - OAuth: the consent page asks only for an email, which must be a sandbox user's (no password,
-  no account chooser, no "unverified app" screen); ``prompt`` and ``include_granted_scopes``
-  are carried but change nothing; PKCE is required and only S256 is accepted (Google also
+  no account chooser, no "unverified app" screen); ``prompt`` is carried but changes nothing
+  and ``include_granted_scopes`` is ignored; PKCE is required and only S256 is accepted (Google also
   takes ``plain`` and no PKCE for confidential clients). A refresh token comes only with
   ``access_type=offline`` and lasts until revoked; revoking an access or a refresh token ends
   the whole grant. Clients, grants, tokens, service accounts and delegations live in memory:
@@ -64,7 +65,15 @@ Where it differs from Google, on purpose or for want of knowing better:
   grant with ``target_audience``, or ``/_sandbox/id-token``) carry no ``hd``.
 - Domain-wide delegation is granted to a service account's client id for one domain and a
   set of scopes; an assertion asking for any scope outside that set is refused whole
-  (``unauthorized_client``), as Google does; ``sub`` must be a sandbox user.
+  (``unauthorized_client``), as Google does; ``sub`` must be a sandbox user. A token issued
+  under a delegation lasts until it expires even if the delegation is withdrawn. An assertion
+  must name this token endpoint or Google's (``https://oauth2.googleapis.com/token``, which
+  google-auth always uses) as its audience, last at most an hour, and ask for some scope.
+- Only ``Authorization: Bearer`` carries a token: an ``access_token`` query parameter, which
+  Google accepts, is ignored (with auth on, a call carrying its token only there is a 401).
+- A watch channel may be stopped only by the principal that opened it (anyone else gets 404
+  ``notFound``, as for another project's channel); one opened without auth, or saved before
+  channels recorded their principal, by any principal who may read its calendar.
 - Webhook addresses may be ``http://`` on loopback (Google requires HTTPS), and only loopback
   addresses are accepted at all unless ``allow_remote_webhooks`` is set: a sandbox must not
   send traffic off the machine.
@@ -86,6 +95,16 @@ Where it differs from Google, on purpose or for want of knowing better:
   ``additionalGuests``, which is carried to the organizer's event and so re-commits every copy.
   A copy the attendee deleted stays cancelled (they are ``declined``) until the organizer gives
   them another response. The organizer's own attendee entry is not marked ``self``/``organizer``.
+  Any attendee entry's ``responseStatus`` must be ``needsAction``, ``declined``, ``tentative`` or
+  ``accepted``, its ``comment`` at most 8,192 characters and its ``additionalGuests`` 0 to 100
+  (else 400 ``invalid``); a malformed event (``attendees`` or ``extendedProperties`` of the wrong
+  shape, ``reminders`` not an object) is a 400 on a copy as on any event.
+- Google keeps one event per iCalUID and organizer; the sandbox keeps one per id in a calendar,
+  first come first served: an organizer's write never touches an event of an attendee's calendar
+  whose organizer is another calendar (the attendee's own event, or a copy of another
+  organizer's event with the same id, cancelled or not), so that attendee gets no copy; and
+  ``events.move`` into a calendar holding a copy of another organizer's event with that id is
+  409 ``duplicate``.
 - Exceptions are copied only to attendees holding the series' copy (a guest of one instance
   only gets nothing).
 - ``events.move`` takes a series with its exceptions; the new organizer is just the destination's

@@ -8,6 +8,7 @@ sandbox/calendar/notify.py does the sending.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -45,7 +46,10 @@ class Channels:
         self._store = store
         self.allow_remote_webhooks = allow_remote_webhooks
 
-    def watch(self, calendar_id: str, body: object, *, base_url: str) -> tuple[dict[str, Any], list[Notification]]:
+    def watch(
+        self, calendar_id: str, body: object, *, base_url: str, principal: str | None = None
+    ) -> tuple[dict[str, Any], list[Notification]]:
+        """Open a channel; ``principal`` (who opens it) is the only one who may stop it."""
         calendar = self._store.calendar(calendar_id)
         data = json_object(body)
         channel_id, address = data.get("id"), data.get("address")
@@ -68,6 +72,7 @@ class Channels:
             address=str(address),
             token=token,
             expiration_ms=self._store.now_ms() + ttl * 1000,
+            principal=principal,
         )
         self._store.channels[channel_id] = channel
         notifications = [self._next_notification(channel, "sync")]
@@ -99,11 +104,19 @@ class Channels:
                 "This sandbox delivers only to loopback addresses (127.0.0.0/8, localhost, [::1]).",
             )
 
-    def stop(self, body: object) -> None:
+    def stop(
+        self, body: object, principal: str | None = None, *, may_stop_unowned: Callable[[str], bool] = lambda _: True
+    ) -> None:
+        """Stop a channel: 404 unless ``principal`` opened it (None: auth is off, anyone may). A
+        channel that names no principal (opened without auth) may be stopped by any principal
+        ``may_stop_unowned`` allows for its calendar."""
         data = json_object(body)
         channel = self._store.channels.get(str(data.get("id")))
         if channel is None or data.get("resourceId") != channel.resource_id or channel.state == "stopped":
-            raise GoogleError(404, "notFound", f"Channel '{data.get('id')}' not found for project 'sandbox'")
+            raise _channel_not_found(data.get("id"))
+        owned_by_another = channel.principal is not None or not may_stop_unowned(channel.calendar_id)
+        if principal is not None and principal != channel.principal and owned_by_another:
+            raise _channel_not_found(data.get("id"))
         channel.state = "stopped"
         self._store.save_channel(channel)
 
@@ -130,6 +143,7 @@ class Channels:
                 "address": channel.address,
                 "expiration": str(channel.expiration_ms),
                 "state": "expired" if channel.state == "live" and self._expired(channel) else channel.state,
+                "principal": channel.principal,
                 "lastMessageNumber": channel.next_number - 1,
                 "deliveries": [dict(delivery) for delivery in channel.deliveries],
             }
@@ -164,6 +178,10 @@ class Channels:
             number,
             state,
         )
+
+
+def _channel_not_found(channel_id: object) -> GoogleError:
+    return GoogleError(404, "notFound", f"Channel '{str(channel_id)[:256]}' not found for project 'sandbox'")
 
 
 def _ttl(params: object) -> int:

@@ -20,6 +20,10 @@ list plus the copies themselves, and survives a restart as they do.
   only that copy and marks the attendee ``declined`` on the organizer's event; the copy then
   stays cancelled until the organizer re-invites them (a response other than declined).
 - Instance exceptions are copied only to attendees who hold a copy of the series.
+- An organizer's writes reach only copies of its own event: an event with the same id in the
+  attendee's calendar whose organizer is another calendar (their own, or another organizer's
+  copy, cancelled or not) is never overwritten or cancelled, and a move into a calendar holding
+  such a copy is 409 ``duplicate``. A moved event takes its copies over from the source.
 """
 
 from __future__ import annotations
@@ -64,29 +68,42 @@ class Copies:
     # -- the organizer's side ------------------------------------------------------------------
 
     def sync(
-        self, calendar: CalendarRecord, previous: dict[str, Any] | None, resource: dict[str, Any]
+        self,
+        calendar: CalendarRecord,
+        previous: dict[str, Any] | None,
+        resource: dict[str, Any],
+        *,
+        moved_from: str | None = None,
     ) -> list[Notification]:
-        """After a write to the organizer's event: every attendee's copy, brought in line."""
+        """After a write to the organizer's event: every attendee's copy, brought in line.
+
+        Only copies of this organizer's event are touched (``moved_from``: or of the calendar it
+        was moved from, which this write takes over)."""
         if previous is None and "recurringEventId" in resource:
             series = calendar.events.get(resource["recurringEventId"])
             previous = None if series is None else series.resource  # a new exception: its series' guests
         live = resource.get("status") != "cancelled"
         now = _guests(resource, calendar.id) if live else []
+        organizers = (calendar.id,) if moved_from is None else (calendar.id, moved_from)
         notifications: list[Notification] = []
         for email in dict.fromkeys([*now, *(_guests(previous, calendar.id) if previous else [])]):
-            notifications += self._sync_one(email, resource, attending=email in now)
+            notifications += self._sync_one(email, resource, organizers, attending=email in now)
         return notifications
 
-    def _sync_one(self, email: str, resource: dict[str, Any], *, attending: bool) -> list[Notification]:
+    def _sync_one(
+        self, email: str, resource: dict[str, Any], organizers: tuple[str, ...], *, attending: bool
+    ) -> list[Notification]:
         target = self._calendar_of(email, create=attending)
         if target is None:
             return []
         existing = target.events.get(resource["id"])
-        if existing is not None and not existing.cancelled and not is_copy(existing.resource, target.id):
-            return []  # the attendee's own event that happens to share the id
+        if existing is not None and not _organized_by(existing, organizers):
+            return []  # the attendee's own event, or a copy of another organizer's, that shares the id
         series_id = resource.get("recurringEventId")
-        if series_id is not None and series_id not in target.events:
-            return []  # an exception is copied only where its series is
+        if series_id is not None:
+            series = target.events.get(series_id)
+            if series is None or not _organized_by(series, organizers):
+                return []  # an exception is copied only where its series is
         if attending:
             return self._write(target, resource, existing)
         if (existing is None and series_id is None) or (existing is not None and existing.cancelled):
@@ -122,9 +139,10 @@ class Copies:
         resource["sequence"] = current.get("sequence", 0)
 
     def answer(self, calendar: CalendarRecord, before: dict[str, Any], after: dict[str, Any]) -> list[Notification]:
-        """After a write to a copy: the attendee's own response, carried to the organizer's event."""
-        status = _answer(after, calendar.id)
-        if status is None or status == _answer(before, calendar.id):
+        """After a write to a copy: the attendee's own response (``responseStatus``, ``comment``,
+        ``additionalGuests``, validated with the copy), carried to the organizer's event."""
+        mine = _own_answer(after, calendar.id)
+        if mine is None or mine == _own_answer(before, calendar.id):
             return []
         organizer = self._store.calendars.get(str(after["organizer"]["email"]))
         if organizer is None:
@@ -136,10 +154,12 @@ class Copies:
         if event.get("status") == "cancelled" or is_copy(event, organizer.id):
             return []
         entries = [item for item in event.get("attendees", []) if _same(item.get("email"), calendar.id)]
-        if not entries or all(item.get("responseStatus") == status for item in entries):
+        if not entries or all(_own_answer({"attendees": [item]}, calendar.id) == mine for item in entries):
             return []
         for item in entries:
-            item["responseStatus"] = status
+            for key in _OWN_ANSWER:
+                item.pop(key, None)
+            item.update(mine)
         return self._events.commit(organizer, event)
 
     # -- events.move ---------------------------------------------------------------------------
@@ -165,9 +185,7 @@ class Copies:
             return copy.deepcopy(event.resource), []
         moving = [event, *_exceptions(source, event_id)]
         for item in moving:
-            taken = destination.events.get(item.resource["id"])
-            if taken is not None and not taken.cancelled and not is_copy(taken.resource, destination.id):
-                raise GoogleError(409, "duplicate", "The requested identifier already exists.")
+            _check_free(destination, item.resource["id"], source.id)
         notifications: list[Notification] = []
         for item in moving:
             moved = _moved(item.resource, destination.id)
@@ -175,7 +193,8 @@ class Copies:
                 tombstone = copy.deepcopy(item.resource)
                 tombstone["status"] = "cancelled"
                 notifications += self._events.commit(source, tombstone, propagate=False)
-            notifications += self._events.commit(destination, moved)
+            notifications += self._events.commit(destination, moved, propagate=False)
+            notifications += self.sync(destination, item.resource, moved, moved_from=source.id)
         return copy.deepcopy(destination.events[event_id].resource), notifications
 
 
@@ -192,10 +211,27 @@ def _guests(resource: dict[str, Any], organizer_id: str) -> list[str]:
     return [item["email"] for item in attendees if not _same(item.get("email"), organizer_id)]
 
 
+def _organizer(resource: dict[str, Any]) -> object:
+    organizer = resource.get("organizer")
+    return organizer.get("email") if isinstance(organizer, dict) else None
+
+
+def _organized_by(event: EventRecord, organizers: tuple[str, ...]) -> bool:
+    return any(_same(_organizer(event.resource), organizer) for organizer in organizers)
+
+
 def _answer(resource: dict[str, Any], calendar_id: str) -> str | None:
+    mine = _own_answer(resource, calendar_id)
+    return None if mine is None else str(mine["responseStatus"])
+
+
+def _own_answer(resource: dict[str, Any], calendar_id: str) -> dict[str, Any] | None:
+    """The attendee's own answer in an event (None if they are not an attendee)."""
     for item in resource.get("attendees") or []:
         if _same(item.get("email"), calendar_id):
-            return str(item.get("responseStatus", "needsAction"))
+            mine = {key: item[key] for key in _OWN_ANSWER if key in item}
+            mine.setdefault("responseStatus", "needsAction")
+            return mine
     return None
 
 
@@ -258,6 +294,18 @@ def _moved(resource: dict[str, Any], destination_id: str) -> dict[str, Any]:
     if "attendees" in moved:
         moved["attendees"] = [_without_self(item) for item in moved["attendees"]]
     return moved
+
+
+def _check_free(destination: CalendarRecord, event_id: str, source_id: str) -> None:
+    """409 ``duplicate`` unless the id is free in the destination of a move: unused, a deleted
+    event of its own, or its own copy of the very event moved (which the event takes over); a
+    copy of another organizer's event is never overwritten."""
+    taken = destination.events.get(event_id)
+    if taken is None:
+        return
+    copied = is_copy(taken.resource, destination.id)
+    if not (_same(_organizer(taken.resource), source_id) if copied else taken.cancelled):
+        raise GoogleError(409, "duplicate", "The requested identifier already exists.")
 
 
 def _exceptions(calendar: CalendarRecord, series_id: str) -> Iterable[EventRecord]:

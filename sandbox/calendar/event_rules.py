@@ -15,7 +15,20 @@ from typing import Any
 from sandbox.calendar.errors import GoogleError, bad_request
 from sandbox.calendar.recurrence import Series, parse_event_time
 
-__all__ = ["apply_conference", "json_object", "merge", "utc", "validate"]
+__all__ = [
+    "MAX_ADDITIONAL_GUESTS",
+    "MAX_COMMENT",
+    "RESPONSE_STATUSES",
+    "apply_conference",
+    "json_object",
+    "merge",
+    "utc",
+    "validate",
+]
+
+RESPONSE_STATUSES = ("needsAction", "declined", "tentative", "accepted")
+MAX_COMMENT = 8192  # characters of an attendee's comment
+MAX_ADDITIONAL_GUESTS = 100
 
 
 def utc(value: dict[str, Any]) -> datetime:
@@ -110,6 +123,10 @@ def validate(resource: dict[str, Any]) -> None:
         isinstance(item, dict) and isinstance(item.get("email"), str) and "@" in item["email"] for item in attendees
     ):
         raise bad_request("Invalid attendee email.", location="attendees")
+    for item in attendees:
+        _check_answer(item)
+    if "reminders" in resource and not isinstance(resource["reminders"], dict):
+        raise bad_request("Invalid value for reminders.", location="reminders")
     recurrence = resource.get("recurrence")
     if recurrence is not None:
         if not isinstance(recurrence, list) or not all(isinstance(line, str) for line in recurrence):
@@ -122,6 +139,24 @@ def validate(resource: dict[str, Any]) -> None:
         for scope in ("private", "shared")
     ):
         raise bad_request("Invalid extended properties.", location="extendedProperties")
+
+
+def _check_answer(attendee: dict[str, Any]) -> None:
+    """An attendee's answer: one of Google's response statuses, a bounded comment and guest count."""
+    status = attendee.get("responseStatus", "needsAction")
+    if status not in RESPONSE_STATUSES:
+        raise bad_request(f"Invalid attendee responseStatus: {str(status)[:64]}", location="attendees.responseStatus")
+    comment = attendee.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        raise bad_request(
+            f"Invalid attendee comment: a string of at most {MAX_COMMENT} characters.", location="attendees.comment"
+        )
+    guests = attendee.get("additionalGuests", 0)
+    if isinstance(guests, bool) or not isinstance(guests, int) or not 0 <= guests <= MAX_ADDITIONAL_GUESTS:
+        raise bad_request(
+            f"Invalid attendee additionalGuests: an integer from 0 to {MAX_ADDITIONAL_GUESTS}.",
+            location="attendees.additionalGuests",
+        )
 
 
 def _event_time(value: object, name: str) -> datetime:

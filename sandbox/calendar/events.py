@@ -113,10 +113,10 @@ class Events:
         if any(key in changes for key in ("start", "end", "recurrence", "status")):
             resource["sequence"] = int(current.get("sequence", 0)) + 1
         apply_conference(resource, data, cdv, previous=current.get("conferenceData"))
+        validate(resource)  # first: the attendee's check below reads a well-formed resource
         attendee = is_copy(current, calendar.id)
         if attendee:
             self.copies.check_attendee_edit(calendar, current, resource)
-        validate(resource)
         notifications = self.commit(calendar, resource)
         if "recurrence" in current and resource.get("status") == "cancelled":
             notifications += self._cancel_exceptions(calendar, event_id)

@@ -26,6 +26,7 @@ from sandbox.calendar.events import Events
 from sandbox.calendar.listing import Listings, ListPage, ListQuery
 from sandbox.calendar.store import Persistence, Store
 from sandbox.clock import Clock
+from sandbox.identity import Principal
 
 __all__ = ["CalendarModel", "ListPage", "ListQuery", "Notification", "Persistence"]
 
@@ -199,13 +200,29 @@ class CalendarModel:
 
     # -- watch channels ----------------------------------------------------------------------
 
-    def watch(self, calendar_id: str, body: object, *, base_url: str) -> tuple[dict[str, Any], list[Notification]]:
+    def watch(
+        self, calendar_id: str, body: object, *, base_url: str, principal: Principal | None = None
+    ) -> tuple[dict[str, Any], list[Notification]]:
+        """Open a channel; with auth on, only ``principal`` may stop it."""
+        who = None if principal is None else principal.describe()
         with self._store.writing():
-            return self._channels.watch(calendar_id, body, base_url=base_url)
+            return self._channels.watch(calendar_id, body, base_url=base_url, principal=who)
 
-    def stop_channel(self, body: object) -> None:
+    def stop_channel(self, body: object, principal: Principal | None = None) -> None:
+        """channels.stop: 404 unless ``principal`` opened the channel (anyone without auth). A
+        channel opened without auth, or saved before channels recorded their principal, may be
+        stopped by a principal that may read its calendar."""
+
+        def may_read(calendar_id: str) -> bool:
+            calendar = self._store.calendars.get(calendar_id)
+            return (
+                principal is not None
+                and calendar is not None
+                and self.access.role(calendar_id, principal.email, calendar.owner) >= Role.READER
+            )
+
         with self._store.writing():
-            self._channels.stop(body)
+            self._channels.stop(body, None if principal is None else principal.describe(), may_stop_unowned=may_read)
 
     def is_deliverable(self, channel_id: str) -> bool:
         """Whether a channel still takes deliveries (live and not expired)."""

@@ -2,9 +2,11 @@
 
 Every mutation is committed before the API answers, so a sandbox killed at any moment comes
 back with every write it acknowledged: calendars, events (with their change sequence, so
-sync tokens issued before the restart keep working), channels, users and ACL rules. Deliveries
-in flight, fault rules and the request journal live in memory only. A file written before the
-users and acl tables existed loads as it is (they are created empty).
+sync tokens issued before the restart keep working), channels (with the principal that opened
+each), users and ACL rules. Deliveries in flight, fault rules and the request journal live in
+memory only. A file written before the users and acl tables existed loads as it is (they are
+created empty), and one written before channels recorded their principal gains the column
+(empty for the channels it holds).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS channels (
     id TEXT PRIMARY KEY, calendar_id TEXT NOT NULL, resource_id TEXT NOT NULL,
     resource_uri TEXT NOT NULL, address TEXT NOT NULL, token TEXT, expiration_ms INTEGER NOT NULL,
-    state TEXT NOT NULL, next_number INTEGER NOT NULL);
+    state TEXT NOT NULL, next_number INTEGER NOT NULL, principal TEXT);
 CREATE TABLE IF NOT EXISTS users (email TEXT PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS acl (
     calendar_id TEXT NOT NULL, email TEXT NOT NULL, role TEXT NOT NULL, PRIMARY KEY (calendar_id, email));
@@ -43,6 +45,9 @@ class SqlitePersistence:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {str(row[1]) for row in self._db.execute("PRAGMA table_info(channels)")}
+        if "principal" not in columns:  # a file from before channels recorded who opened them
+            self._db.execute("ALTER TABLE channels ADD COLUMN principal TEXT")
         self._db.commit()
 
     def load(self) -> tuple[str | None, list[dict[str, Any]], list[tuple[Any, ...]], list[dict[str, Any]]]:
@@ -73,8 +78,9 @@ class SqlitePersistence:
 
     def save_channel(self, row: dict[str, Any]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO channels VALUES (:id, :calendar_id, :resource_id, :resource_uri, :address,"
-            " :token, :expiration_ms, :state, :next_number)",
+            "INSERT OR REPLACE INTO channels (id, calendar_id, resource_id, resource_uri, address, token,"
+            " expiration_ms, state, next_number, principal) VALUES (:id, :calendar_id, :resource_id,"
+            " :resource_uri, :address, :token, :expiration_ms, :state, :next_number, :principal)",
             row,
         )
 

@@ -30,8 +30,9 @@ def build_sandbox(  # noqa: PLR0913 - the command's options, named
 ) -> CalendarSandbox:
     """A sandbox in memory, or loaded from (and writing through to) the SQLite file ``db``.
 
-    Auth is on with ``require_auth`` or when ``auth_tokens`` are given; ``authenticator``
-    (default: the static ``auth_tokens``) says whom a bearer token names."""
+    Auth is on with ``require_auth`` or when ``auth_tokens`` are given; ``authenticator`` says
+    whom a bearer token names (default: an access token the sandbox's own OAuth server issued,
+    then the static ``auth_tokens``; see sandbox/calendar/serving.py)."""
     clock = Clock()
     persistence = None if db is None else SqlitePersistence(db)
     model = CalendarModel(clock, default_owner=owner, persistence=persistence)

@@ -1,8 +1,10 @@
 """How the Calendar sandbox serves a request, whatever the resource.
 
 Every API request is authenticated (when auth is on), then checked against the fault rules,
-then served; it is journaled (with the principal it acted for, never its token) and logged as
-one structured line either way. Here too: what a route asks before it touches a calendar
+then served; it is journaled (with the principal it acted for, never its token: the values of
+query parameters that carry credentials, ``access_token``, ``key``, ``token``, ``client_secret``,
+``code``, ``assertion`` and ``refresh_token``, are journaled as ``[redacted]``) and logged as one
+structured line (no query) either way. Here too: what a route asks before it touches a calendar
 (``calendar_for``: ``primary`` resolved, the caller's role and scopes checked), reading bodies
 (with size limits), query parameters, and writing JSON answers and Google-shaped errors. The
 routes of each resource live in sandbox/calendar/routes/.
@@ -10,8 +12,11 @@ routes of each resource live in sandbox/calendar/routes/.
 Auth is on with ``require_auth`` or when static ``auth_tokens`` are given: every
 ``/calendar/v3/`` call then needs ``Authorization: Bearer TOKEN`` that ``authenticator``
 accepts (by default an access token the sandbox's own OAuth server issued, to a user who
-consented or to a service account, then the static tokens), else Google's 401 ``authError``. With auth off, calls act
-for nobody: ``primary`` is the default owner's calendar and nothing is checked.
+consented or to a service account, then the static tokens), else Google's 401 ``authError``.
+Only the header counts: an ``access_token`` query parameter (which Google also accepts) is
+ignored, so a call that carries its token only there is a 401. With auth off, calls act for
+nobody: ``primary`` is the default owner's calendar and nothing is checked (a token, in the
+header or the query, is ignored).
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+_REDACTED = "[redacted]"
+_SECRET_PARAMS = frozenset(("access_token", "key", "token", "client_secret", "code", "assertion", "refresh_token"))
 MAX_BODY = 1024 * 1024
 MAX_ADMIN_BODY = 256 * 1024 * 1024
 _JSON = "application/json; charset=UTF-8"
@@ -127,7 +134,7 @@ def _record(
     sandbox: CalendarSandbox, request: Request, status: int, started: float, principal: Principal | None
 ) -> None:
     who = None if principal is None else principal.describe()
-    query = {key: values if len(values) > 1 else values[0] for key, values in _params(request).items()}
+    query = {key: values if len(values) > 1 else values[0] for key, values in _redacted(_params(request)).items()}
     sandbox.journal.record(
         {
             "method": request.method,
@@ -146,6 +153,13 @@ def _record(
         principal=who,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
+
+
+def _redacted(params: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The query as the journal keeps it: the values of credential parameters replaced."""
+    return {
+        key: [_REDACTED] * len(values) if key.lower() in _SECRET_PARAMS else values for key, values in params.items()
+    }
 
 
 def _authenticate(sandbox: CalendarSandbox, request: Request) -> Principal | None:

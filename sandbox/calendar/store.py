@@ -91,6 +91,7 @@ class ChannelRecord:
     expiration_ms: int
     state: str = "live"
     next_number: int = 1
+    principal: str | None = None  # who opened it (``Principal.describe()``); None without auth, or saved before
     deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
 
     def row(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class ChannelRecord:
             "expiration_ms": self.expiration_ms,
             "state": self.state,
             "next_number": self.next_number,
+            "principal": self.principal,
         }
 
 

@@ -1,5 +1,8 @@
 """Watch channels over HTTP: events.watch and channels.stop
-(https://developers.google.com/calendar/api/guides/push)."""
+(https://developers.google.com/calendar/api/guides/push).
+
+With auth on, a channel records the principal that opened it, and channels.stop from any other
+principal is Google's 404 ``notFound`` (as if the channel were another project's)."""
 
 from __future__ import annotations
 
@@ -21,12 +24,12 @@ def channel_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     async def watch(request: Request, principal: Principal | None) -> Response:
         calendar_id = calendar_for(sandbox, request, principal, EVENTS_READ)
         base = str(request.base_url)
-        channel, notifications = model.watch(calendar_id, await read_body(request), base_url=base)
+        channel, notifications = model.watch(calendar_id, await read_body(request), base_url=base, principal=principal)
         notifier.enqueue(notifications)
         return json_answer(channel)
 
-    async def stop(request: Request, _principal: Principal | None) -> Response:
-        model.stop_channel(await read_body(request))
+    async def stop(request: Request, principal: Principal | None) -> Response:
+        model.stop_channel(await read_body(request), principal)
         return Response(status_code=204)
 
     return [
