@@ -44,7 +44,9 @@ class OAuthFlow:
     redirect: str = REDIRECT
 
     def client(self, name: str = "Sync") -> dict[str, str]:
-        answer = self.http.post(f"{self.url}/_sandbox/oauth-clients", json={"redirect_uris": [self.redirect], "name": name})
+        answer = self.http.post(
+            f"{self.url}/_sandbox/oauth-clients", json={"redirect_uris": [self.redirect], "name": name}
+        )
         assert answer.status_code == 201, answer.text
         return dict(answer.json())
 
