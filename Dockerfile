@@ -19,6 +19,7 @@ COPY requirements/build.txt ./requirements/
 RUN python -m pip install --no-cache-dir --require-hashes --requirement requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY confsync ./confsync
+COPY accounts ./accounts
 COPY ingest ./ingest
 COPY processors ./processors
 COPY publishers ./publishers

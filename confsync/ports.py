@@ -21,7 +21,18 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from confsync.contracts import ConferencePayload, EventTime
-from confsync.store.records import AppliedVersion, CalendarState, CalendarStatus, ChannelRecord, Link, OutboxEntry
+from confsync.store.records import (
+    AppliedVersion,
+    CalendarState,
+    CalendarStatus,
+    ChannelRecord,
+    Grant,
+    GrantStatus,
+    Link,
+    OAuthProvider,
+    OutboxEntry,
+    User,
+)
 
 __all__ = [
     "AsyncPublisher",
@@ -308,6 +319,33 @@ class Store(Protocol):
 
     def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
         """After republishing: next due time and the attempt count (a settled entry stays gone)."""
+        ...
+
+    # users and their grants (accounts/); emails are stored as given: accounts/ normalises them
+    def get_user(self, email: str) -> User | None: ...
+
+    def ensure_user(self, user: User) -> User:
+        """The stored user, created from ``user`` if there was none (an existing one is kept)."""
+        ...
+
+    def get_grant(self, user: str, provider: OAuthProvider) -> Grant | None: ...
+
+    def put_grant(self, grant: Grant, *, expected_version: int) -> bool:
+        """Store ``grant`` if the stored grant's version still equals ``expected_version`` (0: none
+        is stored); the stored copy then has version ``expected_version + 1`` (``grant.version``
+        is ignored). True if this call won; the loser changes nothing and must read again."""
+        ...
+
+    def list_grants(self, *, user: str | None = None, status: GrantStatus | None = None) -> list[Grant]:
+        """Grants of ``user`` and/or in ``status`` (all when neither is given), by user then provider."""
+        ...
+
+    def delete_grant(self, user: str, provider: OAuthProvider) -> bool:
+        """Forget one grant; True if there was one."""
+        ...
+
+    def forget_user(self, email: str) -> None:
+        """Delete the user and every grant of theirs, in one write (a missing user is fine)."""
         ...
 
     def close(self) -> None: ...

@@ -70,6 +70,12 @@ class Settings:
         "State store: sqlite:///PATH or firestore://PROJECT[/DATABASE]. "
         "Empty means a SQLite file under the user's data directory.",
     )
+    vault_key_file: str | None = _setting(
+        None,
+        "File of the token vault's key-encryption key: 32 random bytes, mode 0600, created when missing "
+        "(accounts/vault.py). Unset means vault.key next to a SQLite store; a store shared by several "
+        "machines (Firestore) needs one key for all: a KMS or Secret Manager key, or this file, the same everywhere.",
+    )
     pubsub_emulator_host: str | None = _setting(
         None, "host:port of a Pub/Sub emulator; unset means real Pub/Sub.", env="PUBSUB_EMULATOR_HOST"
     )
@@ -251,6 +257,8 @@ class Settings:
         given = frozenset(values)
         if not values.get("store_url"):
             values["store_url"] = _default_store_url(env)
+        if not values.get("vault_key_file"):
+            values["vault_key_file"] = _default_vault_key_file(values["store_url"])
         return cls(**values, from_environment=given)
 
     def describe(self) -> Iterator[SettingInfo]:
@@ -285,6 +293,13 @@ def _default_store_url(env: Mapping[str, str]) -> str:
     home = Path(env["HOME"]) if env.get("HOME") else Path.home()
     data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
     return f"sqlite:///{data_home / 'confsync' / 'confsync.sqlite'}"
+
+
+def _default_vault_key_file(store_url: str) -> str | None:
+    """vault.key beside a SQLite store (the embedded default); none for a shared store."""
+    if not store_url.startswith("sqlite:///"):
+        return None
+    return str(Path(store_url.removeprefix("sqlite:///")).parent / "vault.key")  # as store.sqlite.path_from_url
 
 
 def _reject_unknown(env: Mapping[str, str]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("ingest", "processors", "publishers", "sandbox")
+STAGES = ("ingest", "processors", "publishers", "accounts", "sandbox")
 PACKAGES = ("confsync", *STAGES, "stack")
 
 

@@ -20,7 +20,17 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("confsync", "confsync.store", "ingest", "processors", "publishers", "sandbox", "stack", "stack.cli")
+PACKAGES = (
+    "confsync",
+    "confsync.store",
+    "accounts",
+    "ingest",
+    "processors",
+    "publishers",
+    "sandbox",
+    "stack",
+    "stack.cli",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +51,7 @@ def test_the_wheel_holds_every_package_with_its_type_marker(wheel: Path) -> None
     for package in PACKAGES:
         folder = package.replace(".", "/")
         assert f"{folder}/__init__.py" in names
-    for top in ("confsync", "ingest", "processors", "publishers", "sandbox", "stack"):
+    for top in ("confsync", "accounts", "ingest", "processors", "publishers", "sandbox", "stack"):
         assert f"{top}/py.typed" in names
     assert not any(name.startswith("tests/") for name in names)
 
@@ -97,9 +107,26 @@ def test_the_dockerfile_copies_every_package_and_runs_confsync_by_argument() -> 
 # -- dependencies: declared, locked with hashes, and the image without the sandboxes' ---------------
 
 LOCKS = ROOT / "requirements"
-PRODUCTION_CODE = ("confsync", "ingest", "processors", "publishers", "stack")
-SANDBOX_ONLY = {"fastapi", "pydantic", "python-dateutil", "authlib", "joserfc", "cryptography"}  # by distribution
-FIRST_PARTY = {"confsync", "ingest", "processors", "publishers", "stack", "sandbox", "bench", "tests", "tests_support"}
+PRODUCTION_CODE = ("confsync", "accounts", "ingest", "processors", "publishers", "stack")
+SANDBOX_ONLY = {
+    "fastapi",
+    "pydantic",
+    "python-dateutil",
+    "authlib",
+    "joserfc",
+}  # what the sandboxes add, by distribution
+FIRST_PARTY = {
+    "confsync",
+    "accounts",
+    "ingest",
+    "processors",
+    "publishers",
+    "stack",
+    "sandbox",
+    "bench",
+    "tests",
+    "tests_support",
+}
 FIRST_PARTY |= {script.stem for script in (ROOT / "bench").glob("*.py")}  # a benchmark imports its neighbours
 LOCK_ENTRY = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*;\s*([^\\]+?))?\s*\\?$")
 
@@ -193,10 +220,9 @@ def test_the_production_lock_leaves_out_what_only_the_sandboxes_need() -> None:
     assert {canonicalize_name(r.name) for r in groups["sandbox"]} == SANDBOX_ONLY
     assert not SANDBOX_ONLY & {canonicalize_name(r.name) for r in groups[""]}
     production = set(read_lock("production"))
-    # pydantic stays: typer (from 0.29) parses command-line values with it; cryptography too: google-auth needs it
-    assert production & SANDBOX_ONLY == {"pydantic", "cryptography"}
+    # pydantic stays: typer (from 0.29) parses command-line values with it
+    assert production & SANDBOX_ONLY == {"pydantic"}
     assert "pydantic" in closure([Requirement("typer")])
-    assert "cryptography" in closure([Requirement("google-auth")])
 
 
 def module_owners() -> dict[str, set[str]]:

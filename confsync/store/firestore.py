@@ -10,6 +10,7 @@ touch a document another calendar needs::
     {prefix}conferences/{conference}             applied version + which link points here
     {prefix}outbox/{command}                     a published command not yet settled (by due_at)
     {prefix}leases/{name}                        who holds a lease (a calendar's watch) until when
+    {prefix}users/{email}, {prefix}grants/{...}  people and their OAuth grants (firestore_accounts.py)
 
 Every compare-and-set (sync token, notification, applied version) runs in a transaction
 that re-reads the document it decides on. Document ids are the natural ids, escaped where
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as google_exceptions
@@ -30,6 +31,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from confsync.errors import ConfigError
 from confsync.settings import Secret
+from confsync.store.firestore_accounts import FirestoreAccounts
+from confsync.store.firestore_values import aware as _aware
+from confsync.store.firestore_values import data_of as _data
+from confsync.store.firestore_values import maybe_aware as _maybe
+from confsync.store.firestore_values import transact
 from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
 from confsync.store.keys import doc_id as _doc_id
 from confsync.store.records import (
@@ -55,13 +61,14 @@ _T = TypeVar("_T")
 _BATCH = 500  # Firestore's limit of writes in one batch
 
 
-class FirestoreStore:
-    """``confsync.ports.Store`` over Firestore; thread-safe (the client is)."""
+class FirestoreStore(FirestoreAccounts):
+    """``confsync.ports.Store`` over Firestore; thread-safe (the client is). Users and grants:
+    ``FirestoreAccounts``."""
 
     local = False  # every call is a network round trip: call it from a thread
 
     def __init__(self, client: firestore.Client, *, prefix: str = "") -> None:
-        self._client = client
+        super().__init__(client, prefix=prefix)
         self._calendars = client.collection(f"{prefix}calendars")
         self._channels = client.collection(f"{prefix}channels")
         self._conferences = client.collection(f"{prefix}conferences")
@@ -81,9 +88,7 @@ class FirestoreStore:
         self._client.close()  # type: ignore[no-untyped-call]
 
     def _transact(self, work: Callable[[Any], _T]) -> _T:
-        transaction = self._client.transaction(max_attempts=20)
-        result: _T = firestore.transactional(work)(transaction)
-        return result
+        return transact(self._client, work)
 
     def _calendar_ref(self, calendar_id: str) -> Any:
         return self._calendars.document(_doc_id(calendar_id))
@@ -342,11 +347,6 @@ class FirestoreStore:
             self._outbox.document(_doc_id(command_id)).update({"due_at": due_at, "attempts": attempts})
 
 
-def _data(snapshot: Any) -> dict[str, Any]:
-    data: dict[str, Any] = snapshot.to_dict() or {}
-    return data
-
-
 def _new_calendar(calendar_id: str) -> dict[str, Any]:
     return {
         "calendar_id": calendar_id,
@@ -361,16 +361,6 @@ def _new_calendar(calendar_id: str) -> dict[str, Any]:
         "last_error": None,
         "lagging": False,  # a notification no sync has covered yet: Firestore cannot compare two fields
     }
-
-
-def _aware(value: Any) -> datetime:
-    """Firestore answers DatetimeWithNanoseconds in UTC; make it a plain aware datetime."""
-    moment = datetime.fromisoformat(value.isoformat()) if hasattr(value, "isoformat") else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _maybe(value: Any) -> datetime | None:
-    return None if value is None else _aware(value)
 
 
 def _calendar(data: dict[str, Any]) -> CalendarState:

@@ -19,9 +19,14 @@ __all__ = [
     "CalendarStatus",
     "ChannelRecord",
     "ChannelState",
+    "Grant",
+    "GrantStatus",
     "Link",
     "LinkState",
+    "OAuthProvider",
     "OutboxEntry",
+    "User",
+    "UserStatus",
 ]
 
 
@@ -117,3 +122,55 @@ class OutboxEntry:
     data: bytes
     due_at: datetime
     attempts: int = 0
+
+
+# -- people and their grants (accounts/) ---------------------------------------------------------
+
+
+class OAuthProvider(StrEnum):
+    """Whose OAuth grant: the user's Google account, or their account at the conferencing vendor."""
+
+    GOOGLE = "google"
+    VENDOR = "vendor"
+
+
+class GrantStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"  # the provider refused the refresh token (invalid_grant): waits for a reconnect
+    DISCONNECTED = "disconnected"  # the user disconnected it in confsync
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A person, identified by the email a Google ID token verified; ``domain`` is its ``hd``."""
+
+    email: str
+    domain: str | None = None
+    created_at: datetime | None = None
+    status: UserStatus = UserStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """One user's OAuth grant at one provider: the refresh token, sealed by accounts/vault.py.
+
+    ``sealed_token`` is the vault's sealed record (its text form), opaque to the store and a
+    ``Secret`` so that neither it nor a logged ``Grant`` shows it. ``version`` guards
+    compare-and-set (``Store.put_grant``): 0 means never stored. ``account_id`` and
+    ``account_email`` name the vendor account the grant acts for, when the provider says.
+    """
+
+    user: str
+    provider: OAuthProvider
+    sealed_token: Secret
+    scopes: tuple[str, ...] = ()
+    status: GrantStatus = GrantStatus.ACTIVE
+    version: int = 0
+    updated_at: datetime | None = None
+    account_id: str | None = None
+    account_email: str | None = None

@@ -17,12 +17,15 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from confsync.errors import ConfigError
 from confsync.settings import Secret
+from confsync.store.microseconds import EPOCH as _EPOCH
+from confsync.store.microseconds import from_us as _dt
+from confsync.store.microseconds import to_us as _us
 from confsync.store.records import (
     AppliedVersion,
     CalendarState,
@@ -33,10 +36,10 @@ from confsync.store.records import (
     LinkState,
     OutboxEntry,
 )
+from confsync.store.sqlite_accounts import SqliteAccounts
 
 __all__ = ["SqliteStore", "path_from_url"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE calendars (
@@ -98,6 +101,27 @@ _MIGRATIONS: tuple[str, ...] = (
         until INTEGER NOT NULL
     );
     """,
+    """
+    CREATE TABLE users (
+        email TEXT PRIMARY KEY,
+        domain TEXT,
+        created_at INTEGER,
+        status TEXT NOT NULL
+    );
+    CREATE TABLE grants (
+        email TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        sealed_token TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        status TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        updated_at INTEGER,
+        account_id TEXT,
+        account_email TEXT,
+        PRIMARY KEY (email, provider)
+    );
+    CREATE INDEX grants_by_status ON grants (status);
+    """,
 )
 
 
@@ -110,8 +134,8 @@ def path_from_url(url: str) -> Path:
     return Path("/" + rest.lstrip("/")) if url.startswith("sqlite:////") else Path(rest)
 
 
-class SqliteStore:
-    """``confsync.ports.Store`` over one SQLite file."""
+class SqliteStore(SqliteAccounts):
+    """``confsync.ports.Store`` over one SQLite file (users and grants: ``SqliteAccounts``)."""
 
     local = True  # calls take microseconds: an event loop may make them directly
 
@@ -401,17 +425,6 @@ class SqliteStore:
         self._write_one(
             "UPDATE outbox SET due_at = ?, attempts = ? WHERE command_id = ?", (_us(due_at), attempts, command_id)
         )
-
-
-def _us(value: datetime) -> int:
-    if value.tzinfo is None:
-        raise ValueError("naive datetimes are not stored")
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _dt(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
 def _calendar(row: sqlite3.Row) -> CalendarState:

@@ -20,9 +20,14 @@ from confsync.store import (
     CalendarStatus,
     ChannelRecord,
     ChannelState,
+    Grant,
+    GrantStatus,
     Link,
     LinkState,
+    OAuthProvider,
     OutboxEntry,
+    User,
+    UserStatus,
     open_store,
 )
 from confsync.store.sqlite import SqliteStore
@@ -379,3 +384,119 @@ def test_the_outbox_hands_back_overdue_commands_until_they_are_settled(store: St
     assert (early.command_id, early.attempts) == ("cmd-early", 1)
     store.outbox_add([OutboxEntry("cmd-early", "cnf-2", b"v2", T0 + timedelta(seconds=900))])
     assert store.outbox_due(T0 + timedelta(seconds=301)) == [], "published again: replaced, due later"
+
+
+# -- users and grants -------------------------------------------------------------------------------
+
+
+def grant(user: str = CAL, provider: OAuthProvider = OAuthProvider.GOOGLE, sealed: str = "sealed-1") -> Grant:
+    return Grant(
+        user=user,
+        provider=provider,
+        sealed_token=Secret(sealed),
+        scopes=("openid", "https://www.googleapis.com/auth/calendar.events"),
+        updated_at=T0,
+        account_id="vendor-42" if provider is OAuthProvider.VENDOR else None,
+        account_email="alice@vendor.example" if provider is OAuthProvider.VENDOR else None,
+    )
+
+
+def test_a_user_is_created_once_and_kept(store: Store) -> None:
+    assert store.get_user(CAL) is None
+    alice = User(CAL, "example.com", T0)
+    assert store.ensure_user(alice) == alice
+    assert store.ensure_user(User(CAL, "other.example", T0 + timedelta(days=1), UserStatus.DISABLED)) == alice
+    assert store.get_user(CAL) == alice
+
+
+def test_a_grant_is_stored_as_given_at_version_1(store: Store) -> None:
+    assert store.get_grant(CAL, OAuthProvider.GOOGLE) is None
+    assert store.put_grant(grant(), expected_version=0)
+    assert store.get_grant(CAL, OAuthProvider.GOOGLE) == replace(grant(), version=1)
+    assert store.get_grant(CAL, OAuthProvider.VENDOR) is None
+    assert store.put_grant(grant(provider=OAuthProvider.VENDOR), expected_version=0)
+    vendor = store.get_grant(CAL, OAuthProvider.VENDOR)
+    assert vendor is not None
+    assert (vendor.account_id, vendor.account_email, vendor.sealed_token) == (
+        "vendor-42",
+        "alice@vendor.example",
+        Secret("sealed-1"),
+    )
+
+
+def test_a_grant_is_replaced_only_against_the_version_read(store: Store) -> None:
+    assert store.put_grant(grant(), expected_version=0)
+    assert not store.put_grant(grant(sealed="other-first"), expected_version=0), "one already exists"
+    assert not store.put_grant(grant(sealed="from-the-future"), expected_version=2)
+    successor = replace(grant(sealed="sealed-2"), status=GrantStatus.REVOKED, updated_at=T0 + timedelta(seconds=1))
+    assert store.put_grant(replace(successor, version=99), expected_version=1), "the record's own version is ignored"
+    assert store.get_grant(CAL, OAuthProvider.GOOGLE) == replace(successor, version=2)
+    assert not store.put_grant(grant(sealed="late"), expected_version=1), "the loser changes nothing"
+    assert store.get_grant(CAL, OAuthProvider.GOOGLE) == replace(successor, version=2)
+    assert not store.put_grant(grant("bob@example.com"), expected_version=1), "a missing grant is version 0"
+
+
+def test_grants_are_listed_by_user_and_status(store: Store) -> None:
+    for user, provider in (("bob@example.com", "vendor"), (CAL, "vendor"), (CAL, "google"), ("carol@x.org", "google")):
+        assert store.put_grant(grant(user, OAuthProvider(provider)), expected_version=0)
+    revoked = replace(grant(CAL, OAuthProvider.VENDOR), status=GrantStatus.REVOKED)
+    assert store.put_grant(revoked, expected_version=1)
+    every = [(g.user, g.provider.value) for g in store.list_grants()]
+    assert every == [("alice@example.com", "google"), ("alice@example.com", "vendor"),
+                     ("bob@example.com", "vendor"), ("carol@x.org", "google")]  # fmt: skip
+    assert [(g.user, g.provider.value) for g in store.list_grants(user=CAL)] == every[:2]
+    assert [(g.user, g.provider) for g in store.list_grants(status=GrantStatus.REVOKED)] == [
+        (CAL, OAuthProvider.VENDOR)
+    ]
+    assert [g.provider for g in store.list_grants(user=CAL, status=GrantStatus.ACTIVE)] == [OAuthProvider.GOOGLE]
+    assert store.list_grants(user="nobody@example.com") == []
+
+
+def test_grants_are_deleted_one_by_one_or_with_their_user(store: Store) -> None:
+    store.ensure_user(User(CAL, "example.com", T0))
+    store.ensure_user(User("bob@example.com", None, T0))
+    for user, provider in ((CAL, OAuthProvider.GOOGLE), (CAL, OAuthProvider.VENDOR), ("bob@example.com", None)):
+        assert store.put_grant(grant(user, provider or OAuthProvider.GOOGLE), expected_version=0)
+    assert store.delete_grant(CAL, OAuthProvider.VENDOR)
+    assert not store.delete_grant(CAL, OAuthProvider.VENDOR), "already gone"
+    assert [g.provider for g in store.list_grants(user=CAL)] == [OAuthProvider.GOOGLE]
+    store.forget_user(CAL)
+    store.forget_user("nobody@example.com")  # harmless
+    assert store.get_user(CAL) is None
+    assert store.list_grants(user=CAL) == []
+    assert [g.user for g in store.list_grants()] == ["bob@example.com"]
+    assert store.get_user("bob@example.com") is not None
+    assert store.put_grant(grant(), expected_version=0), "after a forget, a reconnect starts afresh"
+
+
+def test_odd_user_ids_keep_their_grants_apart(store: Store) -> None:
+    odd = ("a/b@example.com", "..", "__x__", "google:alice@example.com", "żółw@example.pl")
+    for user in odd:
+        assert store.put_grant(grant(user, sealed=f"sealed-{user}"), expected_version=0)
+    for user in odd:
+        found = store.get_grant(user, OAuthProvider.GOOGLE)
+        assert found is not None
+        assert (found.user, found.sealed_token.reveal()) == (user, f"sealed-{user}")
+
+
+def test_two_rotations_from_the_same_version_exactly_one_wins(store: Store) -> None:
+    """A rotated refresh token is saved atomically with its successor: of the workers that read
+    version 1 and each got a successor, exactly one stores it, and the others learn they lost."""
+    assert store.put_grant(grant(), expected_version=0)
+    contenders = 6 if isinstance(store, SqliteStore) else 2
+    start = threading.Barrier(contenders)
+    outcomes: dict[int, bool] = {}
+
+    def rotate(n: int) -> None:
+        start.wait()
+        outcomes[n] = store.put_grant(grant(sealed=f"successor-{n}"), expected_version=1)
+
+    threads = [threading.Thread(target=rotate, args=(n,)) for n in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (winner,) = [n for n, won in outcomes.items() if won]
+    stored = store.get_grant(CAL, OAuthProvider.GOOGLE)
+    assert stored is not None
+    assert (stored.version, stored.sealed_token) == (2, Secret(f"successor-{winner}"))

@@ -144,6 +144,30 @@ def test_a_store_of_an_older_version_is_migrated_and_keeps_its_links(tmp_path: P
         store.close()
 
 
+def test_a_store_from_before_accounts_gains_users_and_grants_and_keeps_its_state(tmp_path: Path) -> None:
+    """A store of schema 4 (no users, no grants) opens, migrates once, and stores grants."""
+    from confsync.settings import Secret  # noqa: PLC0415
+    from confsync.store import Grant, OAuthProvider  # noqa: PLC0415
+    from confsync.store import sqlite as sqlite_module  # noqa: PLC0415
+
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as raw:
+        for script in sqlite_module._MIGRATIONS[:4]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version=4")
+        raw.execute("INSERT INTO applied VALUES ('cnf_1', 1, 'fp')")
+    store = SqliteStore(db)
+    try:
+        assert store.schema_version() == len(sqlite_module._MIGRATIONS)
+        assert store.get_applied("cnf_1") is not None
+        assert store.put_grant(Grant(CAL, OAuthProvider.GOOGLE, Secret("sealed")), expected_version=0)
+        assert store.get_grant(CAL, OAuthProvider.GOOGLE) == Grant(
+            CAL, OAuthProvider.GOOGLE, Secret("sealed"), version=1
+        )
+    finally:
+        store.close()
+
+
 def test_a_store_works_from_many_threads_at_once(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
