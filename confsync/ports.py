@@ -243,6 +243,12 @@ class Store(Protocol):
         """The calendar's state, created (active, no token) if it did not exist."""
         ...
 
+    def claim_calendar(self, calendar_id: str, subject: str) -> CalendarState:
+        """The calendar's state after ``subject`` claimed it: created with ``subject`` as its owner,
+        or given ``subject`` if it had none; an owner already stored is never replaced (compare
+        the returned subject to tell whether the claim held). Atomic: of racing claims one wins."""
+        ...
+
     def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]: ...
 
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
@@ -288,6 +294,11 @@ class Store(Protocol):
 
     # links
     def upsert_link(self, link: Link) -> None: ...
+
+    def add_link(self, link: Link) -> Link:
+        """Record ``link`` unless (calendar, event) already has a live link, atomically; return the
+        link that stands (a live one found is left as it is: compare conference ids to tell)."""
+        ...
 
     def get_link(self, calendar_id: str, event_id: str) -> Link | None: ...
 

@@ -219,6 +219,18 @@ class Settings:
     )
     dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
     addon_audience: str | None = _setting(None, "Expected audience of the add-on's ID tokens (its OAuth client id).")
+    allowed_domains: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated domains whose users may call the add-on API (empty: any). A caller's domain is "
+        "its ID token's hd (its Google Workspace domain); an account without hd (a consumer account) only "
+        "matches as gmail.com, and only with a @gmail.com or @googlemail.com address (ingest/addon_access.py).",
+    )
+    addon_rate_per_min: float = _setting(
+        60.0,
+        "Add-on API requests one user may make per minute (a token bucket holding a minute's worth); "
+        "more are answered 429 with Retry-After. Counted per process: N instances allow up to N times "
+        "this. 0 turns the limit off.",
+    )
     scheduler_service_account: str | None = _setting(
         None, "Expected email of the Cloud Scheduler service account that calls the channel routes."
     )
@@ -341,7 +353,7 @@ _PUBSUB_MAX_BATCH = 1000
 
 
 # Settings whose help says "0 turns ... off".
-_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s"})
+_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min"})
 
 
 def _check(name: str, value: object, env: str) -> None:
@@ -356,6 +368,10 @@ def _check(name: str, value: object, env: str) -> None:
         raise ConfigError(f"must be an http(s) URL, got {value!r}", variable=env)
     if name == "store_url" and value and not str(value).startswith(("sqlite:///", "firestore://")):
         raise ConfigError(f"must start with sqlite:/// or firestore://, got {value!r}", variable=env)
+    if name == "allowed_domains" and isinstance(value, tuple):
+        for domain in value:
+            if not isinstance(domain, str) or not domain or "@" in domain or any(c.isspace() for c in domain):
+                raise ConfigError(f"expected domains like example.com, got {domain!r}", variable=env)
     if name.startswith("topic_") and not value:
         raise ConfigError("must not be empty", variable=env)
     if name == "pubsub_publish_max_messages" and isinstance(value, int) and value > _PUBSUB_MAX_BATCH:

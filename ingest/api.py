@@ -6,12 +6,20 @@ not exist in Calendar yet, as Google's quickstart notes). The caller proves who 
 the user's Google ID token (``ScriptApp.getIdentityToken()``), or, in local mode only, with
 the static dev token.
 
-confsync creates the conference through the ConferenceProvider (idempotent on
-``requestId``), links (calendar, event) -> conference, makes sure the calendar is watched, and
-answers with JSON shaped like Calendar's ConferenceData, which the add-on turns into a
-ConferenceDataService object. Failures answer ``{"error": {"type", "message",
+confsync creates the conference through the ConferenceProvider (idempotent on the caller's
+``requestId`` for that event), links (calendar, event) -> conference, makes sure the calendar
+is watched, and answers with JSON shaped like Calendar's ConferenceData, which the add-on turns
+into a ConferenceDataService object. Failures answer ``{"error": {"type", "message",
 "authenticationUrl"?}}`` with the types ConferenceError knows: AUTHENTICATION (403: the user
 must sign in to the conferencing service), TEMPORARY (503) and PERMANENT (502).
+
+The API acts for its caller only (ingest/addon_access.py has the rules). Refused before
+anything changes, with a ``reason`` in the error: a caller outside the allowed domains (403
+``domain_not_allowed``), too many requests (429 ``rate_limited``, TEMPORARY, with
+``Retry-After``), a calendar that belongs to another user (403 ``calendar_of_another_user``),
+an event already linked to another conference (409 ``event_has_another_conference``, with
+its ``conferenceId``). The first user whose create is accepted for a calendar becomes its
+owner.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +45,15 @@ from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import Link
 from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
+from ingest.addon_access import (
+    DEV_CALLER,
+    AddonGuard,
+    Caller,
+    Refusal,
+    caller_from_claims,
+    event_has_conference,
+    request_key,
+)
 
 __all__ = ["AddonAuth", "conference_data", "create_conference_route"]
 
@@ -56,6 +73,10 @@ class AddonAuth:
 
     def check(self, authorization: str | None) -> str:
         """The caller's email (or 'dev'), or TokenRejected."""
+        return self.identify(authorization).email
+
+    def identify(self, authorization: str | None) -> Caller:
+        """The caller (the dev token's, or the one a Google ID token names), or TokenRejected."""
         scheme, _, token = (authorization or "").partition(" ")
         dev = self.dev_token
         if (
@@ -63,23 +84,30 @@ class AddonAuth:
             and scheme.lower() == "bearer"
             and hmac.compare_digest(token.encode(), dev.reveal().encode())
         ):
-            return "dev"
+            return DEV_CALLER
         if self.verifier is None:
             raise TokenRejected(401, "missing or wrong bearer token")
-        return str(self.verifier.verify(authorization)["email"])
+        return caller_from_claims(self.verifier.verify(authorization))
 
 
-def create_conference_route(
+def create_conference_route(  # noqa: PLR0913 - the route's parts, named
     store: Store,
     provider: ConferenceProvider,
     *,
     auth: AddonAuth,
+    guard: AddonGuard,
     ensure_channel: Callable[[str], object],  # ChannelManager.ensure
     path: str = "/v1/conferences",
 ) -> Route:
-    def create(request: NewConference, seen: datetime | None, caller: str) -> Response:
+    def create(new: NewConference, seen: datetime | None, caller: Caller) -> Response:
+        key = request_key(caller, new)
+        refusal = guard.check(caller, new, key)
+        if refusal is None:  # only now is anything written: the caller's claim on the calendar
+            refusal = guard.claim(caller, new.calendar_id)
+        if refusal is not None:
+            return _refused(refusal)
         try:
-            conference = provider.create(request)
+            conference = provider.create(replace(new, request_id=key))
         except AuthError as err:
             return _error(403, "AUTHENTICATION", "Sign in to My Web Conferencing first.", err.authentication_url)
         except TransientError as err:
@@ -88,30 +116,38 @@ def create_conference_route(
         except ConfsyncError as err:
             log.error("conference creation failed", error=str(err))  # noqa: TRY400 - an answer, not a crash
             return _error(502, "PERMANENT", f"The conferencing service refused the conference: {err}")
-        store.ensure_calendar(request.calendar_id, subject=None if caller == "dev" else caller)
         # The link remembers the event version the add-on saw (unconfirmed: no fingerprint yet),
         # so a listing of that version, before Calendar saves the conference on the event, is
-        # not taken for a removal (processors.classify).
-        link = Link(request.calendar_id, request.event_id, conference.id, last_event_updated=seen, created_at=utc_now())
-        store.upsert_link(link)
+        # not taken for a removal (processors.classify). A live link is never replaced.
+        link = Link(
+            new.calendar_id, new.event_id, conference.id, last_event_updated=seen, created_at=utc_now(), request_key=key
+        )
+        standing = store.add_link(link)
+        if standing.conference_id != conference.id:  # another create for the event won meanwhile
+            log.error("conference left without a link: its event has another", conference_id=conference.id)
+            return _refused(event_has_conference(standing.conference_id))
         try:
-            ensure_channel(request.calendar_id)
+            ensure_channel(new.calendar_id)
         except ConfsyncError as err:  # the conference exists; renewal keeps trying to watch
             log.error("could not watch the calendar; changes will not sync until it can", error=str(err))  # noqa: TRY400
-        log.info("conference created", conference_id=conference.id, event_id=request.event_id)
+        log.info("conference created", conference_id=conference.id, event_id=new.event_id)
         return JSONResponse(conference_data(conference))
 
     async def endpoint(request: Request) -> Response:
-        try:
-            caller = await run_in_threadpool(auth.check, request.headers.get("authorization"))  # may fetch certificates
+        try:  # in a thread: it may fetch Google's certificates
+            caller = await run_in_threadpool(auth.identify, request.headers.get("authorization"))
         except TokenRejected as rejected:
             kind = "TEMPORARY" if rejected.status >= 500 else "AUTHENTICATION"  # an outage is no sign-in problem
             return JSONResponse({"error": {"type": kind, "message": rejected.reason}}, rejected.status)
+        refusal = guard.admit(caller)
+        if refusal is not None:
+            with structlog.contextvars.bound_contextvars(caller=caller.email):
+                return _refused(refusal)
         try:
             new, seen = _parse(await _read(request))
         except InvalidMessage as err:
             return _error(400, "PERMANENT", f"Bad request: {err}")
-        with structlog.contextvars.bound_contextvars(calendar_id=new.calendar_id, caller=caller):
+        with structlog.contextvars.bound_contextvars(calendar_id=new.calendar_id, caller=caller.email):
             return await run_in_threadpool(create, new, seen, caller)
 
     return Route(path, endpoint, methods=["POST"])
@@ -133,6 +169,17 @@ def conference_data(conference: Conference) -> dict[str, Any]:
         "parameters": {"addOnParameters": {"parameters": {"adminEmail": conference.admin_email}}},
         "notes": conference.legal_notice,
     }
+
+
+def _refused(refusal: Refusal) -> Response:
+    """A refusal in the API's error shape; one with a Retry-After (429) is TEMPORARY."""
+    kind = "TEMPORARY" if refusal.retry_after_s is not None else "PERMANENT"
+    error: dict[str, Any] = {"type": kind, "reason": refusal.reason.value, "message": refusal.message}
+    if refusal.conference_id is not None:
+        error["conferenceId"] = refusal.conference_id
+    headers = {} if refusal.retry_after_s is None else {"Retry-After": str(refusal.retry_after_s)}
+    log.info("add-on request refused", reason=refusal.reason.value, status=refusal.status)
+    return JSONResponse({"error": error}, status_code=refusal.status, headers=headers)
 
 
 def _error(status: int, kind: str, message: str, authentication_url: str | None = None) -> Response:

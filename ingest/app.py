@@ -31,6 +31,7 @@ from confsync.errors import ConfsyncError
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.settings import Settings
+from ingest.addon_access import AddonGuard
 from ingest.api import AddonAuth, create_conference_route
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
@@ -195,7 +196,13 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
 
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
-        create_conference_route(parts.store, parts.provider, auth=auth, ensure_channel=parts.channels.ensure),
+        create_conference_route(
+            parts.store,
+            parts.provider,
+            auth=auth,
+            guard=AddonGuard.from_settings(parts.store, settings),
+            ensure_channel=parts.channels.ensure,
+        ),
         Route("/tasks/renew-channels", scheduled(renew), methods=["POST"]),
         Route("/tasks/channels/ensure", scheduled(ensure), methods=["POST"]),
         Route("/tasks/channels/stop", scheduled(stop), methods=["POST"]),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -108,6 +109,19 @@ class FirestoreStore(FirestoreAccounts):
             if subject is not None:
                 data["subject"] = subject
             transaction.set(ref, data)
+            return _calendar(data)
+
+        return self._transact(work)
+
+    def claim_calendar(self, calendar_id: str, subject: str) -> CalendarState:
+        ref = self._calendar_ref(calendar_id)
+
+        def work(transaction: Any) -> CalendarState:
+            snapshot = ref.get(transaction=transaction)
+            data = _data(snapshot) if snapshot.exists else _new_calendar(calendar_id)
+            if data.get("subject") is None:
+                data["subject"] = subject
+                transaction.set(ref, data)
             return _calendar(data)
 
         return self._transact(work)
@@ -250,7 +264,7 @@ class FirestoreStore(FirestoreAccounts):
 
     def upsert_link(self, link: Link) -> None:
         batch = self._client.batch()
-        # merge: every field is given except a created_at of None, which keeps the stored one
+        # merge: every field is given except a created_at or request_key of None, which keeps the stored one
         batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link), merge=True)
         batch.set(
             self._conferences.document(_doc_id(link.conference_id)),
@@ -258,6 +272,21 @@ class FirestoreStore(FirestoreAccounts):
             merge=True,
         )
         batch.commit()
+
+    def add_link(self, link: Link) -> Link:
+        ref = self._link_ref(link.calendar_id, link.event_id)
+        pointer = self._conferences.document(_doc_id(link.conference_id))
+
+        def work(transaction: Any) -> Link:
+            snapshot = ref.get(transaction=transaction)
+            standing = _link(_data(snapshot)) if snapshot.exists else None
+            if standing is not None and standing.state is LinkState.LIVE:
+                return standing
+            transaction.set(ref, _link_data(link), merge=True)
+            transaction.set(pointer, {"calendar_id": link.calendar_id, "event_id": link.event_id}, merge=True)
+            return link if standing is None else _merged(standing, link)
+
+        return self._transact(work)
 
     def get_link(self, calendar_id: str, event_id: str) -> Link | None:
         snapshot = self._link_ref(calendar_id, event_id).get()
@@ -398,9 +427,17 @@ def _link_data(link: Link) -> dict[str, Any]:
         "last_event_updated": link.last_event_updated,
         "state": link.state.value,
     }
-    if link.created_at is not None:
-        data["created_at"] = link.created_at
+    for kept in ("created_at", "request_key"):  # None keeps the stored value (merge)
+        if getattr(link, kept) is not None:
+            data[kept] = getattr(link, kept)
     return data
+
+
+def _merged(stored: Link, link: Link) -> Link:
+    """What a merging write of ``link`` over ``stored`` leaves."""
+    return replace(
+        link, created_at=link.created_at or stored.created_at, request_key=link.request_key or stored.request_key
+    )
 
 
 def _link(data: dict[str, Any]) -> Link:
@@ -412,4 +449,5 @@ def _link(data: dict[str, Any]) -> Link:
         last_event_updated=_maybe(data.get("last_event_updated")),
         state=LinkState(data["state"]),
         created_at=_maybe(data.get("created_at")),
+        request_key=data.get("request_key"),
     )

@@ -100,6 +100,9 @@ class Link:
     # When the add-on created it (None for links a listing made). Kept by later upserts that
     # carry None: an event Calendar never shows is told apart from one about to be saved.
     created_at: datetime | None = None
+    # The add-on request that made it (ingest/addon_access.py's request_key; None for a listing's):
+    # a replay of that request is answered with this conference. Kept, like created_at.
+    request_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,9 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX grants_by_status ON grants (status);
     """,
+    """
+    ALTER TABLE links ADD COLUMN request_key TEXT;
+    """,
 )
 
 
@@ -232,6 +235,16 @@ class SqliteStore(SqliteAccounts):
             row = db.execute("SELECT * FROM calendars WHERE calendar_id = ?", (calendar_id,)).fetchone()
         return _calendar(row)
 
+    def claim_calendar(self, calendar_id: str, subject: str) -> CalendarState:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO calendars (calendar_id, subject) VALUES (?, ?) ON CONFLICT (calendar_id) DO UPDATE"
+                " SET subject = excluded.subject WHERE calendars.subject IS NULL",
+                (calendar_id, subject),
+            )
+            row = db.execute("SELECT * FROM calendars WHERE calendar_id = ?", (calendar_id,)).fetchone()
+        return _calendar(row)
+
     def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]:
         if status is None:
             rows = self._db().execute("SELECT * FROM calendars ORDER BY calendar_id")
@@ -333,22 +346,15 @@ class SqliteStore(SqliteAccounts):
     # -- links ------------------------------------------------------------------------------
 
     def upsert_link(self, link: Link) -> None:
-        self._write_one(
-            "INSERT INTO links (calendar_id, event_id, conference_id, last_fingerprint, last_event_updated, state,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (calendar_id, event_id) DO UPDATE SET"
-            " conference_id = excluded.conference_id, last_fingerprint = excluded.last_fingerprint,"
-            " last_event_updated = excluded.last_event_updated, state = excluded.state,"
-            " created_at = COALESCE(excluded.created_at, links.created_at)",
-            (
-                link.calendar_id,
-                link.event_id,
-                link.conference_id,
-                link.last_fingerprint,
-                None if link.last_event_updated is None else _us(link.last_event_updated),
-                link.state.value,
-                None if link.created_at is None else _us(link.created_at),
-            ),
-        )
+        self._write_one(_UPSERT_LINK, _link_row(link))
+
+    def add_link(self, link: Link) -> Link:
+        with self._write() as db:
+            db.execute(_UPSERT_LINK + " WHERE links.state <> 'live'", _link_row(link))
+            row = db.execute(
+                "SELECT * FROM links WHERE calendar_id = ? AND event_id = ?", (link.calendar_id, link.event_id)
+            ).fetchone()
+        return _link(row)
 
     def get_link(self, calendar_id: str, event_id: str) -> Link | None:
         row = self._one("SELECT * FROM links WHERE calendar_id = ? AND event_id = ?", calendar_id, event_id)
@@ -427,6 +433,29 @@ class SqliteStore(SqliteAccounts):
         )
 
 
+_UPSERT_LINK = (
+    "INSERT INTO links (calendar_id, event_id, conference_id, last_fingerprint, last_event_updated, state,"
+    " created_at, request_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (calendar_id, event_id) DO UPDATE SET"
+    " conference_id = excluded.conference_id, last_fingerprint = excluded.last_fingerprint,"
+    " last_event_updated = excluded.last_event_updated, state = excluded.state,"
+    " created_at = COALESCE(excluded.created_at, links.created_at),"
+    " request_key = COALESCE(excluded.request_key, links.request_key)"
+)
+
+
+def _link_row(link: Link) -> tuple[Any, ...]:
+    return (
+        link.calendar_id,
+        link.event_id,
+        link.conference_id,
+        link.last_fingerprint,
+        None if link.last_event_updated is None else _us(link.last_event_updated),
+        link.state.value,
+        None if link.created_at is None else _us(link.created_at),
+        link.request_key,
+    )
+
+
 def _calendar(row: sqlite3.Row) -> CalendarState:
     return CalendarState(
         calendar_id=row["calendar_id"],
@@ -462,4 +491,5 @@ def _link(row: sqlite3.Row) -> Link:
         last_event_updated=_dt(row["last_event_updated"]),
         state=LinkState(row["state"]),
         created_at=_dt(row["created_at"]),
+        request_key=row["request_key"],
     )

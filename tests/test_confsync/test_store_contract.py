@@ -67,6 +67,33 @@ def test_ensure_creates_once_and_keeps_what_it_finds(store: Store) -> None:
     assert again.subject == "alice@example.com"
 
 
+def test_the_first_claim_of_a_calendar_holds_and_is_never_replaced(store: Store) -> None:
+    assert store.claim_calendar(CAL, "alice@example.com").subject == "alice@example.com"
+    assert store.claim_calendar(CAL, "mallory@example.com").subject == "alice@example.com", "refused: kept"
+    assert store.get_calendar(CAL).subject == "alice@example.com"  # type: ignore[union-attr]
+    store.ensure_calendar("bob@example.com")  # known (a watch, a listing) but owned by nobody yet
+    assert store.save_sync_token("bob@example.com", "tok-1", expected_version=0, at=T0)
+    claimed = store.claim_calendar("bob@example.com", "bob@example.com")
+    assert (claimed.subject, claimed.sync_token) == ("bob@example.com", "tok-1")
+
+
+def test_racing_claims_of_one_calendar_have_one_winner(store: Store) -> None:
+    start = threading.Barrier(4)
+    seen: list[str | None] = []
+
+    def contend(user: str) -> None:
+        start.wait()
+        seen.append(store.claim_calendar("race@example.com", user).subject)
+
+    threads = [threading.Thread(target=contend, args=(f"u{n}@example.com",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    owner = store.get_calendar("race@example.com").subject  # type: ignore[union-attr]
+    assert seen == [owner] * 4, "every claimant is told the one owner that stands"
+
+
 def test_a_token_is_saved_only_against_the_version_read(store: Store) -> None:
     store.ensure_calendar(CAL)
     assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)
@@ -255,6 +282,24 @@ def test_a_link_keeps_when_the_addon_created_it_through_later_updates(store: Sto
     made_by_a_listing = store.get_link(CAL, "evt2")
     assert made_by_a_listing is not None
     assert made_by_a_listing.created_at is None
+
+
+def test_adding_a_link_never_replaces_a_live_one(store: Store) -> None:
+    first = Link(CAL, "evt1", "cnf_1", last_event_updated=T0, created_at=T0, request_key="key-1")
+    assert store.add_link(first) == first
+    assert store.add_link(replace(first, conference_id="cnf_2", request_key="key-2")) == first
+    assert store.get_link(CAL, "evt1") == first
+    assert store.link_for_conference("cnf_2") is None
+    store.mark_link_deleted(CAL, "evt1")
+    second = replace(first, conference_id="cnf_2", request_key="key-2")
+    assert store.add_link(second) == second, "a deleted link gives way"
+    assert store.link_for_conference("cnf_2") == second
+
+
+def test_a_link_keeps_the_request_that_made_it_through_later_updates(store: Store) -> None:
+    store.upsert_link(Link(CAL, "evt1", "cnf_1", created_at=T0, request_key="key-1"))
+    store.upsert_link(link("evt1", "cnf_1", minutes=5))  # a listing confirms it: request_key None
+    assert store.get_link(CAL, "evt1") == replace(link("evt1", "cnf_1", minutes=5), created_at=T0, request_key="key-1")
 
 
 def test_live_links_exclude_deleted_ones_for_mark_and_sweep(store: Store) -> None:
