@@ -26,6 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeGuard
 
 import httpx
@@ -63,6 +64,7 @@ class OidcVerifier:
         email: str | None = None,
         signature: PushAuth = "verify",
         fetch_certs: CertsFetcher | None = None,
+        certs_url: str = GOOGLE_CERTS_URL,
         clock: Callable[[], float] = time.monotonic,
         cache_s: float = 3600.0,
         kid_refetch_s: float = 60.0,
@@ -73,7 +75,7 @@ class OidcVerifier:
         self._email = email
         self._signature = signature
         self._certs = _CertCache(
-            fetch_certs or _fetch_google_certs,
+            fetch_certs or partial(_fetch_google_certs, certs_url),
             clock=clock,
             cache_s=cache_s,
             kid_refetch_s=kid_refetch_s,
@@ -215,8 +217,8 @@ def _checked(certs: object) -> Mapping[str, str]:
     return dict(certs)
 
 
-def _fetch_google_certs() -> Mapping[str, str]:
-    answer = httpx.get(GOOGLE_CERTS_URL, timeout=10)
+def _fetch_google_certs(url: str) -> Mapping[str, str]:
+    answer = httpx.get(url, timeout=10)
     answer.raise_for_status()
     certs: Mapping[str, str] = answer.json()
     return certs

@@ -219,6 +219,11 @@ class Settings:
     )
     dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
     addon_audience: str | None = _setting(None, "Expected audience of the add-on's ID tokens (its OAuth client id).")
+    google_certs_url: str = _setting(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        "Where the keys that sign Google's ID tokens are published (PEM by key id): Google's own in "
+        "production; the Calendar sandbox's /oauth2/v1/certs locally.",
+    )
     allowed_domains: tuple[str, ...] = _setting(
         (),
         "Comma-separated domains whose users may call the add-on API (empty: any). A caller's domain is "

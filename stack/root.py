@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from confsync.calendar import CalendarClients
+from confsync.oidc import OidcVerifier
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.provider import HttpConferenceProvider
 from confsync.settings import Settings
@@ -104,6 +105,25 @@ class Stack:
     def webhook_stats(self) -> WebhookStats:
         """What the webhook counted (kept per channel: a gap in message numbers is logged)."""
         return WebhookStats()
+
+    @cached_property
+    def addon_verifier(self) -> OidcVerifier | None:
+        """Checks the add-on's ID tokens (its OAuth client id as audience), if one is configured."""
+        settings = self.settings
+        if settings.addon_audience is None:
+            return None
+        return OidcVerifier(audience=settings.addon_audience, certs_url=settings.google_certs_url)
+
+    @cached_property
+    def scheduler_verifier(self) -> OidcVerifier | None:
+        """Checks Cloud Scheduler's ID tokens on the channel routes, if its account is configured."""
+        settings = self.settings
+        if not settings.scheduler_service_account:
+            return None
+        audience = settings.push_audience or settings.webhook_url or ""
+        return OidcVerifier(
+            audience=audience, email=settings.scheduler_service_account, certs_url=settings.google_certs_url
+        )
 
     def lag_repair(self, older_than: timedelta | None = None) -> LagRepair:
         """Lag repair counting lag from ``older_than`` (default CONFSYNC_LAG_REPAIR_AFTER_S)."""

@@ -32,7 +32,6 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from confsync.errors import ConfigError
-from confsync.oidc import OidcVerifier
 from confsync.serving import ServedApp
 from confsync.settings import Settings
 from confsync.transport.push import push_verifier
@@ -128,11 +127,6 @@ def _role_routes(stack: Stack, role: Role, *, push: bool, into: Service) -> list
 
 def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
     settings = stack.settings
-    addon = None if settings.addon_audience is None else OidcVerifier(audience=settings.addon_audience)
-    scheduler = None
-    if settings.scheduler_service_account:
-        audience = settings.push_audience or settings.webhook_url or ""
-        scheduler = OidcVerifier(audience=audience, email=settings.scheduler_service_account)
     lag = stack.lag_repair()
     if settings.lag_repair_interval_s > 0:
         repairs = partial(stack.channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
@@ -144,8 +138,8 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         stack.provider,
         stack.channels,
         stack.webhook_stats,
-        addon,
-        scheduler,
+        stack.addon_verifier,
+        stack.scheduler_verifier,
         lag,
     )
     return list(ingest_routes(parts))

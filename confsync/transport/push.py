@@ -58,7 +58,10 @@ def push_verifier(settings: Settings) -> OidcVerifier | None:
     if not settings.push_audience or not settings.push_service_account:
         raise ConfigError("push routes need CONFSYNC_PUSH_AUDIENCE and CONFSYNC_PUSH_SERVICE_ACCOUNT (or local mode)")
     return OidcVerifier(
-        audience=settings.push_audience, email=settings.push_service_account, signature=settings.push_auth
+        audience=settings.push_audience,
+        email=settings.push_service_account,
+        signature=settings.push_auth,
+        certs_url=settings.google_certs_url,
     )
 
 

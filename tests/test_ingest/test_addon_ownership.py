@@ -14,21 +14,24 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider
 from tests_support.oidc import GOOGLE_CERT, sign
 
-from confsync.oidc import OidcVerifier
 from confsync.ports import Store
 from confsync.serving import ServedApp
 from confsync.settings import Secret, Settings
 from confsync.store import Link
 from ingest.addon_access import RateLimiter
-from ingest.app import IngestParts, ingest_routes
 from sandbox.calendar import create_app as create_calendar_app
 from sandbox.calendar.server import build_sandbox as build_calendar
 from sandbox.provider import create_app as create_provider_app
 from sandbox.provider.server import build_sandbox as build_provider
+from stack.roles import Role
 from stack.root import Stack
+from stack.services import build_service
 
 AUDIENCE = "1234-addon.apps.googleusercontent.com"
 BOB, MALLORY = "bob@example.com", "mallory@example.com"
@@ -68,8 +71,13 @@ class AddonApi:
 Factory = Callable[..., AddonApi]
 
 
+async def google_certs(_request: Request) -> Response:
+    """Where the service fetches the keys of the ID tokens these tests sign (Google's shape)."""
+    return JSONResponse({"google-kid": GOOGLE_CERT})
+
+
 @pytest.fixture
-def addon_api(tmp_path: Path) -> Iterator[Factory]:
+def addon_api(tmp_path: Path, pubsub_emulator_host: str) -> Iterator[Factory]:
     """The ingest routes as production builds them (a verified ID token, no dev token), with
     Settings overrides; the sandboxes serve Calendar and the conferencing service."""
     closers: list[Callable[[], None]] = []
@@ -80,8 +88,11 @@ def addon_api(tmp_path: Path) -> Iterator[Factory]:
         provider_served = ServedApp(create_provider_app(build_provider(api_key=PROVIDER_KEY))).start()
         calendar_served = ServedApp(create_calendar_app(calendar_sandbox)).start()
         closers.extend([provider_served.stop, calendar_served.stop])
+        certs = ServedApp(Starlette(routes=[Route("/certs", google_certs)])).start()
+        closers.append(certs.stop)
         settings = Settings(
-            transport="memory",
+            project_id="confsync-test",  # the ingest service publishes to Pub/Sub (here the emulator)
+            google_certs_url=f"{certs.url}/certs",
             store_url=f"sqlite:///{tmp_path / f'state-{len(closers)}.sqlite'}",
             provider_url=provider_served.url,
             provider_api_key=Secret(PROVIDER_KEY),
@@ -93,18 +104,9 @@ def addon_api(tmp_path: Path) -> Iterator[Factory]:
             **overrides,
         )
         stack = Stack(settings)
-        closers.append(stack.close)
-        verifier = OidcVerifier(audience=AUDIENCE, fetch_certs=lambda: {"google-kid": GOOGLE_CERT})
-        parts = IngestParts(
-            settings,
-            stack.store,
-            stack.publisher,
-            stack.provider,
-            stack.channels,
-            stack.webhook_stats,
-            addon_verifier=verifier,
-        )
-        served = ServedApp(Starlette(routes=ingest_routes(parts))).start()
+        service = build_service(settings, Role.INGEST, stack=stack)  # as `confsync serve ingest` builds it
+        closers.append(lambda: service.stop(5))
+        served = ServedApp(service.app).start()
         closers.append(served.stop)
         calendar = RunningCalendar(calendar_sandbox, calendar_served.url)
         closers.append(calendar.close)
