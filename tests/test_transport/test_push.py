@@ -95,22 +95,22 @@ def test_a_valid_push_is_handled_and_acked(server: PushServer, recorder: Recorde
 
 @pytest.mark.parametrize(
     ("bearer", "status"),
-    [
-        (None, 401),
-        ("not-a-jwt", 401),
-        (token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200), 401),
-        (token(IMPOSTOR_KEY), 401),
-        (token(iss="https://evil.example.com"), 401),
-        (token(aud="https://someone-else.example.com"), 403),
-        (token(email="attacker@evil.example.com"), 403),
-        (token(email_verified=False), 403),
+    [  # signed when the test runs: a token signed at collection expires before a long run reaches it
+        (lambda: None, 401),
+        (lambda: "not-a-jwt", 401),
+        (lambda: token(exp=int(time.time()) - 3600, iat=int(time.time()) - 7200), 401),
+        (lambda: token(IMPOSTOR_KEY), 401),
+        (lambda: token(iss="https://evil.example.com"), 401),
+        (lambda: token(aud="https://someone-else.example.com"), 403),
+        (lambda: token(email="attacker@evil.example.com"), 403),
+        (lambda: token(email_verified=False), 403),
     ],
     ids=["missing", "garbage", "expired", "forged", "issuer", "audience", "email", "unverified"],
 )
 def test_a_bad_token_is_refused_and_the_handler_is_not_called(
-    server: PushServer, recorder: Recorder, bearer: str | None, status: int
+    server: PushServer, recorder: Recorder, bearer: Callable[[], str | None], status: int
 ) -> None:
-    answer = server.post(envelope(), bearer)
+    answer = server.post(envelope(), bearer())
     assert answer.status_code == status
     assert recorder.seen == []
 
