@@ -304,8 +304,7 @@ def test_a_consented_users_token_opens_their_calendar_until_they_revoke_the_gran
     with httpx.Client(timeout=10) as http:
         google = Google(url, sandbox.identity, http)
         client = google.client()
-        code, verifier = sign_in(google, client, "alice@corp.example")
-        tokens = exchange(google, client, code, verifier).json()
+        tokens = google.flow.connect(client, "alice@corp.example", access_type="offline")
         bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
         events = f"{url}/calendar/v3/calendars/primary/events"
         assert http.get(events, headers=bearer).status_code == 200
@@ -323,8 +322,7 @@ def test_an_expired_access_token_is_refused_and_google_auth_refreshes_it(
     with httpx.Client(timeout=10) as http:
         google = Google(url, sandbox.identity, http)
         client = google.client()
-        code, verifier = sign_in(google, client, "alice@corp.example")
-        tokens = exchange(google, client, code, verifier).json()
+        tokens = google.flow.connect(client, "alice@corp.example", access_type="offline")
         assert tokens["expires_in"] == 3600
         http.post(f"{url}/_sandbox/clock", json={"advance_s": 3601})
         expired = http.get(
