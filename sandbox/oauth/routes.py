@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from sandbox.identity import Principal
 from sandbox.oauth.pages import consent_page, error_page
-from sandbox.oauth.server import AuthorizationServer, AuthorizeRequest, Client, OAuthError, TokenResponse
+from sandbox.oauth.server import AuthorizationServer, AuthorizeRequest, Client, OAuthError, TokenResponse, with_query
 
 __all__ = ["OAuthSurface", "oauth_routes"]
 
@@ -73,7 +73,7 @@ def oauth_routes(surface: OAuthSurface) -> list[Route]:
             if err.code in _SHOWN_TO_THE_USER or err.status == 413:  # 413: no checked address to go back to
                 return HTMLResponse(error_page(err.status, err.code, err.description), status_code=err.status)
             back = {"error": err.code, "error_description": err.description, "state": params.get("state")}
-            return RedirectResponse(_with_query(params["redirect_uri"], back), status_code=302)
+            return RedirectResponse(with_query(params["redirect_uri"], back), status_code=302)
         if request.method == "GET":
             return consent(asked)
         if params.get("decision") != "allow":
@@ -153,8 +153,3 @@ def _client(server: AuthorizationServer, request: Request, form: Mapping[str, st
 
 def _unsupported(grant_type: str) -> TokenResponse:
     raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
-
-
-def _with_query(uri: str, params: dict[str, str | None]) -> str:
-    query = urlencode({key: value for key, value in params.items() if value is not None})
-    return f"{uri}{'&' if '?' in uri else '?'}{query}"

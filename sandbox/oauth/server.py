@@ -40,6 +40,7 @@ __all__ = [
     "Grant",
     "OAuthError",
     "TokenResponse",
+    "with_query",
 ]
 
 _CODE_TTL = timedelta(minutes=10)
@@ -246,13 +247,13 @@ class AuthorizationServer:
             self._codes[_hash(code)] = _Code(
                 grant, request.redirect_uri, request.code_challenge, request.offline, self.clock.now() + _CODE_TTL
             )
-        return _redirect(
+        return with_query(
             request.redirect_uri, {"code": code, "state": request.state, "scope": " ".join(request.scopes)}
         )
 
     @staticmethod
     def deny(request: AuthorizeRequest) -> str:
-        return _redirect(request.redirect_uri, {"error": "access_denied", "state": request.state})
+        return with_query(request.redirect_uri, {"error": "access_denied", "state": request.state})
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -387,6 +388,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def _redirect(uri: str, params: dict[str, str | None]) -> str:
+def with_query(uri: str, params: dict[str, str | None]) -> str:
+    """``uri`` with ``params`` (those not None) added to its query: a redirect back to the app."""
     query = urlencode({key: value for key, value in params.items() if value is not None})
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
