@@ -11,11 +11,17 @@ touch a document another calendar needs::
     {prefix}outbox/{command}                     a published command not yet settled (by due_at)
     {prefix}leases/{name}                        who holds a lease (a calendar's watch) until when
     {prefix}users/{email}, {prefix}grants/{...}  people and their OAuth grants (firestore_accounts.py)
+    {prefix}connect_flows/{flow}, {prefix}held/{...}  connect flows, commands held (firestore_accounts.py)
 
 Every compare-and-set (sync token, notification, applied version) runs in a transaction
 that re-reads the document it decides on. Document ids are the natural ids, escaped where
 Firestore forbids them (``/``, ``.``/``..``, ``__x__``). ``prefix`` lets tests and tenants
-share one database.
+share one database. ``forget_calendar`` deletes in batched writes (at most 500 each), the
+calendar's own document last, so an interrupted forget leaves the calendar to forget again.
+
+Queries that need a composite index in production are in ``COMPOSITE_INDEXES`` (the emulator
+needs none): calendars lagging behind (``lagging_calendars``) and one owner's held commands by
+age (``held_commands``); every other query filters or orders on one field.
 """
 
 from __future__ import annotations
@@ -32,11 +38,12 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from confsync.errors import ConfigError
 from confsync.settings import Secret
-from confsync.store.firestore_accounts import FirestoreAccounts
+from confsync.store.firestore_accounts import HELD_BY_AGE, FirestoreAccounts
+from confsync.store.firestore_values import BATCH as _BATCH
 from confsync.store.firestore_values import aware as _aware
 from confsync.store.firestore_values import data_of as _data
+from confsync.store.firestore_values import delete_in_batches, transact
 from confsync.store.firestore_values import maybe_aware as _maybe
-from confsync.store.firestore_values import transact
 from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
 from confsync.store.keys import doc_id as _doc_id
 from confsync.store.records import (
@@ -56,10 +63,9 @@ __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "docu
 # fields, equality filters first, the range/order field last. infra/terraform/firestore.tf
 # declares each one; tests/test_infra checks they agree.
 _LAGGING = ("lagging", "status", "last_notified_at")
-COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING}
+COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING, "held": HELD_BY_AGE}
 
 _T = TypeVar("_T")
-_BATCH = 500  # Firestore's limit of writes in one batch
 
 
 class FirestoreStore(FirestoreAccounts):
@@ -195,6 +201,16 @@ class FirestoreStore(FirestoreAccounts):
             transaction.set(ref, data)
 
         self._transact(work)
+
+    def calendars_of(self, subject: str) -> list[CalendarState]:
+        query = self._calendars.where(filter=FieldFilter("subject", "==", subject))
+        return sorted((_calendar(_data(snapshot)) for snapshot in query.stream()), key=lambda c: c.calendar_id)
+
+    def forget_calendar(self, calendar_id: str) -> None:
+        ref = self._calendar_ref(calendar_id)
+        links = ref.collection("links").list_documents()
+        channels = self._channels.where(filter=FieldFilter("calendar_id", "==", calendar_id)).stream()
+        delete_in_batches(self._client, [*links, *(snapshot.reference for snapshot in channels), ref])
 
     # -- channels ---------------------------------------------------------------------------
 
@@ -358,11 +374,7 @@ class FirestoreStore(FirestoreAccounts):
             batch.commit()
 
     def outbox_done(self, command_ids: list[str]) -> None:
-        for start in range(0, len(command_ids), _BATCH):
-            batch = self._client.batch()
-            for command_id in command_ids[start : start + _BATCH]:
-                batch.delete(self._outbox.document(_doc_id(command_id)))
-            batch.commit()
+        delete_in_batches(self._client, (self._outbox.document(_doc_id(command_id)) for command_id in command_ids))
 
     def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
         query = self._outbox.where(filter=FieldFilter("due_at", "<", now)).order_by("due_at").limit(limit)

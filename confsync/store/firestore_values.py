@@ -3,15 +3,18 @@ answers them. No document layout here (that is in firestore.py and firestore_acc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 
-__all__ = ["aware", "data_of", "maybe_aware", "transact"]
+__all__ = ["BATCH", "aware", "create", "data_of", "delete_in_batches", "maybe_aware", "transact"]
 
 _T = TypeVar("_T")
+
+BATCH = 500  # Firestore's limit of writes in one batch
 
 
 def transact(client: firestore.Client, work: Callable[[Any], _T]) -> _T:
@@ -19,6 +22,30 @@ def transact(client: firestore.Client, work: Callable[[Any], _T]) -> _T:
     transaction = client.transaction(max_attempts=20)
     result: _T = firestore.transactional(work)(transaction)
     return result
+
+
+def create(ref: Any, data: dict[str, Any]) -> bool:
+    """Write ``data`` as a new document unless ``ref`` exists; True if created. Atomic, and
+    cheaper than a transaction: the write itself carries the precondition."""
+    try:
+        ref.create(data)
+    except google_exceptions.AlreadyExists:
+        return False
+    return True
+
+
+def delete_in_batches(client: firestore.Client, refs: Iterable[Any]) -> int:
+    """Delete ``refs`` in order, one batched write per ``BATCH``; how many were given."""
+    deleted, batch = 0, client.batch()
+    for ref in refs:
+        batch.delete(ref)
+        deleted += 1
+        if deleted % BATCH == 0:
+            batch.commit()
+            batch = client.batch()
+    if deleted % BATCH:
+        batch.commit()
+    return deleted
 
 
 def data_of(snapshot: Any) -> dict[str, Any]:

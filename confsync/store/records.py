@@ -19,8 +19,11 @@ __all__ = [
     "CalendarStatus",
     "ChannelRecord",
     "ChannelState",
+    "ConnectFlow",
+    "FlowStage",
     "Grant",
     "GrantStatus",
+    "HeldCommand",
     "Link",
     "LinkState",
     "OAuthProvider",
@@ -177,3 +180,44 @@ class Grant:
     updated_at: datetime | None = None
     account_id: str | None = None
     account_email: str | None = None
+
+
+# -- the connect flow and the commands held for a reconnect (accounts/) ----------------------------
+
+
+class FlowStage(StrEnum):
+    GOOGLE = "google"  # waiting for Google's consent
+    VENDOR = "vendor"  # waiting for the vendor's consent
+    DONE = "done"  # finished or refused: its state can never be used again
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFlow:
+    """One run of the connect flow (accounts/connect.py), keyed by the id its signed state carries.
+
+    ``browser`` is the SHA-256 (hex) of the cookie that ties the flow to the browser that
+    started it; ``verifier`` is the PKCE code verifier of the consent under way. ``version``
+    guards compare-and-set (``Store.put_flow``): 0 means never stored."""
+
+    flow_id: str
+    user: str
+    stage: FlowStage
+    expires_at: datetime
+    browser: str
+    verifier: Secret | None = None
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCommand:
+    """A conference command waiting for its owner to reconnect their vendor account.
+
+    ``data`` is the ConferenceCommand message as published; held commands go out again oldest
+    first (``held_at``, then ``command_id``)."""
+
+    owner: str
+    command_id: str
+    conference_id: str
+    data: bytes
+    held_at: datetime
+    cause: str

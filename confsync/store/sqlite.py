@@ -125,6 +125,29 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE links ADD COLUMN request_key TEXT;
     """,
+    """
+    CREATE INDEX calendars_by_subject ON calendars (subject);
+    CREATE TABLE connect_flows (
+        flow_id TEXT PRIMARY KEY,
+        email TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        browser TEXT NOT NULL,
+        verifier TEXT,
+        version INTEGER NOT NULL
+    );
+    CREATE INDEX connect_flows_by_expiry ON connect_flows (expires_at);
+    CREATE TABLE held_commands (
+        owner TEXT NOT NULL,
+        command_id TEXT NOT NULL,
+        conference_id TEXT NOT NULL,
+        data BLOB NOT NULL,
+        held_at INTEGER NOT NULL,
+        cause TEXT NOT NULL,
+        PRIMARY KEY (owner, command_id)
+    );
+    CREATE INDEX held_commands_by_age ON held_commands (owner, held_at, command_id);
+    """,
 )
 
 
@@ -138,7 +161,8 @@ def path_from_url(url: str) -> Path:
 
 
 class SqliteStore(SqliteAccounts):
-    """``confsync.ports.Store`` over one SQLite file (users and grants: ``SqliteAccounts``)."""
+    """``confsync.ports.Store`` over one SQLite file (users, grants, connect flows and held
+    commands: ``SqliteAccounts``)."""
 
     local = True  # calls take microseconds: an event loop may make them directly
 
@@ -294,6 +318,15 @@ class SqliteStore(SqliteAccounts):
             " DO UPDATE SET status = excluded.status, last_error = excluded.last_error",
             (calendar_id, status.value, error),
         )
+
+    def calendars_of(self, subject: str) -> list[CalendarState]:
+        rows = self._db().execute("SELECT * FROM calendars WHERE subject = ? ORDER BY calendar_id", (subject,))
+        return [_calendar(row) for row in rows]
+
+    def forget_calendar(self, calendar_id: str) -> None:
+        with self._write() as db:
+            for table in ("links", "channels", "calendars"):
+                db.execute(f"DELETE FROM {table} WHERE calendar_id = ?", (calendar_id,))  # noqa: S608 - constant names
 
     # -- channels ---------------------------------------------------------------------------
 

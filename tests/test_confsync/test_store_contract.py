@@ -20,8 +20,11 @@ from confsync.store import (
     CalendarStatus,
     ChannelRecord,
     ChannelState,
+    ConnectFlow,
+    FlowStage,
     Grant,
     GrantStatus,
+    HeldCommand,
     Link,
     LinkState,
     OAuthProvider,
@@ -545,3 +548,145 @@ def test_two_rotations_from_the_same_version_exactly_one_wins(store: Store) -> N
     stored = store.get_grant(CAL, OAuthProvider.GOOGLE)
     assert stored is not None
     assert (stored.version, stored.sealed_token) == (2, Secret(f"successor-{winner}"))
+
+
+def test_users_are_listed_by_email(store: Store) -> None:
+    assert store.list_users() == []
+    for email in ("carol@x.org", CAL, "bob@example.com"):
+        store.ensure_user(User(email, None, T0))
+    assert [user.email for user in store.list_users()] == [CAL, "bob@example.com", "carol@x.org"]
+    assert store.list_users()[0] == User(CAL, None, T0)
+
+
+# -- calendars by owner, and forgetting one -------------------------------------------------------
+
+
+def test_calendars_of_a_subject_are_the_ones_it_owns_exactly(store: Store) -> None:
+    for calendar_id, subject in (("team@group", CAL), (CAL, CAL), ("bob@example.com", "bob@example.com")):
+        store.claim_calendar(calendar_id, subject)
+    store.ensure_calendar("unowned@example.com")
+    assert [c.calendar_id for c in store.calendars_of(CAL)] == [CAL, "team@group"]
+    assert store.calendars_of("ALICE@example.com") == [], "exactly as stored: callers normalise"
+    assert store.calendars_of("nobody@example.com") == []
+
+
+def test_forgetting_a_calendar_removes_its_state_links_and_channels_only(store: Store) -> None:
+    other = "bob@example.com"
+    for calendar_id in (CAL, other):
+        store.claim_calendar(calendar_id, calendar_id)
+        store.add_channel(channel(f"ch-{calendar_id}", 24, calendar_id=calendar_id))
+        store.upsert_link(Link(calendar_id, "evt1", f"cnf-{calendar_id}"))
+    store.upsert_link(Link(CAL, "evt2", "cnf-2"))
+    store.mark_link_deleted(CAL, "evt2")
+    store.forget_calendar(CAL)
+    store.forget_calendar("never-there@example.com")  # harmless
+    assert store.get_calendar(CAL) is None
+    assert (store.get_link(CAL, "evt1"), store.get_link(CAL, "evt2")) == (None, None)
+    assert store.link_for_conference(f"cnf-{CAL}") is None
+    assert (store.get_channel(f"ch-{CAL}"), store.live_channels(CAL)) == (None, [])
+    assert store.get_calendar(other) is not None
+    assert store.get_link(other, "evt1") == Link(other, "evt1", f"cnf-{other}")
+    assert [c.channel_id for c in store.live_channels(other)] == [f"ch-{other}"]
+
+
+# -- connect flows --------------------------------------------------------------------------------
+
+
+def flow(flow_id: str = "flow-1", *, expires_in_s: int = 600, verifier: str | None = "pkce-1") -> ConnectFlow:
+    return ConnectFlow(
+        flow_id=flow_id,
+        user=CAL,
+        stage=FlowStage.GOOGLE,
+        expires_at=T0 + timedelta(seconds=expires_in_s),
+        browser="ab" * 32,
+        verifier=None if verifier is None else Secret(verifier),
+    )
+
+
+def test_a_flow_starts_once_per_id_at_version_1(store: Store) -> None:
+    assert store.get_flow("flow-1") is None
+    assert store.start_flow(replace(flow(), version=7))
+    assert store.get_flow("flow-1") == replace(flow(), version=1), "the record's own version is ignored"
+    assert not store.start_flow(replace(flow(), user="mallory@example.com")), "the id is taken"
+    done = replace(flow(), stage=FlowStage.DONE, verifier=None)
+    assert store.put_flow(done, expected_version=1)
+    assert not store.start_flow(flow()), "a finished flow's id is never started again"
+    assert store.get_flow("flow-1") == replace(done, version=2)
+
+
+def test_a_flow_advances_only_against_the_version_read(store: Store) -> None:
+    assert not store.put_flow(flow(), expected_version=0), "put never creates"
+    assert store.get_flow("flow-1") is None
+    assert store.start_flow(flow())
+    vendor = replace(flow(verifier="pkce-2"), stage=FlowStage.VENDOR, expires_at=T0 + timedelta(seconds=900))
+    assert store.put_flow(replace(vendor, version=42), expected_version=1)
+    assert not store.put_flow(replace(flow(), stage=FlowStage.DONE), expected_version=1), "the loser"
+    stored = store.get_flow("flow-1")
+    assert stored == replace(vendor, version=2)
+    assert stored is not None
+    assert stored.verifier is not None
+    assert stored.verifier.reveal() == "pkce-2"
+
+
+def test_racing_starts_of_one_flow_have_one_winner(store: Store) -> None:
+    contenders = 4 if isinstance(store, SqliteStore) else 2
+    start = threading.Barrier(contenders)
+    won: list[bool] = []
+
+    def begin(n: int) -> None:
+        start.wait()
+        won.append(store.start_flow(replace(flow(), browser=f"browser-{n}")))
+
+    threads = [threading.Thread(target=begin, args=(n,)) for n in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won) == [False] * (contenders - 1) + [True]
+
+
+def test_purging_flows_removes_only_the_expired(store: Store) -> None:
+    for flow_id, seconds in (("old", -60), ("just-expired", -1), ("at-the-cutoff", 0), ("live", 600)):
+        assert store.start_flow(flow(flow_id, expires_in_s=seconds, verifier=None))
+    assert store.purge_flows(T0) == 2
+    assert store.purge_flows(T0) == 0
+    for flow_id, kept in (("old", False), ("just-expired", False), ("at-the-cutoff", True), ("live", True)):
+        assert (store.get_flow(flow_id) is not None) is kept, flow_id
+    kept_flow = store.get_flow("at-the-cutoff")
+    assert kept_flow is not None
+    assert kept_flow.verifier is None
+
+
+# -- commands held for an owner's reconnect -------------------------------------------------------
+
+
+def held(command_id: str, *, seconds: int = 0, owner: str = CAL, data: bytes = b"\x00cmd\xff") -> HeldCommand:
+    return HeldCommand(owner, command_id, f"cnf-{command_id}", data, T0 + timedelta(seconds=seconds), "revoked")
+
+
+def test_holding_a_command_twice_keeps_the_first(store: Store) -> None:
+    assert store.hold_command(held("cmd-1"))
+    assert not store.hold_command(held("cmd-1", seconds=5, data=b"second"))
+    assert store.held_commands(CAL) == [held("cmd-1")], "the first copy, bytes and time as stored"
+    assert store.hold_command(held("cmd-1", owner="bob@example.com")), "another owner's is another command"
+
+
+def test_held_commands_come_back_oldest_first_then_by_id(store: Store) -> None:
+    for command_id, seconds in (("cmd-b", 10), ("cmd-c", 0), ("cmd-a", 10), ("cmd-d", 5)):
+        assert store.hold_command(held(command_id, seconds=seconds))
+    store.hold_command(held("cmd-0", seconds=-5, owner="bob@example.com"))
+    assert [h.command_id for h in store.held_commands(CAL)] == ["cmd-c", "cmd-d", "cmd-a", "cmd-b"]
+    assert [h.command_id for h in store.held_commands(CAL, limit=3)] == ["cmd-c", "cmd-d", "cmd-a"]
+    assert store.held_commands("nobody@example.com") == []
+
+
+def test_released_commands_are_forgotten_and_counted_no_more(store: Store) -> None:
+    for command_id in ("cmd-1", "cmd-2", "cmd-3"):
+        store.hold_command(held(command_id))
+    store.hold_command(held("cmd-1", owner="bob@example.com"))
+    assert (store.count_held(), store.count_held(CAL), store.count_held("bob@example.com")) == (4, 3, 1)
+    store.release_held(CAL, ["cmd-1", "cmd-3", "cmd-never-held"])
+    store.release_held(CAL, [])
+    assert [h.command_id for h in store.held_commands(CAL)] == ["cmd-2"]
+    assert [h.command_id for h in store.held_commands("bob@example.com")] == ["cmd-1"], "another owner's stays"
+    assert (store.count_held(), store.count_held(CAL), store.count_held("nobody@example.com")) == (2, 1, 0)

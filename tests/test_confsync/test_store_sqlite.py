@@ -168,6 +168,39 @@ def test_a_store_from_before_accounts_gains_users_and_grants_and_keeps_its_state
         store.close()
 
 
+def test_a_store_from_before_connect_flows_gains_flows_and_held_commands_and_keeps_its_state(tmp_path: Path) -> None:
+    """A store of schema 6 (no connect flows, no held commands) opens, migrates once to 7, keeps
+    its calendars, links and users, and finds calendars by subject."""
+    from confsync.store import ConnectFlow, FlowStage, HeldCommand, User  # noqa: PLC0415
+    from confsync.store import sqlite as sqlite_module  # noqa: PLC0415
+
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as raw:
+        for script in sqlite_module._MIGRATIONS[:6]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version=6")
+        raw.execute("INSERT INTO calendars (calendar_id, subject) VALUES (?, ?)", (CAL, CAL))
+        raw.execute("INSERT INTO links VALUES (?, 'evt1', 'cnf_1', NULL, NULL, 'live', NULL, 'key-1')", (CAL,))
+        raw.execute("INSERT INTO users VALUES (?, 'example.com', NULL, 'active')", (CAL,))
+    store = SqliteStore(db)
+    try:
+        assert store.schema_version() == len(sqlite_module._MIGRATIONS) == 7
+        assert [c.calendar_id for c in store.calendars_of(CAL)] == [CAL]
+        assert store.get_link(CAL, "evt1") == Link(CAL, "evt1", "cnf_1", request_key="key-1")
+        assert store.list_users() == [User(CAL, "example.com")]
+        assert store.start_flow(ConnectFlow("flow-1", CAL, FlowStage.GOOGLE, T0, "browser"))
+        assert store.hold_command(HeldCommand(CAL, "cmd-1", "cnf_1", b"{}", T0, "revoked"))
+        assert (store.get_flow("flow-1") is not None, store.count_held(CAL)) == (True, 1)
+    finally:
+        store.close()
+    reopened = SqliteStore(db)
+    try:
+        assert reopened.schema_version() == 7, "migrated once"
+        assert reopened.count_held() == 1
+    finally:
+        reopened.close()
+
+
 def test_a_store_works_from_many_threads_at_once(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
 
