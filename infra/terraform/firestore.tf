@@ -11,10 +11,15 @@ resource "google_firestore_database" "confsync" {
   depends_on                        = [google_project_service.apis]
 }
 
-# The one query that needs a composite index: calendars lagging behind their notifications
-# (Store.lagging_calendars; the fields are COMPOSITE_INDEXES in confsync/store/firestore.py,
-# and tests/test_infra checks that this index declares the same). Single-field queries
-# (channels by expiration, the outbox by due time, links by state) use automatic indexes.
+# Collections are named as the store names them (confsync/store/firestore.py,
+# firestore_accounts.py); the services use no collection prefix (prefixes are for tests).
+
+# The queries that need a composite index, each one of COMPOSITE_INDEXES in
+# confsync/store/firestore.py (tests/test_infra checks that these declare the same). Other
+# queries (channels by expiration, the outbox by due time, links by state, expired connect
+# flows) filter or order on one field and use automatic indexes.
+
+# Calendars lagging behind their notifications (Store.lagging_calendars).
 resource "google_firestore_index" "lagging_calendars" {
   database    = google_firestore_database.confsync.name
   collection  = "calendars"
@@ -32,4 +37,35 @@ resource "google_firestore_index" "lagging_calendars" {
     field_path = "last_notified_at"
     order      = "ASCENDING"
   }
+}
+
+# One owner's commands held for their reconnect, oldest first (Store.held_commands).
+resource "google_firestore_index" "held_commands" {
+  database    = google_firestore_database.confsync.name
+  collection  = "held"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "held_at"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "command_id"
+    order      = "ASCENDING"
+  }
+}
+
+# Firestore deletes a connect flow once its expires_at has passed (within a day of it: the
+# flow checks its own expiry when read). No index_config: the field keeps its automatic
+# index, which Store.purge_flows queries, and connect flows are written far too rarely for
+# an increasing timestamp to crowd one end of the index.
+resource "google_firestore_field" "connect_flows_ttl" {
+  database   = google_firestore_database.confsync.name
+  collection = "connect_flows"
+  field      = "expires_at"
+  ttl_config {}
 }

@@ -1,7 +1,8 @@
-# One service account per role, each with only what its role does:
-#   ingest    webhook, add-on API, channel renewal, lag repair: Firestore, publish, provider key, Calendar
+# One service account per role, each with only what its role does (the secrets each reads:
+# run.tf's roles, and secrets.tf grants exactly those):
+#   ingest    webhook, add-on API, connect pages, channel renewal, lag repair: Firestore, publish, Calendar
 #   processor sync and classify: Firestore, publish commands, Calendar
-#   publisher apply commands: Firestore, provider key
+#   publisher apply commands: Firestore
 #   backfill  the daily reconciliation job: Firestore, publish commands, Calendar
 #   push      the identity Pub/Sub pushes as (invokes processor and publisher)
 #   scheduler the identity Cloud Scheduler calls as (ingest's /tasks routes, the backfill job)

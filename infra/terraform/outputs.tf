@@ -8,6 +8,11 @@ output "addon_api_url" {
   value       = local.addon_api_url
 }
 
+output "oauth_redirect_uris" {
+  description = "Redirect URIs to register: google with the OAuth client var.oauth_client_id, vendor with the vendor's client var.vendor_client_id (../README.md, step 2)."
+  value       = local.oauth_redirect_uris
+}
+
 output "dns_records" {
   description = "DNS records to create at the domain's registrar so public_domain reaches the ingest service (null until domain_verified maps the domain)."
   value       = var.domain_verified ? google_cloud_run_domain_mapping.ingest[0].status[0].resource_records : null

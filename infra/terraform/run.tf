@@ -18,14 +18,17 @@ locals {
     CONFSYNC_PUSH_AUDIENCE                  = var.push_audience
     CONFSYNC_PUSH_SERVICE_ACCOUNT           = google_service_account.confsync["push"].email
   }
-  calendar_env = merge(
-    { (local.calendar_credentials_env) = local.calendar_credentials_path },
-    var.calendar_auth == "user_tokens" ? { CONFSYNC_OAUTH_CLIENT_ID = var.calendar_oauth_client_id } : {},
-  )
-  # Secret-fed settings: secret (secrets.tf) => environment variable.
-  oauth_secret_env = var.calendar_auth == "user_tokens" ? { oauth-client-secret = "CONFSYNC_OAUTH_CLIENT_SECRET" } : {}
-  provider_key_env = { provider-api-key = "CONFSYNC_PROVIDER_API_KEY" }
+  calendar_env = { (local.calendar_credentials_env) = local.calendar_credentials_path }
+  # confsync's own OAuth clients (their secrets: secrets.tf): Google's, through which users
+  # sign in and grant Calendar, and the conferencing vendor's.
+  google_client_env = { CONFSYNC_OAUTH_CLIENT_ID = var.oauth_client_id }
+  vendor_client_env = { CONFSYNC_VENDOR_CLIENT_ID = var.vendor_client_id }
+  delegated_env     = { CONFSYNC_DELEGATED_DOMAINS = join(",", var.delegated_domains) }
+  # The backfill lists calendars with the tokens file's grants only when calendar_auth = user_tokens.
+  backfill_secrets = var.calendar_auth == "user_tokens" ? ["oauth-client-secret"] : []
 
+  # secrets: the Secret Manager secrets (secrets.tf) the role reads as settings, and the only
+  # ones its account may read; calendar adds the mounted Calendar credentials file.
   roles = {
     ingest = {
       args      = ["serve", "ingest", "--host", "0.0.0.0", "--port", "8080"]
@@ -33,32 +36,38 @@ locals {
       audiences = []
       timeout   = "${local.ingest_timeout_s}s" # the scheduler's longest attempt deadline
       calendar  = true
-      env = merge(local.calendar_env, {
+      env = merge(local.calendar_env, local.google_client_env, local.vendor_client_env, local.delegated_env, {
         CONFSYNC_WEBHOOK_URL               = local.webhook_url
+        CONFSYNC_PUBLIC_URL                = local.public_base_url # the connect pages' redirect URIs (outputs.tf)
         CONFSYNC_ADDON_AUDIENCE            = var.addon_oauth_client_id
+        CONFSYNC_ALLOWED_DOMAINS           = join(",", var.allowed_domains)
+        CONFSYNC_ADDON_RATE_PER_MIN        = tostring(var.addon_rate_per_min)
         CONFSYNC_SCHEDULER_SERVICE_ACCOUNT = google_service_account.confsync["scheduler"].email
         CONFSYNC_PROVIDER_URL              = var.provider_url
         CONFSYNC_LAG_REPAIR_INTERVAL_S     = "0" # Cloud Scheduler runs it (scheduler.tf): an idle instance has no CPU
       })
-      secret_env = merge(local.provider_key_env, local.oauth_secret_env)
+      # the add-on API and the connect pages: both clients, sealing grants, signing connect links
+      secrets = ["provider-api-key", "oauth-client-secret", "vendor-client-secret", "vault-key"]
     }
     processor = {
-      args       = ["serve", "processor", "--push", "--host", "0.0.0.0", "--port", "8080"]
-      ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY" # Pub/Sub push from this project counts as internal
-      audiences  = [var.push_audience]
-      timeout    = "${local.ack_deadline_s[var.pubsub.topics.calendar_changes]}s"
-      calendar   = true
-      env        = merge(local.calendar_env, { CONFSYNC_PUSH_AUTH = "platform" }) # Cloud Run IAM checks push tokens
-      secret_env = local.oauth_secret_env
+      args      = ["serve", "processor", "--push", "--host", "0.0.0.0", "--port", "8080"]
+      ingress   = "INGRESS_TRAFFIC_INTERNAL_ONLY" # Pub/Sub push from this project counts as internal
+      audiences = [var.push_audience]
+      timeout   = "${local.ack_deadline_s[var.pubsub.topics.calendar_changes]}s"
+      calendar  = true
+      env       = merge(local.calendar_env, local.google_client_env, local.delegated_env, { CONFSYNC_PUSH_AUTH = "platform" }) # Cloud Run IAM checks push tokens
+      # reads calendars with the users' Google grants: opens and refreshes them
+      secrets = ["oauth-client-secret", "vault-key"]
     }
     publisher = {
-      args       = ["serve", "publisher", "--push", "--host", "0.0.0.0", "--port", "8080"]
-      ingress    = "INGRESS_TRAFFIC_INTERNAL_ONLY"
-      audiences  = [var.push_audience]
-      timeout    = "${local.ack_deadline_s[var.pubsub.topics.conference_commands]}s"
-      calendar   = false
-      env        = { CONFSYNC_PROVIDER_URL = var.provider_url, CONFSYNC_PUSH_AUTH = "platform" }
-      secret_env = local.provider_key_env
+      args      = ["serve", "publisher", "--push", "--host", "0.0.0.0", "--port", "8080"]
+      ingress   = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+      audiences = [var.push_audience]
+      timeout   = "${local.ack_deadline_s[var.pubsub.topics.conference_commands]}s"
+      calendar  = false
+      env       = merge(local.vendor_client_env, { CONFSYNC_PROVIDER_URL = var.provider_url, CONFSYNC_PUSH_AUTH = "platform" })
+      # calls the conferencing API with its key and the users' vendor grants
+      secrets = ["provider-api-key", "vendor-client-secret", "vault-key"]
     }
   }
 }
@@ -72,8 +81,9 @@ resource "google_cloud_run_v2_service" "confsync" {
   deletion_protection = var.deletion_protection
   labels              = local.labels
   # Ingest is public without an allUsers grant, which domain-restricted sharing refuses:
-  # watch notifications and the add-on carry no Google IAM identity, and each route checks
-  # its caller itself (channel token; add-on ID token; scheduler OIDC token).
+  # watch notifications, the add-on and users' browsers (the connect pages) carry no Google
+  # IAM identity, and each route checks its caller itself (channel token; add-on ID token;
+  # scheduler OIDC token; signed connect link, flow cookie and OAuth state).
   invoker_iam_disabled = each.key == "ingest"
 
   template {
@@ -113,13 +123,13 @@ resource "google_cloud_run_v2_service" "confsync" {
       }
 
       dynamic "env" {
-        for_each = each.value.secret_env
+        for_each = toset(each.value.secrets)
         content {
-          name = env.value
+          name = local.secrets[env.value].env
           value_source {
             secret_key_ref {
-              secret  = google_secret_manager_secret.confsync[env.key].secret_id
-              version = "latest"
+              secret  = google_secret_manager_secret.confsync[env.value].secret_id
+              version = env.value == "vault-key" ? var.vault_key_version : "latest"
             }
           }
         }
@@ -204,7 +214,7 @@ resource "google_cloud_run_v2_job" "backfill" {
         }
 
         dynamic "env" {
-          for_each = merge(local.common_env, local.calendar_env, {
+          for_each = merge(local.common_env, local.calendar_env, var.calendar_auth == "user_tokens" ? local.google_client_env : {}, {
             CONFSYNC_BACKFILL_REQUESTS_PER_S = tostring(var.backfill_requests_per_s)
           })
           content {
@@ -214,12 +224,12 @@ resource "google_cloud_run_v2_job" "backfill" {
         }
 
         dynamic "env" {
-          for_each = local.oauth_secret_env
+          for_each = toset(local.backfill_secrets)
           content {
-            name = env.value
+            name = local.secrets[env.value].env
             value_source {
               secret_key_ref {
-                secret  = google_secret_manager_secret.confsync[env.key].secret_id
+                secret  = google_secret_manager_secret.confsync[env.value].secret_id
                 version = "latest"
               }
             }

@@ -189,7 +189,7 @@ variable "backlog_alert_s" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the Firestore database and the Cloud Run services from `terraform destroy`."
+  description = "Protect the Firestore database, the Cloud Run services and the secrets from `terraform destroy`."
   type        = bool
   default     = true
 }
@@ -303,12 +303,64 @@ variable "pubsub" {
   }
 }
 
-variable "calendar_oauth_client_id" {
-  description = "OAuth client id the users' refresh tokens were issued to (calendar_auth = user_tokens only)."
+variable "oauth_client_id" {
+  description = "confsync's Google OAuth client (a web application, not the add-on's): users sign in and grant Calendar access through it on the connect pages (CONFSYNC_OAUTH_CLIENT_ID). With calendar_auth = user_tokens, also the client the tokens file's refresh tokens were issued to. Its secret is the confsync-oauth-client-secret secret."
   type        = string
-  default     = null
   validation {
-    condition     = var.calendar_auth != "user_tokens" || can(regex("^[0-9]+-[a-z0-9]+\\.apps\\.googleusercontent\\.com$", var.calendar_oauth_client_id))
-    error_message = "calendar_oauth_client_id: required with calendar_auth = user_tokens (NUMBER-ID.apps.googleusercontent.com)."
+    condition     = can(regex("^[0-9]+-[a-z0-9]+\\.apps\\.googleusercontent\\.com$", var.oauth_client_id))
+    error_message = "oauth_client_id: an OAuth client id (NUMBER-ID.apps.googleusercontent.com)."
+  }
+}
+
+variable "vendor_client_id" {
+  description = "confsync's OAuth client id at the conferencing service: users connect their vendor account through it (CONFSYNC_VENDOR_CLIENT_ID). Its secret is the confsync-vendor-client-secret secret."
+  type        = string
+  validation {
+    condition     = can(regex("^[^\\s]{1,200}$", var.vendor_client_id))
+    error_message = "vendor_client_id: 1 to 200 characters, no spaces."
+  }
+}
+
+variable "vault_key_version" {
+  description = "Version of the confsync-vault-key secret the services read. Pinned, not latest: an instance started after a new version is added would otherwise seal with a key the others cannot open. Change it only to rotate (../README.md, \"Rotating the vault key\")."
+  type        = string
+  default     = "1"
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", var.vault_key_version))
+    error_message = "vault_key_version: a secret version number (1, 2, ...)."
+  }
+}
+
+variable "delegated_domains" {
+  description = "Workspace domains whose admin allowed the calendar service account domain-wide delegation (calendar_auth = service_account): their users skip Google's consent on the connect pages (CONFSYNC_DELEGATED_DOMAINS)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for d in var.delegated_domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))])
+    error_message = "delegated_domains: lowercase DNS names such as example.com."
+  }
+  validation {
+    condition     = length(var.delegated_domains) == 0 || var.calendar_auth == "service_account"
+    error_message = "delegated_domains: needs calendar_auth = service_account, whose key is the one delegated."
+  }
+}
+
+variable "allowed_domains" {
+  description = "Domains whose users may call the add-on API; empty allows any (CONFSYNC_ALLOWED_DOMAINS; consumer accounts match as gmail.com)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for d in var.allowed_domains : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))])
+    error_message = "allowed_domains: lowercase DNS names such as example.com."
+  }
+}
+
+variable "addon_rate_per_min" {
+  description = "Add-on API requests one user may make per minute, per ingest instance; 0 turns the limit off (CONFSYNC_ADDON_RATE_PER_MIN)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = var.addon_rate_per_min >= 0
+    error_message = "addon_rate_per_min: 0 (off) or more."
   }
 }

@@ -4,7 +4,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = ">= 6.10, < 8.0"
+      version = ">= 6.43, < 8.0" # 6.43: deletion_protection on Secret Manager secrets
     }
   }
 }
@@ -26,6 +26,12 @@ locals {
   webhook_url     = "${local.public_base_url}/notifications"
   addon_api_url   = "${local.public_base_url}/v1/conferences"
   labels          = merge(var.labels, { app = "confsync" })
+  # Where Google and the vendor send users back after consent: each must be registered with its
+  # OAuth client (../README.md, step 2).
+  oauth_redirect_uris = {
+    google = "${local.public_base_url}/connect/google"
+    vendor = "${local.public_base_url}/connect/vendor"
+  }
 }
 
 # Every API a resource here or a deploy step (../README.md) calls: Artifact Registry and Cloud

@@ -44,13 +44,15 @@ def test_every_terraform_file_parses_and_the_configuration_is_complete(parsed: P
         "google_cloud_scheduler_job.backfill",
         "google_firestore_database.confsync",
         "google_firestore_index.lagging_calendars",
+        "google_firestore_index.held_commands",
+        "google_firestore_field.connect_flows_ttl",
         "google_secret_manager_secret.confsync",
         "google_logging_metric.count",
         "google_logging_metric.sync_lag",
         "google_monitoring_alert_policy.any",
     ):
         assert needed in declared, f"{needed} is not declared"
-    assert {"webhook_url", "addon_api_url"} <= set(outputs(parsed))
+    assert {"webhook_url", "addon_api_url", "oauth_redirect_uris"} <= set(outputs(parsed))
 
 
 def test_every_reference_resolves_to_a_declaration(parsed: Parsed) -> None:
@@ -94,18 +96,21 @@ def test_every_variable_has_a_description_and_the_free_form_ones_are_validated(
     assert all(body.get("description") for body in declared.values()), "a variable without a description"
     for name in (
         "project_id", "region", "image", "public_domain", "addon_oauth_client_id", "provider_url", "pubsub",
-        "notification_channels", "backlog_alert_s",
+        "notification_channels", "backlog_alert_s", "oauth_client_id", "vendor_client_id", "vault_key_version",
+        "delegated_domains", "allowed_domains", "addon_rate_per_min",
     ):  # fmt: skip
         assert declared[name].get("validation"), f"variable {name} is not validated"
 
 
-def test_the_pinned_provider_knows_invoker_iam_disabled(parsed: Parsed) -> None:
-    """google provider 6.8.0 added invoker_iam_disabled to google_cloud_run_v2_service."""
+def test_the_pinned_provider_knows_every_argument_used(parsed: Parsed) -> None:
+    """google provider 6.8.0 added invoker_iam_disabled to google_cloud_run_v2_service, 6.43.0
+    deletion_protection to google_secret_manager_secret."""
     (terraform,) = parsed["versions.tf"]["terraform"]
     google = terraform["required_providers"][0]["google"]
     lowest = re.search(r">=\s*([0-9.]+)", google["version"])
     assert lowest is not None
-    assert tuple(int(part) for part in lowest.group(1).split(".")) >= (6, 8)
+    assert tuple(int(part) for part in lowest.group(1).split(".")) >= (6, 43)
+    assert "deletion_protection" in resources(parsed)["google_secret_manager_secret.confsync"]
 
 
 # -- first apply: APIs, the image's repository, the domain ------------------------------------------
