@@ -49,13 +49,14 @@ def run_sync(
     sweep: Callable[[set[str]], int],
     save_token: Callable[[str, int], bool],
 ) -> SyncResult:
-    """One sync of one calendar; ``sweep(seen_ids)`` runs only after a 410 recovery."""
+    """One sync of one calendar; ``sweep(seen_ids)`` runs after every full listing: a 410
+    recovery, or a calendar with no token (a first sync, or a reconnect that cleared it)."""
     state = read_state()
     token = state.sync_token if state is not None else None
     version = state.token_version if state is not None else 0
     try:
-        listed, next_token, _ = _page_through(token, list_page, handle_page)
-        recovered, swept = False, 0
+        listed, next_token, seen = _page_through(token, list_page, handle_page)
+        recovered, swept = False, sweep(seen) if token is None else 0
     except SyncTokenExpired:
         listed, next_token, seen = _page_through(None, list_page, handle_page)
         recovered, swept = True, sweep(seen)
