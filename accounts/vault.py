@@ -44,10 +44,12 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from confsync.errors import ConfigError, PermanentError
-from confsync.settings import Secret
+from confsync.settings import Secret, Settings, default_vault_key_file
 
 __all__ = [
     "KEY_BYTES",
@@ -58,6 +60,7 @@ __all__ = [
     "Sealed",
     "Vault",
     "VaultError",
+    "open_vault",
 ]
 
 KEY_BYTES = 32  # AES-256, for data keys and local KEKs alike
@@ -101,6 +104,7 @@ class AesGcmKey:
         if len(key) != KEY_BYTES:
             raise VaultError(f"a key-encryption key is {KEY_BYTES} bytes, not {len(key)}")
         self._aead = AESGCM(key)
+        self._root = key
         self._key_id = key_id or "local:" + hashlib.sha256(b"confsync-vault/kek-id\0" + key).hexdigest()[:16]
 
     def __repr__(self) -> str:
@@ -109,6 +113,13 @@ class AesGcmKey:
     @property
     def key_id(self) -> str:
         return self._key_id
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another use (``purpose`` names it), independent of this one (HKDF-SHA256)."""
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=b"confsync-derived/1\0" + purpose.encode()
+        )
+        return hkdf.derive(self._root)
 
     def wrap(self, data_key: bytes, context: bytes) -> bytes:
         nonce = secrets.token_bytes(_NONCE_BYTES)
@@ -247,6 +258,15 @@ class Vault:
         ciphertext = AESGCM(data_key).encrypt(nonce, secret.reveal().encode(), _DATA_AAD + context.encode())
         return Sealed(self._key.key_id, self._key.wrap(data_key, context.encode()), nonce, ciphertext)
 
+    def derive(self, purpose: str) -> bytes:
+        """A key for ``purpose`` derived from the current KEK (VaultError if that KEK cannot derive:
+        a KMS key never leaves KMS, so a key held elsewhere is needed for that purpose)."""
+        derive = getattr(self._key, "derive", None)
+        if derive is None:
+            raise VaultError(f"key {self._key.key_id} cannot derive other keys")
+        key: bytes = derive(purpose)
+        return key
+
     def open(self, sealed: Sealed, context: str) -> Secret:
         """The secret back, or VaultError: unknown KEK, another context, or a changed byte."""
         _, plain = self._open(sealed, context)
@@ -288,3 +308,23 @@ def _unb64(value: object, name: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as err:
         raise VaultError(f"not a sealed record: {name} is not base64") from err
+
+
+def open_vault(settings: Settings) -> Vault:
+    """The vault the settings describe: ``CONFSYNC_VAULT_KEY`` (Secret Manager) or else the key
+    file, created when missing only beside a SQLite store (a shared store needs one key for all)."""
+    if settings.vault_key is not None:
+        try:
+            key = base64.b64decode(settings.vault_key.reveal(), validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ConfigError("not base64", variable="CONFSYNC_VAULT_KEY") from err
+        if len(key) != KEY_BYTES:
+            raise ConfigError(f"{len(key)} bytes; a vault key is {KEY_BYTES}", variable="CONFSYNC_VAULT_KEY")
+        return Vault(AesGcmKey(key))
+    path = settings.vault_key_file or default_vault_key_file(settings.store_url)
+    if not path:
+        raise ConfigError(
+            "the token vault needs CONFSYNC_VAULT_KEY or CONFSYNC_VAULT_KEY_FILE", variable="CONFSYNC_VAULT_KEY"
+        )
+    local = settings.store_url.startswith("sqlite:")
+    return Vault(LocalKeyFile(Path(path), create=local))

@@ -45,6 +45,7 @@ from confsync.errors import (
     AuthError,
     CalendarGone,
     ConfigError,
+    Disconnected,
     InvalidMessage,
     PermanentError,
     SyncTokenExpired,
@@ -70,7 +71,11 @@ _STALE_CONNECTION_RETRIES = 2
 _RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 
 
-CALENDAR_SCOPES = ("https://www.googleapis.com/auth/calendar.events.readonly",)
+# Read events and watch them; calendarList.get tells the add-on API whether its caller may write.
+CALENDAR_SCOPES = (
+    "https://www.googleapis.com/auth/calendar.events.readonly",
+    "https://www.googleapis.com/auth/calendar.calendarlist.readonly",
+)
 
 
 def anonymous(_subject: str) -> Credentials:
@@ -297,6 +302,16 @@ class GoogleCalendarClient:
             expiration=datetime.fromtimestamp(int(answer["expiration"]) / 1000, UTC),
         )
 
+    def access_role(self, calendar_id: str) -> str | None:
+        """The subject's role on the calendar (calendarList.get: owner, writer, reader,
+        freeBusyReader), or None when it is not in their calendar list."""
+        try:
+            entry = self._execute_raw(lambda service: service.calendarList().get(calendarId=calendar_id), calendar_id)
+        except CalendarGone:
+            return None
+        role = entry.get("accessRole") if isinstance(entry, dict) else None
+        return role if isinstance(role, str) else None
+
     def stop_channel(self, channel_id: str, resource_id: str) -> None:
         try:
             self._execute_raw(
@@ -311,16 +326,21 @@ class GoogleCalendarClient:
 
     def _execute_raw(self, request: Callable[[Any], Any], calendar_id: str = "") -> Any:
         stale: ConnectionError | http.client.HTTPException | None = None
-        for _ in range(1 + _STALE_CONNECTION_RETRIES):
+        renewed = False
+        for _ in range(2 + _STALE_CONNECTION_RETRIES):
             service, pool = self._connections.get()
+            reused = self._made is not None
             try:
                 return request(service).execute(http=AuthorizedHttp(self._subject_credentials(), http=pool))
             except HttpError as err:
                 raise _translate(err, calendar_id) from err
-            except google_auth_exceptions.GoogleAuthError as err:  # a 401 made the client refresh, and that failed
-                raise AuthError(
-                    f"Calendar credentials for {calendar_id or 'request'} were refused: {err}", status=401
-                ) from err
+            except google_auth_exceptions.GoogleAuthError as err:  # refreshing the access token failed
+                self._made = None  # built again from the store: the user may have reconnected since
+                failed = _refresh_failed(self._subject, err, calendar_id)
+                if isinstance(failed, Disconnected) and reused and not renewed:
+                    renewed = True  # credentials made before a reconnect: once more with the stored grant
+                    continue
+                raise failed from err
             except (ConnectionError, http.client.HTTPException) as err:
                 # The server closed a pooled connection while it sat idle: the request never
                 # reached it, so it goes again on a fresh connection.
@@ -329,6 +349,20 @@ class GoogleCalendarClient:
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as err:
                 raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
         raise TransientError(f"Calendar API unreachable: {type(stale).__name__}: {stale}") from stale
+
+
+def _refresh_failed(subject: str, err: google_auth_exceptions.GoogleAuthError, calendar_id: str) -> Exception:
+    """A failed token refresh: Google's ``invalid_grant`` is a revoked grant (``Disconnected``), no
+    answer or a retryable refusal is transient (never a revocation), anything else refused."""
+    where = calendar_id or "request"
+    if isinstance(err, google_auth_exceptions.TransportError) or getattr(err, "retryable", False):
+        return TransientError(f"Calendar credentials for {where} could not be refreshed: {type(err).__name__}")
+    details = err.args[1] if isinstance(err, google_auth_exceptions.RefreshError) and len(err.args) > 1 else None
+    if isinstance(details, dict) and details.get("error") == "invalid_grant":
+        return Disconnected(
+            f"the Google grant of {subject or 'the calendar owner'} was revoked", user=subject, provider="google"
+        )
+    return AuthError(f"Calendar credentials for {where} were refused: {type(err).__name__}", status=401)
 
 
 def _translate(err: HttpError, calendar_id: str) -> Exception:

@@ -99,6 +99,17 @@ class AuthError(PermanentError):
         self.authentication_url = authentication_url
 
 
+class Disconnected(AuthError):
+    """A user's grant at ``provider`` ("google" or "vendor") was revoked (``invalid_grant``): nothing
+    done for them can succeed until they connect again. Not a failure of the work itself: a
+    command is held for the reconnect, a calendar is marked disconnected, nothing is deleted."""
+
+    def __init__(self, message: str, *, user: str, provider: str) -> None:
+        super().__init__(message, status=401)
+        self.user = user
+        self.provider = provider
+
+
 class NotFound(PermanentError):
     """The addressed resource does not exist (HTTP 404)."""
 

@@ -21,13 +21,16 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from confsync.contracts import ConferencePayload, EventTime
+from confsync.settings import Secret
 from confsync.store.records import (
     AppliedVersion,
     CalendarState,
     CalendarStatus,
     ChannelRecord,
+    ConnectFlow,
     Grant,
     GrantStatus,
+    HeldCommand,
     Link,
     OAuthProvider,
     OutboxEntry,
@@ -35,6 +38,7 @@ from confsync.store.records import (
 )
 
 __all__ = [
+    "AccessTokens",
     "AsyncPublisher",
     "CalendarClient",
     "CalendarEvent",
@@ -47,6 +51,7 @@ __all__ = [
     "Publisher",
     "Store",
     "SubjectClients",
+    "UserAccounts",
     "WatchChannel",
     "client_for",
 ]
@@ -123,6 +128,11 @@ class CalendarClient(Protocol):
         """Stop a channel; stopping one that is already gone is not an error."""
         ...
 
+    def access_role(self, calendar_id: str) -> str | None:
+        """This client's user's role on the calendar (owner, writer, reader, freeBusyReader), or
+        None when it is not in their calendar list; raises AuthError (Disconnected), TransientError."""
+        ...
+
 
 # The Calendar client acting as a calendar's subject (the user who attached the conference).
 SubjectClients = Callable[[str | None], CalendarClient]
@@ -177,6 +187,19 @@ class Conference:
     organizer: str | None = None
 
 
+class AccessTokens(Protocol):
+    """Users' access tokens at the conferencing service (accounts/vendor.py)."""
+
+    def access_token(self, user: str) -> Secret:
+        """A current access token of ``user``'s; Disconnected if their grant is revoked or missing."""
+        ...
+
+    def refreshed(self, user: str, rejected: Secret) -> Secret:
+        """A token other than ``rejected`` (which the service refused): refreshed unless another
+        caller already did."""
+        ...
+
+
 class ConferenceProvider(Protocol):
     def create(self, request: NewConference) -> Conference: ...
 
@@ -192,6 +215,31 @@ class ConferenceProvider(Protocol):
 
     def delete(self, conference_id: str, *, idempotency_key: str) -> None:
         """Delete; raises NotFound for an id the service never knew."""
+        ...
+
+
+class UserAccounts(Protocol):
+    """Users' connected accounts, as the add-on API needs them (accounts/service.py)."""
+
+    def connect_url(self, email: str, domain: str | None) -> str:
+        """The connect page for ``email`` (the add-on's ``authenticationUrl``)."""
+        ...
+
+    def ready(self, email: str) -> bool:
+        """Whether ``email`` has a connected vendor account and confsync can read their calendars."""
+        ...
+
+    def conferences(self, email: str) -> ConferenceProvider:
+        """The conferencing API acting as ``email``'s vendor account."""
+        ...
+
+    def calendars(self, email: str) -> CalendarClient:
+        """Google Calendar as ``email`` (their grant, or delegation for their domain)."""
+        ...
+
+    def disconnect(self, email: str) -> dict[str, object]:
+        """Offboard ``email``: channels stopped, calendars and links forgotten, grants revoked and
+        deleted (accounts/offboard.py); what was done."""
         ...
 
 
@@ -269,6 +317,15 @@ class Store(Protocol):
         ...
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
+
+    def calendars_of(self, subject: str) -> list[CalendarState]:
+        """The calendars whose subject is exactly ``subject``, by calendar_id."""
+        ...
+
+    def forget_calendar(self, calendar_id: str) -> None:
+        """Delete the calendar's state with all its links and channel records (a missing one is
+        fine): one transaction in SQLite, batched writes in Firestore (its state goes last)."""
+        ...
 
     # channels
     def add_channel(self, channel: ChannelRecord) -> None: ...
@@ -357,6 +414,48 @@ class Store(Protocol):
 
     def forget_user(self, email: str) -> None:
         """Delete the user and every grant of theirs, in one write (a missing user is fine)."""
+        ...
+
+    def list_users(self) -> list[User]:
+        """Every user, by email."""
+        ...
+
+    # connect flows (accounts/connect.py)
+    def start_flow(self, flow: ConnectFlow) -> bool:
+        """Store ``flow`` at version 1 unless a flow with its id exists, whatever its stage; True
+        if stored. Atomic: of racing starts with one id exactly one wins."""
+        ...
+
+    def get_flow(self, flow_id: str) -> ConnectFlow | None:
+        """The stored flow, its stored version in ``version``."""
+        ...
+
+    def put_flow(self, flow: ConnectFlow, *, expected_version: int) -> bool:
+        """Replace the stored flow if its version still equals ``expected_version`` (the stored copy
+        then has ``expected_version + 1``; ``flow.version`` is ignored). False, and nothing
+        changed, if the version differs or no such flow is stored (``start_flow`` creates one)."""
+        ...
+
+    def purge_flows(self, before: datetime) -> int:
+        """Delete the flows that expired before ``before``; how many were deleted."""
+        ...
+
+    # commands held for an owner's reconnect (publishers/)
+    def hold_command(self, held: HeldCommand) -> bool:
+        """Keep ``held`` unless its owner (an email as given) already holds its command_id: the
+        first is kept. True if kept."""
+        ...
+
+    def held_commands(self, owner: str, limit: int = 500) -> list[HeldCommand]:
+        """The commands ``owner`` holds, oldest first (``held_at``, then ``command_id``)."""
+        ...
+
+    def release_held(self, owner: str, command_ids: list[str]) -> None:
+        """Forget these commands of ``owner`` (missing ones are fine)."""
+        ...
+
+    def count_held(self, owner: str | None = None) -> int:
+        """How many commands ``owner`` holds, or everyone when ``owner`` is None."""
         ...
 
     def close(self) -> None: ...

@@ -20,6 +20,11 @@ The contract every provider implements (the sandbox serves it as OpenAPI at /ope
   ``authentication_url`` (the add-on shows it to the user, as in Google's quickstart).
 - Errors: ``{"error": {"code", "message", "retryable"}}``; 429 and 503 carry ``Retry-After``.
 
+Acting for a user: ``HttpConferenceProvider.as_user(email)`` is the same API with that user's
+vendor access token (``AccessTokens``, accounts/vendor.py) instead of the app-wide key; a 401
+gets one refreshed token and one retry, and a second 401 (or a revoked grant: ``Disconnected``)
+goes to the caller.
+
 ``HttpConferenceProvider`` implements ``confsync.ports.ConferenceProvider`` over one pooled
 httpx transport. Status codes and transport failures become confsync errors in one place,
 ``_raise_for_status``/``_send``; it never retries: the publisher owns the retry policy.
@@ -30,15 +35,25 @@ from __future__ import annotations
 import email.utils
 import re
 import urllib.parse
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
 
 from confsync.contracts import ConferencePayload, EventTime
-from confsync.errors import AuthError, ConfigError, InvalidMessage, NotFound, PermanentError, Stale, TransientError
-from confsync.ports import Conference, NewConference
+from confsync.errors import (
+    AuthError,
+    ConfigError,
+    Disconnected,
+    InvalidMessage,
+    NotFound,
+    PermanentError,
+    Stale,
+    TransientError,
+)
+from confsync.ports import AccessTokens, Conference, ConferenceProvider, NewConference
 from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 from confsync.settings import Secret, Settings
 
@@ -50,17 +65,19 @@ _MAX_ERROR_BODY = 2000
 # parser reads as a query, fragment, separator or escape), starting with a letter or digit (so
 # never "." or ".."), at most as long as Calendar's add-on conferenceId may be.
 _CONFERENCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,511}")
-_MAX_SHOWN_ID = 100  # a refused id is named in the error, but a huge one is not copied whole
+_MAX_SHOWN_ID = 100
+_T = TypeVar("_T")  # a refused id is named in the error, but a huge one is not copied whole
 
 
 class HttpConferenceProvider:
     """The conferencing REST API over httpx; thread-safe (httpx's transport pools connections)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - where, as whom, and the pool's limits, named
         self,
         base_url: str,
-        api_key: Secret,
+        api_key: Secret | None,
         *,
+        tokens: AccessTokens | None = None,
         timeout_s: float = 10.0,
         max_connections: int = 100,
         transport: httpx.BaseTransport | None = None,
@@ -68,27 +85,38 @@ class HttpConferenceProvider:
         self._base_url = base_url.rstrip("/")
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = transport or httpx.HTTPTransport(limits=limits)
-        self._headers = [
-            ("Authorization", f"Bearer {api_key.reveal()}"),
-            ("User-Agent", "confsync"),
-            ("Accept", "application/json"),
-        ]
+        self._api_key = api_key
+        self._tokens = tokens
+        self._headers = [("User-Agent", "confsync"), ("Accept", "application/json")]
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> Self:
-        if not settings.provider_url or settings.provider_api_key is None:
-            raise ConfigError("the conferencing API needs CONFSYNC_PROVIDER_URL and CONFSYNC_PROVIDER_API_KEY")
+    def from_settings(
+        cls, settings: Settings, *, tokens: AccessTokens | None = None, transport: httpx.BaseTransport | None = None
+    ) -> Self:
+        if not settings.provider_url or (settings.provider_api_key is None and tokens is None):
+            raise ConfigError(
+                "the conferencing API needs CONFSYNC_PROVIDER_URL, and CONFSYNC_VENDOR_CLIENT_ID (users' "
+                "accounts) or CONFSYNC_PROVIDER_API_KEY (one app-wide key)"
+            )
         return cls(
             settings.provider_url,
             settings.provider_api_key,
+            tokens=tokens,
             timeout_s=settings.provider_timeout_s,
             transport=transport,
         )
 
+    def as_user(self, user: str | None) -> ConferenceProvider:
+        """This API acting for ``user`` with their vendor token; with no users' tokens configured
+        (or no user), the app-wide key: itself."""
+        if self._tokens is None or user is None:
+            return self
+        return _AsUser(self, self._tokens, user)
+
     # -- the port ---------------------------------------------------------------------------
 
-    def create(self, request: NewConference) -> Conference:
+    def create(self, request: NewConference, *, bearer: Secret | None = None) -> Conference:
         body = {
             "calendar_id": request.calendar_id,
             "event_id": request.event_id,
@@ -99,13 +127,19 @@ class HttpConferenceProvider:
             "attendees": list(request.attendees),
             "organizer": request.organizer,
         }
-        return _conference(self._send("POST", "/v1/conferences", json=body))
+        return _conference(self._send("POST", "/v1/conferences", json=body, bearer=bearer))
 
-    def get(self, conference_id: str) -> Conference:
-        return _conference(self._send("GET", f"/v1/conferences/{_segment(conference_id)}"))
+    def get(self, conference_id: str, *, bearer: Secret | None = None) -> Conference:
+        return _conference(self._send("GET", f"/v1/conferences/{_segment(conference_id)}", bearer=bearer))
 
     def update(
-        self, conference_id: str, payload: ConferencePayload, *, event_updated: datetime, idempotency_key: str
+        self,
+        conference_id: str,
+        payload: ConferencePayload,
+        *,
+        event_updated: datetime,
+        idempotency_key: str,
+        bearer: Secret | None = None,
     ) -> Conference:
         body = {**payload.to_json(), "event_updated": format_rfc3339(event_updated)}
         answer = self._send(
@@ -113,25 +147,37 @@ class HttpConferenceProvider:
             f"/v1/conferences/{_segment(conference_id)}",
             json=body,
             headers={"Idempotency-Key": idempotency_key},
+            bearer=bearer,
         )
         return _conference(answer)
 
-    def delete(self, conference_id: str, *, idempotency_key: str) -> None:
-        self._send("DELETE", f"/v1/conferences/{_segment(conference_id)}", headers={"Idempotency-Key": idempotency_key})
+    def delete(self, conference_id: str, *, idempotency_key: str, bearer: Secret | None = None) -> None:
+        path = f"/v1/conferences/{_segment(conference_id)}"
+        self._send("DELETE", path, headers={"Idempotency-Key": idempotency_key}, bearer=bearer)
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, *, json: object = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        headers: dict[str, str] | None = None,
+        bearer: Secret | None = None,
     ) -> httpx.Response:
         # Straight to httpx's transport (its pooled httpcore connections), not through
         # httpx.Client: a server-to-server call has no use for the client's cookie jar, auth
         # flow, redirect handling or URL merging, which cost a quarter of its CPU per call.
         # Cookies are never kept, so a provider's Set-Cookie cannot tie later calls to it.
+        token = bearer or self._api_key
+        if token is None:
+            raise AuthError(f"{method} {path}: no user to act for and no app-wide API key", status=401)
+        sent = [*self._headers, ("Authorization", f"Bearer {token.reveal()}"), *(headers or {}).items()]
         request = httpx.Request(
             method,
             httpx.URL(self._base_url + path),
-            headers=self._headers if headers is None else [*self._headers, *headers.items()],
+            headers=sent,
             json=json,
             extensions=self._extensions,
         )
@@ -158,6 +204,42 @@ class HttpConferenceProvider:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class _AsUser:
+    """The conferencing API acting for one user: their access token, one refresh on a 401."""
+
+    def __init__(self, api: HttpConferenceProvider, tokens: AccessTokens, user: str) -> None:
+        self._api = api
+        self._tokens = tokens
+        self._user = user
+
+    def _call(self, call: Callable[[Secret], _T]) -> _T:
+        token = self._tokens.access_token(self._user)
+        try:
+            return call(token)
+        except AuthError as err:
+            if isinstance(err, Disconnected) or err.status != 401:
+                raise
+        return call(self._tokens.refreshed(self._user, token))  # a second 401 goes to the caller
+
+    def create(self, request: NewConference) -> Conference:
+        return self._call(lambda bearer: self._api.create(request, bearer=bearer))
+
+    def get(self, conference_id: str) -> Conference:
+        return self._call(lambda bearer: self._api.get(conference_id, bearer=bearer))
+
+    def update(
+        self, conference_id: str, payload: ConferencePayload, *, event_updated: datetime, idempotency_key: str
+    ) -> Conference:
+        return self._call(
+            lambda bearer: self._api.update(
+                conference_id, payload, event_updated=event_updated, idempotency_key=idempotency_key, bearer=bearer
+            )
+        )
+
+    def delete(self, conference_id: str, *, idempotency_key: str) -> None:
+        self._call(lambda bearer: self._api.delete(conference_id, idempotency_key=idempotency_key, bearer=bearer))
 
 
 def _raise_for_status(method: str, path: str, answer: httpx.Response) -> None:

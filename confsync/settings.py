@@ -24,7 +24,17 @@ from typing import Any, Literal
 
 from confsync.errors import ConfigError
 
-__all__ = ["PREFIX", "Delivery", "PullKind", "PushAuth", "Secret", "SettingInfo", "Settings", "TransportKind"]
+__all__ = [
+    "PREFIX",
+    "Delivery",
+    "PullKind",
+    "PushAuth",
+    "Secret",
+    "SettingInfo",
+    "Settings",
+    "TransportKind",
+    "default_vault_key_file",
+]
 
 PREFIX = "CONFSYNC_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -75,6 +85,12 @@ class Settings:
         "File of the token vault's key-encryption key: 32 random bytes, mode 0600, created when missing "
         "(accounts/vault.py). Unset means vault.key next to a SQLite store; a store shared by several "
         "machines (Firestore) needs one key for all: a KMS or Secret Manager key, or this file, the same everywhere.",
+    )
+    vault_key: Secret | None = _setting(
+        None,
+        "The token vault's key-encryption key as base64 of 32 bytes, from Secret Manager in production; "
+        "set, it is used instead of CONFSYNC_VAULT_KEY_FILE. The connect flow's state is signed with a key "
+        "derived from it (HKDF), so rotating it also ends connect links in flight.",
     )
     pubsub_emulator_host: str | None = _setting(
         None, "host:port of a Pub/Sub emulator; unset means real Pub/Sub.", env="PUBSUB_EMULATOR_HOST"
@@ -155,8 +171,27 @@ class Settings:
     calendar_user_tokens_file: str | None = _setting(
         None, "JSON file of users' refresh tokens by email, when there is no domain-wide delegation."
     )
-    oauth_client_id: str | None = _setting(None, "OAuth client id the users' refresh tokens were issued to.")
+    oauth_client_id: str | None = _setting(
+        None, "confsync's Google OAuth client (a web application): the connect flow signs users in with it."
+    )
     oauth_client_secret: Secret | None = _setting(None, "That OAuth client's secret.")
+    google_auth_url: str = _setting(
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        "Google's authorization endpoint (the consent page); the Calendar sandbox's /o/oauth2/v2/auth locally.",
+    )
+    google_token_url: str = _setting(
+        "https://oauth2.googleapis.com/token",
+        "Google's token endpoint (code exchange, refresh); the Calendar sandbox's /token locally.",
+    )
+    google_revoke_url: str = _setting(
+        "https://oauth2.googleapis.com/revoke", "Google's revocation endpoint; the Calendar sandbox's /revoke locally."
+    )
+    delegated_domains: tuple[str, ...] = _setting(
+        (),
+        "Comma-separated Google Workspace domains whose admin granted domain-wide delegation to "
+        "CONFSYNC_CALENDAR_SERVICE_ACCOUNT_FILE: their users skip Google's consent and their calendars "
+        "are read as them through the service account.",
+    )
     conference_solution_names: tuple[str, ...] = _setting(
         ("My Web Conference", "My Recorded Web Conference"),
         "Comma-separated conference solution names that mark an event's conference as ours.",
@@ -189,6 +224,12 @@ class Settings:
     provider_url: str | None = _setting(None, "Base URL of the conferencing REST API.")
     provider_api_key: Secret | None = _setting(None, "API key sent as a bearer token to the conferencing API.")
     provider_timeout_s: float = _setting(10.0, "Timeout in seconds for one conferencing API request.")
+    vendor_client_id: str | None = _setting(
+        None,
+        "confsync's OAuth client at the conferencing service: users connect their vendor account to it "
+        "(CONFSYNC_PROVIDER_URL's /oauth/authorize and /oauth/token).",
+    )
+    vendor_client_secret: Secret | None = _setting(None, "That OAuth client's secret.")
     # -- retries ----------------------------------------------------------------------------
     retry_max_attempts: int = _setting(8, "Attempts per command before it is nacked back to Pub/Sub.")
     retry_initial_s: float = _setting(0.5, "First backoff delay in seconds (then doubling, with jitter).")
@@ -216,6 +257,14 @@ class Settings:
         "certificates) or platform (Cloud Run IAM, which checks it and strips it before the request "
         "arrives; confsync still checks audience, issuer, email and expiry). platform ONLY behind Cloud "
         "Run IAM: anywhere else it accepts forged tokens.",
+    )
+    public_url: str | None = _setting(
+        None,
+        "Public base URL of the ingest service (the add-on API and the connect pages), e.g. "
+        "https://confsync.example.com; the OAuth redirect URIs are its /connect/google and /connect/vendor.",
+    )
+    connect_ttl_s: int = _setting(
+        900, "How long a connect link (the add-on's authenticationUrl) and one connect flow stay usable, in seconds."
     )
     dev_token: Secret | None = _setting(None, "Static bearer token for the add-on API, accepted in local mode only.")
     addon_audience: str | None = _setting(None, "Expected audience of the add-on's ID tokens (its OAuth client id).")
@@ -275,7 +324,7 @@ class Settings:
         if not values.get("store_url"):
             values["store_url"] = _default_store_url(env)
         if not values.get("vault_key_file"):
-            values["vault_key_file"] = _default_vault_key_file(values["store_url"])
+            values["vault_key_file"] = default_vault_key_file(values["store_url"])
         return cls(**values, from_environment=given)
 
     def describe(self) -> Iterator[SettingInfo]:
@@ -312,7 +361,7 @@ def _default_store_url(env: Mapping[str, str]) -> str:
     return f"sqlite:///{data_home / 'confsync' / 'confsync.sqlite'}"
 
 
-def _default_vault_key_file(store_url: str) -> str | None:
+def default_vault_key_file(store_url: str) -> str | None:
     """vault.key beside a SQLite store (the embedded default); none for a shared store."""
     if not store_url.startswith("sqlite:///"):
         return None

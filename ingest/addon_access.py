@@ -12,9 +12,9 @@
 - **Ownership.** A calendar's owner (its ``subject`` in the store) is the first user whose
   create the API accepted for it, and is never replaced by another user. ``WriteAccess`` is the
   seam for who may write a calendar: ``OwnerOrFirstClaim`` allows the owner, or anyone while
-  the calendar has none. The check against Calendar (calendarList.get as the caller: writer
-  or owner role) needs the caller's own Google grant; it arrives with accounts as a second
-  ``WriteAccess`` that also asks this one, so the owner rule keeps holding.
+  the calendar has none. With users' accounts on, ``CalendarWriters`` asks that first, then
+  Calendar itself, as the caller (their grant, or delegation): ``calendarList.get`` must give
+  the writer or owner role (403 ``no_write_access`` otherwise).
 - **Links.** A live link of the event to a conference is never replaced: only a replay of the
   request that made it (the same ``request_key``) is answered again, with that conference.
 - **Idempotency per caller.** ``request_key`` hashes the caller with the calendar, the event
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from confsync.ports import NewConference, Store
+from confsync.ports import NewConference, Store, UserAccounts
 from confsync.settings import Settings
 from confsync.store import CalendarState, LinkState
 
@@ -49,6 +49,7 @@ __all__ = [
     "DEV_CALLER",
     "Access",
     "AddonGuard",
+    "CalendarWriters",
     "Caller",
     "OwnerOrFirstClaim",
     "RateLimiter",
@@ -109,10 +110,12 @@ class Access(StrEnum):
     FIRST_CLAIM = "first_claim"  # nobody owns it yet: the caller's create makes it theirs
     OPERATOR = "operator"  # the dev token
     OTHER_OWNER = "other_owner"  # it belongs to another user
+    NO_WRITE = "no_write"  # Calendar says the caller may not write it
+    NOT_OWNER = "not_owner"  # nobody owns it yet, and Calendar says the caller is a writer, not an owner
 
     @property
     def allowed(self) -> bool:
-        return self is not Access.OTHER_OWNER
+        return self not in (Access.OTHER_OWNER, Access.NO_WRITE, Access.NOT_OWNER)
 
 
 class WriteAccess(Protocol):
@@ -131,6 +134,30 @@ class OwnerOrFirstClaim:
         return ownership(caller, self._store.get_calendar(calendar_id))
 
 
+_WRITER_ROLES = frozenset({"owner", "writer"})
+
+
+class CalendarWriters:
+    """The owner rule, then Calendar's word: ``calendarList.get`` as the caller must say writer or
+    owner. Raises what asking Calendar raises: Disconnected (the caller must connect again),
+    TransientError."""
+
+    def __init__(self, store: Store, accounts: UserAccounts) -> None:
+        self._owners = OwnerOrFirstClaim(store)
+        self._accounts = accounts
+
+    def may_write(self, caller: Caller, calendar_id: str) -> Access:
+        access = self._owners.may_write(caller, calendar_id)
+        if not access.allowed or caller.dev:
+            return access
+        role = self._accounts.calendars(caller.email).access_role(calendar_id)
+        if role not in _WRITER_ROLES:
+            return Access.NO_WRITE
+        # The first conference makes its caller the calendar's owner in confsync, whose
+        # credentials then read it: only an owner in Calendar may become that.
+        return Access.NOT_OWNER if access is Access.FIRST_CLAIM and role != "owner" else access
+
+
 def ownership(caller: Caller, state: CalendarState | None) -> Access:
     """The owner rule alone: whose the calendar is, as the store says."""
     if caller.dev:
@@ -143,6 +170,8 @@ def ownership(caller: Caller, state: CalendarState | None) -> Access:
 class RefusalReason(StrEnum):
     DOMAIN_NOT_ALLOWED = "domain_not_allowed"
     CALENDAR_OF_ANOTHER_USER = "calendar_of_another_user"
+    NO_WRITE_ACCESS = "no_write_access"
+    OWNER_FIRST = "owner_first"
     EVENT_HAS_ANOTHER_CONFERENCE = "event_has_another_conference"
     RATE_LIMITED = "rate_limited"
 
@@ -217,10 +246,16 @@ class AddonGuard:
         self._access = access or OwnerOrFirstClaim(store)
 
     @classmethod
-    def from_settings(cls, store: Store, settings: Settings) -> AddonGuard:
-        """The guard ``CONFSYNC_ALLOWED_DOMAINS`` and ``CONFSYNC_ADDON_RATE_PER_MIN`` describe."""
+    def from_settings(cls, store: Store, settings: Settings, accounts: UserAccounts | None = None) -> AddonGuard:
+        """The guard ``CONFSYNC_ALLOWED_DOMAINS`` and ``CONFSYNC_ADDON_RATE_PER_MIN`` describe, asking
+        Calendar who may write a calendar when users' accounts are on."""
         rate = settings.addon_rate_per_min
-        return cls(store, allowed_domains=settings.allowed_domains, limiter=RateLimiter(rate) if rate > 0 else None)
+        return cls(
+            store,
+            allowed_domains=settings.allowed_domains,
+            limiter=RateLimiter(rate) if rate > 0 else None,
+            access=CalendarWriters(store, accounts) if accounts is not None else None,
+        )
 
     def admit(self, caller: Caller) -> Refusal | None:
         if caller.dev:
@@ -237,7 +272,18 @@ class AddonGuard:
         return None
 
     def check(self, caller: Caller, new: NewConference, key: str) -> Refusal | None:
-        if not self._access.may_write(caller, new.calendar_id).allowed:
+        access = self._access.may_write(caller, new.calendar_id)
+        if access is Access.NO_WRITE:
+            return Refusal(
+                403,
+                RefusalReason.NO_WRITE_ACCESS,
+                "You cannot edit this calendar's events, so you cannot add a conference.",
+            )
+        if access is Access.NOT_OWNER:
+            return Refusal(
+                403, RefusalReason.OWNER_FIRST, "The calendar's owner must add the first conference to this calendar."
+            )
+        if not access.allowed:
             return _another_users_calendar()
         link = self._store.get_link(new.calendar_id, new.event_id)
         if link is not None and link.state is LinkState.LIVE and link.request_key != key:
@@ -250,7 +296,7 @@ class AddonGuard:
         if caller.dev:
             self._store.ensure_calendar(calendar_id)
             return None
-        owner = self._store.claim_calendar(calendar_id, caller.email).subject
+        owner = self._store.claim_calendar(calendar_id, caller.key).subject
         return None if caller.is_(owner) else _another_users_calendar()
 
 

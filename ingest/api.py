@@ -13,8 +13,13 @@ into a ConferenceDataService object. Failures answer ``{"error": {"type", "messa
 "authenticationUrl"?}}`` with the types ConferenceError knows: AUTHENTICATION (403: the user
 must sign in to the conferencing service), TEMPORARY (503) and PERMANENT (502).
 
+With users' accounts on (``accounts``), the conference is created in the caller's own vendor
+account, and a caller who has not connected (no vendor grant, or no way to read their
+calendars) gets AUTHENTICATION with the connect page's URL: nothing is created.
+
 The API acts for its caller only (ingest/addon_access.py has the rules). Refused before
-anything changes, with a ``reason`` in the error: a caller outside the allowed domains (403
+anything changes, with a ``reason`` in the error: a caller who may not write the calendar
+(403 ``no_write_access``, Calendar's own word), a caller outside the allowed domains (403
 ``domain_not_allowed``), too many requests (429 ``rate_limited``, TEMPORARY, with
 ``Retry-After``), a calendar that belongs to another user (403 ``calendar_of_another_user``),
 an event already linked to another conference (409 ``event_has_another_conference``, with
@@ -40,7 +45,7 @@ from starlette.routing import Route
 from confsync.contracts import EventTime
 from confsync.errors import AuthError, ConfsyncError, InvalidMessage, PermanentError, TransientError
 from confsync.oidc import OidcVerifier, TokenRejected
-from confsync.ports import Conference, ConferenceProvider, NewConference, Store
+from confsync.ports import Conference, ConferenceProvider, NewConference, Store, UserAccounts
 from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import Link
@@ -55,11 +60,12 @@ from ingest.addon_access import (
     request_key,
 )
 
-__all__ = ["AddonAuth", "conference_data", "create_conference_route"]
+__all__ = ["AddonAuth", "conference_data", "create_conference_route", "me_route"]
 
 log = structlog.get_logger(__name__)
 
 SOLUTION_NAME = "My Web Conference"
+VENDOR = "My Web Conferencing"
 ICON_URI = "https://mywebconf.test/icon.png"
 MAX_BODY = 256 * 1024
 
@@ -90,25 +96,53 @@ class AddonAuth:
         return caller_from_claims(self.verifier.verify(authorization))
 
 
-def create_conference_route(  # noqa: PLR0913 - the route's parts, named
+def create_conference_route(  # noqa: PLR0913, PLR0915 - the route's parts, named; one closure per step
     store: Store,
     provider: ConferenceProvider,
     *,
     auth: AddonAuth,
     guard: AddonGuard,
     ensure_channel: Callable[[str], object],  # ChannelManager.ensure
+    accounts: UserAccounts | None = None,
     path: str = "/v1/conferences",
 ) -> Route:
-    def create(new: NewConference, seen: datetime | None, caller: Caller) -> Response:
-        key = request_key(caller, new)
-        refusal = guard.check(caller, new, key)
+    def connect_first(caller: Caller) -> Response:
+        assert accounts is not None  # noqa: S101 - only asked for with accounts on
+        log.info("add-on caller must connect first")
+        url = accounts.connect_url(caller.email, caller.domain)
+        return _error(403, "AUTHENTICATION", f"Connect your {VENDOR} account to {SOLUTION_NAME} first.", url)
+
+    def refused(caller: Caller, new: NewConference, key: str) -> Response | None:
+        """The answer when the caller may not create this conference; None when they may."""
+        try:
+            refusal = guard.check(caller, new, key)
+        except AuthError:  # the caller's Google credentials were refused (Disconnected among them)
+            return connect_first(caller) if accounts is not None else _error(403, "AUTHENTICATION", "Sign in again.")
+        except TransientError as err:
+            log.warning("could not ask Calendar who may write the calendar", error=str(err))
+            return _error(503, "TEMPORARY", "Google Calendar is busy; try again in a moment.")
+        except ConfsyncError as err:
+            log.error("could not ask Calendar who may write the calendar", error=str(err))  # noqa: TRY400 - an answer
+            return _error(502, "PERMANENT", "Google Calendar refused to say who may write this calendar.")
         if refusal is None:  # only now is anything written: the caller's claim on the calendar
             refusal = guard.claim(caller, new.calendar_id)
+        return None if refusal is None else _refused(refusal)
+
+    def create(new: NewConference, seen: datetime | None, caller: Caller) -> Response:  # noqa: PLR0911 - one answer per refusal
+        conferences = provider
+        if accounts is not None and not caller.dev:
+            if not accounts.ready(caller.email):
+                return connect_first(caller)
+            conferences = accounts.conferences(caller.email)
+        key = request_key(caller, new)
+        refusal = refused(caller, new, key)
         if refusal is not None:
-            return _refused(refusal)
+            return refusal
         try:
-            conference = provider.create(replace(new, request_id=key))
+            conference = conferences.create(replace(new, request_id=key))
         except AuthError as err:
+            if accounts is not None and not caller.dev:  # the vendor refused the caller's token, even refreshed
+                return connect_first(caller)
             return _error(403, "AUTHENTICATION", "Sign in to My Web Conferencing first.", err.authentication_url)
         except TransientError as err:
             log.warning("conference creation failed, temporarily", error=str(err))
@@ -151,6 +185,30 @@ def create_conference_route(  # noqa: PLR0913 - the route's parts, named
             return await run_in_threadpool(create, new, seen, caller)
 
     return Route(path, endpoint, methods=["POST"])
+
+
+def me_route(auth: AddonAuth, guard: AddonGuard, accounts: UserAccounts, *, path: str = "/v1/me") -> Route:
+    """``DELETE /v1/me``: the add-on's caller disconnects from confsync (accounts/offboard.py)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            caller = await run_in_threadpool(auth.identify, request.headers.get("authorization"))
+        except TokenRejected as rejected:
+            return JSONResponse({"error": {"type": "AUTHENTICATION", "message": rejected.reason}}, rejected.status)
+        if caller.dev:
+            return _error(400, "PERMANENT", "The dev token stands for no user: there is nobody to disconnect.")
+        refusal = guard.admit(caller)
+        if refusal is not None:
+            return _refused(refusal)
+        with structlog.contextvars.bound_contextvars(caller=caller.email):
+            try:
+                report = await run_in_threadpool(accounts.disconnect, caller.email)
+            except TransientError as err:
+                log.warning("disconnect failed, temporarily", error=str(err))
+                return _error(503, "TEMPORARY", "Could not disconnect just now; nothing was lost: try again.")
+        return JSONResponse({"disconnected": report})
+
+    return Route(path, endpoint, methods=["DELETE"])
 
 
 def conference_data(conference: Conference) -> dict[str, Any]:
@@ -255,6 +313,8 @@ def _ids(data: dict[str, Any]) -> dict[str, str]:
     for key, value in ids.items():
         if not isinstance(value, str) or not value or len(value) > 1024:
             raise InvalidMessage("a non-empty string of at most 1024 characters is required", field=key)
+        if key == "calendarId" and value == "primary":  # an alias: whose it is depends on who asks
+            raise InvalidMessage("the calendar's own id is required, not the alias 'primary'", field=key)
         if key != "requestId" and not document_id_fits(value):  # they name documents in the store
             limit = MAX_DOCUMENT_ID_BYTES
             raise InvalidMessage(f"too long once escaped as a store key (at most {limit} bytes)", field=key)

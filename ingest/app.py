@@ -1,7 +1,9 @@
 """The ingest service: everything that enters confsync from Google, as one ASGI app.
 
 Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/conferences``
-(the add-on), ``GET /healthz`` and ``GET /readyz`` (``health_routes``), and for Cloud
+(the add-on), ``DELETE /v1/me`` (the add-on's user disconnects; with users' accounts on, when
+``stack.services`` also mounts the connect pages of accounts/routes.py), ``GET /healthz`` and
+``GET /readyz`` (``health_routes``), and for Cloud
 Scheduler (OIDC-authenticated like the push routes): ``POST
 /tasks/renew-channels?before=SECONDS``, ``POST /tasks/channels/ensure?calendar=ID``, ``POST
 /tasks/channels/stop?calendar=ID|channel=ID``, ``GET /tasks/channels?expiring_within=SECONDS``,
@@ -29,10 +31,10 @@ from starlette.routing import Route
 
 from confsync.errors import ConfsyncError
 from confsync.oidc import OidcVerifier, TokenRejected
-from confsync.ports import ConferenceProvider, Publisher, Store
+from confsync.ports import ConferenceProvider, Publisher, Store, UserAccounts
 from confsync.settings import Settings
 from ingest.addon_access import AddonGuard
-from ingest.api import AddonAuth, create_conference_route
+from ingest.api import AddonAuth, create_conference_route, me_route
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
 from ingest.webhook import WebhookStats, webhook_route
@@ -57,6 +59,7 @@ class IngestParts:
     addon_verifier: OidcVerifier | None = None
     scheduler_verifier: OidcVerifier | None = None
     lag: LagRepair | None = None
+    accounts: UserAccounts | None = None
 
 
 def health_routes(
@@ -111,6 +114,20 @@ class _Readiness:
 
 class _BadQuery(Exception):
     """A scheduler route's query parameter the route cannot use: a 400 with this reason."""
+
+
+def _addon_routes(parts: IngestParts, auth: AddonAuth) -> list[Route]:
+    """The add-on's: ``POST /v1/conferences``, and ``DELETE /v1/me`` with users' accounts on."""
+    guard = AddonGuard.from_settings(parts.store, parts.settings, parts.accounts)
+    create = create_conference_route(
+        parts.store,
+        parts.provider,
+        auth=auth,
+        guard=guard,
+        ensure_channel=parts.channels.ensure,
+        accounts=parts.accounts,
+    )
+    return [create] if parts.accounts is None else [create, me_route(auth, guard, parts.accounts)]
 
 
 def ingest_routes(parts: IngestParts) -> list[Route]:
@@ -196,13 +213,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
 
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
-        create_conference_route(
-            parts.store,
-            parts.provider,
-            auth=auth,
-            guard=AddonGuard.from_settings(parts.store, settings),
-            ensure_channel=parts.channels.ensure,
-        ),
+        *_addon_routes(parts, auth),
         Route("/tasks/renew-channels", scheduled(renew), methods=["POST"]),
         Route("/tasks/channels/ensure", scheduled(ensure), methods=["POST"]),
         Route("/tasks/channels/stop", scheduled(stop), methods=["POST"]),

@@ -6,6 +6,7 @@ applier as a pull worker."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from starlette.routing import Route
 
@@ -23,7 +24,13 @@ __all__ = ["build_applier", "publisher_push_route"]
 _PUSH_SHARE = 0.5  # of the ack deadline, for retries: the last call and the answer need the rest
 
 
-def build_applier(settings: Settings, store: Store, provider: ConferenceProvider) -> CommandApplier:
+def build_applier(
+    settings: Settings,
+    store: Store,
+    provider: ConferenceProvider,
+    *,
+    as_owner: Callable[[str], ConferenceProvider] | None = None,
+) -> CommandApplier:
     """The applier for ``settings.delivery``. A pull worker waits out an open breaker while its
     lease is extended; a push request cannot outlive its ack deadline (Pub/Sub would deliver it
     again meanwhile), so it retries within a share of it and then answers 503, and the
@@ -39,6 +46,7 @@ def build_applier(settings: Settings, store: Store, provider: ConferenceProvider
         retry_policy(settings, sleep=time.sleep, budget_s=budget_s),
         breaker,
         max_attempts=settings.pubsub_max_delivery_attempts,
+        as_owner=as_owner,
     )
 
 

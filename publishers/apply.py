@@ -9,6 +9,10 @@
   transport (nack: Pub/Sub redelivers later).
 - 404 on delete and 409 ``stale`` count as done. Other permanent errors and 401 propagate:
   the transport dead-letters them with the provider's status and body.
+- With users' accounts on (``as_owner``), a command goes out with its calendar owner's vendor
+  token. An owner whose vendor grant is revoked (``Disconnected``) gets the command held in the
+  store (``Store.hold_command``), settled here, neither dead-lettered nor lost: the connect
+  flow sends the owner's held commands again, oldest first, when they reconnect.
 - After success the applied version is recorded with compare-and-set.
 - A settled command (applied, dropped, or on its way to the dead-letter topic) leaves the
   store's outbox (processors/worker.py writes it there; ingest/lag.py republishes what stays).
@@ -21,16 +25,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import structlog
 from tenacity import Retrying
 
 from confsync.contracts import CommandKind, ConferenceCommand
-from confsync.errors import ConfsyncError, NotFound, Stale, TransientError
+from confsync.errors import ConfsyncError, Disconnected, NotFound, PermanentError, Stale, TransientError
 from confsync.ports import ConferenceProvider, Store
 from confsync.store import AppliedVersion
+from confsync.store.records import HeldCommand, OAuthProvider
 from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen
@@ -52,6 +59,7 @@ class ApplyOutcome(StrEnum):
     DUPLICATE = "duplicate"  # same version and fingerprint as the one applied
     SUPERSEDED = "superseded"  # the provider already holds a newer version
     ALREADY_GONE = "already_gone"  # a delete the provider answered 404
+    HELD = "held"  # its owner's vendor grant is revoked: kept for their reconnect
 
 
 @dataclass
@@ -63,6 +71,8 @@ class CommandApplier:
     concurrency: int = 16
     max_attempts: int = 5  # the transport's: a failure on this delivery is dead-lettered, not retried
     counts: Counter[ApplyOutcome] = field(default_factory=Counter)
+    as_owner: Callable[[str], ConferenceProvider] | None = None  # users' accounts: the API acting as one
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -128,7 +138,13 @@ class CommandApplier:
         with structlog.contextvars.bound_contextvars(
             conference_id=command.conference_id, command_id=command.command_id
         ):
-            outcome = self._apply(command)
+            try:
+                outcome = self._apply(command)
+            except Disconnected as err:
+                if err.provider != OAuthProvider.VENDOR.value:
+                    raise
+                self._hold(command, err)
+                outcome = ApplyOutcome.HELD
             self._settled(command.command_id)
             self.counts[outcome] += 1
             log.info(
@@ -166,14 +182,36 @@ class CommandApplier:
         self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
         return outcome
 
+    def _hold(self, command: ConferenceCommand, err: Disconnected) -> None:
+        held = HeldCommand(
+            owner=err.user,
+            command_id=command.command_id,
+            conference_id=command.conference_id,
+            data=command.to_bytes(),
+            held_at=self.clock(),
+            cause=str(err),
+        )
+        self.store.hold_command(held)
+        log.warning("command held until its owner reconnects their vendor account", owner=err.user)
+
+    def _provider_for(self, command: ConferenceCommand) -> ConferenceProvider:
+        if self.as_owner is None:
+            return self.provider
+        state = self.store.get_calendar(command.calendar_id)
+        owner = state.subject if state is not None else None
+        if owner is None:  # forgotten (its owner left) or never owned: nobody to act for, not even the app
+            raise PermanentError(f"calendar {command.calendar_id} has no owner whose vendor account to act in")
+        return self.as_owner(owner)
+
     def _call(self, command: ConferenceCommand) -> None:
+        provider = self._provider_for(command)
         self.breaker.before_call()
         try:
             if command.kind is CommandKind.DELETE:
-                self.provider.delete(command.conference_id, idempotency_key=command.command_id)
+                provider.delete(command.conference_id, idempotency_key=command.command_id)
             else:
                 assert command.payload is not None  # noqa: S101 - contracts require it for updates
-                self.provider.update(
+                provider.update(
                     command.conference_id,
                     command.payload,
                     event_updated=command.event_updated,

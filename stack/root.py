@@ -17,7 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
-from confsync.calendar import CalendarClients
+from accounts.resume import Resume
+from accounts.service import Accounts
+from accounts.vault import open_vault
+from confsync.calendar import CalendarClients, delegated
 from confsync.oidc import OidcVerifier
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.provider import HttpConferenceProvider
@@ -78,15 +81,59 @@ class Stack:
         return self.transport.publisher
 
     @cached_property
-    def provider(self) -> ConferenceProvider:
-        provider = HttpConferenceProvider.from_settings(self.settings)
+    def accounts(self) -> Accounts | None:
+        """Users' accounts (grants, the connect flow), when confsync has an OAuth client of its own
+        (a Google client with a static user tokens file is the older way, kept for now); None
+        means one app-wide vendor key and static calendar credentials."""
+        settings = self.settings
+        google = settings.oauth_client_id and not settings.calendar_user_tokens_file
+        if not settings.vendor_client_id and not google:
+            return None
+        dwd = settings.calendar_service_account_file
+        return Accounts(
+            settings,
+            self.store,
+            open_vault(settings),
+            conferences_as=lambda user: self.http_provider.as_user(user),  # noqa: PLW0108 - built on first use
+            calendars_as=lambda user: self.calendars.for_subject(user),  # noqa: PLW0108 - built on first use
+            stop_channels=lambda calendar_id: self.channels.stop(calendar_id=calendar_id),
+            delegated=delegated(Path(dwd)) if dwd and settings.delegated_domains else None,
+        )
+
+    @cached_property
+    def http_provider(self) -> HttpConferenceProvider:
+        """The conferencing API over HTTP, with users' vendor tokens when accounts are on."""
+        accounts = self.accounts
+        tokens = accounts.vendor_tokens if accounts is not None else None
+        provider = HttpConferenceProvider.from_settings(self.settings, tokens=tokens)
         return self._built(provider, provider.close)
 
     @cached_property
+    def provider(self) -> ConferenceProvider:
+        return self.http_provider
+
+    @cached_property
     def calendars(self) -> CalendarClients:
-        """A Calendar client per calendar subject, with the configured credentials."""
-        clients = CalendarClients.from_settings(self.settings)
+        """A Calendar client per calendar subject: as its owner with users' accounts on, else with
+        the configured credentials."""
+        accounts = self.accounts
+        if accounts is None or accounts.credentials is None or self.settings.calendar_user_tokens_file:
+            clients = CalendarClients.from_settings(self.settings)
+        else:
+            clients = CalendarClients(endpoint=self.settings.calendar_api_endpoint, credentials=accounts.credentials)
         return self._built(clients, clients.close)
+
+    @cached_property
+    def resume(self) -> Resume:
+        """What a user's (re)connect sets going: held commands out, disconnected calendars resynced."""
+        settings = self.settings
+        return Resume(
+            self.store,
+            self.publisher,
+            settings.topic_conference_commands,
+            settings.topic_calendar_changes,
+            self.channels.ensure,
+        )
 
     @cached_property
     def channels(self) -> ChannelManager:
@@ -173,7 +220,9 @@ class Stack:
     @cached_property
     def applier(self) -> CommandApplier:
         """The publisher stage: ConferenceCommand -> the conferencing API."""
-        applier = build_applier(self.settings, self.store, self.provider)
+        accounts = self.accounts
+        as_owner = self.http_provider.as_user if accounts is not None and accounts.vendor_tokens is not None else None
+        applier = build_applier(self.settings, self.store, self.provider, as_owner=as_owner)
         return self._built(applier, applier.close)  # closes before the store: its last settlements
 
     @cached_property

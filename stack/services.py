@@ -26,11 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
+from urllib.parse import urlsplit
 
 import structlog
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from accounts.routes import connect_routes, settings_routes
 from confsync.errors import ConfigError
 from confsync.serving import ServedApp
 from confsync.settings import Settings
@@ -98,6 +100,8 @@ def check_config(settings: Settings, role: Role) -> bool:
             raise ConfigError("ingest needs the address Calendar posts to", variable="CONFSYNC_WEBHOOK_URL")
         if not settings.local_mode and not settings.addon_audience:
             raise ConfigError("the add-on API needs its OAuth client id", variable="CONFSYNC_ADDON_AUDIENCE")
+        if settings.vendor_client_id and not settings.public_url:
+            raise ConfigError("the connect pages need their public address", variable="CONFSYNC_PUBLIC_URL")
     push = settings.delivery == "push" and settings.transport == "pubsub" and role is not Role.INGEST
     if push:
         push_verifier(settings)  # the push routes' own check, made before anything connects
@@ -141,8 +145,25 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         stack.addon_verifier,
         stack.scheduler_verifier,
         lag,
+        stack.accounts,
     )
-    return list(ingest_routes(parts))
+    routes: list[BaseRoute] = list(ingest_routes(parts))
+    accounts = stack.accounts
+    if accounts is not None:
+        secure = (settings.public_url or "").startswith("https://")
+        connector = accounts.connector(on_connected=stack.resume)
+        origin = _origin(settings.public_url or "")
+        ttl = settings.connect_ttl_s
+        routes += connect_routes(connector, secure_cookie=secure, cookie_max_age_s=ttl, origin=origin)
+        pages = accounts.settings_pages()
+        routes += settings_routes(pages, secure_cookie=secure, cookie_max_age_s=ttl, origin=origin)
+    return routes
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what a browser sends as ``Origin``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _health_routes(stack: Stack) -> list[BaseRoute]:

@@ -112,9 +112,7 @@ SANDBOX_ONLY = {
     "fastapi",
     "pydantic",
     "python-dateutil",
-    "authlib",
-    "joserfc",
-}  # what the sandboxes add, by distribution
+}  # what the sandboxes add, by distribution (authlib and joserfc are confsync's own: accounts/)
 FIRST_PARTY = {
     "confsync",
     "accounts",

@@ -188,6 +188,7 @@ class Grant:
 class FlowStage(StrEnum):
     GOOGLE = "google"  # waiting for Google's consent
     VENDOR = "vendor"  # waiting for the vendor's consent
+    SIGNIN = "signin"  # the settings page: waiting for Google's sign-in
     DONE = "done"  # finished or refused: its state can never be used again
 
 

@@ -9,7 +9,7 @@ output "addon_api_url" {
 }
 
 output "oauth_redirect_uris" {
-  description = "Redirect URIs to register: google with the OAuth client var.oauth_client_id, vendor with the vendor's client var.vendor_client_id (../README.md, step 2)."
+  description = "Redirect URIs to register: google and google_settings with the OAuth client var.oauth_client_id, vendor with the vendor's client var.vendor_client_id (../README.md, step 2)."
   value       = local.oauth_redirect_uris
 }
 

@@ -29,8 +29,9 @@ locals {
   # Where Google and the vendor send users back after consent: each must be registered with its
   # OAuth client (../README.md, step 2).
   oauth_redirect_uris = {
-    google = "${local.public_base_url}/connect/google"
-    vendor = "${local.public_base_url}/connect/vendor"
+    google          = "${local.public_base_url}/connect/google"
+    google_settings = "${local.public_base_url}/settings/google"
+    vendor          = "${local.public_base_url}/connect/vendor"
   }
 }
 

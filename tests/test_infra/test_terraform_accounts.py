@@ -207,11 +207,12 @@ def test_the_redirect_uris_are_connect_routes_the_public_service_serves(parsed: 
     uris = locals_(parsed)["oauth_redirect_uris"]
     assert uris == {
         "google": "${local.public_base_url}/connect/google",
+        "google_settings": "${local.public_base_url}/settings/google",
         "vendor": "${local.public_base_url}/connect/vendor",
     }
     assert outputs(parsed)["oauth_redirect_uris"]["value"] == "${local.oauth_redirect_uris}"
     source = (ROOT / "accounts" / "routes.py").read_text(encoding="utf-8")
-    served = set(re.findall(r'Route\("(/connect[^"]*)", \w+, methods=\["GET"\]\)', source))
+    served = set(re.findall(r'Route\("(/(?:connect|settings)[^"]*)", \w+, methods=\["GET"\]\)', source))
     assert {uri.removeprefix("${local.public_base_url}") for uri in uris.values()} <= served
     assert "/connect" in served, "the page a connect link opens"
     # browsers reach them: ingest takes all traffic, and no IAM check stands before its routes
@@ -221,6 +222,7 @@ def test_the_redirect_uris_are_connect_routes_the_public_service_serves(parsed: 
     readme = README.read_text(encoding="utf-8")
     assert "https://PUBLIC_DOMAIN/connect/google" in readme
     assert "https://PUBLIC_DOMAIN/connect/vendor" in readme
+    assert "https://PUBLIC_DOMAIN/settings/google" in readme
 
 
 # -- Firestore ------------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ _SCOPE_NAMES = {
     "https://www.googleapis.com/auth/calendar.events": "View and edit events on all your calendars",
     "https://www.googleapis.com/auth/calendar.readonly": "See and download any calendar you can access using your "
     "Google Calendar",
+    "https://www.googleapis.com/auth/calendar.events.readonly": "View events on all your calendars",
+    "https://www.googleapis.com/auth/calendar.calendarlist.readonly": "See the list of Google calendars you're "
+    "subscribed to",
     "openid": "Associate you with your personal info on Google",
     "email": "See your primary Google Account email address",
     "profile": "See your personal info, including any personal info you've made publicly available",

@@ -1,0 +1,122 @@
+"""Conferences live in their owner's vendor account and calendars are read as their owner, through
+expiries and revocations: ``confsync serve all`` with users' accounts on, the two sandboxes'
+OAuth servers, Calendar's notifications driving every change. What the vendor holds is read
+back from the vendor; what Calendar was asked, from its journal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests_support.accounts_world import AccountsWorld, Person, heading
+
+from confsync.store.records import CalendarStatus, GrantStatus, OAuthProvider
+
+ALICE = "alice@example.com"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[AccountsWorld]:
+    running = AccountsWorld(tmp_path, users=(ALICE,))
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def alice(world: AccountsWorld) -> Iterator[Person]:
+    person = Person(ALICE)
+    answer = world.create(ALICE, ALICE, "first")
+    assert heading(person.connect(answer.json()["error"]["authenticationUrl"]).text) == "Connected"
+    yield person
+    person.close()
+
+
+def rename(world: AccountsWorld, event: dict[str, Any], summary: str) -> None:
+    world.calendar_as(ALICE).events().patch(calendarId=ALICE, eventId=event["id"], body={"summary": summary}).execute()
+
+
+def summary_at_vendor(world: AccountsWorld, conference_id: str) -> str | None:
+    return world.conference(conference_id).get("summary")
+
+
+def vendor_calls(world: AccountsWorld, method: str) -> list[dict[str, Any]]:
+    return [e for e in world.provider.journal() if e["method"] == method]
+
+
+def test_an_access_token_that_expired_mid_run_is_refreshed_and_no_change_is_lost(
+    world: AccountsWorld, alice: Person
+) -> None:
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    rename(world, event, "Planning v2")
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="v2 at the vendor")
+    version = world.stack.store.get_grant(ALICE, OAuthProvider.VENDOR).version  # type: ignore[union-attr]
+
+    world.provider.admin("POST", "/_sandbox/clock", {"advance_s": 7200})  # every access token confsync holds expired
+    rename(world, event, "Planning v3")
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v3", what="v3 at the vendor")
+    patches = [e["status"] for e in vendor_calls(world, "PATCH")]
+    assert 401 in patches  # the expired token was refused once ...
+    assert patches[-1] == 200  # ... and the retry with a fresh one went through
+    grant = world.stack.store.get_grant(ALICE, OAuthProvider.VENDOR)
+    assert grant is not None
+    assert grant.status is GrantStatus.ACTIVE
+    assert grant.version > version  # the vendor rotated the refresh token, and its successor was saved
+
+
+def test_a_revoked_vendor_grant_holds_the_owners_changes_and_a_reconnect_delivers_them_in_order(
+    world: AccountsWorld, alice: Person
+) -> None:
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    version = world.conference(conference)["version"]
+    world.provider.admin("POST", f"/_sandbox/users/{ALICE}/revoke")  # Alice disconnects confsync at the vendor
+
+    rename(world, event, "Planning v2")
+    world.wait_for(lambda: world.stack.store.count_held(ALICE) == 1, what="the first change held")
+    rename(world, event, "Planning v3")
+    world.wait_for(lambda: world.stack.store.count_held(ALICE) == 2, what="the second change held")
+
+    assert summary_at_vendor(world, conference) == "Planning"  # nothing reached the vendor ...
+    assert world.stack.store.get_grant(ALICE, OAuthProvider.VENDOR).status is GrantStatus.REVOKED  # type: ignore[union-attr]
+    again = world.create(ALICE, ALICE, "another")
+    assert again.json()["error"]["type"] == "AUTHENTICATION"
+
+    assert heading(alice.connect(again.json()["error"]["authenticationUrl"]).text) == "Connected"
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v3", what="the held changes delivered")
+    assert world.stack.store.count_held(ALICE) == 0
+    # In order: v2 then v3 both applied (versions 2 and 3); v3 first would have made v2 stale (409).
+    assert world.conference(conference)["version"] == version + 2
+    assert 409 not in [e["status"] for e in vendor_calls(world, "PATCH")]
+
+
+def test_a_revoked_google_grant_disconnects_the_calendar_without_a_delete_and_a_reconnect_resyncs_it(
+    world: AccountsWorld, alice: Person
+) -> None:
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    world.calendar.admin("POST", f"/_sandbox/users/{ALICE}/revoke-grants")  # Alice removes confsync's access
+
+    rename(world, event, "Planning v2")
+
+    world.wait_for(
+        lambda: world.stack.store.get_calendar(ALICE).status is CalendarStatus.DISCONNECTED,  # type: ignore[union-attr]
+        what="the calendar disconnected",
+    )
+    assert world.stack.store.get_grant(ALICE, OAuthProvider.GOOGLE).status is GrantStatus.REVOKED  # type: ignore[union-attr]
+    assert vendor_calls(world, "DELETE") == []
+    assert world.conference(conference)["state"] == "active"
+    again = world.create(ALICE, ALICE, "another")
+    assert again.json()["error"]["type"] == "AUTHENTICATION"
+
+    assert heading(alice.connect(again.json()["error"]["authenticationUrl"]).text) == "Connected"
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="the resync")
+    assert world.stack.store.get_calendar(ALICE).status is CalendarStatus.ACTIVE  # type: ignore[union-attr]
+    assert vendor_calls(world, "DELETE") == []
