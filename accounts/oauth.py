@@ -7,7 +7,8 @@ become confsync's errors in one place, ``_failed``:
 
 - ``invalid_grant`` on a refresh -> ``Disconnected``: the user revoked the grant (or it was
   rotated away); only a reconnect helps.
-- no answer, a timeout, 5xx, 429 -> ``TransientError``: never taken for a revocation.
+- no answer, a timeout, 5xx, 429 (whatever the body says) -> ``TransientError``: never taken
+  for a revocation.
 - any other OAuth error -> ``PermanentError`` naming the server's error code.
 
 Tokens come back as ``Tokens`` with their secrets as ``Secret`` values, so a logged ``Tokens``
@@ -25,6 +26,7 @@ from authlib.integrations.requests_client import OAuth2Session, OAuthError
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from confsync.errors import Disconnected, PermanentError, TransientError
+from confsync.provider import parse_retry_after
 from confsync.settings import Secret
 
 __all__ = ["OAuthClient", "Tokens", "new_verifier"]
@@ -98,12 +100,12 @@ class OAuthClient:
             return False
         try:
             answer = self._session().revoke_token(self.revoke_url, token=token.reveal(), timeout=_TIMEOUT_S)
-        except requests.RequestException:
+        except (requests.RequestException, TransientError):
             return False
         return bool(answer.ok)
 
     def _session(self) -> OAuth2Session:
-        return OAuth2Session(
+        session = OAuth2Session(
             client_id=self.client_id,
             client_secret=self.client_secret.reveal(),
             scope=" ".join(self.scopes) or None,
@@ -111,6 +113,14 @@ class OAuthClient:
             code_challenge_method="S256",
             token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method's name, not a secret
         )
+        session.hooks["response"].append(self._busy)
+        return session
+
+    def _busy(self, answer: requests.Response, *_args: object, **_kwargs: object) -> None:
+        """A 429 or 5xx is the server's trouble, whatever its body says (authlib reads only the body)."""
+        if answer.status_code == 429 or answer.status_code >= 500:
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            raise TransientError(f"{self.name} token endpoint answered {answer.status_code}", retry_after=retry_after)
 
     def _tokens(self, call: Any, *, refreshing: str | None) -> Tokens:
         session = self._session()

@@ -7,6 +7,8 @@ The OpenAPI spec is at ``/openapi.json`` (docs at ``/docs``). Admin routes, outs
 ended; OAuth clients stay) and ``GET /_sandbox/requests``, a JSON list of
 ``{method, path, idempotency_key, status, principal, at}`` for every ``/v1`` request, so tests
 can count calls. Injected 429 and 503 answers carry ``Retry-After`` (1 s unless the rule says).
+Faults also fire on the OAuth endpoints (``/oauth/...``, not journalled), so a busy token
+endpoint can be shown.
 The vendor's account routes (users, OAuth clients, a user disconnecting the app, the clock
 tokens expire by) are listed in sandbox/provider/routes.py.
 
@@ -261,6 +263,11 @@ class _Gate:
             return refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/oauth/"):  # faults only: no bearer there
+            rule = self._sandbox.faults.match(scope["method"], scope["path"])
+            if rule is not None and rule.status is not None:
+                await _send_fault(send, rule.status, rule.reason, rule.retry_after)
+                return
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self._app(scope, receive, send)
             return

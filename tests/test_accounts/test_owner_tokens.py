@@ -120,3 +120,19 @@ def test_a_revoked_google_grant_disconnects_the_calendar_without_a_delete_and_a_
     world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="the resync")
     assert world.stack.store.get_calendar(ALICE).status is CalendarStatus.ACTIVE  # type: ignore[union-attr]
     assert vendor_calls(world, "DELETE") == []
+
+
+def test_a_busy_token_endpoint_is_waited_out_never_taken_for_a_revocation(world: AccountsWorld, alice: Person) -> None:
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    world.provider.admin("POST", "/_sandbox/clock", {"advance_s": 7200})  # the next call needs a refresh ...
+    rule = {"method": "POST", "path": "^/oauth/token$", "status": 429, "count": 2, "retry_after": 0}
+    world.provider.admin("POST", "/_sandbox/faults", rule)  # ... and the vendor's token endpoint is busy
+
+    rename(world, event, "Planning v2")
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="v2 once the endpoint answers")
+    grant = world.stack.store.get_grant(ALICE, OAuthProvider.VENDOR)
+    assert grant is not None
+    assert grant.status is GrantStatus.ACTIVE
+    assert world.stack.store.count_held(ALICE) == 0
