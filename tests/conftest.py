@@ -18,7 +18,7 @@ from confsync.settings import Settings
 from stack.emulators import Emulator, find_jar, firestore_emulator, pubsub_emulator
 
 # the sandbox fixtures, and `browser` (headless Chromium: tests_support/browser.py), for every test package
-pytest_plugins = ["tests_support.fixtures", "tests_support.browser"]
+pytest_plugins = ["tests_support.fixtures", "tests_support.browser", "tests_support.accounts_world"]
 
 PROJECT = "confsync-test"
 _MISSING = "EMULATOR MISSING"

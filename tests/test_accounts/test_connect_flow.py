@@ -8,12 +8,11 @@ vendor did, by its own records (conference owners, its request journal)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from tests_support.accounts_world import AccountsWorld, Person, heading
+from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
 
 from confsync.store.records import GrantStatus, OAuthProvider
 
@@ -21,12 +20,8 @@ ALICE, BOB, MALLORY = "alice@example.com", "bob@example.com", "mallory@example.c
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE, BOB, MALLORY))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE, BOB, MALLORY)
 
 
 @pytest.fixture

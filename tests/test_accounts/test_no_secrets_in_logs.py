@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from tests_support.accounts_world import AccountsWorld, Person, heading
+from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
 
 from confsync.logs import configure_logging
 from confsync.settings import Secret, default_vault_key_file
@@ -27,12 +27,8 @@ ALICE = "alice@example.com"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE,))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE)
 
 
 class Secrets:

@@ -5,11 +5,9 @@ at Google and at the vendor and deleted; their conferences stay in their vendor 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from tests_support.accounts_world import AccountsWorld, Person, heading
+from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
 from tests_support.cli import confsync_env, run_confsync
 
 from confsync.errors import Disconnected
@@ -20,12 +18,8 @@ ALICE, BOB = "alice@example.com", "bob@example.com"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE, BOB))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE, BOB)
 
 
 def connect(world: AccountsWorld, email: str) -> str:
@@ -108,13 +102,13 @@ def test_delete_me_needs_a_valid_id_token(world: AccountsWorld) -> None:
     assert world.stack.store.get_user(ALICE) is not None
 
 
-def test_the_operator_lists_users_and_disconnects_one(world: AccountsWorld, tmp_path: Path) -> None:
+def test_the_operator_lists_users_and_disconnects_one(world: AccountsWorld) -> None:
     connect(world, ALICE)
     connect(world, BOB)
     tokens = refresh_tokens(world, ALICE)
     settings = world.settings
     env = confsync_env(
-        store=tmp_path / "state.sqlite",
+        CONFSYNC_STORE_URL=settings.store_url,
         CONFSYNC_OAUTH_CLIENT_ID=settings.oauth_client_id or "",
         CONFSYNC_OAUTH_CLIENT_SECRET=settings.oauth_client_secret.reveal() if settings.oauth_client_secret else "",
         CONFSYNC_VENDOR_CLIENT_ID=settings.vendor_client_id or "",

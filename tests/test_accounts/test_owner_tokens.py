@@ -6,11 +6,10 @@ back from the vendor; what Calendar was asked, from its journal."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests_support.accounts_world import AccountsWorld, Person, heading
+from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
 
 from confsync.store.records import CalendarStatus, GrantStatus, OAuthProvider
 
@@ -18,12 +17,8 @@ ALICE = "alice@example.com"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE,))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE)
 
 
 @pytest.fixture

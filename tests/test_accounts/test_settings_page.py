@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
-from tests_support.accounts_world import AccountsWorld, Person, heading
+from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
 
 ALICE, MALLORY = "alice@example.com", "mallory@example.com"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE, MALLORY))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE, MALLORY)
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ page is kept as a screenshot in test-artifacts/ (CONFSYNC_TEST_ARTIFACTS overrid
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
-from tests_support.accounts_world import AccountsWorld
+from tests_support.accounts_world import AccountsWorld, WorldFactory
 from tests_support.browser import submit_form
 
 from confsync.store.records import GrantStatus, OAuthProvider
@@ -22,12 +21,8 @@ ARTIFACTS = Path(os.environ.get("CONFSYNC_TEST_ARTIFACTS", Path(__file__).parent
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[AccountsWorld]:
-    running = AccountsWorld(tmp_path, users=(ALICE,))
-    try:
-        yield running
-    finally:
-        running.close()
+def world(accounts_world: WorldFactory) -> AccountsWorld:
+    return accounts_world(ALICE)
 
 
 def heading(browser: webdriver.Chrome) -> str:

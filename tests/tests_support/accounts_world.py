@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 
 from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
@@ -34,7 +35,7 @@ from stack.root import Stack
 from stack.services import Service, build_service
 from tests_support import FAST_RETRY, PROVIDER_KEY, RunningCalendar, RunningProvider
 
-__all__ = ["AUDIENCE", "AccountsWorld", "Person"]
+__all__ = ["AUDIENCE", "AccountsWorld", "Person", "WorldFactory", "accounts_world", "heading"]
 
 AUDIENCE = "1234-addon.apps.googleusercontent.com"
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
@@ -99,6 +100,7 @@ class AccountsWorld:
 
     def __init__(self, tmp: Path, *, users: tuple[str, ...], vendor_token_ttl_s: int = 3600, **overrides: Any) -> None:
         self._closers: list[Callable[[], None]] = []
+        tmp.mkdir(parents=True, exist_ok=True)
         # Each user also has a static token of their own: Calendar's UI, as they use it themselves.
         self.calendar_sandbox = build_calendar(require_auth=True, auth_tokens={_ui(email): email for email in users})
         self.calendar_sandbox.retry = FAST_RETRY
@@ -244,3 +246,21 @@ class AccountsWorld:
                 close()
             except Exception:  # noqa: BLE001, S112 - one failing close must not hide the test's outcome
                 continue
+
+
+WorldFactory = Callable[..., AccountsWorld]
+
+
+@pytest.fixture
+def accounts_world(tmp_path: Path) -> Iterator[WorldFactory]:
+    """``accounts_world(*users, **settings)``: an ``AccountsWorld`` with these users, closed after the test."""
+    made: list[AccountsWorld] = []
+
+    def make(*users: str, **overrides: Any) -> AccountsWorld:
+        world = AccountsWorld(tmp_path / f"world-{len(made)}", users=users, **overrides)
+        made.append(world)
+        return world
+
+    yield make
+    for world in made:
+        world.close()
