@@ -1,13 +1,17 @@
 """``confsync demo``: the local stack plus a story told in the terminal.
 
-Three users' calendars get conferences through the add-on API; then the things people do to
-meetings happen one by one (a move, a rename, a guest change, one occurrence of a weekly
-meeting cancelled, a conference switched to Meet, a meeting cancelled), then the things that
-go wrong (Calendar invalidates the sync tokens; the conferencing service fails for a while).
-After each step the demo waits until the conferencing service agrees with Calendar and says
-how long that took. It ends with a table of every conference, Calendar's truth next to the
-provider's state, and returns True only if all of them agree and no conference was created
-twice.
+Three users of example.com, whose admin lets confsync read their calendars (domain-wide
+delegation), connect their My Web Conferencing accounts (Google asks for no calendar) and get
+conferences through the add-on API, each call with their own Google ID token. A fourth user,
+from another domain, has not connected: the add-on answers AUTHENTICATION, he consents at
+Google and at the vendor, and his second try works. Then the things people do to meetings
+happen one by one (a move, a rename, a guest change, one occurrence of a weekly meeting
+cancelled, a conference switched to Meet, a meeting cancelled), then the things that go wrong
+(Calendar invalidates the sync tokens; the conferencing service fails for a while). After
+each step the demo waits until the conferencing service agrees with Calendar and says how
+long that took. It ends with a table of every conference, Calendar's truth next to the
+provider's state and the vendor account holding it, and returns True only if all of them
+agree, each conference is in its owner's account and none was created twice.
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from stack.driver import Expectation, Row, StackDriver
+from confsync.calendar import CALENDAR_SCOPES
+from stack.driver import Consent, Expectation, Row, StackDriver, authentication_url
+from stack.local import DELEGATED_DOMAIN, USERS
 
 __all__ = ["Story", "run_story"]
 
-ALICE, BOB, CAROL = "alice@example.com", "bob@example.com", "carol@example.com"
+ALICE, BOB, CAROL, DAVE = USERS  # DAVE is outside DELEGATED_DOMAIN: he consents at Google too
+# Guests have no calendar here: until only a conference's owning link produces its commands
+# (issue 22), a guest's watched copy of a meeting would send commands for it too.
+ERIN, FRANK, GRACE = "erin@example.com", "frank@example.com", "grace@partner.example"
 STEP_TIMEOUT_S = 30.0
 OUTAGE_TIMEOUT_S = 60.0
 
@@ -76,7 +85,9 @@ class Story:
             self.say(f"[red]FAILED[/red]  {title}: the provider still disagrees after {timeout_s:.0f}s")
 
     def create(self, name: str, calendar_id: str, body: dict[str, Any]) -> None:
-        event = self.driver.insert(calendar_id, body)
+        self.attach(name, calendar_id, self.driver.insert(calendar_id, body))
+
+    def attach(self, name: str, calendar_id: str, event: dict[str, Any]) -> None:
         self.driver.add_conference(calendar_id, event)
         self.events[name] = (calendar_id, str(event["id"]))
 
@@ -86,20 +97,20 @@ class Story:
 
 def run_story(driver: StackDriver, console: Console, *, started: float | None = None) -> bool:
     story = Story(driver, console, started=time.monotonic() if started is None else started)
-    for user in (ALICE, BOB, CAROL):
-        driver.add_calendar(user)
-    story.say(f"three users' calendars: {ALICE}, {BOB}, {CAROL}")
+    story.say(f"four users: {ALICE}, {BOB}, {CAROL} ({DELEGATED_DOMAIN} delegates calendar access) and {DAVE}")
+    _connect_the_team(story)
     story.step("6 meetings get a My Web Conference through the add-on API", lambda: _create_all(story))
+    _a_newcomer_connects_first(story)
     alice, planning = story.where("planning")
     moved = {k: v for k, v in _timed("Planning", 10, 14).items() if k in ("start", "end")}
     story.step(
         "alice moves Planning from Tuesday 10:00 to Thursday 14:00", lambda: driver.patch(alice, planning, moved)
     )
     bob, one_on_one = story.where("one-on-one")
-    renamed = {"summary": "1:1 Alice / Bob"}
-    story.step("bob renames '1:1 with Alice' to '1:1 Alice / Bob'", lambda: driver.patch(bob, one_on_one, renamed))
-    guests = {"attendees": [{"email": BOB}, {"email": CAROL}]}
-    story.step("alice invites carol to Planning", lambda: driver.patch(alice, planning, guests))
+    renamed = {"summary": "1:1 Bob / Erin"}
+    story.step("bob renames '1:1 with Erin' to '1:1 Bob / Erin'", lambda: driver.patch(bob, one_on_one, renamed))
+    guests = {"attendees": [{"email": ERIN}, {"email": FRANK}]}
+    story.step("alice invites frank to Planning", lambda: driver.patch(alice, planning, guests))
     _, design = story.where("design")
     story.step(
         "alice cancels one Design review of the weekly series: the series keeps its conference",
@@ -131,14 +142,68 @@ def run_story(driver: StackDriver, console: Console, *, started: float | None = 
     return _verdict(story)
 
 
+def _connect_the_team(story: Story) -> None:
+    """example.com's users connect their vendor accounts; Google asks for no calendar (delegation)."""
+    team = (ALICE, BOB, CAROL)
+    with story.console.status("alice, bob and carol connect ..."):
+        walks = [story.driver.connect(user).consents for user in team]
+    title = "alice, bob and carol connect My Web Conferencing"
+    seen = {_pages(consents) for consents in walks}
+    if not all(_vendor_only(consents) for consents in walks):
+        story.failures.append(title)
+        story.say(f"[red]FAILED[/red]  {title}: they saw {seen}; Google must not ask for their calendars")
+        return
+    story.say(f"[green]ok[/green]  {title}: {', or '.join(sorted(seen))} (their calendars: delegation)")
+
+
+def _a_newcomer_connects_first(story: Story) -> None:
+    """dave has not connected: the add-on asks him to, he consents at Google and the vendor, retries."""
+    driver = story.driver
+    event = driver.insert(DAVE, _timed("Partner sync", 15, 11, attendees=(GRACE,)))
+    link = authentication_url(driver.request_conference(DAVE, event))
+    if link is None:
+        story.failures.append("dave must connect first")
+        story.say("[red]FAILED[/red]  dave's first add-on call was not answered AUTHENTICATION")
+        return
+    story.say("dave adds a My Web Conference to Partner sync: the add-on answers AUTHENTICATION (connect first)")
+    consents = driver.connect(DAVE, link).consents
+    story.say(f"dave opens the link and allows {_pages(consents)}: Connected")
+    story.step("dave adds it again: created in his own vendor account", lambda: story.attach("partner", DAVE, event))
+    _, partner = story.where("partner")
+    story.step(
+        "dave moves Partner sync: confsync reads his calendar with his own Google grant",
+        lambda: driver.patch(DAVE, partner, {k: v for k, v in _timed("", 16, 15).items() if k in ("start", "end")}),
+    )
+
+
+def _vendor_only(consents: tuple[Consent, ...]) -> bool:
+    """The vendor's consent was answered, and Google asked for no calendar."""
+    return any(consent.at == "vendor" for consent in consents) and not any(map(_asks_for_calendars, consents))
+
+
+def _asks_for_calendars(consent: Consent) -> bool:
+    return consent.at == "Google" and bool(consent.scopes & set(CALENDAR_SCOPES))
+
+
+def _pages(consents: tuple[Consent, ...]) -> str:
+    """The consent pages a user answered, as they saw them."""
+
+    def page(consent: Consent) -> str:
+        if consent.at != "Google":
+            return "My Web Conferencing's consent"
+        return "Google's consent to read calendars" if _asks_for_calendars(consent) else "Google's sign-in"
+
+    return ", then ".join(page(consent) for consent in consents)
+
+
 def _create_all(story: Story) -> None:
-    story.create("planning", ALICE, _timed("Planning", 8, 10, attendees=(BOB,)))
+    story.create("planning", ALICE, _timed("Planning", 8, 10, attendees=(ERIN,)))
     weekly = ["RRULE:FREQ=WEEKLY;COUNT=4"]
-    story.create("design", ALICE, _timed("Design review", 9, 14, attendees=(CAROL,), recurrence=weekly))
-    story.create("one-on-one", BOB, _timed("1:1 with Alice", 10, 9, attendees=(ALICE,)))
+    story.create("design", ALICE, _timed("Design review", 9, 14, attendees=(FRANK,), recurrence=weekly))
+    story.create("one-on-one", BOB, _timed("1:1 with Erin", 10, 9, attendees=(ERIN,)))
     story.create("offsite", BOB, {"summary": "Offsite", "start": {"date": "2026-12-14"}, "end": {"date": "2026-12-15"}})
     story.create("customer", CAROL, _timed("Customer call", 11, 16))
-    story.create("retro", CAROL, _timed("Retro", 12, 15, attendees=(ALICE, BOB)))
+    story.create("retro", CAROL, _timed("Retro", 12, 15, attendees=(ERIN, FRANK)))
 
 
 def _verdict(story: Story) -> bool:
@@ -149,6 +214,9 @@ def _verdict(story: Story) -> bool:
         f"conferencing API calls: {report['creates']} creates (one per meeting), {report['applied']} changes applied, "
         f"{report['retried']} retried after errors, {report['duplicate_applies']} applied twice"
     )
+    misplaced = [row.conference_id for row in rows if row.account != row.calendar_id]
+    if misplaced:
+        story.failures.append(f"conferences outside their owner's vendor account: {misplaced}")
     agreed = all(row.agrees for row in rows) and report["creates"] == len(rows) and not story.failures
     if agreed:
         story.console.print("[green]Calendar and the conferencing service agree.[/green]")
@@ -160,13 +228,13 @@ def _verdict(story: Story) -> bool:
 def _table(rows: list[Row], story: Story) -> Table:
     names = {where: name for name, where in story.events.items()}
     table = Table(title="Calendar's truth vs the conferencing service")
-    for column in ("meeting", "owner", "conference", "Calendar says", "provider has", ""):
+    for column in ("meeting", "vendor account", "conference", "Calendar says", "provider has", ""):
         table.add_column(column, overflow="fold")
     for row in rows:
         mark = "[green]=[/green]" if row.agrees else "[red]DIFFERS[/red]"
         name = names.get((row.calendar_id, row.event_id), row.event_id)
-        owner = row.calendar_id.split("@")[0]
-        table.add_row(name, owner, row.conference_id[:12], _cell(row.expected), _cell(row.actual), mark)
+        account = row.account.split("@")[0] if row.account else "(none)"
+        table.add_row(name, account, row.conference_id[:12], _cell(row.expected), _cell(row.actual), mark)
     return table
 
 

@@ -1,27 +1,44 @@
 """Drive a running local stack the way its users and Google do, and check the outcome.
 
 ``StackDriver`` takes the ready info of ``confsync local`` and acts only through public
-surfaces: the Calendar API (google-api-python-client against the sandbox), the add-on API
-over HTTP (create a conference, then attach its ConferenceData to the event as Calendar
-does), the sandboxes' admin routes (faults, sync-token invalidation) and the conferencing
-API (GET a conference). ``compare`` states, for each conference, what Calendar's truth says
-it should be and what the provider holds; ``wait_until_agreed`` polls until they match.
-Used by ``confsync demo``, the end-to-end tests and bench/chaos.py.
+surfaces, each time as a person of the stack:
+
+- Calendar (google-api-python-client against the sandbox) as the calendar's user, with their
+  own token: the static one ``confsync local`` gave each of its users, or, for a user added
+  later (``add_user``), one they get by signing in to "Calendar UI" through Google's consent
+  page. Every calendar here is its user's primary calendar: its id is their email.
+- The add-on API over HTTP with a Google ID token the Calendar sandbox mints for the acting
+  user (create a conference, then attach its ConferenceData to the event as Calendar does).
+  When the API answers AUTHENTICATION, ``add_conference`` connects the user and asks again,
+  as a person would.
+- confsync's connect pages (``connect``): a browser without JavaScript that presses Continue
+  and answers Google's and the vendor's consent pages (plain forms) with "allow".
+- The sandboxes' admin routes (users, faults, sync-token invalidation) and the conferencing
+  API with the app's key (GET a conference, whichever account holds it).
+
+``compare`` states, for each conference, what Calendar's truth says it should be and what the
+provider holds; ``wait_until_agreed`` polls until they match. Used by ``confsync demo``, the
+end-to-end tests and bench/chaos.py.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httplib2
 import httpx
-from google.auth.credentials import AnonymousCredentials
+from google.oauth2.credentials import Credentials
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
@@ -29,7 +46,16 @@ from googleapiclient.http import BatchHttpRequest
 
 from stack.local import ReadyInfo
 
-__all__ = ["Expectation", "Row", "StackDriver", "expectation"]
+__all__ = [
+    "ConnectFailed",
+    "Connection",
+    "Consent",
+    "Expectation",
+    "Row",
+    "StackDriver",
+    "authentication_url",
+    "expectation",
+]
 
 # As a user's client would: a kept-alive connection the server closed meanwhile (BrokenPipe),
 # or a 5xx, is tried again (google-api-python-client backs off between tries).
@@ -37,6 +63,30 @@ _RETRIES = 2
 
 _OURS = frozenset({"My Web Conference", "My Recorded Web Conference"})
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+_UI_SCOPE = "https://www.googleapis.com/auth/calendar"  # what Calendar's own UI may do
+_ID_TOKEN_REUSE_S = 30 * 60  # the sandbox's ID tokens last an hour
+_NOBODYS_CALENDAR = "nobody@calendar.invalid"  # no user may write it: see connect_link
+_MAX_CONNECT_STEPS = 12
+
+
+class ConnectFailed(RuntimeError):
+    """The connect flow did not end on confsync's "Connected" page; the message says where it ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """One consent page a user answered: whose ("Google", "vendor") and the scopes it asked for."""
+
+    at: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A user's walk through the connect flow: the consent pages they answered, in order."""
+
+    user: str
+    consents: tuple[Consent, ...]  # none when the user was connected already
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +109,7 @@ class Row:
     conference_id: str
     expected: Expectation
     actual: Expectation | None
+    account: str | None = None  # the vendor account holding it (None: the app's own, or missing)
 
     @property
     def agrees(self) -> bool:
@@ -95,40 +146,257 @@ def _moment(value: Mapping[str, Any] | None) -> datetime | str | None:
     return str(value.get("date"))
 
 
+def authentication_url(answer: httpx.Response) -> str | None:
+    """The connect link of an add-on API answer that says AUTHENTICATION (the user must connect), else None."""
+    if answer.status_code != 403:
+        return None
+    error = answer.json().get("error") or {}
+    url = error.get("authenticationUrl") if error.get("type") == "AUTHENTICATION" else None
+    return str(url) if url else None
+
+
+class _Page(HTMLParser):
+    """What a plain HTML page says: its first ``<h1>``, and its first form's action and hidden fields."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.heading = ""
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self._in: str | None = None  # h1 or form while inside the first one
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "h1" and not self.heading:
+            self._in = "h1"
+        elif tag == "form" and self.action is None:
+            self._in, self.action = "form", values.get("action", "")
+        elif tag == "input" and self._in == "form" and values.get("type") == "hidden" and values.get("name"):
+            self.fields[values["name"]] = values.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._in:
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "h1":
+            self.heading += data
+
+
+def _submit(browser: httpx.Client, page: httpx.Response, **typed: str) -> httpx.Response:
+    """Post the page's form as a person would: its hidden fields plus what they typed or pressed."""
+    form = _Page(page.text)
+    if form.action is None:
+        raise ConnectFailed(f"no form on {page.url} ({page.status_code}): {form.heading or page.text[:200]!r}")
+    return browser.post(urljoin(str(page.url), form.action), data={**form.fields, **typed})
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
 class StackDriver:
     def __init__(self, info: ReadyInfo) -> None:
         self.info = info
-        http = AuthorizedHttp(AnonymousCredentials(), http=httplib2.Http(timeout=30))  # type: ignore[no-untyped-call]
-        self.calendar = build(
-            "calendar", "v3", http=http, static_discovery=True, client_options={"api_endpoint": info.calendar_api}
-        )
-        self._calendar_base = info.calendar_api.removesuffix("/calendar/v3/")
+        self._google = info.google_base
         self._http = httpx.Client(timeout=30)
         self._provider_auth = {"Authorization": f"Bearer {info.provider_api_key}"}
+        self._calendars: dict[str, Any] = {}  # user -> Calendar API as them
+        self._id_tokens: dict[str, tuple[str, float]] = {}  # user -> (ID token, minted at)
         self.conferences: dict[str, tuple[str, str]] = {}  # conference id -> (calendar id, event id)
 
     def close(self) -> None:
-        self.calendar.close()
+        for service in self._calendars.values():
+            service.close()
+        self._calendars.clear()
         self._http.close()
 
-    # -- what users do in Calendar ------------------------------------------------------------
+    # -- people --------------------------------------------------------------------------------
+
+    def add_user(self, email: str, *, vendor_account: bool = True) -> None:
+        """A Google user with a primary calendar (its id their email) and, unless told otherwise, a
+        vendor account of the same email; a user who exists is left as they are."""
+        self._admin("POST", "/_sandbox/users", {"email": email, "name": email.partition("@")[0].title()})
+        if vendor_account:
+            self._http.post(f"{self.info.vendor_base}/_sandbox/users", json={"email": email}).raise_for_status()
 
     def add_calendar(self, calendar_id: str) -> None:
-        self._admin("POST", "/_sandbox/calendars", {"id": calendar_id, "owner": calendar_id})
+        """A calendar to use: the primary calendar of a user of that email (``add_user``)."""
+        self.add_user(calendar_id)
+
+    def calendar_as(self, email: str) -> Any:
+        """Google Calendar's API as ``email`` uses it themselves (google-api-python-client)."""
+        user = email.lower()
+        service = self._calendars.get(user)
+        if service is None:
+            token = self.info.user_tokens.get(user)
+            refresh: tuple[int, ...] = (401,)
+            if token is not None:  # a static token: nothing to refresh it with
+                credentials, refresh = Credentials(token=token), ()  # type: ignore[no-untyped-call]
+            else:
+                credentials = self._sign_in(user)
+            http = AuthorizedHttp(credentials, http=httplib2.Http(timeout=30), refresh_status_codes=refresh)
+            service = build(
+                "calendar",
+                "v3",
+                http=http,
+                static_discovery=True,
+                client_options={"api_endpoint": self.info.calendar_api},
+            )
+            self._calendars[user] = service
+        return service
+
+    def _sign_in(self, email: str) -> Credentials:
+        """``email`` signs in to Calendar's UI: Google's consent for the UI's client, allowed, and
+        the code exchanged (PKCE) for tokens that refresh themselves."""
+        client = self.info.ui_client
+        verifier, challenge = _pkce()
+        asked = {
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "response_type": "code",
+            "scope": _UI_SCOPE,
+            "access_type": "offline",
+            "state": secrets.token_urlsafe(12),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "login_hint": email,
+        }
+        with httpx.Client(timeout=30) as browser:
+            back = _submit(
+                browser, browser.get(f"{self._google}/o/oauth2/v2/auth", params=asked), email=email, decision="allow"
+            )
+        code = parse_qs(urlsplit(back.headers.get("location", "")).query).get("code")
+        if not back.is_redirect or not code:
+            raise RuntimeError(f"{email} could not sign in to Calendar: {back.status_code} {back.text[:200]}")
+        exchange = {
+            "grant_type": "authorization_code",
+            "code": code[0],
+            "redirect_uri": client.redirect_uri,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "code_verifier": verifier,
+        }
+        answer = self._http.post(f"{self._google}/token", data=exchange)
+        answer.raise_for_status()
+        tokens = answer.json()
+        expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=int(tokens["expires_in"]) - 60)
+        return Credentials(  # type: ignore[no-untyped-call]
+            token=tokens["access_token"],
+            refresh_token=tokens.get("refresh_token"),
+            token_uri=f"{self._google}/token",
+            client_id=client.client_id,
+            client_secret=client.client_secret,
+            scopes=[_UI_SCOPE],
+            expiry=expiry,  # naive UTC, as google-auth keeps it
+        )
+
+    def id_token(self, email: str) -> str:
+        """A Google ID token naming ``email`` for the add-on's audience (ScriptApp.getIdentityToken())."""
+        user = email.lower()
+        kept = self._id_tokens.get(user)
+        if kept is not None and time.monotonic() - kept[1] < _ID_TOKEN_REUSE_S:
+            return kept[0]
+        answer = self._http.post(
+            f"{self._google}/_sandbox/id-token", json={"email": user, "audience": self.info.addon_audience}
+        )
+        answer.raise_for_status()
+        token = str(answer.json()["id_token"])
+        self._id_tokens[user] = (token, time.monotonic())
+        return token
+
+    def connect(self, email: str, link: str | None = None) -> Connection:
+        """``email`` walks confsync's connect flow in a browser of their own, from ``link`` (the
+        add-on's authenticationUrl; by default the one ``connect_link`` gets): Continue on the
+        connect page, then each consent page (Google's, the vendor's) answered "allow" as them,
+        to the "Connected" page (ConnectFailed otherwise)."""
+        link = link or self.connect_link(email)
+        if link is None:
+            return Connection(email, ())
+        consents: list[Consent] = []
+        with httpx.Client(timeout=30) as browser:
+            answer = _submit(browser, browser.get(link))  # the connect page's Continue
+            for _ in range(_MAX_CONNECT_STEPS):
+                if not answer.is_redirect:
+                    break
+                answer = browser.get(urljoin(str(answer.url), answer.headers["location"]))
+                consent = self._consent_page(answer)
+                if consent is not None:
+                    consents.append(consent)
+                    answer = _submit(browser, answer, email=email, decision="allow")
+            heading = _Page(answer.text).heading
+        if heading != "Connected":
+            raise ConnectFailed(f"{email}'s connect flow ended at {answer.url} ({answer.status_code}): {heading!r}")
+        return Connection(email, tuple(consents))
+
+    def connect_link(self, email: str) -> str | None:
+        """Where ``email`` connects, as the add-on API tells them: its answer to a conference on a
+        calendar that does not exist. The API answers a user who has not connected AUTHENTICATION
+        with their connect link before it reads or writes anything; one who has connected is
+        refused (no write access), and then there is no link: None."""
+        answer = self.request_conference(_NOBODYS_CALENDAR, {"id": "connect"}, as_=email)
+        link = authentication_url(answer)
+        if link is None and answer.status_code != 403:
+            answer.raise_for_status()
+        return link
+
+    def _consent_page(self, page: httpx.Response) -> Consent | None:
+        """The consent page this is (Google's, the vendor's), or None for any other page."""
+        url = str(page.url)
+        if page.status_code != 200:
+            return None
+        scopes = frozenset(parse_qs(urlsplit(url).query).get("scope", [""])[0].split())
+        if url.startswith(f"{self._google}/o/oauth2/"):
+            return Consent("Google", scopes)
+        if url.startswith(f"{self.info.vendor_base}/oauth/authorize"):
+            return Consent("vendor", scopes)
+        return None
+
+    # -- what users do in Calendar and the add-on -----------------------------------------------
 
     def insert(self, calendar_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         event: dict[str, Any] = (
-            self.calendar.events().insert(calendarId=calendar_id, body=dict(body)).execute(num_retries=_RETRIES)
+            self.calendar_as(calendar_id)
+            .events()
+            .insert(calendarId=calendar_id, body=dict(body))
+            .execute(num_retries=_RETRIES)
         )
         return event
 
-    def add_conference(self, calendar_id: str, event: Mapping[str, Any]) -> str:
-        """The add-on's flow: create through the add-on API, then Calendar saves the ConferenceData."""
-        answer = self._http.post(
-            f"{self.info.api_url}/v1/conferences",
-            headers={"Authorization": f"Bearer {self.info.api_token}"},
-            json={"calendarId": calendar_id, "eventId": event["id"], "requestId": uuid.uuid4().hex, "event": event},
-        )
+    def share(self, calendar_id: str, email: str, role: str = "writer") -> None:
+        """The calendar's user shares it with ``email`` (Calendar's ACL: reader, writer, owner)."""
+        rule = {"role": role, "scope": {"type": "user", "value": email}}
+        self.calendar_as(calendar_id).acl().insert(calendarId=calendar_id, body=rule).execute(num_retries=_RETRIES)
+
+    def request_conference(
+        self, calendar_id: str, event: Mapping[str, Any], *, as_: str | None = None, request_id: str | None = None
+    ) -> httpx.Response:
+        """The add-on's onCreateFunction call for ``event``, as ``as_`` (default: the calendar's
+        user) with their ID token: the API's answer, whatever it is."""
+        body = {
+            "calendarId": calendar_id,
+            "eventId": event["id"],
+            "requestId": request_id or uuid.uuid4().hex,
+            "event": dict(event),
+        }
+        headers = {"Authorization": f"Bearer {self.id_token(as_ or calendar_id)}"}
+        return self._http.post(f"{self.info.api_url}/v1/conferences", headers=headers, json=body)
+
+    def add_conference(self, calendar_id: str, event: Mapping[str, Any], *, as_: str | None = None) -> str:
+        """The add-on's flow, as the calendar's user (or ``as_``): ask for a conference; when told
+        to connect first, connect and ask again (as a person would); then Calendar saves the
+        ConferenceData on the event. Any other refusal raises (httpx.HTTPStatusError)."""
+        who = as_ or calendar_id
+        request_id = uuid.uuid4().hex
+        answer = self.request_conference(calendar_id, event, as_=who, request_id=request_id)
+        link = authentication_url(answer)
+        if link is not None:
+            self.connect(who, link)
+            answer = self.request_conference(calendar_id, event, as_=who, request_id=request_id)
         answer.raise_for_status()
         data = answer.json()
         self.patch(calendar_id, str(event["id"]), {"conferenceData": data})
@@ -136,15 +404,18 @@ class StackDriver:
         return str(data["conferenceId"])
 
     def patch(self, calendar_id: str, event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        request = self.calendar.events().patch(
-            calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1
+        request = (
+            self.calendar_as(calendar_id)
+            .events()
+            .patch(calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1)
         )
         event: dict[str, Any] = request.execute(num_retries=_RETRIES)
         return event
 
     def patch_many(self, patches: Sequence[tuple[str, str, Mapping[str, Any]]], batch_size: int = 50) -> None:
         """Patch many events with Calendar's batch requests, ``batch_size`` calls per HTTP request
-        (as a client with many changes to send would); raises if any call failed."""
+        (as a client with many changes to send would; each call carries its own user's token);
+        raises if any call failed."""
         failures: list[str] = []
 
         def record(request_id: str, _response: Any, exception: HttpError | None) -> None:
@@ -152,12 +423,12 @@ class StackDriver:
                 failures.append(f"{request_id}: {exception}")
 
         for start in range(0, len(patches), batch_size):
-            batch = BatchHttpRequest(callback=record, batch_uri=f"{self._calendar_base}/batch/calendar/v3")
+            batch = BatchHttpRequest(callback=record, batch_uri=f"{self._google}/batch/calendar/v3")
             for n, (calendar_id, event_id, body) in enumerate(patches[start : start + batch_size]):
                 batch.add(
-                    self.calendar.events().patch(
-                        calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1
-                    ),
+                    self.calendar_as(calendar_id)
+                    .events()
+                    .patch(calendarId=calendar_id, eventId=event_id, body=dict(body), conferenceDataVersion=1),
                     request_id=str(start + n),
                 )
             batch.execute()
@@ -165,13 +436,13 @@ class StackDriver:
             raise RuntimeError(f"{len(failures)} batched patch(es) failed, first: {failures[0]}")
 
     def cancel(self, calendar_id: str, event_id: str) -> None:
-        self.calendar.events().delete(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
+        events = self.calendar_as(calendar_id).events()
+        events.delete(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
 
     def cancel_instance(self, calendar_id: str, series_id: str, index: int = 1) -> str:
         """Cancel one occurrence of a recurring event; returns the instance's id."""
-        instances = (
-            self.calendar.events().instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
-        )
+        events = self.calendar_as(calendar_id).events()
+        instances = events.instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
         instance_id = str(instances["items"][index]["id"])
         self.cancel(calendar_id, instance_id)
         return instance_id
@@ -193,10 +464,10 @@ class StackDriver:
     # -- faults --------------------------------------------------------------------------------
 
     def provider_fault(self, rule: Mapping[str, Any]) -> None:
-        self._http.post(f"{self.info.provider_api}/_sandbox/faults", json=dict(rule)).raise_for_status()
+        self._http.post(f"{self.info.vendor_base}/_sandbox/faults", json=dict(rule)).raise_for_status()
 
     def clear_provider_faults(self) -> None:
-        self._http.delete(f"{self.info.provider_api}/_sandbox/faults").raise_for_status()
+        self._http.delete(f"{self.info.vendor_base}/_sandbox/faults").raise_for_status()
 
     def calendar_fault(self, rule: Mapping[str, Any]) -> None:
         self._admin("POST", "/_sandbox/faults", rule)
@@ -225,14 +496,13 @@ class StackDriver:
             time.sleep(0.1)
 
     def journal(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = self._http.get(f"{self.info.provider_api}/_sandbox/requests").json()
+        entries: list[dict[str, Any]] = self._http.get(f"{self.info.vendor_base}/_sandbox/requests").json()
         return entries
 
     def event(self, calendar_id: str, event_id: str) -> dict[str, Any] | None:
         try:
-            event: dict[str, Any] = (
-                self.calendar.events().get(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
-            )
+            events = self.calendar_as(calendar_id).events()
+            event: dict[str, Any] = events.get(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
         except HttpError as err:
             if err.resp.status in (404, 410):
                 return None
@@ -244,9 +514,8 @@ class StackDriver:
         for conference_id, (calendar_id, event_id) in sorted(self.conferences.items(), key=lambda item: item[1]):
             expected = expectation(self.event(calendar_id, event_id), conference_id)
             held = self.conference(conference_id)
-            rows.append(
-                Row(calendar_id, event_id, conference_id, expected, None if held is None else _provider_view(held))
-            )
+            actual, account = (None, None) if held is None else (_provider_view(held), held.get("owner"))
+            rows.append(Row(calendar_id, event_id, conference_id, expected, actual, account))
         return rows
 
     def wait_until_agreed(self, timeout_s: float = 30.0, poll_s: float = 0.25) -> list[Row]:
@@ -260,12 +529,12 @@ class StackDriver:
 
     def calendar_journal(self) -> list[dict[str, Any]]:
         """Every Calendar API request the sandbox answered: ``{method, path, query, status, at}``."""
-        entries: list[dict[str, Any]] = self._http.get(f"{self._calendar_base}/_sandbox/requests").json()
+        entries: list[dict[str, Any]] = self._http.get(f"{self._google}/_sandbox/requests").json()
         return entries
 
     def calendar_channels(self) -> list[dict[str, Any]]:
         """The sandbox's watch channels, each with ``lastMessageNumber`` (notifications sent)."""
-        channels: list[dict[str, Any]] = self._http.get(f"{self._calendar_base}/_sandbox/channels").json()
+        channels: list[dict[str, Any]] = self._http.get(f"{self._google}/_sandbox/channels").json()
         return channels
 
     def listings(self, calendar_id: str) -> int:
@@ -314,5 +583,5 @@ class StackDriver:
         return {"creates": creates, "applied": len(successes), "retried": retried, "duplicate_applies": duplicates}
 
     def _admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> None:
-        answer = self._http.request(method, f"{self._calendar_base}{path}", json=None if body is None else dict(body))
+        answer = self._http.request(method, f"{self._google}{path}", json=None if body is None else dict(body))
         answer.raise_for_status()

@@ -49,9 +49,15 @@ def local_command(
 ) -> None:
     """Run the whole stack on 127.0.0.1: both sandboxes, Pub/Sub (emulator) and every service.
 
-    Prints one JSON object (also written to --ready-file) with the Calendar API endpoint, the
-    conferencing API and its key, the webhook and add-on API addresses and the dev token.
-    Restarts a service that dies; Ctrl-C or SIGTERM stops everything it started.
+    The sandboxes require authentication and are set up as for a real install: users alice,
+    bob and carol@example.com and dave@partner.example at Google and the vendor, confsync's
+    OAuth clients, and a service account with domain-wide delegation for example.com; users
+    connect through ingest's /connect pages and call the add-on API with Google ID tokens.
+
+    Prints one JSON object (also written to --ready-file, mode 0600) with the Calendar API
+    endpoint, both sandboxes' base URLs, the conferencing API and its key, the webhook and
+    add-on API addresses, the ID tokens' audience, each user's Calendar token and the dev
+    token. Restarts a service that dies; Ctrl-C or SIGTERM stops everything it started.
     """
     from stack.local import LocalStack, StackError  # noqa: PLC0415 - the stack loads only when asked for
 
@@ -77,9 +83,10 @@ def local_command(
 
 
 def demo_command(ctx: typer.Context, transport: TransportOption = None, state_dir: StateDirOption = None) -> None:
-    """Start the local stack and tell a story: meetings created, moved, renamed, cancelled, switched
-    to Meet, a sync-token invalidation and a conferencing outage; then compare Calendar with the
-    conferencing service. Exit code 0 only if they agree."""
+    """Start the local stack and tell a story: users connect, a newcomer is asked to connect first;
+    meetings created, moved, renamed, cancelled, switched to Meet, a sync-token invalidation and
+    a conferencing outage; then compare Calendar with the conferencing service. Exit code 0 only
+    if they agree."""
     from rich.console import Console  # noqa: PLC0415 - Typer's own dependency
 
     from stack.demo import run_story  # noqa: PLC0415 - the stack loads only when asked for

@@ -2,8 +2,9 @@
 
 ``stack`` starts ``confsync local --transport T --ready-file F`` as a child process and
 yields what the ready file says. Tests act only through public surfaces (``StackDriver``:
-the Calendar API, the add-on API, the sandboxes' admin routes, the conferencing API) and use
-calendars of their own, so they share one stack per transport.
+the Calendar API and the add-on API as the stack's users, the connect pages, the sandboxes'
+admin routes, the conferencing API) and use users and calendars of their own, so they share
+one stack per transport.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append((f"{name} log, last {LOG_TAIL_LINES} lines", "\n".join(line[:400] for line in lines)))
 
 
-@pytest.fixture(scope="module", params=["pubsub", "memory"])
+@pytest.fixture(scope="package", params=["pubsub", "memory"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     transport = request.param
     if transport == "pubsub" and find_jar(Settings.from_env().pubsub_emulator_jar) is None:
@@ -87,7 +88,8 @@ def driver(stack: Stack) -> Iterator[StackDriver]:
 
 @pytest.fixture
 def calendar(driver: StackDriver) -> str:
-    """A calendar of this test's own on the shared stack."""
+    """A calendar of this test's own on the shared stack: a new user's (of example.com, whose
+    calendars confsync reads through delegation), who connects on their first add-on call."""
     calendar_id = f"u{uuid.uuid4().hex[:10]}@example.com"
     driver.add_calendar(calendar_id)
     return calendar_id
