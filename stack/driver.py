@@ -250,6 +250,24 @@ class StackDriver:
             self._calendars[user] = service
         return service
 
+    def sign_in_again(self, email: str) -> None:
+        """``email``'s Calendar signs in anew on its next call (their grants were revoked)."""
+        service = self._calendars.pop(email.lower(), None)
+        if service is not None:
+            service.close()
+
+    def vendor_clock(self, advance_s: float) -> None:
+        """Move the vendor's clock on: access tokens issued before expire as if that time passed."""
+        self._http.post(f"{self.info.vendor_base}/_sandbox/clock", json={"advance_s": advance_s}).raise_for_status()
+
+    def revoke_at_vendor(self, email: str) -> None:
+        """``email`` disconnects confsync in their vendor account: its tokens stop working."""
+        self._http.post(f"{self.info.vendor_base}/_sandbox/users/{email}/revoke").raise_for_status()
+
+    def revoke_at_google(self, email: str) -> None:
+        """``email`` removes the apps' access in their Google Account (confsync's, and Calendar UI's)."""
+        self._admin("POST", f"/_sandbox/users/{email}/revoke-grants")
+
     def _sign_in(self, email: str) -> Credentials:
         """``email`` signs in to Calendar's UI: Google's consent for the UI's client, allowed, and
         the code exchanged (PKCE) for tokens that refresh themselves."""
