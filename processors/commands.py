@@ -21,8 +21,17 @@ import structlog
 from confsync.contracts import CommandReason, ConferenceCommand
 from confsync.ports import CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import Link, OutboxEntry
-from processors.classify import DEFAULT_SOLUTION_NAMES, Decision, Delete, Update, classify, delete_version, sweepable
+from confsync.store import Link, LinkState, OutboxEntry
+from processors.classify import (
+    DEFAULT_SOLUTION_NAMES,
+    Decision,
+    Delete,
+    Skip,
+    Update,
+    classify,
+    delete_version,
+    sweepable,
+)
 
 __all__ = ["CommandSink"]
 
@@ -42,18 +51,35 @@ class CommandSink:
     def decide(self, calendar_id: str, events: Iterable[CalendarEvent]) -> list[tuple[str, Decision]]:
         """Each event's decision (skips too) against its link, as (event id, decision) pairs."""
         orphaned_before = self.orphaned_before()
-        return [
-            (
-                event.id,
-                classify(
-                    event,
-                    self.store.get_link(calendar_id, event.id),
-                    self.solution_names,
-                    orphaned_before=orphaned_before,
-                ),
-            )
-            for event in events
-        ]
+        decided: list[tuple[str, Decision]] = []
+        for event in events:
+            link = self.store.get_link(calendar_id, event.id)
+            copy = self._copy_of_linked(calendar_id, event) if link is None else None
+            if copy is not None:
+                decided.append((event.id, copy))
+                continue
+            decided.append((event.id, classify(event, link, self.solution_names, orphaned_before=orphaned_before)))
+        return decided
+
+    def _copy_of_linked(self, calendar_id: str, event: CalendarEvent) -> Skip | None:
+        """A Skip for an unlinked event showing a conference linked to another event or calendar:
+        a guest's copy, a shared calendar's, or an event that copied its conferenceData. Only the
+        linked event speaks for the conference (its owner's, in their vendor account); a copy
+        acting with its own calendar owner's token would be refused, and its delete recorded as
+        done would make the owner's real delete stale."""
+        conference_id = event.conference.conference_id if event.conference is not None else None
+        if not conference_id:
+            return None
+        owning = self.store.link_for_conference(conference_id)
+        if owning is None or owning.state is not LinkState.LIVE:
+            return None
+        log.info(
+            "a copy of a conference linked elsewhere: no command",
+            event_id=event.id,
+            conference_id=conference_id,
+            linked_calendar=owning.calendar_id if owning.calendar_id != calendar_id else "this",
+        )
+        return Skip("a copy of a conference linked to another event")
 
     def orphaned_before(self) -> datetime:
         """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""

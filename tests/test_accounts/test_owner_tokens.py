@@ -131,3 +131,30 @@ def test_a_busy_token_endpoint_is_waited_out_never_taken_for_a_revocation(world:
     assert grant is not None
     assert grant.status is GrantStatus.ACTIVE
     assert world.stack.store.count_held(ALICE) == 0
+
+
+def test_a_guests_copy_of_the_meeting_speaks_for_nothing_and_the_organizers_delete_goes_through(
+    accounts_world: WorldFactory,
+) -> None:
+    bob = "bob@example.com"
+    world = accounts_world(ALICE, bob)
+    for email in (ALICE, bob):
+        person = Person(email)
+        url = world.create(email, email, "first").json()["error"]["authenticationUrl"]
+        assert heading(person.connect(url).text) == "Connected"
+        person.close()
+    world.attach(bob, bob, world.new_event(bob, bob, "Bob's own"))  # Bob's calendar is watched too
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    world.calendar_as(ALICE).events().patch(
+        calendarId=ALICE, eventId=event["id"], body={"attendees": [{"email": bob}], "summary": "With Bob"}
+    ).execute()  # Bob's calendar now holds a copy, carrying Alice's conference
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "With Bob", what="the organizer's change")
+    world.settle()
+
+    world.calendar_as(ALICE).events().delete(calendarId=ALICE, eventId=event["id"]).execute()
+
+    world.wait_for(lambda: world.conference(conference)["state"] == "deleted", what="the organizer's delete")
+    refused = [e for e in vendor_calls(world, "PATCH") + vendor_calls(world, "DELETE") if e["status"] == 404]
+    assert refused == []  # no command went out with Bob's token for Alice's conference
+    assert world.stack.store.get_link(bob, event["id"]) is None  # his copy was never linked
