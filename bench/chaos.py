@@ -5,9 +5,11 @@ Starts ``confsync local`` (its supervisor restarts what is killed), gives ``--ca
 changes through the Calendar API (rename, move, guests, cancel, cancel one occurrence,
 remove the conference, switch to Meet, new meeting with a conference), and meanwhile, at
 random: 503/429 bursts at the conferencing service, 500s on Calendar listings, sync tokens
-invalidated (410), and (on Pub/Sub: the in-process queues are not meant to survive a
-crash) a service SIGKILLed. Then the faults stop and it waits for the
-provider to agree with Calendar. Prints one JSON object: changes, divergences (must be 0),
+invalidated (410), every vendor access token expired at once (the vendor's clock moved on an
+hour), and (on Pub/Sub: the in-process queues are not meant to survive a crash) a service
+SIGKILLed; halfway through, one user revokes confsync at the vendor (their changes are held).
+Then the faults stop, that user reconnects (the connect pages, as a browser), and it waits for
+the provider to agree with Calendar. Prints one JSON object: changes, divergences (must be 0),
 the messages left on each dead-letter topic,
 lost deletes (0), duplicate creates (0), provider calls per effective change.
 
@@ -56,6 +58,7 @@ class Chaos:
         self.live: list[tuple[str, str, bool]] = []  # (calendar, event, weekly) still carrying ours
         self.counts: dict[str, int] = {}
         self.created = 0
+        self.revoked: list[str] = []
 
     def meeting(self, calendar_id: str, n: int) -> None:
         weekly = self.rng.random() < 0.25
@@ -114,16 +117,19 @@ class Chaos:
     def disturb(self) -> None:
         driver, rng = self.driver, self.rng
         roll = rng.random()
-        if roll < 0.3:
+        if roll < 0.25:
             status = rng.choice([503, 429])
             driver.provider_fault({"path": "^/v1/conferences/", "status": status, "probability": 0.4, "count": 15})
             self._count(f"provider_{status}_burst")
-        elif roll < 0.5:
+        elif roll < 0.4:
             driver.calendar_fault({"method": "GET", "path": "/events$", "status": 500, "probability": 0.3, "count": 8})
             self._count("calendar_500_burst")
-        elif roll < 0.7:
+        elif roll < 0.55:
             driver.invalidate_sync_tokens(self.some_calendar())
             self._count("sync_tokens_invalidated")
+        elif roll < 0.75:
+            driver.vendor_clock(3600)  # every vendor access token confsync holds has expired
+            self._count("vendor_tokens_expired")
         elif self.kills:
             names = [n for n in self.info.services if n.startswith("serve-")]
             victim = rng.choice(names)
@@ -135,6 +141,19 @@ class Chaos:
                 self._count(f"killed_{victim}")
             except ProcessLookupError:
                 pass
+
+    def revoke_one(self) -> None:
+        """A user disconnects confsync in their vendor account: their changes are held from now."""
+        user = self.some_calendar()
+        self.driver.revoke_at_vendor(user)
+        self.revoked.append(user)
+        self._count("vendor_grant_revoked")
+
+    def reconnect(self) -> None:
+        """Each user who revoked connects again (if a create did not already make them)."""
+        for user in self.revoked:
+            if self.driver.connect(user).consents:
+                self._count("reconnected")
 
     def _count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -193,10 +212,13 @@ def main() -> None:
                 chaos.meeting(f"user{c}@example.com", c * 100 + e)
         for k in range(args.changes):
             chaos.change(k)
+            if k == args.changes // 2:
+                chaos.revoke_one()
             if rng.random() < 0.04:
                 chaos.disturb()
         driver.clear_provider_faults()
         driver.clear_calendar_faults()
+        chaos.reconnect()
         rows = driver.wait_until_agreed(args.settle_s, poll_s=0.5)
         report = driver.call_report(mark)
         dead = dead_letters(info)
