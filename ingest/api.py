@@ -48,7 +48,7 @@ from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import Conference, ConferenceProvider, NewConference, Store, UserAccounts
 from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
-from confsync.store import Link
+from confsync.store import CalendarStatus, Link
 from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
 from ingest.addon_access import (
     DEV_CALLER,
@@ -124,6 +124,8 @@ def create_conference_route(  # noqa: PLR0913, PLR0915 - the route's parts, name
         except ConfsyncError as err:
             log.error("could not ask Calendar who may write the calendar", error=str(err))  # noqa: TRY400 - an answer
             return _error(502, "PERMANENT", "Google Calendar refused to say who may write this calendar.")
+        if refusal is None and accounts is not None and _disconnected(store, caller, new.calendar_id):
+            return connect_first(caller)  # their reconnect makes it active and resyncs it (accounts/resume.py)
         if refusal is None:  # only now is anything written: the caller's claim on the calendar
             refusal = guard.claim(caller, new.calendar_id)
         return None if refusal is None else _refused(refusal)
@@ -227,6 +229,12 @@ def conference_data(conference: Conference) -> dict[str, Any]:
         "parameters": {"addOnParameters": {"parameters": {"adminEmail": conference.admin_email}}},
         "notes": conference.legal_notice,
     }
+
+
+def _disconnected(store: Store, caller: Caller, calendar_id: str) -> bool:
+    """Whether the caller's own calendar lost confsync's access (it is not followed until they reconnect)."""
+    state = store.get_calendar(calendar_id)
+    return state is not None and state.status is CalendarStatus.DISCONNECTED and caller.is_(state.subject)
 
 
 def _refused(refusal: Refusal) -> Response:

@@ -13,10 +13,10 @@
 - ``renew`` reconciles each calendar that has a channel expiring within a window (a failed
   watch counts as expired): afterwards it has exactly one live channel, opened before any old
   one is stopped, so there is never a gap. The lag loop runs it with no window (repairs only)
-  and the scheduler's tick ahead of expiry. A calendar whose watch answers 404/403 is marked
-  gone (and a CalendarChanged goes out so its conferences are reconciled); one whose
-  credentials are refused is marked disconnected; either way its channels are stopped, as are
-  those of a calendar marked gone or disconnected elsewhere.
+  and the scheduler's tick ahead of expiry. A calendar whose watch answers 404/403 (counted as
+  gone in the report) or whose credentials are refused is marked disconnected with the cause:
+  lost access, never a delete; its channels are stopped, as are those of a calendar marked
+  disconnected elsewhere, and its owner's reconnect watches it again.
 - ``stop`` and ``list`` for operators.
 """
 
@@ -32,9 +32,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from confsync.contracts import CalendarChanged, Source
 from confsync.errors import AuthError, CalendarGone, ConfsyncError, TransientError
-from confsync.ports import CalendarClient, Publisher, Store, SubjectClients, client_for
+from confsync.ports import CalendarClient, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, ChannelState
@@ -82,8 +81,6 @@ class ChannelManager:
         *,
         webhook_url: str,
         ttl_s: int,
-        publisher: Publisher | None = None,
-        changes_topic: str = "calendar-changes",
         clock: Callable[[], datetime] = utc_now,
         calendar_for: SubjectClients | None = None,
     ) -> None:
@@ -94,8 +91,6 @@ class ChannelManager:
         self._calendar_for = calendar_for
         self._webhook_url = webhook_url
         self._ttl_s = ttl_s
-        self._publisher = publisher
-        self._changes_topic = changes_topic
         self._clock = clock
 
     def ensure(self, calendar_id: str) -> ChannelRecord:
@@ -203,13 +198,9 @@ class ChannelManager:
             if keep is None:
                 try:
                     keep = self._open(calendar_id)
-                except CalendarGone as err:
-                    self._give_up(calendar_id, CalendarStatus.GONE, err)
-                    report.gone.append(calendar_id)
-                    return
-                except AuthError as err:
-                    self._give_up(calendar_id, CalendarStatus.DISCONNECTED, err)
-                    report.disconnected.append(calendar_id)
+                except (CalendarGone, AuthError) as err:  # lost access: disconnected, nothing deleted
+                    self._give_up(calendar_id, err)
+                    (report.gone if isinstance(err, CalendarGone) else report.disconnected).append(calendar_id)
                     return
                 except ConfsyncError as err:
                     log.warning("channel renewal failed; will retry", calendar_id=calendar_id, error=str(err))
@@ -221,17 +212,15 @@ class ChannelManager:
                 self._stop(channel)
                 report.stopped.append(channel.channel_id)
 
-    def _give_up(self, calendar_id: str, status: CalendarStatus, err: ConfsyncError) -> None:
-        self._store.set_calendar_status(calendar_id, status, str(err))
+    def _give_up(self, calendar_id: str, err: ConfsyncError) -> None:
+        """Lost access (404/403 or refused credentials): disconnected with its cause, its channels
+        stopped; nothing is deleted, and the owner's reconnect watches and resyncs it again."""
+        self._store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
         for channel in self._store.live_channels(calendar_id):
             self._stop(channel)
-        log.error("calendar can no longer be watched", calendar_id=calendar_id, status=status.value, error=str(err))
-        if status is CalendarStatus.GONE and self._publisher is not None:
-            change = CalendarChanged(calendar_id=calendar_id, source=Source.RENEWAL, received_at=self._clock())
-            try:
-                self._publisher.publish(self._changes_topic, change.to_bytes(), ordering_key=calendar_id)
-            except ConfsyncError as failure:  # marked gone already; a backfill reconciles it later
-                log.error("could not ask for reconciliation", calendar_id=calendar_id, error=str(failure))  # noqa: TRY400
+        log.error(
+            "calendar can no longer be watched; disconnected, nothing deleted", calendar_id=calendar_id, error=str(err)
+        )
 
     def stop(self, *, calendar_id: str | None = None, channel_id: str | None = None) -> list[str]:
         """Stop one channel, or every live channel of a calendar; the ids stopped."""

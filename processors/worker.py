@@ -8,9 +8,11 @@ synced (``processors.sync.run_sync``) and every event classified
 (``processors.classify``): commands are written to the store's outbox, published with ordering
 key = conference id, then the links are updated. A publisher settles each outbox entry; one
 still there after ``republish_after_s`` was lost or is stuck in the broker, and ingest/lag.py
-publishes it again. A calendar that is gone (404/403) gets delete commands for all its live
-links (reason ``calendar_gone``) and is marked gone; one whose credentials are refused is
-marked disconnected, logged once, and acknowledged (no retry storm). Any other permanent
+publishes it again. Lost access is never a delete: a calendar that answers 404/403 (gone, or
+no longer shared with its owner) or whose credentials are refused is marked disconnected with
+the cause, logged once, and acknowledged (no retry storm); its conferences stay, its owner's
+next add-on call asks them to connect, and their reconnect resyncs it in full
+(accounts/resume.py). Any other permanent
 error marks it failed with the error (no retry, and ingest/lag.py stops re-announcing it) until
 an operator's backfill lists it again (``reactivate``). Everything else transient is raised,
 so the transport retries.
@@ -106,12 +108,9 @@ class CalendarWorker:
                         calendar_id, token, expected_version=version, at=listing_began
                     ),
                 )
-            except CalendarGone as err:
-                self._calendar_gone(calendar_id, str(err))
-                return
-            except AuthError as err:
+            except (CalendarGone, AuthError) as err:  # lost access, not cancellation: nothing is deleted
                 self.store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
-                log.error("calendar credentials refused; calendar disconnected", error=str(err))  # noqa: TRY400
+                log.error("calendar can no longer be read; disconnected, nothing deleted", error=str(err))  # noqa: TRY400
                 return
             except ConfigError:
                 raise  # a bad setting is the deployment's to fix, not this calendar's
@@ -162,14 +161,6 @@ class CalendarWorker:
         for link in stale:
             commands.delete_link(link, CommandReason.RECONCILED)
         return len(stale)
-
-    def _calendar_gone(self, calendar_id: str, error: str) -> None:
-        links = self.store.live_links(calendar_id)
-        commands = self.commands
-        for link in links:
-            commands.delete_link(link, CommandReason.CALENDAR_GONE)
-        self.store.set_calendar_status(calendar_id, CalendarStatus.GONE, error)
-        log.error("calendar gone; its conferences are deleted", deleted=len(links), error=error)
 
     def _failed(self, calendar_id: str, err: PermanentError) -> None:
         self.store.set_calendar_status(calendar_id, CalendarStatus.FAILED, str(err))

@@ -143,8 +143,6 @@ class Stack:
             self.calendars.for_subject(None),
             webhook_url=settings.webhook_url or "",
             ttl_s=settings.channel_ttl_s,
-            publisher=self.publisher,
-            changes_topic=settings.topic_calendar_changes,
             calendar_for=self.calendars.for_subject,
         )
 

@@ -158,3 +158,29 @@ def test_a_guests_copy_of_the_meeting_speaks_for_nothing_and_the_organizers_dele
     refused = [e for e in vendor_calls(world, "PATCH") + vendor_calls(world, "DELETE") if e["status"] == 404]
     assert refused == []  # no command went out with Bob's token for Alice's conference
     assert world.stack.store.get_link(bob, event["id"]) is None  # his copy was never linked
+
+
+def test_a_calendar_answering_404_is_disconnected_not_emptied_and_its_owner_reconnects_it(
+    world: AccountsWorld, alice: Person
+) -> None:
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    world.calendar.admin("POST", "/_sandbox/faults", {"method": "GET", "path": "/events$", "status": 404, "count": 3})
+
+    rename(world, event, "Planning v2")
+
+    def disconnected() -> bool:
+        state = world.stack.store.get_calendar(ALICE)
+        return state is not None and state.status is CalendarStatus.DISCONNECTED
+
+    world.wait_for(disconnected, what="the calendar disconnected")
+    assert vendor_calls(world, "DELETE") == []  # lost access is not cancellation
+    assert world.conference(conference)["state"] == "active"
+    world.calendar.admin("DELETE", "/_sandbox/faults")
+    again = world.create(ALICE, ALICE, "another", event={"summary": "Another"})
+    assert again.json()["error"]["type"] == "AUTHENTICATION"  # her calendar is not followed: she is asked
+
+    assert heading(alice.connect(again.json()["error"]["authenticationUrl"]).text) == "Connected"
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="the resync")
+    assert vendor_calls(world, "DELETE") == []

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from tests_support import event_body
 
-from confsync.contracts import Source
 from confsync.settings import Secret
 from confsync.store import CalendarStatus, ChannelRecord, ChannelState
 
@@ -57,18 +56,17 @@ def test_renewal_leaves_channels_that_are_not_expiring_alone(ingest) -> None:  #
     assert [c.channel_id for c in ingest.store.live_channels(CAL)] == [channel.channel_id]
 
 
-def test_a_calendar_that_is_gone_is_marked_and_reconciled(ingest) -> None:  # type: ignore[no-untyped-def]
+def test_a_calendar_that_is_gone_is_disconnected_and_nothing_is_deleted(ingest) -> None:  # type: ignore[no-untyped-def]
     ingest.store.add_channel(
         ChannelRecord("chan-ghost", "ghost@example.com", "res", Secret("t"), datetime.now(UTC) + timedelta(minutes=30))
     )
     report = ingest.channels.renew(timedelta(hours=1))
     assert report.gone == ["ghost@example.com"]
     state = ingest.store.get_calendar("ghost@example.com")
-    assert state.status is CalendarStatus.GONE
+    assert state.status is CalendarStatus.DISCONNECTED  # lost access: its owner is asked to reconnect
     assert "404" in (state.last_error or "")
     assert ingest.store.live_channels("ghost@example.com") == []
-    (change,) = ingest.published(1)
-    assert (change.calendar_id, change.source) == ("ghost@example.com", Source.RENEWAL)
+    assert ingest.published(0) == []  # no reconciliation: nothing of its conferences is touched
     assert ingest.channels.renew(timedelta(hours=1)).gone == [], "its renewal stops"
 
 

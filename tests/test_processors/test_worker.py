@@ -210,19 +210,17 @@ def test_a_notification_older_than_the_last_sync_costs_no_listing(rig: Rig) -> N
     assert rig.listings() == before + 1
 
 
-def test_a_gone_calendar_deletes_its_conferences_and_is_marked(rig: Rig) -> None:
+def test_a_calendar_that_cannot_be_read_is_disconnected_and_none_of_its_conferences_deleted(rig: Rig) -> None:
     rig.store.upsert_link(Link("ghost@example.com", "evt1", "cnf_g1", "fp", datetime.now(UTC)))
     rig.store.upsert_link(Link("ghost@example.com", "evt2", "cnf_g2", "fp", datetime.now(UTC)))
     rig.worker.handle(
         CalendarChanged(calendar_id="ghost@example.com", source=Source.RENEWAL, received_at=datetime.now(UTC))
     )
-    commands = rig.commands()
-    assert sorted((c.conference_id, c.reason) for c in commands) == [
-        ("cnf_g1", CommandReason.CALENDAR_GONE),
-        ("cnf_g2", CommandReason.CALENDAR_GONE),
-    ]
-    assert rig.store.get_calendar("ghost@example.com").status is CalendarStatus.GONE
-    assert rig.store.live_links("ghost@example.com") == []
+    assert rig.commands() == []  # lost access is not cancellation
+    state = rig.store.get_calendar("ghost@example.com")
+    assert state.status is CalendarStatus.DISCONNECTED
+    assert "404" in (state.last_error or "")
+    assert [link.conference_id for link in rig.store.live_links("ghost@example.com")] == ["cnf_g1", "cnf_g2"]
 
 
 def test_refused_credentials_disconnect_the_calendar_without_retrying(rig: Rig) -> None:
