@@ -73,8 +73,13 @@ class CommandSink:
         owning = self.store.link_for_conference(conference_id)
         if owning is None or owning.state is not LinkState.LIVE:
             return None
-        log.info(
-            "a copy of a conference linked elsewhere: no command",
+        # Google gives a meeting's copies the event's id: another id carrying the conference is an
+        # event that copied its conferenceData, which someone may be trying on purpose.
+        copied = owning.event_id != event.id
+        (log.warning if copied else log.info)(
+            "an event copied a conference linked elsewhere: no command"
+            if copied
+            else "a copy of a meeting whose conference is linked elsewhere: no command",
             event_id=event.id,
             conference_id=conference_id,
             linked_calendar=owning.calendar_id if owning.calendar_id != calendar_id else "this",

@@ -6,6 +6,7 @@ back from the vendor; what Calendar was asked, from its journal."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -184,3 +185,48 @@ def test_a_calendar_answering_404_is_disconnected_not_emptied_and_its_owner_reco
 
     world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning v2", what="the resync")
     assert vendor_calls(world, "DELETE") == []
+
+
+def test_an_event_that_copied_someone_elses_conference_can_neither_change_nor_delete_it(
+    accounts_world: WorldFactory,
+) -> None:
+    mallory = "mallory@example.com"
+    world = accounts_world(ALICE, mallory)
+    for email in (ALICE, mallory):
+        person = Person(email)
+        url = world.create(email, email, "first").json()["error"]["authenticationUrl"]
+        assert heading(person.connect(url).text) == "Connected"
+        person.close()
+    world.attach(mallory, mallory, world.new_event(mallory, mallory, "Mallory's own"))  # her calendar is watched
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    before = world.conference(conference)
+    stolen = world.calendar_as(ALICE).events().get(calendarId=ALICE, eventId=event["id"]).execute()["conferenceData"]
+    body = {
+        "summary": "Not Alice's",
+        "start": {"dateTime": "2026-12-03T09:00:00Z"},
+        "end": {"dateTime": "2026-12-03T10:00:00Z"},
+        "conferenceData": stolen,
+    }
+    fake = world.calendar_as(mallory).events().insert(calendarId=mallory, body=body, conferenceDataVersion=1).execute()
+    world.calendar_as(mallory).events().patch(
+        calendarId=mallory, eventId=fake["id"], body={"summary": "Renamed"}
+    ).execute()
+    world.calendar_as(mallory).events().delete(calendarId=mallory, eventId=fake["id"]).execute()
+    deleted_at = datetime.now(UTC)
+
+    def listed_since() -> bool:  # a listing of Mallory's calendar began after her delete
+        state = world.stack.store.get_calendar(mallory)
+        return state is not None and state.last_synced_at is not None and state.last_synced_at > deleted_at
+
+    world.wait_for(listed_since, what="Mallory's calendar listed after her delete")
+    world.settle()
+    refused = [e for e in vendor_calls(world, "PATCH") + vendor_calls(world, "DELETE") if e["status"] == 404]
+    assert refused == []  # nothing was even tried for Alice's conference in Mallory's name
+    rename(world, event, "Planning, still Alice's")  # a change of Alice's after Mallory's: it still reaches
+
+    world.wait_for(lambda: summary_at_vendor(world, conference) == "Planning, still Alice's", what="Alice's change")
+    after = world.conference(conference)
+    assert after["state"] == "active"
+    assert after["version"] == before["version"] + 1  # Alice's change, and nothing of Mallory's
+    assert world.stack.store.get_link(mallory, fake["id"]) is None
