@@ -9,41 +9,20 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tests_support.local_stack import Stack
+from tests_support.local_stack import Stack, person, store_of, timed
 
 from accounts.grants import Grants
 from accounts.vault import open_vault
-from confsync.ports import Store
 from confsync.settings import Settings
-from confsync.store import CalendarStatus, GrantStatus, OAuthProvider, open_store
+from confsync.store import CalendarStatus, GrantStatus, OAuthProvider
 from stack.driver import StackDriver
 
 WAIT_S = 60.0
-
-
-def person(name: str, domain: str = "example.com") -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}@{domain}"
-
-
-def timed(summary: str, day: int) -> dict[str, Any]:
-    start, end = f"2026-12-{day:02d}T14:00:00Z", f"2026-12-{day:02d}T15:00:00Z"
-    return {"summary": summary, "start": {"dateTime": start}, "end": {"dateTime": end}}
-
-
-@contextmanager
-def store_of(stack: Stack) -> Iterator[Store]:
-    store = open_store(stack.info.store)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S) -> None:

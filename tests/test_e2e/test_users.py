@@ -8,38 +8,14 @@ the store then show what changed, and what did not.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from tests_support.local_stack import Stack
+from tests_support.local_stack import Stack, person, store_of, timed
 
 from confsync.calendar import CALENDAR_SCOPES
-from confsync.ports import Store
-from confsync.store import open_store
 from stack.driver import StackDriver, authentication_url
 
 AGREE_TIMEOUT_S = 60.0
-
-
-def person(name: str, domain: str = "example.com") -> str:
-    """A new user's email, unique to this run (the stack is shared by the package's tests)."""
-    return f"{name}-{uuid.uuid4().hex[:8]}@{domain}"
-
-
-def timed(summary: str, day: int) -> dict[str, Any]:
-    start, end = f"2026-12-{day:02d}T10:00:00+01:00", f"2026-12-{day:02d}T11:00:00+01:00"
-    return {"summary": summary, "start": {"dateTime": start}, "end": {"dateTime": end}}
-
-
-@contextmanager
-def store_of(stack: Stack) -> Iterator[Store]:
-    store = open_store(stack.info.store)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def writes_since(driver: StackDriver, mark: int) -> list[dict[str, Any]]:

@@ -5,12 +5,29 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from confsync.ports import Store
+from confsync.store import open_store
 from stack.local import ReadyInfo
 
-__all__ = ["Stack"]
+__all__ = ["Stack", "person", "store_of", "timed"]
+
+
+def person(name: str, domain: str = "example.com") -> str:
+    """A new user's email, unique to this run (the stack is shared by the package's tests)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}@{domain}"
+
+
+def timed(summary: str, day: int, hour: int = 10) -> dict[str, Any]:
+    """A one-hour meeting on 2026-12-``day`` at ``hour``:00 Warsaw time."""
+    start, end = f"2026-12-{day:02d}T{hour:02d}:00:00+01:00", f"2026-12-{day:02d}T{hour + 1:02d}:00:00+01:00"
+    return {"summary": summary, "start": {"dateTime": start}, "end": {"dateTime": end}}
 
 
 @dataclass
@@ -41,3 +58,13 @@ class Stack:
                 return pid
             time.sleep(0.2)
         raise AssertionError(f"{service} was not restarted within {timeout_s:.0f}s")
+
+
+@contextmanager
+def store_of(stack: Stack) -> Iterator[Store]:
+    """The stack's store, opened beside its services (SQLite: many readers are fine)."""
+    store = open_store(stack.info.store)
+    try:
+        yield store
+    finally:
+        store.close()
