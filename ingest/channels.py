@@ -218,9 +218,7 @@ class ChannelManager:
         self._store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
         for channel in self._store.live_channels(calendar_id):
             self._stop(channel)
-        log.error(
-            "calendar can no longer be watched; disconnected, nothing deleted", calendar_id=calendar_id, error=str(err)
-        )
+        log.error("calendar can no longer be watched", calendar_id=calendar_id, status="disconnected", error=str(err))
 
     def stop(self, *, calendar_id: str | None = None, channel_id: str | None = None) -> list[str]:
         """Stop one channel, or every live channel of a calendar; the ids stopped."""
