@@ -37,7 +37,7 @@ from confsync.contracts import CommandKind, ConferenceCommand
 from confsync.errors import ConfsyncError, Disconnected, NotFound, PermanentError, Stale, TransientError
 from confsync.ports import ConferenceProvider, Store
 from confsync.store import AppliedVersion
-from confsync.store.records import HeldCommand, OAuthProvider
+from confsync.store.records import GrantStatus, HeldCommand, OAuthProvider
 from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
 from publishers.retry import CircuitOpen
@@ -192,6 +192,12 @@ class CommandApplier:
             cause=str(err),
         )
         self.store.hold_command(held)
+        grant = self.store.get_grant(err.user, OAuthProvider.VENDOR)
+        if grant is not None and grant.status is GrantStatus.ACTIVE:
+            # They reconnected while this was being held, after their reconnect sent what was
+            # held then: nothing would send this one. It goes now, through the transport's retry.
+            self.store.release_held(err.user, [command.command_id])
+            raise TransientError("its owner reconnected while the command was held: sent again") from err
         log.warning("command held until its owner reconnects their vendor account", owner=err.user)
 
     def _provider_for(self, command: ConferenceCommand) -> ConferenceProvider:

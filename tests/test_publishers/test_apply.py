@@ -17,12 +17,13 @@ import pytest
 from tests_support import PROVIDER_KEY, RunningProvider
 
 from confsync.contracts import CommandKind, CommandReason, ConferenceCommand, ConferencePayload, EventTime
-from confsync.errors import AuthError, PermanentError, TransientError
+from confsync.errors import AuthError, Disconnected, PermanentError, TransientError
 from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider
 from confsync.serving import ServedApp
 from confsync.settings import Secret, Settings
 from confsync.store import OutboxEntry
+from confsync.store.records import OAuthProvider
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.base import DeadLetter, Message, Outcome, process
 from confsync.transport.memory import MemoryBroker
@@ -361,3 +362,29 @@ def test_only_a_pull_worker_waits_for_an_open_breaker(rig: Rig, delivery: str, h
             applier.apply(update(conference, "y", T0 + timedelta(seconds=1)))
         assert time.monotonic() - started < 0.4, "answered at once: Pub/Sub backs off"
     applier.close()
+
+
+def test_a_command_held_just_as_its_owner_reconnects_goes_out_instead_of_waiting_for_good(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """The owner's reconnect sends what was held before it; a command whose hold lands after
+    that (it read the revoked grant just before the reconnect) must not wait for the next one."""
+    from accounts.grants import Grants  # noqa: PLC0415 - the test's way to store a grant
+    from accounts.vault import LocalKeyFile, Vault  # noqa: PLC0415
+
+    owner = "owner@example.com"
+    rig.store.claim_calendar("a@example.com", owner)
+    Grants(rig.store, Vault(LocalKeyFile(tmp_path / "k"))).save(owner, OAuthProvider.VENDOR, Secret("rt"), ["c"])
+
+    def revoked_then_reconnected(_user: str) -> HttpConferenceProvider:
+        raise Disconnected("revoked when this command read it", user=owner, provider="vendor")
+
+    applier = CommandApplier(
+        rig.store, rig.client, retry_policy(Settings(), sleep=rig.sleeps.append), as_owner=revoked_then_reconnected
+    )
+    try:
+        with pytest.raises(TransientError, match="reconnected"):
+            applier.apply(update(rig.conference(), "Planning"))
+    finally:
+        applier.close()
+    assert rig.store.count_held(owner) == 0  # not left behind: the transport delivers it again
