@@ -157,7 +157,6 @@ class Accounts:
             id_tokens=OidcVerifier(audience=signin.client_id, certs_url=settings.google_certs_url),
             delegates=credentials.delegates if credentials is not None else lambda _user: False,
             disconnect=self.disconnect,
-            ttl_s=settings.connect_ttl_s,
         )
 
     # -- confsync.ports.UserAccounts --------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -67,8 +66,6 @@ class SettingsPages:
         id_tokens: OidcVerifier,
         delegates: Callable[[str], bool],
         disconnect: Callable[[str], dict[str, object]],
-        ttl_s: float = 900.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._grants = grants
@@ -77,8 +74,6 @@ class SettingsPages:
         self._id_tokens = id_tokens
         self._delegates = delegates
         self._disconnect = disconnect
-        self._ttl = timedelta(seconds=ttl_s)
-        self._clock = clock
 
     # -- signing in ---------------------------------------------------------------------------
 
