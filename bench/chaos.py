@@ -2,8 +2,12 @@
 
 Starts ``confsync local`` (its supervisor restarts what is killed), gives ``--calendars`` x
 ``--events`` meetings a conference through the add-on API, then makes ``--changes`` random
-changes through the Calendar API (rename, move, guests, cancel, cancel one occurrence,
-remove the conference, switch to Meet, new meeting with a conference), and meanwhile, at
+changes through the Calendar API (rename, new time, guests, cancel, cancel or move one
+occurrence, remove the conference, switch to Meet, new meeting with a conference), and the
+ones only the owner's copy may speak for: other users of the run invited (their watched
+calendars get copies) and a guest removing their copy, a meeting moved to its owner's team
+calendar, and one moved out of its owner's calendars by a user they share a calendar with
+(its conference goes, after the grace). Meanwhile, at
 random: 503/429 bursts at the conferencing service, 500s on Calendar listings, sync tokens
 invalidated (410), every vendor access token expired at once (the vendor's clock moved on an
 hour), and (on Pub/Sub: the in-process queues are not meant to survive a crash) a service
@@ -11,7 +15,8 @@ SIGKILLed; halfway through, one user revokes confsync at the vendor (their chang
 Then the faults stop, that user reconnects (the connect pages, as a browser), and it waits for
 the provider to agree with Calendar. Prints one JSON object: changes, divergences (must be 0),
 the messages left on each dead-letter topic,
-lost deletes (0), duplicate creates (0), provider calls per effective change.
+lost deletes (0), deletes the owner did not cause (0), duplicate creates (0), provider calls per
+effective change.
 
     .venv/bin/python bench/chaos.py --seed 7 --changes 300 [--transport pubsub|memory]
         [--calendars 8] [--events 6] [--no-kills] [--state-dir D]
@@ -32,6 +37,7 @@ from typing import Any
 import httpx
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
+from googleapiclient.errors import HttpError
 
 from confsync.logs import configure_logging
 from confsync.settings import Settings
@@ -56,9 +62,13 @@ class Chaos:
     def __init__(self, driver: StackDriver, rng: random.Random, info: ReadyInfo, kills: bool) -> None:
         self.driver, self.rng, self.info, self.kills = driver, rng, info, kills
         self.live: list[tuple[str, str, bool]] = []  # (calendar, event, weekly) still carrying ours
+        self.guests: dict[tuple[str, str], list[str]] = {}  # (calendar, event) -> users of the run invited
+        self.users: list[str] = []
         self.counts: dict[str, int] = {}
         self.created = 0
         self.revoked: list[str] = []
+        self.teams: set[str] = set()
+        self.shared: set[tuple[str, str]] = set()
 
     def meeting(self, calendar_id: str, n: int) -> None:
         weekly = self.rng.random() < 0.25
@@ -88,19 +98,23 @@ class Chaos:
         index = rng.randrange(len(self.live))
         calendar_id, event_id, weekly = self.live[index]
         roll = rng.random()
-        if roll < 0.35:
+        if roll < 0.28:
             driver.patch(calendar_id, event_id, {"summary": f"renamed {k}"})
             self._count("rename")
-        elif roll < 0.55:
+        elif roll < 0.43:
             driver.patch(calendar_id, event_id, {key: v for key, v in timed("", rng).items() if key != "summary"})
-            self._count("move")
-        elif roll < 0.70:
-            guests = rng.sample(["a@example.com", "b@example.com", "c@example.com", "d@example.com"], rng.randint(0, 3))
-            driver.patch(calendar_id, event_id, {"attendees": [{"email": g} for g in guests]})
-            self._count("guests")
-        elif roll < 0.78 and weekly:
-            driver.cancel_instance(calendar_id, event_id, rng.randint(1, 3))
-            self._count("cancel_instance")
+            self._count("new_time")
+        elif roll < 0.55:
+            self.invite(calendar_id, event_id)
+        elif roll < 0.61:
+            self.guest_removes_copy(calendar_id, event_id)
+        elif roll < 0.66:
+            self.live[index] = (self.to_team(calendar_id, event_id), event_id, weekly)
+        elif roll < 0.69 and calendar_id == driver.owner_of(calendar_id):
+            self.move_away(calendar_id, event_id)
+            self.live.pop(index)
+        elif roll < 0.76 and weekly:
+            self.occurrence(calendar_id, event_id)
         elif roll < 0.86:
             driver.cancel(calendar_id, event_id)
             self.live.pop(index)
@@ -113,6 +127,64 @@ class Chaos:
             driver.switch_to_meet(calendar_id, event_id)
             self.live.pop(index)
             self._count("switch_to_meet")
+
+    def occurrence(self, calendar_id: str, event_id: str) -> None:
+        """One occurrence of a weekly meeting cancelled, or moved a few hours."""
+        if self.rng.random() < 0.5:
+            self.driver.cancel_instance(calendar_id, event_id, self.rng.randint(1, 3))
+            self._count("cancel_instance")
+        else:
+            self.driver.move_instance(calendar_id, event_id, self.rng.randint(1, 3), hours=self.rng.randint(1, 5))
+            self._count("move_instance")
+
+    def invite(self, calendar_id: str, event_id: str) -> None:
+        """Guests: outsiders, and users of the run, whose watched calendars then hold copies."""
+        owner = self.driver.owner_of(calendar_id)
+        insiders = self.rng.sample([u for u in self.users if u != owner], min(2, len(self.users) - 1))
+        outsiders = self.rng.sample(["a@example.com", "b@example.com", "c@example.com"], self.rng.randint(0, 2))
+        guests = insiders[: self.rng.randint(0, len(insiders))] + outsiders
+        self.driver.patch(calendar_id, event_id, {"attendees": [{"email": g} for g in guests]})
+        self.guests[(calendar_id, event_id)] = [g for g in guests if g in self.users]
+        self._count("guests")
+
+    def guest_removes_copy(self, calendar_id: str, event_id: str) -> None:
+        """A guest deletes the meeting from their own calendar: only their copy goes."""
+        guests = self.guests.get((calendar_id, event_id))
+        if not guests:
+            self.invite(calendar_id, event_id)
+            return
+        guest = guests.pop(self.rng.randrange(len(guests)))
+        try:
+            self.driver.cancel(guest, event_id)
+        except HttpError as err:
+            if err.resp.status not in (404, 410):  # an occurrence-only guest, or already gone
+                raise
+        self._count("guest_removed_copy")
+
+    def to_team(self, calendar_id: str, event_id: str) -> str:
+        """The owner moves the meeting between their primary and their team calendar."""
+        owner = self.driver.owner_of(calendar_id)
+        destination = owner if calendar_id != owner else self.team_of(owner)
+        self.driver.move(calendar_id, event_id, destination)
+        self.guests[(destination, event_id)] = self.guests.pop((calendar_id, event_id), [])
+        self._count("moved_between_owners_calendars")
+        return destination
+
+    def team_of(self, owner: str) -> str:
+        team = owner.replace("@", ".team@")
+        if team not in self.teams:
+            self.driver.add_secondary_calendar(team, owner)
+            self.teams.add(team)
+        return team
+
+    def move_away(self, calendar_id: str, event_id: str) -> None:
+        """Someone the owner shares their calendar with moves the meeting to their own."""
+        other = self.rng.choice([u for u in self.users if u != calendar_id])
+        if (calendar_id, other) not in self.shared:
+            self.driver.share(calendar_id, other, "writer")
+            self.shared.add((calendar_id, other))
+        self.driver.move(calendar_id, event_id, other, as_=other)
+        self._count("moved_out_of_owners_calendars")
 
     def disturb(self) -> None:
         driver, rng = self.driver, self.rng
@@ -144,7 +216,7 @@ class Chaos:
 
     def revoke_one(self) -> None:
         """A user disconnects confsync in their vendor account: their changes are held from now."""
-        user = self.some_calendar()
+        user = self.driver.owner_of(self.some_calendar())
         self.driver.revoke_at_vendor(user)
         self.revoked.append(user)
         self._count("vendor_grant_revoked")
@@ -206,6 +278,7 @@ def main() -> None:
         # (confsync/transport/memory.py), so kills are part of the Pub/Sub run only.
         kills = not args.no_kills and info.transport == "pubsub"
         chaos = Chaos(driver, rng, info, kills=kills)
+        chaos.users = [f"user{c}@example.com" for c in range(args.calendars)]
         for c in range(args.calendars):
             driver.add_calendar(f"user{c}@example.com")
             for e in range(args.events):
@@ -229,6 +302,9 @@ def main() -> None:
         stack.stop()
     divergences = [row for row in rows if not row.agrees]
     lost_deletes = [r for r in divergences if r.expected.state == "deleted" and r.actual and r.actual.state == "active"]
+    uncaused = [
+        r for r in divergences if r.expected.state == "active" and (r.actual is None or r.actual.state != "active")
+    ]
     effective = report["applied"]
     calls = report["applied"] + report["retried"]
     print(
@@ -242,6 +318,7 @@ def main() -> None:
                 "disturbances": chaos.counts,
                 "divergences": len(divergences),
                 "lost_deletes": len(lost_deletes),
+                "deletes_the_owner_did_not_cause": len(uncaused),
                 "duplicate_creates": report["creates"] - chaos.created,
                 "duplicate_applies": report["duplicate_applies"],
                 "provider_calls": calls,

@@ -30,18 +30,23 @@ import httpx
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.logs import configure_logging
+from confsync.ports import Store
 from confsync.serving import free_port
 from confsync.settings import Settings
+from confsync.store import Link
 from confsync.transport.base import Message
 from stack.root import Stack
 
 
-def seed(base: str, calendar_id: str, count: int) -> None:
+def seed(base: str, calendar_id: str, count: int, store: Store) -> None:
+    """Half the events carry our conference, with the owning link the add-on would have made."""
+    made = datetime.now(UTC)
     for first in range(0, count, 10_000):
         events = []
         for n in range(first, min(first + 10_000, count)):
             day, hour = 1 + n % 28, 8 + n % 10
             body: dict[str, object] = {
+                "id": f"ev{n:07d}",
                 "summary": f"Meeting {n}",
                 "start": {"dateTime": f"2026-12-{day:02d}T{hour:02d}:00:00Z"},
                 "end": {"dateTime": f"2026-12-{day:02d}T{hour:02d}:30:00Z"},
@@ -52,6 +57,7 @@ def seed(base: str, calendar_id: str, count: int) -> None:
                     "conferenceId": f"cnf_{n}",
                     "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
                 }
+                store.add_link(Link(calendar_id, f"ev{n:07d}", f"cnf_{n}", created_at=made))
             events.append(body)
         httpx.post(
             f"{base}/_sandbox/calendars/{calendar_id}/bulk-insert",
@@ -72,8 +78,8 @@ def settings(base: str, store: Path, queue_limit: int) -> Settings:
 
 
 def bench_backfill(base: str, tmp: Path, events: int) -> dict[str, object]:
-    seed(base, "big@example.com", events)
     with Stack(settings(base, tmp / "backfill.sqlite", events + 10)) as stack:
+        seed(base, "big@example.com", events, stack.store)
         job = stack.backfill()
         started = time.perf_counter()
         summary = job.run(["big@example.com"])
@@ -88,9 +94,9 @@ def bench_backfill(base: str, tmp: Path, events: int) -> dict[str, object]:
 
 def bench_storm(base: str, tmp: Path, calendars: int, notifications: int, spread_s: float) -> dict[str, object]:
     ids = [f"storm{n}@example.com" for n in range(calendars)]
-    for calendar_id in ids:
-        seed(base, calendar_id, 20)
     stack = Stack(settings(base, tmp / "storm.sqlite", calendars * notifications * 2 + 10))
+    for calendar_id in ids:
+        seed(base, calendar_id, 20, stack.store)
     worker, config = stack.worker, stack.settings  # the production default min interval
     handled = [0]
     lock = threading.Lock()

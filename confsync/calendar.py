@@ -28,6 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,26 @@ class GoogleCalendarClient:
         role = entry.get("accessRole") if isinstance(entry, dict) else None
         return role if isinstance(role, str) else None
 
+    def get_event(self, calendar_id: str, event_id: str) -> CalendarEvent:
+        return parse_event(
+            self._execute(lambda events: events.get(calendarId=calendar_id, eventId=event_id), calendar_id)
+        )
+
+    def writable_calendars(self) -> tuple[str, ...]:
+        found: list[str] = []
+        page_token: str | None = None
+        while True:
+            params: dict[str, Any] = {"minAccessRole": "writer", "maxResults": 250}
+            if page_token:
+                params["pageToken"] = page_token
+            page: dict[str, Any] = self._execute_raw(partial(_calendar_list, params=params))
+            found += [
+                str(entry["id"]) for entry in page.get("items", []) if isinstance(entry, dict) and entry.get("id")
+            ]
+            page_token = page.get("nextPageToken")
+            if not page_token:
+                return tuple(found)
+
     def stop_channel(self, channel_id: str, resource_id: str) -> None:
         try:
             self._execute_raw(
@@ -349,6 +370,10 @@ class GoogleCalendarClient:
             except (TimeoutError, httplib2.HttpLib2Error, OSError) as err:
                 raise TransientError(f"Calendar API unreachable: {type(err).__name__}: {err}") from err
         raise TransientError(f"Calendar API unreachable: {type(stale).__name__}: {stale}") from stale
+
+
+def _calendar_list(service: Any, params: dict[str, Any]) -> Any:
+    return service.calendarList().list(**params)
 
 
 def _refresh_failed(subject: str, err: google_auth_exceptions.GoogleAuthError, calendar_id: str) -> Exception:

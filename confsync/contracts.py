@@ -39,6 +39,8 @@ __all__ = [
     "ConferenceCommand",
     "ConferencePayload",
     "EventTime",
+    "Occurrence",
+    "OccurrenceStatus",
     "ResourceState",
     "Source",
     "make_command_id",
@@ -122,9 +124,66 @@ class EventTime:
         return result
 
 
+class OccurrenceStatus(StrEnum):
+    CANCELLED = "cancelled"
+    MOVED = "moved"
+
+
+_MAX_OCCURRENCES = 1000  # Calendar expands a series to at most so many instances per request
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One occurrence of a recurring series that is not where the series' rule puts it:
+    cancelled, or moved to ``start``-``end`` (Calendar's instance exceptions). The
+    conferencing service follows the real dates: its reminders, dial-in schedules and
+    recordings."""
+
+    original_start: EventTime
+    status: OccurrenceStatus
+    start: EventTime | None = None
+    end: EventTime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.status is OccurrenceStatus.MOVED) != (self.start is not None and self.end is not None):
+            raise InvalidMessage("a moved occurrence, and only a moved one, has start and end")
+
+    def key(self) -> str:
+        """The original start as written, to order and merge a series' exceptions by."""
+        return self.original_start.date_time or self.original_start.date or ""
+
+    def to_json(self) -> dict[str, Any]:
+        value: dict[str, Any] = {"original_start": self.original_start.to_json(), "status": self.status.value}
+        if self.start is not None and self.end is not None:
+            value |= {"start": self.start.to_json(), "end": self.end.to_json()}
+        return value
+
+    @classmethod
+    def from_json(cls, value: object, name: str) -> Self:
+        fields = _Fields(value, name)
+        original = EventTime.from_json(fields.raw("original_start"), f"{name}.original_start")
+        status = fields.choice("status", OccurrenceStatus)
+        start, end = fields.raw("start", optional=True), fields.raw("end", optional=True)
+        try:
+            result = cls(
+                original,
+                status,
+                None if start is None else EventTime.from_json(start, f"{name}.start"),
+                None if end is None else EventTime.from_json(end, f"{name}.end"),
+            )
+        except InvalidMessage as err:
+            raise InvalidMessage(str(err), field=err.field or name) from err
+        fields.done()
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class ConferencePayload:
-    """What the conferencing service cares about in an event; its hash is the fingerprint."""
+    """What the conferencing service cares about in an event; its hash is the fingerprint.
+
+    ``exceptions``: a series' occurrences that were cancelled or moved, ordered by original
+    start (always on the wire, so the last one removed reaches the service; left out of the
+    fingerprint when there are none, so a payload without any keeps the one it always had)."""
 
     start: EventTime
     end: EventTime
@@ -133,9 +192,10 @@ class ConferencePayload:
     organizer: str | None = None
     recurrence: tuple[str, ...] = ()
     html_link: str | None = None
+    exceptions: tuple[Occurrence, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "summary": self.summary,
             "start": self.start.to_json(),
             "end": self.end.to_json(),
@@ -143,11 +203,16 @@ class ConferencePayload:
             "organizer": self.organizer,
             "recurrence": list(self.recurrence),
             "html_link": self.html_link,
+            "exceptions": [occurrence.to_json() for occurrence in self.exceptions],
         }
+        return value
 
     def fingerprint(self) -> str:
         """A stable hash of every payload field: equal payloads, equal fingerprints."""
-        return _digest(self.to_json())
+        value = self.to_json()
+        if not self.exceptions:
+            del value["exceptions"]
+        return _digest(value)
 
     @classmethod
     def from_json(cls, value: object, name: str) -> Self:
@@ -160,9 +225,18 @@ class ConferencePayload:
             organizer=fields.optional_text("organizer"),
             recurrence=fields.texts("recurrence"),
             html_link=fields.optional_text("html_link", limit=_MAX_TEXT),
+            exceptions=_occurrences(fields.raw("exceptions", optional=True), f"{name}.exceptions"),
         )
         fields.done()
         return result
+
+
+def _occurrences(value: object, name: str) -> tuple[Occurrence, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > _MAX_OCCURRENCES:
+        raise InvalidMessage(f"expected a list of at most {_MAX_OCCURRENCES} occurrences", field=name)
+    return tuple(Occurrence.from_json(item, f"{name}[{i}]") for i, item in enumerate(value))
 
 
 @dataclass(frozen=True, slots=True)

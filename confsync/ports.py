@@ -133,6 +133,16 @@ class CalendarClient(Protocol):
         None when it is not in their calendar list; raises AuthError (Disconnected), TransientError."""
         ...
 
+    def get_event(self, calendar_id: str, event_id: str) -> CalendarEvent:
+        """One event as this client's user sees it now (a deleted one comes back cancelled);
+        raises CalendarGone (404/403: no such event, or no access), AuthError, TransientError."""
+        ...
+
+    def writable_calendars(self) -> tuple[str, ...]:
+        """The calendars in this client's user's calendar list that they may write (owner or
+        writer); raises AuthError (Disconnected), TransientError."""
+        ...
+
 
 # The Calendar client acting as a calendar's subject (the user who attached the conference).
 SubjectClients = Callable[[str | None], CalendarClient]
@@ -386,7 +396,8 @@ class Store(Protocol):
         ...
 
     def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
-        """After republishing: next due time and the attempt count (a settled entry stays gone)."""
+        """After publishing it again (or a deferred one the first time): next due time and the
+        attempt count; no longer deferred (a settled entry stays gone)."""
         ...
 
     # users and their grants (accounts/); emails are stored as given: accounts/ normalises them

@@ -218,6 +218,11 @@ class Settings:
         "A conference the add-on created for an event no full listing shows is deleted (as an orphan: the "
         "user discarded the event) once it is this many seconds old; sooner, the user may still be editing.",
     )
+    delete_grace_s: float = _setting(
+        300.0,
+        "A conference whose event was deleted, or moved where its owner cannot read it, is deleted this many "
+        "seconds later, unless the event is seen again first (Calendar's undo, a move back). 0: at once.",
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
     # -- the conferencing service -----------------------------------------------------------
@@ -407,7 +412,7 @@ _PUBSUB_MAX_BATCH = 1000
 
 
 # Settings whose help says "0 turns ... off".
-_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min"})
+_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min", "delete_grace_s"})
 
 
 def _check(name: str, value: object, env: str) -> None:

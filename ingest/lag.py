@@ -16,6 +16,10 @@ Two kinds of work can go missing between stages, and both leave a trace in the s
   the commands' dead-letter topic with the cause (``confsync deadletter list`` shows it,
   ``replay`` brings it back), then removed from the outbox.
 
+A deferred outbox entry (a delete waiting out ``CONFSYNC_DELETE_GRACE_S``, processors/commands.py)
+is published the first time by the same pass once due: that is its schedule, not a repair, and is
+counted apart (``deferred_released``).
+
 Why they go missing: a message whose delivery attempts run out while workers crash is
 dead-lettered by Pub/Sub without any handler having failed on it; the Pub/Sub emulator can
 hold a message that was on a killed worker's stream for many minutes (bench/chaos.py found
@@ -61,6 +65,7 @@ class LagReport:
     oldest_lag_s: float | None  # how far behind the oldest one was (the sync-lag metric)
     commands_republished: int = 0  # overdue outbox entries published again (a dry run: found)
     commands_dead_lettered: int = 0  # of the overdue, those past max_republishes (a dry run: found)
+    deferred_released: int = 0  # deferred commands published now that their grace is over (a dry run: found)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -84,20 +89,23 @@ class LagRepair:
         lagging = self.store.lagging_calendars(now - self.older_than, self.limit)
         self._announced = {k: at for k, at in self._announced.items() if now - at < self.older_than}
         due = [state.calendar_id for state in lagging if state.calendar_id not in self._announced]
-        commands = dead = 0
+        commands = dead = released = 0
         if not dry_run:
             for calendar_id in due:
                 change = CalendarChanged(calendar_id=calendar_id, source=Source.REPAIR, received_at=now)
                 self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
                 self._announced[calendar_id] = now
-            commands, dead = self._republish_commands(now)
+            commands, dead, released = self._republish_commands(now)
         elif self.commands_topic is not None:
             overdue = self.store.outbox_due(now, self.limit)
-            dead = sum(1 for entry in overdue if self._exhausted(entry))
-            commands = len(overdue) - dead
+            released = sum(1 for entry in overdue if entry.deferred)
+            dead = sum(1 for entry in overdue if not entry.deferred and self._exhausted(entry))
+            commands = len(overdue) - dead - released
         oldest = min((s.last_notified_at for s in lagging if s.last_notified_at is not None), default=None)
         lag_s = None if oldest is None else round((now - oldest).total_seconds(), 1)
-        report = LagReport(len(lagging), due, lag_s, commands, dead)
+        report = LagReport(len(lagging), due, lag_s, commands, dead, released)
+        if released:
+            log.info("deferred commands released", deferred_released=released)
         if lagging or commands or dead:
             log.warning(
                 "lag repaired" if not dry_run else "lag found (dry run)",
@@ -109,19 +117,24 @@ class LagRepair:
             )
         return report
 
-    def _republish_commands(self, now: datetime) -> tuple[int, int]:
-        """Publish the overdue commands again; give up those past the cap. (republished, given up)"""
+    def _republish_commands(self, now: datetime) -> tuple[int, int, int]:
+        """Publish the overdue commands again, and the deferred ones whose time has come; give up
+        those past the cap. (republished, given up, deferred released)"""
         if self.commands_topic is None:
-            return 0, 0
-        republished = given_up = 0
+            return 0, 0, 0
+        republished = given_up = released = 0
         for entry in self.store.outbox_due(now, self.limit):
-            if self._exhausted(entry):
+            if entry.deferred:
+                self.publisher.publish(self.commands_topic, entry.data, ordering_key=entry.conference_id)
+                self.store.outbox_reschedule(entry.command_id, now + self.older_than, 0)
+                released += 1
+            elif self._exhausted(entry):
                 self._give_up(entry)
                 given_up += 1
             else:
                 self._republish(self.commands_topic, entry, now)
                 republished += 1
-        return republished, given_up
+        return republished, given_up, released
 
     def _exhausted(self, entry: OutboxEntry) -> bool:
         return entry.attempts >= self.max_republishes

@@ -5,7 +5,9 @@ events ending after now - N days), classify each against its link exactly as the
 does, publish the same commands through the same publisher, update the links; then, on a full
 (unwindowed) listing, delete the conferences of links whose events Calendar no longer shows
 (reason ``reconciled``), including orphans: conferences the add-on made for an event that was
-never saved, once their link is ``orphan_after_s`` old (``classify.sweepable``). The
+never saved, once their link is ``orphan_after_s`` old (``classify.sweepable``). Deletes are
+confirmed and moves followed as the processor does (processors/commands.py), and a guest's
+calendar never sweeps a conference it does not own: only owning links are ever its. The
 listing's sync token is saved with compare-and-set, so incremental sync continues from here
 (a lost CAS means a processor synced meanwhile: fine).
 
@@ -30,7 +32,7 @@ from confsync.ports import CalendarClient, CalendarEvent, EventPage, Publisher, 
 from confsync.rfc3339 import utc_now
 from confsync.store import CalendarStatus
 from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
-from processors.commands import CommandSink
+from processors.commands import CommandSink, Moved, Outcome, Revive
 from processors.sync import page_through
 
 __all__ = ["Backfill", "Checkpoints", "Decided", "Summary"]
@@ -57,11 +59,12 @@ class Summary:
     unchanged: int = 0
     reconciled: int = 0
     orphans: int = 0  # of the deletes and reconciled: conferences never saved on their event
+    moved: int = 0  # conferences that followed their event to another of the owner's calendars
     errors: int = 0
     decisions: list[Decided] = field(default_factory=list)  # dry runs only
 
     def add(self, other: Summary) -> None:
-        for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "orphans", "errors"):
+        for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "orphans", "moved", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decisions += other.decisions
 
@@ -124,6 +127,7 @@ class Backfill:
     clock: Callable[[], datetime] = utc_now
     calendar_for: SubjectClients | None = None  # a client per calendar subject
     orphan_after_s: float = 86400.0  # see classify.sweepable
+    delete_grace_s: float = 0.0  # see processors/commands.py
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
 
@@ -145,7 +149,7 @@ class Backfill:
             return summary
         state = self.store.get_calendar(calendar_id)
         calendar = client_for(state, self.calendar, self.calendar_for)
-        commands = self.commands
+        commands = self.commands(calendar)
         version = state.token_version if state is not None else 0
         time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
         resumed = checkpoint.get("page_token")
@@ -172,8 +176,7 @@ class Backfill:
             self._reactivate(calendar_id)
         return summary
 
-    @property
-    def commands(self) -> CommandSink:
+    def commands(self, calendar: CalendarClient) -> CommandSink:
         return CommandSink(
             self.store,
             self.publisher,
@@ -181,31 +184,47 @@ class Backfill:
             self.solution_names,
             orphan_after_s=self.orphan_after_s,
             clock=self.clock,
+            calendar=calendar,
+            delete_grace_s=self.delete_grace_s,
         )
 
     def _page(
         self, commands: CommandSink, calendar_id: str, events: tuple[CalendarEvent, ...], summary: Summary
     ) -> None:
         summary.events_read += len(events)
-        decided: list[tuple[str, Update | Delete]] = []
-        for event_id, decision in commands.decide(calendar_id, events):
-            match decision:
-                case Update():
-                    summary.updates += 1
-                case Delete(orphan=orphan):
-                    summary.deletes += 1
-                    summary.orphans += orphan
-                case Skip():
-                    summary.unchanged += 1
-                    continue
-            decided.append((event_id, decision))
-            if self.dry_run:
-                summary.decisions.append(Decided(calendar_id, event_id, decision.kind.value, decision.why))
+        decided = commands.decide(calendar_id, events)
+        for event_id, decision in decided:
+            self._count(summary, calendar_id, event_id, decision)
         if not self.dry_run:
             commands.send(calendar_id, decided)
 
+    def _count(self, summary: Summary, calendar_id: str, event_id: str, decision: Outcome) -> None:
+        match decision:
+            case Update():
+                summary.updates += 1
+            case Delete(orphan=orphan):
+                summary.deletes += 1
+                summary.orphans += orphan
+            case Moved(update=update):
+                summary.moved += 1
+                summary.updates += update is not None
+            case Skip() | Revive():
+                summary.unchanged += 1
+                return
+        if self.dry_run:
+            kind = "move" if isinstance(decision, Moved) else decision.kind.value
+            summary.decisions.append(Decided(calendar_id, event_id, kind, decision.why))
+
     def _reconcile(self, commands: CommandSink, calendar_id: str, seen: set[str], summary: Summary) -> None:
         for link in commands.stale(calendar_id, seen):
+            outcome = commands.leave(link)
+            if isinstance(outcome, Moved):
+                self._count(summary, calendar_id, link.event_id, outcome)
+                if not self.dry_run:
+                    commands.send(calendar_id, [(link.event_id, outcome)])
+                continue
+            if isinstance(outcome, Skip):
+                continue
             orphan = link.last_fingerprint is None
             summary.reconciled += 1
             summary.orphans += orphan
@@ -213,7 +232,7 @@ class Backfill:
                 why = "never saved on its event" if orphan else "event no longer in Calendar"
                 summary.decisions.append(Decided(calendar_id, link.event_id, "delete", why))
                 continue
-            commands.delete_link(link)
+            commands.send(calendar_id, [(link.event_id, outcome)])
             if orphan:
                 log.info("orphaned conference deleted", conference_id=link.conference_id, event_id=link.event_id)
 

@@ -1,41 +1,96 @@
 """What the processor decides for a calendar's events, and where those decisions go: the
 outbox, the commands topic, then the links.
 
-The one way worker.py (sync, sweep, calendar gone) and backfill.py decide and send commands:
-``decide`` classifies a page of events against their links, ``stale`` picks the links a full
-listing no longer shows, and ``send`` publishes. A batch is
+The one way worker.py (sync, sweep) and backfill.py decide and send commands: ``decide``
+classifies a page of events against their links, ``stale`` picks the links a full listing no
+longer shows and ``leave`` decides what their going means, and ``send`` publishes. A batch is
 written to the store's outbox, published with ordering key = conference id, and only then
 remembered in the events' links (an update links the conference, a delete marks the link
 deleted). A crash before the links are written lists the same events again and makes the same
 command ids; a publisher settles each outbox entry, and ingest/lag.py republishes what stays.
+
+Ownership (docs/ARCHITECTURE.md, "Identity and ownership"), with ``calendar`` (the calendar
+owner's Calendar client) given:
+
+- Only the owning link speaks: a copy of the meeting (a guest's, a shared calendar's) makes no
+  command and is logged; an event that copied another event's conferenceData is a warning.
+- A delete is confirmed first. The owning copy turned cancelled, lost the conference, or is
+  missing from a full listing: ``events.get`` on its calendar, as its owner, says whether it
+  is so (a 403/404 there is lost access, raised: the worker disconnects the calendar and
+  deletes nothing). A cancelled copy may have moved: the owner's calendars (those confsync
+  knows, then their calendar list's writable ones) are asked for the event, organized there,
+  with the conference. Found: the link follows (``Moved``): the new calendar is watched, and
+  an update goes out only if what the provider is told changed. Not found: the delete waits
+  ``delete_grace_s`` in the outbox (deferred; the link is ``LEAVING``) and goes out unless
+  the event is seen again first (an undo, a move back): then the link lives again and the
+  publisher drops the waiting delete.
+- An event that arrives in another calendar of the same owner, organized there, with the
+  conference of their event elsewhere (``Follow``): the link follows once the old copy is
+  confirmed gone.
 """
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
 
 from confsync.contracts import CommandReason, ConferenceCommand
-from confsync.ports import CalendarEvent, Publisher, Store
+from confsync.errors import CalendarGone, PermanentError
+from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
-from confsync.store import Link, LinkState, OutboxEntry
+from confsync.settings import Secret
+from confsync.store import PENDING_RESOURCE_ID, ChannelRecord, Link, LinkState, OutboxEntry
 from processors.classify import (
+    A_COPY,
+    COPIED,
     DEFAULT_SOLUTION_NAMES,
+    NOT_LINKED,
     Decision,
     Delete,
+    Elsewhere,
+    Fold,
+    Follow,
     Skip,
     Update,
     classify,
     delete_version,
+    payload_of,
     sweepable,
 )
 
-__all__ = ["CommandSink"]
+__all__ = ["CommandSink", "Moved", "Outcome", "Revive"]
 
 log = structlog.get_logger(__name__)
+
+_MOVE_SEARCH_LIMIT = 25  # calendars asked for a cancelled owning event: a move is looked for, not hunted
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Moved:
+    """The owning event moved to another of its owner's calendars: the link follows it there.
+    ``update``: what the provider must hear (None when nothing it is told changed)."""
+
+    why: str
+    source: Link
+    to: Link
+    update: Update | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revive:
+    """A leaving link whose event was seen again, unchanged: it lives again (its waiting delete
+    is then dropped by the publisher)."""
+
+    link: Link
+    why: str = "seen again"
+
+
+Outcome = Skip | Update | Delete | Moved | Revive  # what decide and leave hand to send (Skips are dropped)
 
 
 @dataclass
@@ -47,44 +102,222 @@ class CommandSink:
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     clock: Callable[[], datetime] = utc_now
+    # The calendar owner's Calendar client: confirms deletes and finds moves. None: a listing's word is taken.
+    calendar: CalendarClient | None = None
+    delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long for the event to come back
+    _owners: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
 
-    def decide(self, calendar_id: str, events: Iterable[CalendarEvent]) -> list[tuple[str, Decision]]:
-        """Each event's decision (skips too) against its link, as (event id, decision) pairs."""
+    def decide(self, calendar_id: str, events: Iterable[CalendarEvent]) -> list[tuple[str, Outcome]]:
+        """Each event's decision (skips too) against its link, as (event id, decision) pairs;
+        deletes confirmed and moves followed when the sink has a Calendar client."""
         orphaned_before = self.orphaned_before()
-        decided: list[tuple[str, Decision]] = []
+        decided: list[tuple[str, Outcome | Fold]] = []
         for event in events:
             link = self.store.get_link(calendar_id, event.id)
-            copy = self._copy_of_linked(calendar_id, event) if link is None else None
-            if copy is not None:
-                decided.append((event.id, copy))
-                continue
-            decided.append((event.id, classify(event, link, self.solution_names, orphaned_before=orphaned_before)))
-        return decided
+            usable = link if link is not None and link.state is not LinkState.DELETED else None
+            elsewhere = None if usable is not None else self._elsewhere(calendar_id, event)
+            decision = classify(
+                event, usable, self.solution_names, orphaned_before=orphaned_before, elsewhere=elsewhere
+            )
+            decided.append((event.id, self._resolve(calendar_id, event, usable, decision)))
+        return self._folded(calendar_id, decided)
 
-    def _copy_of_linked(self, calendar_id: str, event: CalendarEvent) -> Skip | None:
-        """A Skip for an unlinked event showing a conference linked to another event or calendar:
-        a guest's copy, a shared calendar's, or an event that copied its conferenceData. Only the
-        linked event speaks for the conference (its owner's, in their vendor account); a copy
-        acting with its own calendar owner's token would be refused, and its delete recorded as
-        done would make the owner's real delete stale."""
+    def _elsewhere(self, calendar_id: str, event: CalendarEvent) -> Elsewhere | None:
+        """The conference's owning link, if it is another (calendar, event) and not deleted."""
         conference_id = event.conference.conference_id if event.conference is not None else None
         if not conference_id:
             return None
         owning = self.store.link_for_conference(conference_id)
-        if owning is None or owning.state is not LinkState.LIVE:
+        if owning is None or owning.state is LinkState.DELETED:
             return None
-        # Google gives a meeting's copies the event's id: another id carrying the conference is an
-        # event that copied its conferenceData, which someone may be trying on purpose.
-        copied = owning.event_id != event.id
-        (log.warning if copied else log.info)(
-            "an event copied a conference linked elsewhere: no command"
-            if copied
-            else "a copy of a meeting whose conference is linked elsewhere: no command",
-            event_id=event.id,
-            conference_id=conference_id,
-            linked_calendar=owning.calendar_id if owning.calendar_id != calendar_id else "this",
+        if owning.calendar_id == calendar_id and owning.event_id in (event.id, event.recurring_event_id):
+            return None  # its own link, or its series': classify decides by them
+        owner = self._owner(calendar_id)
+        return Elsewhere(
+            owning,
+            organized_here=_same(event.organizer, calendar_id),
+            same_owner=owner is not None and owner == self._owner(owning.calendar_id),
         )
-        return Skip("a copy of a conference linked to another event")
+
+    def _resolve(self, calendar_id: str, event: CalendarEvent, link: Link | None, decision: Decision) -> Outcome | Fold:
+        """What classify decided, made good with what Calendar says now where it must be."""
+        match decision:
+            case Skip(why=why, conference_id=conference_id):
+                self._noted(event, why, conference_id)
+                if link is not None and link.state is LinkState.LEAVING and conference_id == link.conference_id:
+                    return Revive(replace(link, state=LinkState.LIVE, last_event_updated=event.updated))
+                return decision
+            case Follow():
+                return self._follow(calendar_id, event, decision)
+            case Delete(orphan=False) if link is not None and self.calendar is not None:
+                return self._confirm(self.calendar, calendar_id, event.id, link, decision)
+        return decision
+
+    @staticmethod
+    def _noted(event: CalendarEvent, why: str, conference_id: str | None) -> None:
+        """Log the skips someone should be able to count."""
+        ids = {"event_id": event.id, "conference_id": conference_id}
+        if why == COPIED:  # another event carrying this conference: someone may be trying on purpose
+            log.warning("an event copied a conference linked elsewhere: no command", **ids)
+        elif why == A_COPY:
+            log.info("a copy of a meeting whose conference is linked elsewhere: no command", **ids)
+        elif why == NOT_LINKED:
+            log.info("our conference, but no owning link: no command", **ids)
+
+    # -- a series' exceptions ---------------------------------------------------------------------
+
+    def _folded(self, calendar_id: str, decided: list[tuple[str, Outcome | Fold]]) -> list[tuple[str, Outcome]]:
+        """The page's occurrences folded into their series: each series whose exceptions changed
+        gets one update carrying them all (its own, if the series itself changed too)."""
+        folds: dict[str, list[Fold]] = {}
+        result: list[tuple[str, Outcome]] = []
+        for event_id, outcome in decided:
+            if isinstance(outcome, Fold):
+                folds.setdefault(outcome.series_id, []).append(outcome)
+                result.append((event_id, Skip(outcome.why)))
+            else:
+                result.append((event_id, outcome))
+        for series_id, series_folds in folds.items():
+            self._fold(calendar_id, series_id, series_folds, result)
+        return result
+
+    def _fold(self, calendar_id: str, series_id: str, folds: list[Fold], result: list[tuple[str, Outcome]]) -> None:
+        link = self.store.get_link(calendar_id, series_id)
+        if link is None or link.state is LinkState.DELETED:
+            return  # not a series of ours (or one with a conference per occurrence only)
+        merged = {occurrence.key(): occurrence for occurrence in link.exceptions}
+        for fold in folds:
+            if fold.occurrence is None:
+                merged.pop(fold.key, None)
+            else:
+                merged[fold.key] = fold.occurrence
+        exceptions = tuple(merged[key] for key in sorted(merged))
+        at = next((i for i, (event_id, _) in enumerate(result) if event_id == series_id), None)
+        series = result[at][1] if at is not None else None
+        if at is not None and isinstance(series, Update):  # the series changed too: one update carries both
+            payload = replace(series.payload, exceptions=exceptions)
+            latest = _latest(series.event_updated, *(fold.event_updated for fold in folds))
+            update = replace(series, payload=payload, fingerprint=payload.fingerprint(), event_updated=latest)
+            result[at] = (series_id, update)
+            return
+        if exceptions == link.exceptions or isinstance(series, Delete | Moved) or self.calendar is None:
+            return
+        try:
+            master = self.calendar.get_event(calendar_id, series_id)
+        except CalendarGone:
+            return  # the series itself is gone: its tombstone, or the next full listing, says so
+        decision = classify(master, replace(link, exceptions=exceptions), self.solution_names)
+        if not isinstance(decision, Update):
+            return  # the series itself is gone or no longer ours: its own listing says so
+        latest = _latest(decision.event_updated, *(fold.event_updated for fold in folds))
+        update = replace(decision, why="an occurrence was cancelled or moved", event_updated=latest)
+        log.info(
+            "series exceptions changed",
+            event_id=series_id,
+            conference_id=link.conference_id,
+            exceptions=len(exceptions),
+        )
+        if at is None:
+            result.append((series_id, update))
+        else:
+            result[at] = (series_id, update)
+
+    # -- deletes confirmed, moves followed ------------------------------------------------------
+
+    def _confirm(
+        self, calendar: CalendarClient, calendar_id: str, event_id: str, link: Link, decision: Delete
+    ) -> Outcome:
+        """A delete of the owning copy, checked with Calendar as its owner before it goes out."""
+        current = calendar.get_event(calendar_id, event_id)  # 403/404: lost access, raised
+        if current.status != "cancelled":  # the listing was behind, or the conference is really gone
+            again = classify(current, link, self.solution_names, orphaned_before=self.orphaned_before())
+            return again if not isinstance(again, Follow | Fold) else Skip("unchanged")
+        return self._gone(calendar_id, link, decision)
+
+    def _gone(self, calendar_id: str, link: Link, decision: Delete) -> Delete | Moved:
+        """The owning copy is gone from its calendar: moved to another of the owner's, or to
+        be deleted (after the grace, if there is one)."""
+        moved = self._find_moved(calendar_id, link)
+        if moved is not None:
+            return moved
+        return replace(decision, deferred=True) if self.delete_grace_s > 0 else decision
+
+    def _find_moved(self, calendar_id: str, link: Link) -> Moved | None:
+        owner = self._owner(calendar_id)
+        if owner is None or self.calendar is None:
+            return None
+        known = [state.calendar_id for state in self.store.calendars_of(owner)]
+        try:
+            listed = self.calendar.writable_calendars()
+        except PermanentError as err:  # e.g. a grant from before confsync asked for the calendar list
+            log.warning(
+                "the owner's calendar list could not be read; looked only in calendars confsync knows", error=str(err)
+            )
+            listed = ()
+        candidates = [c for c in dict.fromkeys([*known, *listed]) if c != calendar_id]
+        for candidate in candidates[:_MOVE_SEARCH_LIMIT]:
+            try:
+                found = self.calendar.get_event(candidate, link.event_id)
+            except CalendarGone:
+                continue
+            if not _carries(found, link.conference_id) or not _same(found.organizer, candidate):
+                continue  # not there, cancelled, another conference, or a copy of someone's meeting
+            state = self.store.get_calendar(candidate)
+            if state is not None and state.subject is not None and state.subject.lower() != owner:
+                continue  # another user's calendar: they own what happens there
+            moved = self._moved(link, candidate, found)
+            if moved is not None:
+                return moved
+        return None
+
+    def _follow(self, calendar_id: str, event: CalendarEvent, follow: Follow) -> Outcome:
+        """The owner's event arrived here with the conference of their event elsewhere."""
+        source = follow.source
+        if source.state is LinkState.LIVE and self.calendar is not None:
+            try:
+                old = self.calendar.get_event(source.calendar_id, source.event_id)
+            except CalendarGone:
+                old = None
+            if old is not None and _carries(old, source.conference_id):
+                log.warning(
+                    "an event carries the conference of its owner's live event elsewhere: no command",
+                    event_id=event.id,
+                    conference_id=source.conference_id,
+                )
+                return Skip(COPIED, conference_id=source.conference_id)
+        return self._moved(source, calendar_id, event) or Skip("the event has no usable start and end")
+
+    @staticmethod
+    def _moved(source: Link, calendar_id: str, event: CalendarEvent) -> Moved | None:
+        """The link following ``event`` to ``calendar_id``, a series' exceptions with it."""
+        payload = payload_of(event, source.exceptions if event.recurrence else ())
+        if payload is None:
+            return None
+        fingerprint = payload.fingerprint()
+        to = Link(
+            calendar_id,
+            source.event_id,
+            source.conference_id,
+            fingerprint,
+            event.updated,
+            exceptions=payload.exceptions,
+        )
+        update = None
+        if fingerprint != source.last_fingerprint:
+            update = Update(
+                why="moved",
+                conference_id=source.conference_id,
+                payload=payload,
+                fingerprint=fingerprint,
+                event_updated=event.updated,
+            )
+        return Moved(why="moved to another of the owner's calendars", source=source, to=to, update=update)
+
+    def _owner(self, calendar_id: str) -> str | None:
+        if calendar_id not in self._owners:
+            state = self.store.get_calendar(calendar_id)
+            self._owners[calendar_id] = state.subject.lower() if state is not None and state.subject else None
+        return self._owners[calendar_id]
 
     def orphaned_before(self) -> datetime:
         """An unconfirmed link made at or before this is an orphan (classify.sweepable)."""
@@ -100,8 +333,9 @@ class CommandSink:
             if link.event_id not in seen and sweepable(link, orphaned_before)
         ]
 
-    def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
-        """Delete a linked conference (publish the command, then mark the link deleted)."""
+    def leave(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> Outcome:
+        """What a live link whose event a full listing no longer shows comes to: with a Calendar
+        client, confirmed gone (it may have moved, or be back); else a delete."""
         decision = Delete(
             why=reason.value,
             reason=reason,
@@ -109,23 +343,59 @@ class CommandSink:
             fingerprint=link.last_fingerprint or reason.value,
             event_updated=delete_version(None, link) or self.clock(),
         )
-        self.send(link.calendar_id, [(link.event_id, decision)])
+        if self.calendar is None or link.last_fingerprint is None:  # an orphan was never anywhere else
+            return decision
+        try:
+            current = self.calendar.get_event(link.calendar_id, link.event_id)
+        except CalendarGone:  # the listing just read this calendar: the event itself is gone
+            current = None
+        if current is not None and current.status != "cancelled":
+            return Skip("listed again since")  # the next listing decides for it
+        return self._gone(link.calendar_id, link, decision)
 
-    def send(self, calendar_id: str, decided: Sequence[tuple[str, Update | Delete]]) -> None:
+    def delete_link(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> None:
+        """A live link whose event is gone: delete its conference (``leave``, then ``send``)."""
+        outcome = self.leave(link, reason)
+        if not isinstance(outcome, Skip):
+            self.send(link.calendar_id, [(link.event_id, outcome)])
+
+    def send(self, calendar_id: str, decided: Sequence[tuple[str, Outcome]]) -> None:
         """Publish the commands of (event id, decision) pairs as one batch, then remember them."""
-        self._publish(calendar_id, decided)  # all published first, then remembered in links
-        for event_id, decision in decided:
+        acting = [(event_id, decision) for event_id, decision in decided if not isinstance(decision, Skip)]
+        self._publish(calendar_id, acting)  # all published first, then remembered in links
+        for event_id, decision in acting:
             self._remember(calendar_id, event_id, decision)
 
-    def _publish(self, calendar_id: str, decided: Sequence[tuple[str, Update | Delete]]) -> None:
-        commands = [self._command(calendar_id, event_id, decision) for event_id, decision in decided]
-        if not commands:
+    def _publish(self, calendar_id: str, decided: Sequence[tuple[str, Update | Delete | Moved | Revive]]) -> None:
+        now = self.clock()
+        due = now + timedelta(seconds=self.republish_after_s)  # if no publisher settles it by then
+        later = now + timedelta(seconds=self.delete_grace_s)
+        entries: list[OutboxEntry] = []
+        commands: list[ConferenceCommand] = []
+        for event_id, decision in decided:
+            command = self._command(calendar_id, event_id, decision)
+            if command is None:
+                continue
+            if isinstance(decision, Delete) and decision.deferred:
+                entries.append(
+                    OutboxEntry(command.command_id, command.conference_id, command.to_bytes(), later, deferred=True)
+                )
+                log.info(
+                    "delete deferred: the event may come back",
+                    conference_id=command.conference_id,
+                    command_id=command.command_id,
+                    grace_s=self.delete_grace_s,
+                )
+                continue
+            entries.append(OutboxEntry(command.command_id, command.conference_id, command.to_bytes(), due))
+            commands.append(command)
+        if not entries:
             return
-        due = self.clock() + timedelta(seconds=self.republish_after_s)  # if no publisher settles it by then
-        self.store.outbox_add([OutboxEntry(c.command_id, c.conference_id, c.to_bytes(), due) for c in commands])
-        self.publisher.publish_many(
-            self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
-        )
+        self.store.outbox_add(entries)
+        if commands:
+            self.publisher.publish_many(
+                self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
+            )
         for command in commands:
             log.info(
                 "command published",
@@ -135,17 +405,65 @@ class CommandSink:
                 command_id=command.command_id,
             )
 
-    def _remember(self, calendar_id: str, event_id: str, decision: Update | Delete) -> None:
+    def _remember(self, calendar_id: str, event_id: str, decision: Update | Delete | Moved | Revive) -> None:
         """Record a published decision in the event's link."""
         match decision:
+            case Revive(link=link):
+                self.store.upsert_link(link)
+                log.info("event seen again; its conference stays", event_id=event_id, conference_id=link.conference_id)
+            case Delete(deferred=True):
+                leaving = self.store.get_link(calendar_id, event_id)
+                if leaving is not None:
+                    self.store.upsert_link(replace(leaving, state=LinkState.LEAVING))
             case Delete():
                 self.store.mark_link_deleted(calendar_id, event_id)
             case Update():
                 self.store.upsert_link(
-                    Link(calendar_id, event_id, decision.conference_id, decision.fingerprint, decision.event_updated)
+                    Link(
+                        calendar_id,
+                        event_id,
+                        decision.conference_id,
+                        decision.fingerprint,
+                        decision.event_updated,
+                        exceptions=decision.payload.exceptions,
+                    )
+                )
+            case Moved(source=source, to=to):
+                self.store.upsert_link(to)  # first: the conference's owning link is the new one
+                self.store.mark_link_deleted(source.calendar_id, source.event_id)
+                self._watched(to.calendar_id, self._owner(source.calendar_id))
+                log.info(
+                    "conference followed its event to another of the owner's calendars",
+                    conference_id=to.conference_id,
+                    event_id=to.event_id,
+                    to_calendar=to.calendar_id,
                 )
 
-    def _command(self, calendar_id: str, event_id: str, decision: Update | Delete) -> ConferenceCommand:
+    def _watched(self, calendar_id: str, owner: str | None) -> None:
+        """The calendar a conference moved to is confsync's, read as the owner, and watched: one
+        with no live channel gets a due one, which the next channel renewal opens (ingest/channels.py)."""
+        self.store.ensure_calendar(calendar_id, owner)
+        if self.store.live_channels(calendar_id):
+            return
+        self.store.add_channel(
+            ChannelRecord(
+                channel_id=str(uuid.uuid4()),
+                calendar_id=calendar_id,
+                resource_id=PENDING_RESOURCE_ID,
+                token=Secret(secrets.token_urlsafe(32)),
+                expiration=self.clock(),
+            )
+        )
+
+    def _command(
+        self, calendar_id: str, event_id: str, decision: Update | Delete | Moved | Revive
+    ) -> ConferenceCommand | None:
+        if isinstance(decision, Revive):
+            return None
+        if isinstance(decision, Moved):
+            if decision.update is None:
+                return None
+            return self._command(decision.to.calendar_id, event_id, decision.update)
         return ConferenceCommand.create(
             kind=decision.kind,
             conference_id=decision.conference_id,
@@ -156,3 +474,18 @@ class CommandSink:
             payload=decision.payload if isinstance(decision, Update) else None,
             fingerprint=decision.fingerprint,
         )
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return max(known) if known else None
+
+
+def _same(email: str | None, calendar_id: str) -> bool:
+    return email is not None and email.lower() == calendar_id.lower()
+
+
+def _carries(event: CalendarEvent, conference_id: str) -> bool:
+    """The event is live and shows this conference."""
+    conference = event.conference
+    return event.status != "cancelled" and conference is not None and conference.conference_id == conference_id

@@ -34,7 +34,7 @@ from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store, Subj
 from confsync.rfc3339 import utc_now
 from confsync.store import CalendarState, CalendarStatus
 from confsync.transport.base import Message
-from processors.classify import DEFAULT_SOLUTION_NAMES, Skip
+from processors.classify import DEFAULT_SOLUTION_NAMES
 from processors.commands import CommandSink
 from processors.sync import run_sync
 
@@ -56,6 +56,7 @@ class CalendarWorker:
     min_interval_s: float = 0.5
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
+    delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long in the outbox (0: at once)
     calendar_for: SubjectClients | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
@@ -96,14 +97,15 @@ class CalendarWorker:
             # may be for a change the listing missed, so it must not be coalesced away.
             listing_began = self.clock()
             client = client_for(state, self.calendar, self.calendar_for)
+            commands = self.commands(client)
             try:
                 result = run_sync(
                     read_state=lambda: self.store.get_calendar(calendar_id),
                     list_page=lambda token, page: client.list_events(
                         calendar_id, sync_token=token, page_token=page, max_results=self.page_size
                     ),
-                    handle_page=lambda events: self._handle_events(calendar_id, events),
-                    sweep=lambda seen: self._sweep(calendar_id, seen),
+                    handle_page=lambda events: self._handle_events(commands, calendar_id, events),
+                    sweep=lambda seen: self._sweep(commands, calendar_id, seen),
                     save_token=lambda token, version: self.store.save_sync_token(
                         calendar_id, token, expected_version=version, at=listing_began
                     ),
@@ -135,15 +137,13 @@ class CalendarWorker:
             return True
         return False
 
-    def _handle_events(self, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
-        commands = self.commands
-        decided = [(event_id, d) for event_id, d in commands.decide(calendar_id, events) if not isinstance(d, Skip)]
-        commands.send(calendar_id, decided)
+    @staticmethod
+    def _handle_events(commands: CommandSink, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:
+        commands.send(calendar_id, commands.decide(calendar_id, events))
 
-    @property
-    def commands(self) -> CommandSink:
-        """Where decisions are made and go: outbox, commands topic, then links (built on use:
-        tests change the worker's settings)."""
+    def commands(self, client: CalendarClient | None) -> CommandSink:
+        """Where one sync's decisions are made and go: outbox, commands topic, then links, with
+        ``client`` (the calendar owner's) to confirm deletes and follow moves."""
         return CommandSink(
             self.store,
             self.publisher,
@@ -152,11 +152,13 @@ class CalendarWorker:
             self.republish_after_s,
             self.orphan_after_s,
             self.clock,
+            calendar=client,
+            delete_grace_s=self.delete_grace_s,
         )
 
-    def _sweep(self, calendar_id: str, seen: set[str]) -> int:
-        """After a 410: delete the conferences of linked events the full listing no longer shows."""
-        commands = self.commands
+    @staticmethod
+    def _sweep(commands: CommandSink, calendar_id: str, seen: set[str]) -> int:
+        """After a full listing: the conferences of linked events it no longer shows go (confirmed first)."""
         stale = commands.stale(calendar_id, seen)
         for link in stale:
             commands.delete_link(link, CommandReason.RECONCILED)

@@ -14,6 +14,10 @@
   store (``Store.hold_command``), settled here, neither dead-lettered nor lost: the connect
   flow sends the owner's held commands again, oldest first, when they reconnect.
 - After success the applied version is recorded with compare-and-set.
+- A delete whose conference has a live owning link again is dropped (``seen_again``): its
+  event came back while the delete waited out the grace (an undo: the link is live with a newer
+  version than the delete's), or moved to another of the owner's calendars (the live link is
+  another (calendar, event)). After a delete, a link that was waiting for it is marked deleted.
 - A settled command (applied, dropped, or on its way to the dead-letter topic) leaves the
   store's outbox (processors/worker.py writes it there; ingest/lag.py republishes what stays).
   Whether a failure is dead-lettered is the transport's call (``decide``): a permanent error,
@@ -36,7 +40,7 @@ from tenacity import Retrying
 from confsync.contracts import CommandKind, ConferenceCommand
 from confsync.errors import ConfsyncError, Disconnected, NotFound, PermanentError, Stale, TransientError
 from confsync.ports import ConferenceProvider, Store
-from confsync.store import AppliedVersion
+from confsync.store import AppliedVersion, LinkState
 from confsync.store.records import GrantStatus, HeldCommand, OAuthProvider
 from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
@@ -60,6 +64,7 @@ class ApplyOutcome(StrEnum):
     SUPERSEDED = "superseded"  # the provider already holds a newer version
     ALREADY_GONE = "already_gone"  # a delete the provider answered 404
     HELD = "held"  # its owner's vendor grant is revoked: kept for their reconnect
+    SEEN_AGAIN = "seen_again"  # a delete whose event came back, or moved within its owner's calendars
 
 
 @dataclass
@@ -159,6 +164,8 @@ class CommandApplier:
             return self._apply_locked(command)
 
     def _apply_locked(self, command: ConferenceCommand) -> ApplyOutcome:
+        if command.kind is CommandKind.DELETE and self._seen_again(command):
+            return ApplyOutcome.SEEN_AGAIN
         applied = self.store.get_applied(command.conference_id)
         if applied is not None and command.event_updated < applied.event_updated:
             return ApplyOutcome.STALE
@@ -180,7 +187,21 @@ class CommandApplier:
         else:
             outcome = ApplyOutcome.APPLIED
         self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
+        if command.kind is CommandKind.DELETE:
+            waiting = self.store.get_link(command.calendar_id, command.event_id)
+            if waiting is not None and waiting.state is LinkState.LEAVING:
+                self.store.mark_link_deleted(command.calendar_id, command.event_id)
         return outcome
+
+    def _seen_again(self, command: ConferenceCommand) -> bool:
+        """The conference's owning link is live again: elsewhere (a move), or here with a version
+        newer than the delete's (the event came back while its delete waited)."""
+        owning = self.store.link_for_conference(command.conference_id)
+        if owning is None or owning.state is not LinkState.LIVE:
+            return False
+        if (owning.calendar_id, owning.event_id) != (command.calendar_id, command.event_id):
+            return True
+        return owning.last_event_updated is not None and owning.last_event_updated > command.event_updated
 
     def _hold(self, command: ConferenceCommand, err: Disconnected) -> None:
         held = HeldCommand(

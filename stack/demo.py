@@ -5,7 +5,8 @@ delegation), connect their My Web Conferencing accounts (Google asks for no cale
 conferences through the add-on API, each call with their own Google ID token. A fourth user,
 from another domain, has not connected: the add-on answers AUTHENTICATION, he consents at
 Google and at the vendor, and his second try works. Then the things people do to meetings
-happen one by one (a move, a rename, a guest change, one occurrence of a weekly meeting
+happen one by one (a move, a rename, a guest change, a guest removing the meeting from her own
+calendar, a meeting moved to its owner's team calendar, one occurrence of a weekly meeting
 cancelled, a conference switched to Meet, a meeting cancelled), then the things that go wrong
 (Calendar invalidates the sync tokens; the conferencing service fails for a while). After
 each step the demo waits until the conferencing service agrees with Calendar and says how
@@ -32,9 +33,9 @@ from stack.local import DELEGATED_DOMAIN, USERS
 __all__ = ["Story", "run_story"]
 
 ALICE, BOB, CAROL, DAVE = USERS  # DAVE is outside DELEGATED_DOMAIN: he consents at Google too
-# Guests have no calendar here: until only a conference's owning link produces its commands
-# (issue 22), a guest's watched copy of a meeting would send commands for it too.
+# Guests from outside the stack (no calendar here); carol is a guest with a calendar of her own.
 ERIN, FRANK, GRACE = "erin@example.com", "frank@example.com", "grace@partner.example"
+TEAM = "alice.team@group.calendar.google.com"  # a secondary calendar of alice's
 STEP_TIMEOUT_S = 30.0
 OUTAGE_TIMEOUT_S = 60.0
 
@@ -94,6 +95,11 @@ class Story:
     def where(self, name: str) -> tuple[str, str]:
         return self.events[name]
 
+    def moved(self, name: str, destination: str) -> None:
+        calendar_id, event_id = self.events[name]
+        self.driver.move(calendar_id, event_id, destination)
+        self.events[name] = (destination, event_id)
+
 
 def run_story(driver: StackDriver, console: Console, *, started: float | None = None) -> bool:
     story = Story(driver, console, started=time.monotonic() if started is None else started)
@@ -109,11 +115,25 @@ def run_story(driver: StackDriver, console: Console, *, started: float | None = 
     bob, one_on_one = story.where("one-on-one")
     renamed = {"summary": "1:1 Bob / Erin"}
     story.step("bob renames '1:1 with Erin' to '1:1 Bob / Erin'", lambda: driver.patch(bob, one_on_one, renamed))
-    guests = {"attendees": [{"email": ERIN}, {"email": FRANK}]}
-    story.step("alice invites frank to Planning", lambda: driver.patch(alice, planning, guests))
+    guests = {"attendees": [{"email": ERIN}, {"email": FRANK}, {"email": CAROL}]}
+    story.step("alice invites frank and carol to Planning", lambda: driver.patch(alice, planning, guests))
+    story.step(
+        "carol removes Planning from her own calendar: the conference is alice's, it stays",
+        lambda: driver.cancel(CAROL, planning),
+        read=CAROL,
+    )
+    story.step(
+        "alice renames Planning: her change still reaches it",
+        lambda: driver.patch(alice, planning, {"summary": "Planning (with frank)"}),
+    )
+    driver.add_secondary_calendar(TEAM, ALICE)
+    story.step(
+        "alice moves Planning to her team calendar: the conference follows it", lambda: story.moved("planning", TEAM)
+    )
+    team, planning = story.where("planning")
     _, design = story.where("design")
     story.step(
-        "alice cancels one Design review of the weekly series: the series keeps its conference",
+        "alice cancels one Design review of the weekly series: the series' conference hears of it",
         lambda: driver.cancel_instance(alice, design, 1),
         read=alice,
     )
@@ -125,10 +145,12 @@ def run_story(driver: StackDriver, console: Console, *, started: float | None = 
     story.step("carol cancels Retro", lambda: driver.cancel(carol, retro))
 
     def after_invalidation() -> None:
-        driver.invalidate_sync_tokens(ALICE)
-        driver.patch(alice, planning, {"summary": "Planning (Q1)"})
+        driver.invalidate_sync_tokens(TEAM)
+        driver.patch(team, planning, {"summary": "Planning (Q1)"})
 
-    story.step("Calendar drops alice's sync tokens (410); she renames Planning: full resync", after_invalidation)
+    story.step(
+        "Calendar drops the team calendar's sync tokens (410); alice renames Planning: full resync", after_invalidation
+    )
     _, offsite = story.where("offsite")
 
     def outage() -> None:
@@ -214,7 +236,7 @@ def _verdict(story: Story) -> bool:
         f"conferencing API calls: {report['creates']} creates (one per meeting), {report['applied']} changes applied, "
         f"{report['retried']} retried after errors, {report['duplicate_applies']} applied twice"
     )
-    misplaced = [row.conference_id for row in rows if row.account != row.calendar_id]
+    misplaced = [row.conference_id for row in rows if row.account != story.driver.owner_of(row.calendar_id)]
     if misplaced:
         story.failures.append(f"conferences outside their owner's vendor account: {misplaced}")
     agreed = all(row.agrees for row in rows) and report["creates"] == len(rows) and not story.failures
@@ -245,4 +267,7 @@ def _cell(value: Expectation | None) -> str:
         return "deleted"
     start = value.start.strftime("%a %d %b %H:%M") if isinstance(value.start, datetime) else str(value.start)
     guests = f" +{len(value.attendees)}" if value.attendees else ""
-    return f"{value.summary} {start}{guests}"
+    cancelled = sum(1 for _, status, _ in value.exceptions if status == "cancelled")
+    moved = len(value.exceptions) - cancelled
+    exceptions = "".join(f", {count} {what}" for count, what in ((cancelled, "cancelled"), (moved, "moved")) if count)
+    return f"{value.summary} {start}{guests}{exceptions}"

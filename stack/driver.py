@@ -29,7 +29,7 @@ import secrets
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -98,6 +98,8 @@ class Expectation:
     start: datetime | str | None = None
     end: datetime | str | None = None
     attendees: tuple[str, ...] = ()
+    # a series' cancelled and moved occurrences: (original start, "cancelled" | "moved", new start)
+    exceptions: tuple[tuple[datetime | str | None, str, datetime | str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +118,11 @@ class Row:
         return self.actual == self.expected
 
 
-def expectation(event: Mapping[str, Any] | None, conference_id: str) -> Expectation:
-    """Calendar's truth for ``conference_id`` given its event (None: the event is gone)."""
+def expectation(
+    event: Mapping[str, Any] | None, conference_id: str, instances: Sequence[Mapping[str, Any]] = ()
+) -> Expectation:
+    """Calendar's truth for ``conference_id`` given its event (None: the event is gone) and, for a
+    series, its instances (deleted ones included)."""
     if event is None or event.get("status") == "cancelled":
         return Expectation("deleted")
     data = event.get("conferenceData") or {}
@@ -126,7 +131,31 @@ def expectation(event: Mapping[str, Any] | None, conference_id: str) -> Expectat
     if not ours or data.get("conferenceId") != conference_id:
         return Expectation("deleted")
     emails = tuple(sorted(str(a["email"]) for a in event.get("attendees") or [] if a.get("email")))
-    return Expectation("active", event.get("summary"), _moment(event.get("start")), _moment(event.get("end")), emails)
+    start, end = _moment(event.get("start")), _moment(event.get("end"))
+    return Expectation("active", event.get("summary"), start, end, emails, _calendar_exceptions(instances))
+
+
+def _calendar_exceptions(
+    instances: Sequence[Mapping[str, Any]],
+) -> tuple[tuple[datetime | str | None, str, datetime | str | None], ...]:
+    found: list[tuple[datetime | str | None, str, datetime | str | None]] = []
+    for item in instances:
+        original = _moment(item.get("originalStartTime"))
+        if item.get("status") == "cancelled":
+            found.append((original, "cancelled", None))
+        elif _moment(item.get("start")) != original:
+            found.append((original, "moved", _moment(item.get("start"))))
+    return tuple(sorted(found, key=str))
+
+
+def _provider_exceptions(
+    conference: Mapping[str, Any],
+) -> tuple[tuple[datetime | str | None, str, datetime | str | None], ...]:
+    found = [
+        (_moment(item.get("original_start")), str(item.get("status")), _moment(item.get("start")))
+        for item in conference.get("exceptions") or []
+    ]
+    return tuple(sorted(found, key=str))
 
 
 def _provider_view(conference: Mapping[str, Any]) -> Expectation:
@@ -134,7 +163,7 @@ def _provider_view(conference: Mapping[str, Any]) -> Expectation:
         return Expectation("deleted")
     emails = tuple(sorted(conference.get("attendees") or []))
     start, end = _moment(conference.get("start")), _moment(conference.get("end"))
-    return Expectation("active", conference.get("summary"), start, end, emails)
+    return Expectation("active", conference.get("summary"), start, end, emails, _provider_exceptions(conference))
 
 
 def _moment(value: Mapping[str, Any] | None) -> datetime | str | None:
@@ -144,6 +173,11 @@ def _moment(value: Mapping[str, Any] | None) -> datetime | str | None:
     if value.get("dateTime"):
         return datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
     return str(value.get("date"))
+
+
+def _instant(value: Mapping[str, Any]) -> datetime:
+    """A timed event's start or end as an aware datetime."""
+    return datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
 
 
 def authentication_url(answer: httpx.Response) -> str | None:
@@ -208,6 +242,8 @@ class StackDriver:
         self._calendars: dict[str, Any] = {}  # user -> Calendar API as them
         self._id_tokens: dict[str, tuple[str, float]] = {}  # user -> (ID token, minted at)
         self.conferences: dict[str, tuple[str, str]] = {}  # conference id -> (calendar id, event id)
+        self._owners: dict[str, str] = {}  # a secondary calendar -> the user who owns it
+        self._conference_owners: dict[str, str] = {}  # conference id -> whose calendar it was made for
 
     def close(self) -> None:
         for service in self._calendars.values():
@@ -228,9 +264,20 @@ class StackDriver:
         """A calendar to use: the primary calendar of a user of that email (``add_user``)."""
         self.add_user(calendar_id)
 
+    def add_secondary_calendar(self, calendar_id: str, owner: str) -> None:
+        """A calendar of ``owner``'s besides their primary one (a team calendar); the driver acts
+        on it as them."""
+        self._admin("POST", "/_sandbox/calendars", {"id": calendar_id, "owner": owner})
+        self._owners[calendar_id.lower()] = owner.lower()
+
+    def owner_of(self, calendar_id: str) -> str:
+        """Who the driver acts as on a calendar: its owner (a primary calendar's is its id)."""
+        return self._owners.get(calendar_id.lower(), calendar_id.lower())
+
     def calendar_as(self, email: str) -> Any:
-        """Google Calendar's API as ``email`` uses it themselves (google-api-python-client)."""
-        user = email.lower()
+        """Google Calendar's API as ``email`` uses it themselves (google-api-python-client); a
+        secondary calendar's id stands for its owner."""
+        user = self.owner_of(email)
         service = self._calendars.get(user)
         if service is None:
             token = self.info.user_tokens.get(user)
@@ -408,7 +455,7 @@ class StackDriver:
         """The add-on's flow, as the calendar's user (or ``as_``): ask for a conference; when told
         to connect first, connect and ask again (as a person would); then Calendar saves the
         ConferenceData on the event. Any other refusal raises (httpx.HTTPStatusError)."""
-        who = as_ or calendar_id
+        who = as_ or self.owner_of(calendar_id)
         request_id = uuid.uuid4().hex
         answer = self.request_conference(calendar_id, event, as_=who, request_id=request_id)
         link = authentication_url(answer)
@@ -419,6 +466,7 @@ class StackDriver:
         data = answer.json()
         self.patch(calendar_id, str(event["id"]), {"conferenceData": data})
         self.conferences[str(data["conferenceId"])] = (calendar_id, str(event["id"]))
+        self._conference_owners[str(data["conferenceId"])] = self.owner_of(calendar_id)
         return str(data["conferenceId"])
 
     def patch(self, calendar_id: str, event_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -453,9 +501,23 @@ class StackDriver:
         if failures:
             raise RuntimeError(f"{len(failures)} batched patch(es) failed, first: {failures[0]}")
 
-    def cancel(self, calendar_id: str, event_id: str) -> None:
-        events = self.calendar_as(calendar_id).events()
+    def cancel(self, calendar_id: str, event_id: str, *, as_: str | None = None) -> None:
+        """Delete the event from the calendar, as ``as_`` (default its owner): an attendee deleting
+        it from their own calendar removes only their copy."""
+        events = self.calendar_as(as_ or calendar_id).events()
         events.delete(calendarId=calendar_id, eventId=event_id).execute(num_retries=_RETRIES)
+
+    def move(self, calendar_id: str, event_id: str, destination: str, *, as_: str | None = None) -> dict[str, Any]:
+        """events.move, as ``as_`` (default the source's owner). A conference follows its event
+        to another calendar of the same owner; anywhere else its owner's copy is gone, and the
+        driver expects the conference deleted (``compare``)."""
+        events = self.calendar_as(as_ or calendar_id).events()
+        request = events.move(calendarId=calendar_id, eventId=event_id, destination=destination)
+        moved: dict[str, Any] = request.execute(num_retries=_RETRIES)
+        for conference_id, (at, event) in list(self.conferences.items()):
+            if (at, event) == (calendar_id, event_id):
+                self.conferences[conference_id] = (destination, event_id)
+        return moved
 
     def cancel_instance(self, calendar_id: str, series_id: str, index: int = 1) -> str:
         """Cancel one occurrence of a recurring event; returns the instance's id."""
@@ -464,6 +526,18 @@ class StackDriver:
         instance_id = str(instances["items"][index]["id"])
         self.cancel(calendar_id, instance_id)
         return instance_id
+
+    def move_instance(self, calendar_id: str, series_id: str, index: int = 1, *, hours: int = 1) -> str:
+        """Move one occurrence of a recurring event ``hours`` later; returns the instance's id."""
+        events = self.calendar_as(calendar_id).events()
+        instances = events.instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
+        instance = instances["items"][index]
+        later = {
+            key: {"dateTime": (_instant(instance[key]) + timedelta(hours=hours)).isoformat()}
+            for key in ("start", "end")
+        }
+        self.patch(calendar_id, str(instance["id"]), later)
+        return str(instance["id"])
 
     def switch_to_meet(self, calendar_id: str, event_id: str) -> None:
         meet = {"createRequest": {"requestId": uuid.uuid4().hex, "conferenceSolutionKey": {"type": "hangoutsMeet"}}}
@@ -527,10 +601,21 @@ class StackDriver:
             raise
         return event
 
+    def instances(self, calendar_id: str, event_id: str) -> list[dict[str, Any]]:
+        """A series' occurrences as Calendar expands them, cancelled ones included."""
+        events = self.calendar_as(calendar_id).events()
+        request = events.instances(calendarId=calendar_id, eventId=event_id, showDeleted=True, maxResults=2500)
+        items: list[dict[str, Any]] = request.execute(num_retries=_RETRIES).get("items", [])
+        return items
+
     def compare(self) -> list[Row]:
         rows = []
         for conference_id, (calendar_id, event_id) in sorted(self.conferences.items(), key=lambda item: item[1]):
-            expected = expectation(self.event(calendar_id, event_id), conference_id)
+            away = self._conference_owners.get(conference_id, self.owner_of(calendar_id)) != self.owner_of(calendar_id)
+            event = None if away else self.event(calendar_id, event_id)
+            instances = self.instances(calendar_id, event_id) if event is not None and event.get("recurrence") else []
+            # moved out of its owner's calendars: their copy is gone
+            expected = Expectation("deleted") if away else expectation(event, conference_id, instances)
             held = self.conference(conference_id)
             actual, account = (None, None) if held is None else (_provider_view(held), held.get("owner"))
             rows.append(Row(calendar_id, event_id, conference_id, expected, actual, account))
@@ -549,6 +634,18 @@ class StackDriver:
         """Every Calendar API request the sandbox answered: ``{method, path, query, status, at}``."""
         entries: list[dict[str, Any]] = self._http.get(f"{self._google}/_sandbox/requests").json()
         return entries
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "a condition") -> None:
+        """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+            time.sleep(0.1)
+
+    def live_channels_of(self, calendar_id: str) -> list[dict[str, Any]]:
+        """The sandbox's live watch channels on one calendar."""
+        return [c for c in self.calendar_channels() if c["calendarId"] == calendar_id and c["state"] == "live"]
 
     def calendar_channels(self) -> list[dict[str, Any]]:
         """The sandbox's watch channels, each with ``lastMessageNumber`` (notifications sent)."""

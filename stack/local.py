@@ -80,6 +80,7 @@ DELEGATED_DOMAIN = "example.com"  # its admin granted confsync domain-wide deleg
 # so he consents at Google too. Each has a vendor account, none has connected it yet.
 USERS = ("alice@example.com", "bob@example.com", "carol@example.com", "dave@partner.example")
 ADDON_AUDIENCE = "confsync-local-addon.apps.googleusercontent.com"  # the add-on's OAuth client id
+LOCAL_DEFAULTS = {"DELETE_GRACE_S": "3", "LAG_REPAIR_INTERVAL_S": "1"}  # unless the environment says otherwise
 _SERVICE_ACCOUNT = "confsync-calendar"
 
 
@@ -445,6 +446,10 @@ class LocalStack:
             "VAULT_KEY_FILE": str(self.state_dir / "vault.key"),
         }
         env.update({PREFIX + name: value for name, value in settings.items()})
+        # A deleted meeting's conference goes after a short grace here (an undo or a move back
+        # can still save it), released by a lag loop that looks every second.
+        for name, value in LOCAL_DEFAULTS.items():
+            env.setdefault(PREFIX + name, value)
         if self._emulator is not None:
             env["PUBSUB_EMULATOR_HOST"] = self._emulator.host
             # The emulator's ordered subscriptions can leave a key undelivered for good after a

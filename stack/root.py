@@ -196,6 +196,7 @@ class Stack:
             min_interval_s=settings.sync_min_interval_s,
             republish_after_s=settings.lag_repair_after_s,
             orphan_after_s=settings.orphan_after_s,
+            delete_grace_s=settings.delete_grace_s,
             calendar_for=self.calendars.for_subject,
         )
 
@@ -213,6 +214,7 @@ class Stack:
             dry_run=dry_run,
             calendar_for=self.calendars.for_subject,
             orphan_after_s=settings.orphan_after_s,
+            delete_grace_s=settings.delete_grace_s,
         )
 
     @cached_property

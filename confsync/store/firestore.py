@@ -36,6 +36,7 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from confsync.contracts import Occurrence
 from confsync.errors import ConfigError
 from confsync.settings import Secret
 from confsync.store.firestore_accounts import HELD_BY_AGE, FirestoreAccounts
@@ -369,6 +370,7 @@ class FirestoreStore(FirestoreAccounts):
                         "data": entry.data,
                         "due_at": entry.due_at,
                         "attempts": entry.attempts,
+                        "deferred": entry.deferred,
                     },
                 )
             batch.commit()
@@ -379,13 +381,22 @@ class FirestoreStore(FirestoreAccounts):
     def outbox_due(self, now: datetime, limit: int = 500) -> list[OutboxEntry]:
         query = self._outbox.where(filter=FieldFilter("due_at", "<", now)).order_by("due_at").limit(limit)
         return [
-            OutboxEntry(d["command_id"], d["conference_id"], bytes(d["data"]), _aware(d["due_at"]), int(d["attempts"]))
+            OutboxEntry(
+                d["command_id"],
+                d["conference_id"],
+                bytes(d["data"]),
+                _aware(d["due_at"]),
+                int(d["attempts"]),
+                bool(d.get("deferred", False)),
+            )
             for d in (_data(snapshot) for snapshot in query.stream())
         ]
 
     def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
         with contextlib.suppress(google_exceptions.NotFound):  # settled meanwhile: stays gone
-            self._outbox.document(_doc_id(command_id)).update({"due_at": due_at, "attempts": attempts})
+            self._outbox.document(_doc_id(command_id)).update(
+                {"due_at": due_at, "attempts": attempts, "deferred": False}
+            )
 
 
 def _new_calendar(calendar_id: str) -> dict[str, Any]:
@@ -438,6 +449,7 @@ def _link_data(link: Link) -> dict[str, Any]:
         "last_fingerprint": link.last_fingerprint,
         "last_event_updated": link.last_event_updated,
         "state": link.state.value,
+        "exceptions": [occurrence.to_json() for occurrence in link.exceptions],
     }
     for kept in ("created_at", "request_key"):  # None keeps the stored value (merge)
         if getattr(link, kept) is not None:
@@ -462,4 +474,5 @@ def _link(data: dict[str, Any]) -> Link:
         state=LinkState(data["state"]),
         created_at=_maybe(data.get("created_at")),
         request_key=data.get("request_key"),
+        exceptions=tuple(Occurrence.from_json(item, "exceptions") for item in data.get("exceptions") or ()),
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from confsync.contracts import Occurrence
 from confsync.settings import Secret
 
 __all__ = [
@@ -47,6 +48,9 @@ class ChannelState(StrEnum):
 
 class LinkState(StrEnum):
     LIVE = "live"
+    # The owning copy left the owner's calendars (cancelled, or moved where they cannot read it):
+    # its delete waits out the grace in the outbox, and the link lives again if the event is seen.
+    LEAVING = "leaving"
     DELETED = "deleted"
 
 
@@ -106,6 +110,9 @@ class Link:
     # The add-on request that made it (ingest/addon_access.py's request_key; None for a listing's):
     # a replay of that request is answered with this conference. Kept, like created_at.
     request_key: str | None = None
+    # A series' occurrences that were cancelled or moved, as last told to the provider (by
+    # original start): a change of one occurrence is folded into these (processors/commands.py).
+    exceptions: tuple[Occurrence, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +128,16 @@ class AppliedVersion:
 class OutboxEntry:
     """A published ConferenceCommand not yet settled by a publisher (applied, dropped as stale
     or duplicate, or dead-lettered). ``due_at``: when to publish it again if it is still here
-    (it was lost or is stuck in the broker); ``attempts``: how often that has happened."""
+    (it was lost or is stuck in the broker); ``attempts``: how often that has happened.
+    ``deferred``: not published yet; it goes out first at ``due_at`` (a delete waiting out the
+    grace), and that first publication is no repair."""
 
     command_id: str
     conference_id: str
     data: bytes
     due_at: datetime
     attempts: int = 0
+    deferred: bool = False
 
 
 # -- people and their grants (accounts/) ---------------------------------------------------------

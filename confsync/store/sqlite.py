@@ -13,6 +13,7 @@ Times are stored as integer microseconds since the epoch (UTC), so versions comp
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from confsync.contracts import Occurrence
 from confsync.errors import ConfigError
 from confsync.settings import Secret
 from confsync.store.microseconds import EPOCH as _EPOCH
@@ -147,6 +149,10 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (owner, command_id)
     );
     CREATE INDEX held_commands_by_age ON held_commands (owner, held_at, command_id);
+    """,
+    """
+    ALTER TABLE outbox ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE links ADD COLUMN exceptions TEXT;
     """,
 )
 
@@ -437,8 +443,9 @@ class SqliteStore(SqliteAccounts):
             return
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?)",
-                [(e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts) for e in entries],
+                "INSERT OR REPLACE INTO outbox (command_id, conference_id, data, due_at, attempts, deferred)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts, e.deferred) for e in entries],
             )
 
     def outbox_done(self, command_ids: list[str]) -> None:
@@ -456,19 +463,22 @@ class SqliteStore(SqliteAccounts):
                 bytes(row["data"]),
                 _EPOCH + timedelta(microseconds=row["due_at"]),
                 row["attempts"],
+                bool(row["deferred"]),
             )
             for row in rows
         ]
 
     def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
         self._write_one(
-            "UPDATE outbox SET due_at = ?, attempts = ? WHERE command_id = ?", (_us(due_at), attempts, command_id)
+            "UPDATE outbox SET due_at = ?, attempts = ?, deferred = 0 WHERE command_id = ?",
+            (_us(due_at), attempts, command_id),
         )
 
 
 _UPSERT_LINK = (
     "INSERT INTO links (calendar_id, event_id, conference_id, last_fingerprint, last_event_updated, state,"
-    " created_at, request_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (calendar_id, event_id) DO UPDATE SET"
+    " created_at, request_key, exceptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (calendar_id, event_id) DO UPDATE SET exceptions = excluded.exceptions,"
     " conference_id = excluded.conference_id, last_fingerprint = excluded.last_fingerprint,"
     " last_event_updated = excluded.last_event_updated, state = excluded.state,"
     " created_at = COALESCE(excluded.created_at, links.created_at),"
@@ -486,6 +496,7 @@ def _link_row(link: Link) -> tuple[Any, ...]:
         link.state.value,
         None if link.created_at is None else _us(link.created_at),
         link.request_key,
+        json.dumps([occurrence.to_json() for occurrence in link.exceptions]) if link.exceptions else None,
     )
 
 
@@ -525,4 +536,11 @@ def _link(row: sqlite3.Row) -> Link:
         state=LinkState(row["state"]),
         created_at=_dt(row["created_at"]),
         request_key=row["request_key"],
+        exceptions=_occurrences(row["exceptions"]),
     )
+
+
+def _occurrences(text: str | None) -> tuple[Occurrence, ...]:
+    if not text:
+        return ()
+    return tuple(Occurrence.from_json(item, "exceptions") for item in json.loads(text))

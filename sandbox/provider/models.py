@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date as datetime_date
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
@@ -68,6 +68,25 @@ class AllDayEventTime(_Strict):
 EventTime = TimedEventTime | AllDayEventTime
 
 
+class CancelledOccurrence(_Strict):
+    """An occurrence of a series that was cancelled."""
+
+    original_start: EventTime
+    status: Literal["cancelled"]
+
+
+class MovedOccurrence(_Strict):
+    """An occurrence of a series that was moved to ``start``-``end``."""
+
+    original_start: EventTime
+    status: Literal["moved"]
+    start: EventTime
+    end: EventTime
+
+
+Occurrence = Annotated[CancelledOccurrence | MovedOccurrence, Field(discriminator="status")]
+
+
 Emails = Annotated[list[Annotated[str, Field(min_length=3, max_length=320)]], Field(max_length=2000)]
 
 
@@ -91,6 +110,7 @@ class PatchConference(_Strict):
     organizer: str | None = Field(default=None, max_length=320)
     recurrence: Annotated[list[Annotated[str, Field(max_length=_TEXT)]], Field(max_length=100)] | None = None
     html_link: str | None = Field(default=None, max_length=4096)
+    exceptions: Annotated[list[Occurrence], Field(max_length=1000)] | None = None
 
 
 class CreatedConference(BaseModel):
@@ -115,6 +135,7 @@ class ConferenceView(CreatedConference):
     organizer: str | None = None
     recurrence: list[str] | None = None
     html_link: str | None = None
+    exceptions: list[dict[str, Any]] | None = None
     state: str
     updated_at: str
     last_event_updated: str | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from confsync.contracts import EventTime, Occurrence, OccurrenceStatus
 from confsync.errors import ConfigError
 from confsync.ports import Store
 from confsync.settings import Secret
@@ -408,6 +409,44 @@ def test_open_store_picks_the_backend_from_the_url(tmp_path: Path) -> None:
 
 
 # -- outbox ---------------------------------------------------------------------------------------
+
+
+def test_a_leaving_link_is_no_longer_swept_yet_still_names_its_conference_and_a_live_one_outranks_it(
+    store: Store,
+) -> None:
+    store.upsert_link(replace(link("evt1", "cnf_1"), state=LinkState.LEAVING))
+    assert store.live_links(CAL) == [], "its delete already waits: no sweep sends another"
+    leaving = store.get_link(CAL, "evt1")
+    assert leaving is not None
+    assert leaving.state is LinkState.LEAVING
+    assert store.link_for_conference("cnf_1") == leaving, "its copies still know whose it is"
+    moved = Link("team@example.com", "evt1", "cnf_1", "fp", T0 + timedelta(minutes=9))
+    store.upsert_link(moved)  # it moved to another of the owner's calendars
+    store.mark_link_deleted(CAL, "evt1")
+    assert store.link_for_conference("cnf_1") == moved
+
+
+def test_a_series_link_keeps_its_exceptions_until_a_write_changes_them(store: Store) -> None:
+    cancelled = Occurrence(EventTime(date_time="2026-12-08T09:00:00Z"), OccurrenceStatus.CANCELLED)
+    moved = Occurrence(
+        EventTime(date="2026-12-15"), OccurrenceStatus.MOVED, EventTime(date="2026-12-16"), EventTime(date="2026-12-17")
+    )
+    store.upsert_link(replace(link("weekly", "cnf_w"), exceptions=(cancelled, moved)))
+    assert store.get_link(CAL, "weekly") == replace(link("weekly", "cnf_w"), exceptions=(cancelled, moved))
+    store.upsert_link(replace(link("weekly", "cnf_w", minutes=5), exceptions=(moved,)))
+    assert store.get_link(CAL, "weekly") == replace(link("weekly", "cnf_w", minutes=5), exceptions=(moved,))
+    store.upsert_link(link("weekly", "cnf_w", minutes=6))
+    assert store.get_link(CAL, "weekly") == link("weekly", "cnf_w", minutes=6), "the last one removed"
+
+
+def test_a_deferred_command_comes_back_when_due_and_is_no_longer_deferred_once_published(store: Store) -> None:
+    store.outbox_add([OutboxEntry("cmd-later", "cnf-1", b"{}", T0 + timedelta(seconds=300), deferred=True)])
+    assert store.outbox_due(T0 + timedelta(seconds=60)) == [], "not before its grace is over"
+    (due,) = store.outbox_due(T0 + timedelta(seconds=301))
+    assert due == OutboxEntry("cmd-later", "cnf-1", b"{}", T0 + timedelta(seconds=300), deferred=True)
+    store.outbox_reschedule("cmd-later", T0 + timedelta(seconds=400), 0)
+    (published,) = store.outbox_due(T0 + timedelta(seconds=401))
+    assert (published.deferred, published.attempts) == (False, 0), "now an ordinary unsettled command"
 
 
 def test_the_outbox_hands_back_overdue_commands_until_they_are_settled(store: Store) -> None:

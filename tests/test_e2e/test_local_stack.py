@@ -72,7 +72,9 @@ def test_moves_renames_and_guest_changes_reach_the_provider(driver: StackDriver,
     assert_one_apply_per_change(driver, mark, creates=2)
 
 
-def test_cancellations_delete_but_a_cancelled_occurrence_keeps_the_series(driver: StackDriver, calendar: str) -> None:
+def test_a_cancelled_meeting_is_deleted_and_a_cancelled_occurrence_reaches_its_series(
+    driver: StackDriver, calendar: str
+) -> None:
     mark = driver.journal_mark()
     retro, retro_conference = with_conference(driver, calendar, timed("Retro", 8))
     weekly, weekly_conference = with_conference(
@@ -91,8 +93,9 @@ def test_cancellations_delete_but_a_cancelled_occurrence_keeps_the_series(driver
     assert driver.conference(retro_conference)["state"] == "deleted"  # type: ignore[index]
     weekly_now = driver.conference(weekly_conference)
     assert weekly_now is not None
-    assert weekly_now["state"] == "active"
-    assert weekly_now["version"] == 2, "a cancelled occurrence must not touch the series' conference"
+    assert weekly_now["state"] == "active", "the series keeps its conference"
+    assert weekly_now["version"] == 3, "one update: the series with its cancelled occurrence"
+    assert [item["status"] for item in weekly_now["exceptions"]] == ["cancelled"]
     assert_one_apply_per_change(driver, mark, creates=2)
 
 

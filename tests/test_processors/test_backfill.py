@@ -8,6 +8,7 @@ import signal
 import time
 import uuid
 from collections import Counter
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,19 @@ CAL = "big@example.com"
 EVENTS = 20_000
 
 
-def seed(calendar: RunningCalendar, count: int = EVENTS) -> None:
-    """Half the events carry our conference, half are plain."""
+def seed(calendar: RunningCalendar, store: SqliteStore, count: int = EVENTS) -> None:
+    """Half the events carry our conference, with the owning links the add-on made; half are plain."""
+    made = datetime.now(UTC)
     for first in range(0, count, 5000):
         events = []
         for n in range(first, min(first + 5000, count)):
-            body = event_body(f"e{n}", day=n % 300)
+            body = {"id": f"ev{n:06d}", **event_body(f"e{n}", day=n % 300)}
             if n % 2 == 0:
                 body["conferenceData"] = {
                     "conferenceId": f"cnf_{n}",
                     "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
                 }
+                store.add_link(Link(CAL, body["id"], f"cnf_{n}", created_at=made))
             events.append(body)
         calendar.admin("POST", f"/_sandbox/calendars/{CAL}/bulk-insert", {"events": events, "conferenceDataVersion": 1})
 
@@ -72,8 +75,8 @@ def published(broker: MemoryBroker) -> list[ConferenceCommand]:
 
 
 def test_a_20000_event_backfill_reports_the_truth(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
-    seed(calendar_sandbox)
     store: SqliteStore = backfill.store
+    seed(calendar_sandbox, store)
     store.upsert_link(Link(CAL, "gone00000001", "cnf_gone", "fp", datetime.now(UTC)))
     summary = backfill().run([CAL])
     assert (summary.events_read, summary.updates, summary.unchanged, summary.deletes) == (
@@ -95,20 +98,22 @@ def test_a_20000_event_backfill_reports_the_truth(calendar_sandbox: RunningCalen
 
 
 def test_a_dry_run_decides_and_changes_nothing(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
-    seed(calendar_sandbox, 100)
+    seed(calendar_sandbox, backfill.store, 100)
+    links = backfill.store.live_links(CAL)
     summary = backfill(dry_run=True).run([CAL])
     assert (summary.updates, summary.unchanged) == (50, 50)
     assert len(summary.decisions) == 50
     assert {d.action for d in summary.decisions} == {"update"}
     assert published(backfill.broker) == []
-    assert backfill.store.live_links(CAL) == []
+    assert backfill.store.live_links(CAL) == links, "links as the add-on left them"
     assert backfill.store.get_calendar(CAL) is None
 
 
 def test_a_killed_backfill_resumes_without_resending(
     pubsub_emulator_host: str, calendar_sandbox: RunningCalendar, tmp_path: Path
 ) -> None:
-    seed(calendar_sandbox)
+    with closing(SqliteStore(tmp_path / "state.sqlite")) as store:
+        seed(calendar_sandbox, store)
     project = f"bf-{uuid.uuid4().hex[:8]}"
     admin, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = admin.topic_path(project, "conference-commands")
@@ -163,7 +168,7 @@ def test_a_killed_backfill_resumes_without_resending(
 
 
 def test_a_backfill_lists_each_calendar_as_its_own_user(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
-    seed(calendar_sandbox, count=10)
+    seed(calendar_sandbox, backfill.store, count=10)
     backfill.store.ensure_calendar(CAL, subject="alice@example.com")
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
     asked: list[str | None] = []
@@ -185,8 +190,8 @@ def test_the_backfill_command_uses_the_configured_credentials(
 ) -> None:
     """As the services do: a calendar whose user has no refresh token is refused by name, never
     listed anonymously (which only a sandbox allows)."""
-    seed(calendar_sandbox, count=10)
     store = SqliteStore(tmp_path / "state.sqlite")
+    seed(calendar_sandbox, store, count=10)
     store.ensure_calendar(CAL, subject="alice@example.com")
     store.close()
     tokens = tmp_path / "tokens.json"
@@ -207,9 +212,9 @@ def test_the_backfill_command_uses_the_configured_credentials(
 def test_a_backfill_deletes_conferences_whose_event_was_never_saved_once_they_are_old(
     calendar_sandbox: RunningCalendar, backfill: Any
 ) -> None:
-    seed(calendar_sandbox, count=10)
-    now = datetime.now(UTC)
     store = backfill.store
+    seed(calendar_sandbox, store, count=10)
+    now = datetime.now(UTC)
     # a plain event: the add-on added a conference to it two days ago, and the user discarded the edit
     items = calendar_sandbox.service().events().list(calendarId=CAL).execute()["items"]
     plain = next(item for item in items if "conferenceData" not in item)

@@ -11,10 +11,23 @@ from hypothesis import strategies as st
 from tests_support import meeting
 
 from confsync.calendar import parse_event
-from confsync.contracts import CommandReason, EventTime
+from confsync.contracts import CommandReason, ConferencePayload, EventTime, Occurrence, OccurrenceStatus
 from confsync.ports import CalendarEvent, EventConference
 from confsync.store import Link, LinkState
-from processors.classify import Delete, Skip, Update, classify, delete_version, payload_of, sweepable
+from processors.classify import (
+    A_COPY,
+    COPIED,
+    Delete,
+    Elsewhere,
+    Fold,
+    Follow,
+    Skip,
+    Update,
+    classify,
+    delete_version,
+    payload_of,
+    sweepable,
+)
 
 T = datetime(2026, 11, 24, 10, tzinfo=UTC)
 OURS = EventConference("cnf_1", "addOn", "My Web Conference")
@@ -53,7 +66,7 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
             CommandReason.CHANGED,
         ),
         (event(attendees=("carol@example.com",)), linked(), Update, CommandReason.CHANGED),
-        (event(), None, Update, CommandReason.CHANGED),
+        (event(), None, Skip, None),
         (event(), linked(), Skip, None),
         (event(attendees=("alice@example.com", "bob@example.com")), linked(), Skip, None),
         (event(status="tentative"), linked(), Skip, None),
@@ -88,20 +101,23 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         (event(conference=EventConference("zoom-1", "addOn", "Another Vendor")), None, Skip, None),
         (event(conference=None), None, Skip, None),
         (event(id="evt1_20261208T090000Z", recurring_event_id="evt1", summary="moved"), None, Skip, None),
-        (event(summary="Renamed"), linked(state=LinkState.DELETED), Update, CommandReason.CHANGED),
+        (event(summary="Renamed"), linked(state=LinkState.DELETED), Skip, None),
+        (event(summary="Renamed"), linked(state=LinkState.LEAVING), Update, CommandReason.CHANGED),
+        (event(), linked(state=LinkState.LEAVING), Skip, None),
+        (event(status="cancelled"), linked(state=LinkState.LEAVING), Skip, None),
         (event(conference=EventConference("cnf_1", "addOn", "Renamed Solution")), linked(), Skip, None),
     ],
     ids=[
         "renamed",
         "moved",
         "guests changed",
-        "ours, not linked yet",
+        "ours, not linked here nor anywhere",
         "unchanged",
         "attendees reordered only",
         "status tentative, same payload",
         "cancelled with link",
         "cancelled, never ours",
-        "cancelled instance of a series",
+        "cancelled instance without its original start",
         "conference removed",
         "add-on's conference not saved on the event yet",
         "removed after the add-on saw the event",
@@ -109,8 +125,11 @@ def linked(ev: CalendarEvent | None = None, **changes: object) -> Link:
         "switched to Meet",
         "another vendor's add-on",
         "plain event",
-        "live instance without its own link",
-        "deleted link is no link",
+        "live instance without its original start",
+        "deleted link is no link: nothing speaks for it",
+        "leaving link, event seen again changed",
+        "leaving link, event seen again unchanged",
+        "cancelled again while leaving",
         "link's conference id makes it ours",
     ],
 )
@@ -161,8 +180,73 @@ def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
 
 def test_configured_solution_names_decide_what_is_ours() -> None:
     mine = event(conference=EventConference("cnf_9", "addOn", "Acme Meet"))
-    assert isinstance(classify(mine, None), Skip)
-    assert isinstance(classify(mine, None, frozenset({"Acme Meet"})), Update)
+    assert isinstance(classify(mine, linked()), Delete), "not ours by default: the linked one was replaced"
+    replaced = classify(mine, linked(), frozenset({"Acme Meet"}))
+    assert isinstance(replaced, Update)
+    assert replaced.conference_id == "cnf_9"
+
+
+ALICE_OWNS = linked(calendar_id="alice@example.com")
+
+
+@pytest.mark.parametrize(
+    ("ev", "elsewhere", "expected", "why"),
+    [
+        (
+            event(id="evt9", organizer="mallory@example.com"),
+            Elsewhere(ALICE_OWNS, organized_here=True, same_owner=False),
+            Skip(COPIED, conference_id="cnf_1"),
+            "another event id carrying the conference copied its conferenceData",
+        ),
+        (
+            event(organizer="alice@example.com"),
+            Elsewhere(ALICE_OWNS, organized_here=False, same_owner=False),
+            Skip(A_COPY, conference_id="cnf_1"),
+            "a guest's copy of the meeting",
+        ),
+        (
+            event(status="cancelled", organizer="alice@example.com"),
+            Elsewhere(ALICE_OWNS, organized_here=False, same_owner=False),
+            Skip(A_COPY, conference_id="cnf_1"),
+            "a guest removed their copy",
+        ),
+        (
+            event(organizer="alice@example.com"),
+            Elsewhere(ALICE_OWNS, organized_here=False, same_owner=True),
+            Skip(A_COPY, conference_id="cnf_1"),
+            "the owner's other calendar invited as a guest: still a copy",
+        ),
+        (
+            event(organizer="team@example.com"),
+            Elsewhere(ALICE_OWNS, organized_here=True, same_owner=False),
+            Skip("moved out of its owner's calendars", conference_id="cnf_1"),
+            "moved to a calendar someone else owns",
+        ),
+    ],
+)
+def test_only_the_owning_link_speaks_for_a_conference(
+    ev: CalendarEvent, elsewhere: Elsewhere, expected: Skip, why: str
+) -> None:
+    assert classify(ev, None, elsewhere=elsewhere) == expected, why
+
+
+def test_an_event_moved_to_another_of_its_owners_calendars_is_followed() -> None:
+    moved = event(organizer="team@example.com", summary="Planning (team)")
+    decision = classify(moved, None, elsewhere=Elsewhere(ALICE_OWNS, organized_here=True, same_owner=True))
+    assert isinstance(decision, Follow)
+    assert (decision.source, decision.conference_id) == (ALICE_OWNS, "cnf_1")
+    assert decision.payload.summary == "Planning (team)"
+    assert decision.fingerprint == decision.payload.fingerprint()
+    assert decision.event_updated == moved.updated
+
+
+def test_a_link_here_outranks_the_conference_linked_elsewhere() -> None:
+    """A (calendar, event) with its own link is classified by it, whatever else shows the conference."""
+    here = linked(calendar_id="team@example.com")
+    decision = classify(
+        event(summary="Renamed"), here, elsewhere=Elsewhere(ALICE_OWNS, organized_here=False, same_owner=True)
+    )
+    assert isinstance(decision, Update)
 
 
 # -- properties -------------------------------------------------------------------------------------
@@ -259,3 +343,83 @@ def test_an_event_the_user_never_saved_with_our_conference_orphans_it_only_after
     assert isinstance(confirmed, Delete)
     assert confirmed.reason is CommandReason.CONFERENCE_REMOVED, "a confirmed link's removal is unchanged"
     assert not confirmed.orphan
+
+
+# -- a series' exceptions ---------------------------------------------------------------------
+
+SERIES = event(recurrence=("RRULE:FREQ=WEEKLY;COUNT=5",))
+ORIGINAL = EventTime(date_time="2026-12-08T09:00:00Z")
+
+
+def occurrence(**changes: object) -> CalendarEvent:
+    base = event(
+        id="evt1_20261208T090000Z",
+        recurring_event_id="evt1",
+        original_start_time=ORIGINAL,
+        start=EventTime(date_time="2026-12-08T10:00:00+01:00", time_zone="Europe/Warsaw"),
+        end=EventTime(date_time="2026-12-08T11:00:00+01:00", time_zone="Europe/Warsaw"),
+        updated=T + timedelta(minutes=5),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ev", "expected", "why"),
+    [
+        (
+            occurrence(status="cancelled", summary=None, start=None, end=None, conference=None),
+            Occurrence(ORIGINAL, OccurrenceStatus.CANCELLED),
+            "a cancelled occurrence (its tombstone carries little)",
+        ),
+        (
+            occurrence(
+                start=EventTime(date_time="2026-12-09T09:00:00Z"), end=EventTime(date_time="2026-12-09T10:00:00Z")
+            ),
+            Occurrence(
+                ORIGINAL,
+                OccurrenceStatus.MOVED,
+                EventTime(date_time="2026-12-09T09:00:00Z"),
+                EventTime(date_time="2026-12-09T10:00:00Z"),
+            ),
+            "moved to another day",
+        ),
+        (occurrence(summary="Renamed"), None, "in its place (the same moment, written in another zone)"),
+    ],
+)
+def test_an_occurrence_without_a_conference_of_its_own_folds_into_its_series(
+    ev: CalendarEvent, expected: Occurrence | None, why: str
+) -> None:
+    decision = classify(ev, None)
+    assert isinstance(decision, Fold), why
+    assert (decision.series_id, decision.key, decision.occurrence) == ("evt1", "2026-12-08T09:00:00Z", expected), why
+    assert decision.event_updated == ev.updated
+
+
+def test_a_series_payload_carries_the_exceptions_its_link_holds() -> None:
+    cancelled = (Occurrence(ORIGINAL, OccurrenceStatus.CANCELLED),)
+    payload = payload_of(SERIES, cancelled)
+    assert payload is not None
+    link = linked(SERIES, exceptions=cancelled, last_fingerprint=payload.fingerprint())
+    assert classify(SERIES, link) == Skip("unchanged", conference_id="cnf_1", fingerprint=payload.fingerprint())
+    renamed = classify(replace(SERIES, summary="Weekly"), link)
+    assert isinstance(renamed, Update)
+    assert renamed.payload.exceptions == cancelled, "a change of the series keeps its exceptions"
+
+
+def test_a_payload_without_exceptions_keeps_its_fingerprint_and_still_tells_the_service_there_are_none() -> None:
+    weekly = ConferencePayload(
+        start=EventTime(date_time="2026-12-01T10:00:00Z"),
+        end=EventTime(date_time="2026-12-01T11:00:00Z"),
+        summary="Weekly",
+        recurrence=("RRULE:FREQ=WEEKLY;COUNT=5",),
+    )
+    assert weekly.fingerprint() == "f28bb8d08388f93fc993b0403a9e2768", "as before exceptions existed: no resend"
+    assert weekly.to_json()["exceptions"] == [], "the last exception removed reaches the service"
+    cancelled = replace(weekly, exceptions=(Occurrence(ORIGINAL, OccurrenceStatus.CANCELLED),))
+    assert cancelled.fingerprint() != weekly.fingerprint()
+
+
+def test_an_occurrence_of_a_series_linked_in_another_calendar_is_a_copy() -> None:
+    guest_copy = occurrence(organizer="alice@example.com")
+    decision = classify(guest_copy, None, elsewhere=Elsewhere(ALICE_OWNS, organized_here=False, same_owner=False))
+    assert decision == Skip(A_COPY, conference_id="cnf_1"), "not a copied conferenceData: Google shares the series' id"

@@ -7,15 +7,17 @@ import base64
 import signal
 import time
 import uuid
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from starlette.applications import Starlette
-from tests_support import RunningCalendar, event_body
+from tests_support import RunningCalendar, addon_link, event_body
 from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.calendar import GoogleCalendarClient
@@ -30,7 +32,7 @@ from processors.worker import CalendarWorker
 CAL = "alice@example.com"
 
 
-def our_event(calendar: RunningCalendar, conference_id: str) -> None:
+def our_event(calendar: RunningCalendar, conference_id: str) -> dict[str, Any]:
     body = {
         **event_body("Planning"),
         "conferenceData": {
@@ -38,16 +40,17 @@ def our_event(calendar: RunningCalendar, conference_id: str) -> None:
             "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference"},
         },
     }
-    calendar.service().events().insert(calendarId=CAL, body=body, conferenceDataVersion=1).execute()
+    return calendar.service().events().insert(calendarId=CAL, body=body, conferenceDataVersion=1).execute()
 
 
 def test_the_push_route_syncs_and_publishes(calendar_sandbox: RunningCalendar, tmp_path: Path) -> None:
-    our_event(calendar_sandbox, "cnf_push")
+    event = our_event(calendar_sandbox, "cnf_push")
     broker = MemoryBroker()
     for topic in ("conference-commands", "calendar-changes-dead"):
         broker.create_topic(topic)
     broker.create_subscription("commands", "conference-commands")
     store = SqliteStore(tmp_path / "s.sqlite")
+    addon_link(store, CAL, event)
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
     worker = CalendarWorker(store, client, broker, "conference-commands", min_interval_s=0)
     app = Starlette(routes=[processor_push_route(worker, Settings(local_mode=True), broker)])  # as serve mounts it
@@ -70,7 +73,8 @@ def test_the_push_route_syncs_and_publishes(calendar_sandbox: RunningCalendar, t
 def test_serve_processor_pulls_from_pubsub_and_drains_on_sigterm(
     pubsub_emulator_host: str, calendar_sandbox: RunningCalendar, tmp_path: Path
 ) -> None:
-    our_event(calendar_sandbox, "cnf_pull")
+    with closing(SqliteStore(tmp_path / "state.sqlite")) as store:
+        addon_link(store, CAL, our_event(calendar_sandbox, "cnf_pull"))
     project = f"proc-{uuid.uuid4().hex[:8]}"
     env = confsync_env(
         store=tmp_path / "state.sqlite",

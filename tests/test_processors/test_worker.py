@@ -11,10 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests_support import RunningCalendar, event_body
+from tests_support import RunningCalendar, addon_link, event_body
 
 from confsync.calendar import GoogleCalendarClient
-from confsync.contracts import CalendarChanged, CommandKind, CommandReason, ConferenceCommand, ResourceState, Source
+from confsync.contracts import (
+    CalendarChanged,
+    CommandKind,
+    CommandReason,
+    ConferenceCommand,
+    EventTime,
+    ResourceState,
+    Source,
+)
 from confsync.store import CalendarStatus, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
@@ -42,9 +50,12 @@ class Rig:
     service: Any
 
     def insert(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Insert an event; one carrying our conference gets the owning link the add-on made for it."""
         result: dict[str, Any] = (
             self.service.events().insert(calendarId=CAL, body=body, conferenceDataVersion=1).execute()
         )
+        if "conferenceData" in body:
+            addon_link(self.store, CAL, result)
         return result
 
     def notify(self, at: datetime | None = None) -> None:
@@ -164,8 +175,8 @@ def test_losing_the_token_race_saves_nothing(rig: Rig) -> None:
     rig.insert(ours("cnf_a"))
     original = rig.worker._handle_events
 
-    def another_worker_finishes_first(calendar_id: str, events: tuple[Any, ...]) -> None:
-        original(calendar_id, events)
+    def another_worker_finishes_first(commands: Any, calendar_id: str, events: tuple[Any, ...]) -> None:
+        original(commands, calendar_id, events)
         rig.store.save_sync_token(CAL, "their-token", expected_version=0, at=datetime.now(UTC))
 
     rig.worker._handle_events = another_worker_finishes_first  # type: ignore[method-assign]
@@ -236,6 +247,68 @@ def test_refused_credentials_disconnect_the_calendar_without_retrying(rig: Rig) 
     state = rig.store.get_calendar(CAL)
     assert state.status is CalendarStatus.DISCONNECTED
     assert "refused" in state.last_error
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_cancel_calendar_will_not_confirm_is_lost_access_not_a_delete(rig: Rig, status: int) -> None:
+    event = rig.insert(ours("cnf_a"))
+    rig.notify()
+    assert [c.kind for c in rig.commands()] == [CommandKind.UPDATE]
+    rig.service.events().delete(calendarId=CAL, eventId=event["id"]).execute()
+    path = f"/events/{event['id']}$"
+    rig.calendar.admin("POST", "/_sandbox/faults", {"method": "GET", "path": path, "status": status, "count": 1})
+
+    rig.notify()
+
+    assert rig.commands() == [], "nothing deleted"
+    state = rig.store.get_calendar(CAL)
+    assert state.status is CalendarStatus.DISCONNECTED
+    assert str(status) in state.last_error, "the cause is kept"
+    assert rig.store.get_link(CAL, event["id"]).state.value == "live", "the owner's reconnect resyncs it"
+
+
+def test_a_cancel_is_confirmed_with_calendar_before_the_delete(rig: Rig) -> None:
+    event = rig.insert(ours("cnf_a"))
+    rig.notify()
+    rig.commands()
+    rig.service.events().delete(calendarId=CAL, eventId=event["id"]).execute()
+    rig.notify()
+    assert [(c.kind, c.reason) for c in rig.commands()] == [(CommandKind.DELETE, CommandReason.CANCELLED)]
+    gets = [e for e in rig.calendar.journal() if e["method"] == "GET" and e["path"].endswith(f"/events/{event['id']}")]
+    assert len(gets) == 1, "one events.get confirmed it"
+
+
+def test_a_cancelled_or_moved_occurrence_reaches_the_series_conference_with_all_its_exceptions(rig: Rig) -> None:
+    weekly = {**ours("cnf_w", "Weekly"), "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=5"]}
+    series = rig.insert(weekly)
+    rig.notify()
+    assert [c.payload.exceptions for c in rig.commands()] == [()]
+    events = rig.service.events()
+    instances = events.instances(calendarId=CAL, eventId=series["id"]).execute()["items"]
+    events.delete(calendarId=CAL, eventId=instances[1]["id"]).execute()
+    moved = {"start": {"dateTime": "2026-12-16T15:00:00Z"}, "end": {"dateTime": "2026-12-16T16:00:00Z"}}
+    events.patch(calendarId=CAL, eventId=instances[2]["id"], body=moved).execute()
+
+    rig.notify()
+
+    (update,) = rig.commands()
+    assert (update.kind, update.conference_id) == (CommandKind.UPDATE, "cnf_w")
+    assert [(o.status.value, o.original_start.date_time, o.start) for o in update.payload.exceptions] == [
+        ("cancelled", instances[1]["originalStartTime"]["dateTime"], None),
+        ("moved", instances[2]["originalStartTime"]["dateTime"], EventTime(date_time="2026-12-16T15:00:00Z")),
+    ]
+    assert update.payload.summary == "Weekly", "the series as it is, with its exceptions"
+
+    events.patch(calendarId=CAL, eventId=series["id"], body={"summary": "Weekly, renamed"}).execute()
+    events.patch(
+        calendarId=CAL, eventId=instances[2]["id"], body={"start": instances[2]["start"], "end": instances[2]["end"]}
+    ).execute()
+    rig.notify()
+    (both,) = rig.commands()
+    assert both.payload.summary == "Weekly, renamed"
+    assert [o.status.value for o in both.payload.exceptions] == ["cancelled"], "moved back: no longer an exception"
+    rig.notify()
+    assert rig.commands() == [], "nothing changed since"
 
 
 def test_a_permanent_error_marks_the_calendar_failed_until_a_backfill_lists_it_again(rig: Rig) -> None:

@@ -80,6 +80,30 @@ def test_a_bad_request_gets_a_422_in_the_contracts_error_shape(
     assert named in error["message"]
 
 
+def test_a_series_exceptions_are_kept_and_the_last_one_removed_is_gone(provider_sandbox: RunningProvider) -> None:
+    body = {"calendar_id": "a@example.com", "event_id": "weekly", "request_id": "r-weekly"}
+    url = f"{provider_sandbox.url}/v1/conferences"
+    created = httpx.post(url, json=body, headers=AUTH, timeout=10).json()
+    cancelled = {"original_start": {"dateTime": "2026-12-08T09:00:00Z"}, "status": "cancelled"}
+    moved = {
+        "original_start": {"dateTime": "2026-12-15T09:00:00Z"},
+        "status": "moved",
+        "start": {"dateTime": "2026-12-16T15:00:00Z"},
+        "end": {"dateTime": "2026-12-16T16:00:00Z"},
+    }
+
+    def patch(key: str, exceptions: list[dict[str, object]], at: str) -> httpx.Response:
+        change = {"event_updated": at, "exceptions": exceptions}
+        return httpx.patch(f"{url}/{created['id']}", json=change, headers={**AUTH, "Idempotency-Key": key}, timeout=10)
+
+    assert patch("k1", [cancelled, moved], "2026-11-24T10:00:00Z").json()["exceptions"] == [cancelled, moved]
+    shown = httpx.get(f"{url}/{created['id']}", headers=AUTH, timeout=10).json()
+    assert shown["exceptions"] == [cancelled, moved]
+    assert patch("k2", [], "2026-11-24T11:00:00Z").json()["exceptions"] == []
+    unplaced = patch("k3", [{**cancelled, "status": "moved"}], "2026-11-24T12:00:00Z")
+    assert unplaced.status_code == 422, "a moved occurrence needs its new start and end"
+
+
 def test_malformed_json_is_a_422_not_a_500(provider_sandbox: RunningProvider) -> None:
     answer = httpx.post(f"{provider_sandbox.url}/v1/conferences", content=b"{oops", headers=AUTH, timeout=10)
     assert answer.status_code == 422

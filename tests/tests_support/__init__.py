@@ -24,6 +24,7 @@ __all__ = [
     "RunningCalendar",
     "RunningProvider",
     "Webhook",
+    "addon_link",
     "event_body",
     "list_all",
     "meeting",
@@ -126,6 +127,18 @@ def event_body(summary: str, *, day: int = 0, recurrence: list[str] | None = Non
     if recurrence:
         body["recurrence"] = recurrence
     return body
+
+
+def addon_link(store: Any, calendar_id: str, event: dict[str, Any]) -> Any:
+    """The owning link the add-on makes for an event's conference (ingest/api.py), for tests
+    whose events carry conferenceData written straight into the sandbox: without it, no copy
+    of the event speaks for the conference."""
+    from datetime import UTC, datetime  # noqa: PLC0415 - only the helpers that make links need it
+
+    from confsync.store import Link  # noqa: PLC0415
+
+    conference_id = event["conferenceData"]["conferenceId"]
+    return store.add_link(Link(calendar_id, event["id"], conference_id, created_at=datetime.now(UTC)))
 
 
 def list_all(service: Any, calendar_id: str, **params: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

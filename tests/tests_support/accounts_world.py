@@ -143,7 +143,7 @@ class AccountsWorld:
             lag_repair_interval_s=0,
             channel_ttl_s=3600,
             sync_min_interval_s=0.05,
-            **overrides,
+            **{"delete_grace_s": 0.0, **overrides},  # deletes at once unless a test waits out a grace
         )
         self.stack = Stack(self.settings)
         self.service: Service = build_service(self.settings, Role.ALL, stack=self.stack)
@@ -162,6 +162,16 @@ class AccountsWorld:
         """A Google user (with a primary calendar) and a vendor account of the same email."""
         self.calendar.admin("POST", "/_sandbox/users", {"email": email, "name": email.partition("@")[0].title()})
         self.provider.admin("POST", "/_sandbox/users", {"email": email})
+
+    def connect(self, *emails: str) -> None:
+        """Each of these users connects, as the add-on's first answer asks them to."""
+        for email in emails:
+            person = Person(email)
+            try:
+                url = self.create(email, email, "first").json()["error"]["authenticationUrl"]
+                assert heading(person.connect(url).text) == "Connected"
+            finally:
+                person.close()
 
     def calendar_as(self, email: str) -> Any:
         """Google Calendar as ``email`` uses it (google-api-python-client, their own token)."""
