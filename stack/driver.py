@@ -521,17 +521,22 @@ class StackDriver:
 
     def cancel_instance(self, calendar_id: str, series_id: str, index: int = 1) -> str:
         """Cancel one occurrence of a recurring event; returns the instance's id."""
-        events = self.calendar_as(calendar_id).events()
-        instances = events.instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
-        instance_id = str(instances["items"][index]["id"])
+        instance_id = str(self._occurrence(calendar_id, series_id, index)["id"])
         self.cancel(calendar_id, instance_id)
         return instance_id
 
+    def _occurrence(self, calendar_id: str, series_id: str, index: int) -> dict[str, Any]:
+        """The series' ``index``-th occurrence still in place (counting round, past the last)."""
+        events = self.calendar_as(calendar_id).events()
+        items = events.instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)["items"]
+        if not items:
+            raise LookupError(f"{series_id} has no occurrence left")
+        found: dict[str, Any] = items[index % len(items)]
+        return found
+
     def move_instance(self, calendar_id: str, series_id: str, index: int = 1, *, hours: int = 1) -> str:
         """Move one occurrence of a recurring event ``hours`` later; returns the instance's id."""
-        events = self.calendar_as(calendar_id).events()
-        instances = events.instances(calendarId=calendar_id, eventId=series_id).execute(num_retries=_RETRIES)
-        instance = instances["items"][index]
+        instance = self._occurrence(calendar_id, series_id, index)
         later = {
             key: {"dateTime": (_instant(instance[key]) + timedelta(hours=hours)).isoformat()}
             for key in ("start", "end")
