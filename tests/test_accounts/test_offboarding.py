@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests_support.accounts_world import AccountsWorld, Person, WorldFactory, heading
+from tests_support.accounts_world import AccountsWorld, WorldFactory
 from tests_support.cli import confsync_env, run_confsync
 
 from confsync.errors import Disconnected
@@ -24,12 +24,7 @@ def world(accounts_world: WorldFactory) -> AccountsWorld:
 
 def connect(world: AccountsWorld, email: str) -> str:
     """``email`` connects and attaches a conference to an event of their calendar; its id."""
-    person = Person(email)
-    try:
-        url = world.create(email, email, "first").json()["error"]["authenticationUrl"]
-        assert heading(person.connect(url).text) == "Connected"
-    finally:
-        person.close()
+    world.connect(email)
     return world.attach(email, email, world.new_event(email, email))
 
 

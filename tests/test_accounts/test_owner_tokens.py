@@ -139,11 +139,7 @@ def test_a_guests_copy_of_the_meeting_speaks_for_nothing_and_the_organizers_dele
 ) -> None:
     bob = "bob@example.com"
     world = accounts_world(ALICE, bob)
-    for email in (ALICE, bob):
-        person = Person(email)
-        url = world.create(email, email, "first").json()["error"]["authenticationUrl"]
-        assert heading(person.connect(url).text) == "Connected"
-        person.close()
+    world.connect(ALICE, bob)
     world.attach(bob, bob, world.new_event(bob, bob, "Bob's own"))  # Bob's calendar is watched too
     event = world.new_event(ALICE, ALICE)
     conference = world.attach(ALICE, ALICE, event)
@@ -192,11 +188,7 @@ def test_an_event_that_copied_someone_elses_conference_can_neither_change_nor_de
 ) -> None:
     mallory = "mallory@example.com"
     world = accounts_world(ALICE, mallory)
-    for email in (ALICE, mallory):
-        person = Person(email)
-        url = world.create(email, email, "first").json()["error"]["authenticationUrl"]
-        assert heading(person.connect(url).text) == "Connected"
-        person.close()
+    world.connect(ALICE, mallory)
     world.attach(mallory, mallory, world.new_event(mallory, mallory, "Mallory's own"))  # her calendar is watched
     event = world.new_event(ALICE, ALICE)
     conference = world.attach(ALICE, ALICE, event)

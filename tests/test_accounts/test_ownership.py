@@ -111,14 +111,19 @@ def test_a_meeting_moved_to_another_of_its_owners_calendars_keeps_its_conference
     assert patched() == [200, 200, 200], "saved, moved (its link in Calendar changed), renamed: one call each"
 
 
-def test_a_meeting_moved_out_of_its_owners_calendars_loses_its_conference_after_the_grace(
-    accounts_world: WorldFactory,
-) -> None:
+def shared_team_meeting(accounts_world: WorldFactory) -> tuple[AccountsWorld, dict[str, Any], str]:
+    """Alice's meeting, with its conference, in her team calendar, which Bob may edit."""
     world = accounts_world(ALICE, BOB, delete_grace_s=GRACE_S)
     world.connect(ALICE)
     team_calendar(world, BOB)
     event = world.new_event(ALICE, TEAM)
-    conference = world.attach(ALICE, TEAM, event)
+    return world, event, world.attach(ALICE, TEAM, event)
+
+
+def test_a_meeting_moved_out_of_its_owners_calendars_loses_its_conference_after_the_grace(
+    accounts_world: WorldFactory,
+) -> None:
+    world, event, conference = shared_team_meeting(accounts_world)
 
     world.calendar_as(BOB).events().move(calendarId=TEAM, eventId=event["id"], destination=BOB).execute()
 
@@ -137,11 +142,7 @@ def test_a_meeting_moved_out_of_its_owners_calendars_loses_its_conference_after_
 def test_a_meeting_back_in_its_owners_calendar_within_the_grace_keeps_its_conference(
     accounts_world: WorldFactory,
 ) -> None:
-    world = accounts_world(ALICE, BOB, delete_grace_s=GRACE_S)
-    world.connect(ALICE)
-    team_calendar(world, BOB)
-    event = world.new_event(ALICE, TEAM)
-    conference = world.attach(ALICE, TEAM, event)
+    world, event, conference = shared_team_meeting(accounts_world)
     bob = world.calendar_as(BOB).events()
 
     bob.move(calendarId=TEAM, eventId=event["id"], destination=BOB).execute()
