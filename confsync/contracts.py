@@ -63,6 +63,7 @@ class Source(StrEnum):
     RENEWAL = "renewal"
     MANUAL = "manual"
     REPAIR = "repair"  # re-announced: a notification no sync covered in time (ingest/lag.py)
+    POLL = "poll"  # no notification for CONFSYNC_POLL_AFTER_S: its channel may have gone silent (ingest/lag.py)
 
 
 class ResourceState(StrEnum):

@@ -326,6 +326,11 @@ class Store(Protocol):
         CalendarChanged was lost or is stuck (ingest/lag.py re-announces them)."""
         ...
 
+    def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
+        """Active calendars whose last listing began before ``listed_before``, longest quiet first
+        (a channel that stopped delivering looks like this; ingest/lag.py polls them)."""
+        ...
+
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
 
     def calendars_of(self, subject: str) -> list[CalendarState]:

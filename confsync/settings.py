@@ -205,6 +205,11 @@ class Settings:
         "A calendar notified this many seconds ago that no sync has covered since is re-announced "
         "(its CalendarChanged was lost or is stuck; ingest/lag.py).",
     )
+    poll_after_s: float = _setting(
+        6 * 3600.0,
+        "An active calendar no listing has covered for this many seconds is listed anyway (incrementally), "
+        "so a watch channel Google stopped delivering on costs at most this long; 0: never.",
+    )
     lag_repair_interval_s: float = _setting(
         30.0, "How often the ingest service looks for such calendars, in seconds; 0 turns the loop off."
     )
@@ -412,7 +417,7 @@ _PUBSUB_MAX_BATCH = 1000
 
 
 # Settings whose help says "0 turns ... off".
-_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min", "delete_grace_s"})
+_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min", "delete_grace_s", "poll_after_s"})
 
 
 def _check(name: str, value: object, env: str) -> None:

@@ -7,6 +7,10 @@ Two kinds of work can go missing between stages, and both leave a trace in the s
   began (``save_sync_token``). A calendar notified after its last listing began, for longer
   than ``older_than``, gets a fresh CalendarChanged (source ``repair``): nothing else would
   sync it before its next change. The processor coalesces repeats.
+- A calendar gone quiet. One that no listing has covered for ``poll_after`` (notified or
+  not) gets a CalendarChanged (source ``poll``): Google may have stopped delivering on its
+  channel while it still looks live, and this bounds how long a change can wait to that. It
+  costs one incremental listing per quiet calendar per ``poll_after``.
 - A ConferenceCommand. The processor writes each command to the store's outbox before
   publishing it, and a publisher removes it once settled (applied, dropped as stale or
   duplicate, or dead-lettered with its cause). An entry still there when due is published
@@ -66,6 +70,7 @@ class LagReport:
     commands_republished: int = 0  # overdue outbox entries published again (a dry run: found)
     commands_dead_lettered: int = 0  # of the overdue, those past max_republishes (a dry run: found)
     deferred_released: int = 0  # deferred commands published now that their grace is over (a dry run: found)
+    polled: int = 0  # quiet calendars announced for a listing (a dry run: found)
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -81,8 +86,10 @@ class LagRepair:
     older_than: timedelta = timedelta(seconds=60)
     max_republishes: int = 10
     limit: int = 500
+    poll_after: timedelta | None = None  # None: quiet calendars are not polled
     clock: Callable[[], datetime] = utc_now
     _announced: dict[str, datetime] = field(default_factory=dict)
+    _polled: dict[str, datetime] = field(default_factory=dict)  # not polled again within poll_after
 
     def run_once(self, *, dry_run: bool = False) -> LagReport:
         now = self.clock()
@@ -90,11 +97,18 @@ class LagRepair:
         self._announced = {k: at for k, at in self._announced.items() if now - at < self.older_than}
         due = [state.calendar_id for state in lagging if state.calendar_id not in self._announced]
         commands = dead = released = 0
+        quiet = self._quiet(now, set(due))
         if not dry_run:
             for calendar_id in due:
                 change = CalendarChanged(calendar_id=calendar_id, source=Source.REPAIR, received_at=now)
                 self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
                 self._announced[calendar_id] = now
+            for calendar_id in quiet:
+                change = CalendarChanged(calendar_id=calendar_id, source=Source.POLL, received_at=now)
+                self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
+                self._polled[calendar_id] = now
+            if quiet:
+                log.info("quiet calendars polled", polled=len(quiet))
             commands, dead, released = self._republish_commands(now)
         elif self.commands_topic is not None:
             overdue = self.store.outbox_due(now, self.limit)
@@ -103,7 +117,7 @@ class LagRepair:
             commands = len(overdue) - dead - released
         oldest = min((s.last_notified_at for s in lagging if s.last_notified_at is not None), default=None)
         lag_s = None if oldest is None else round((now - oldest).total_seconds(), 1)
-        report = LagReport(len(lagging), due, lag_s, commands, dead, released)
+        report = LagReport(len(lagging), due, lag_s, commands, dead, released, len(quiet))
         if released:
             log.info("deferred commands released", deferred_released=released)
         if lagging or commands or dead:
@@ -116,6 +130,16 @@ class LagRepair:
                 commands_dead_lettered=dead,
             )
         return report
+
+    def _quiet(self, now: datetime, announced_now: set[str]) -> list[str]:
+        """The calendars no listing has covered for ``poll_after``, not announced just now."""
+        if self.poll_after is None:
+            return []
+        poll_after = self.poll_after
+        self._polled = {k: at for k, at in self._polled.items() if now - at < poll_after}
+        quiet = self.store.quiet_calendars(now - poll_after, self.limit)
+        skip = announced_now | set(self._polled)
+        return [state.calendar_id for state in quiet if state.calendar_id not in skip]
 
     def _republish_commands(self, now: datetime) -> tuple[int, int, int]:
         """Publish the overdue commands again, and the deferred ones whose time has come; give up

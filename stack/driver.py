@@ -648,6 +648,10 @@ class StackDriver:
                 raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
             time.sleep(0.1)
 
+    def drop_channel(self, channel_id: str) -> None:
+        """Calendar stops delivering on the channel, which still looks live (POST /_sandbox/channels/{id}/drop)."""
+        self._admin("POST", f"/_sandbox/channels/{channel_id}/drop")
+
     def live_channels_of(self, calendar_id: str) -> list[dict[str, Any]]:
         """The sandbox's live watch channels on one calendar."""
         return [c for c in self.calendar_channels() if c["calendarId"] == calendar_id and c["state"] == "live"]

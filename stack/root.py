@@ -181,6 +181,7 @@ class Stack:
             settings.topic_conference_commands_dead,
             older_than=older_than or timedelta(seconds=settings.lag_repair_after_s),
             max_republishes=settings.outbox_max_republishes,
+            poll_after=timedelta(seconds=settings.poll_after_s) if settings.poll_after_s > 0 else None,
         )
 
     @cached_property

@@ -20,8 +20,9 @@ share one database. ``forget_calendar`` deletes in batched writes (at most 500 e
 calendar's own document last, so an interrupted forget leaves the calendar to forget again.
 
 Queries that need a composite index in production are in ``COMPOSITE_INDEXES`` (the emulator
-needs none): calendars lagging behind (``lagging_calendars``) and one owner's held commands by
-age (``held_commands``); every other query filters or orders on one field.
+needs none): calendars lagging behind (``lagging_calendars``), quiet calendars by their last
+listing (``quiet_calendars``) and one owner's held commands by age (``held_commands``); every
+other query filters or orders on one field.
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ from confsync.store.records import (
 
 __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "document_id_fits"]
 
-# Queries that need a composite index in production (the emulator needs none): collection ->
-# fields, equality filters first, the range/order field last. infra/terraform/firestore.tf
+# Queries that need a composite index in production (the emulator needs none): (collection,
+# fields), equality filters first, the range/order field last. infra/terraform/firestore.tf
 # declares each one; tests/test_infra checks they agree.
 _LAGGING = ("lagging", "status", "last_notified_at")
-COMPOSITE_INDEXES: dict[str, tuple[str, ...]] = {"calendars": _LAGGING, "held": HELD_BY_AGE}
+_QUIET = ("status", "last_synced_at")
+COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
+    {("calendars", _LAGGING), ("calendars", _QUIET), ("held", HELD_BY_AGE)}
+)
 
 _T = TypeVar("_T")
 
@@ -188,6 +192,16 @@ class FirestoreStore(FirestoreAccounts):
             .where(filter=FieldFilter(status, "==", CalendarStatus.ACTIVE.value))
             .where(filter=FieldFilter(notified, "<", notified_before))
             .order_by(notified)
+            .limit(limit)
+        )
+        return [_calendar(_data(snapshot)) for snapshot in query.stream()]
+
+    def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
+        status, listed = _QUIET  # a composite index: COMPOSITE_INDEXES
+        query = (
+            self._calendars.where(filter=FieldFilter(status, "==", CalendarStatus.ACTIVE.value))
+            .where(filter=FieldFilter(listed, "<", listed_before))
+            .order_by(listed)
             .limit(limit)
         )
         return [_calendar(_data(snapshot)) for snapshot in query.stream()]

@@ -154,6 +154,9 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE links ADD COLUMN exceptions TEXT;
     """,
+    """
+    CREATE INDEX calendars_by_listing ON calendars (status, last_synced_at);
+    """,
 )
 
 
@@ -315,6 +318,13 @@ class SqliteStore(SqliteAccounts):
             " AND (last_synced_at IS NULL OR last_synced_at <= last_notified_at)"
             " ORDER BY last_notified_at LIMIT ?",
             (_us(notified_before), limit),
+        )
+        return [_calendar(row) for row in rows]
+
+    def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
+        rows = self._db().execute(
+            "SELECT * FROM calendars WHERE status = 'active' AND last_synced_at < ? ORDER BY last_synced_at LIMIT ?",
+            (_us(listed_before), limit),
         )
         return [_calendar(row) for row in rows]
 

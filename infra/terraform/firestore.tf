@@ -39,6 +39,23 @@ resource "google_firestore_index" "lagging_calendars" {
   }
 }
 
+# Calendars no listing has covered for a while, longest quiet first (Store.quiet_calendars):
+# lag repair lists them even without a notification, in case their channel went silent.
+resource "google_firestore_index" "quiet_calendars" {
+  database    = google_firestore_database.confsync.name
+  collection  = "calendars"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "last_synced_at"
+    order      = "ASCENDING"
+  }
+}
+
 # One owner's commands held for their reconnect, oldest first (Store.held_commands).
 resource "google_firestore_index" "held_commands" {
   database    = google_firestore_database.confsync.name

@@ -120,6 +120,15 @@ class Channels:
         channel.state = "stopped"
         self._store.save_channel(channel)
 
+    def drop(self, channel_id: str) -> bool:
+        """Google stops delivering on a channel that still looks live (to watch and stop alike):
+        it sends nothing from now on. False if there is no such channel."""
+        channel = self._store.channels.get(channel_id)
+        if channel is None:
+            return False
+        channel.dropped = True
+        return True
+
     def is_deliverable(self, channel_id: str) -> bool:
         channel = self._store.channels.get(channel_id)
         return channel is not None and channel.state == "live" and not self._expired(channel)
@@ -145,6 +154,7 @@ class Channels:
                 "state": "expired" if channel.state == "live" and self._expired(channel) else channel.state,
                 "principal": channel.principal,
                 "lastMessageNumber": channel.next_number - 1,
+                "dropped": channel.dropped,
                 "deliveries": [dict(delivery) for delivery in channel.deliveries],
             }
             for channel in self._store.channels.values()
@@ -155,7 +165,10 @@ class Channels:
         return [
             self._next_notification(channel, state)
             for channel in self._store.channels.values()
-            if channel.calendar_id == calendar_id and channel.state == "live" and not self._expired(channel)
+            if channel.calendar_id == calendar_id
+            and channel.state == "live"
+            and not channel.dropped
+            and not self._expired(channel)
         ]
 
     def _expired(self, channel: ChannelRecord) -> bool:

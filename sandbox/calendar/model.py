@@ -236,3 +236,8 @@ class CalendarModel:
     def channels(self) -> list[dict[str, Any]]:
         with self._store.lock:
             return self._channels.describe()
+
+    def drop_channel(self, channel_id: str) -> bool:
+        """A channel that stays live on paper and delivers nothing (False: no such channel)."""
+        with self._store.lock:
+            return self._channels.drop(channel_id)

@@ -92,6 +92,7 @@ class ChannelRecord:
     state: str = "live"
     next_number: int = 1
     principal: str | None = None  # who opened it (``Principal.describe()``); None without auth, or saved before
+    dropped: bool = False  # live on paper, delivering nothing (POST /_sandbox/channels/{id}/drop); not saved
     deliveries: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
 
     def row(self) -> dict[str, Any]:

@@ -149,6 +149,22 @@ def test_every_notification_counts_for_lag_repair_whatever_its_number(store: Sto
     assert state.last_notified_at == T0 + timedelta(seconds=2)
 
 
+def test_a_calendar_no_listing_covered_for_a_while_is_quiet_longest_first(store: Store) -> None:
+    for calendar_id, began in (("bob@example.com", T0), (CAL, T0 + timedelta(hours=1))):
+        store.ensure_calendar(calendar_id)
+        assert store.save_sync_token(calendar_id, "tok", expected_version=0, at=began)
+    store.ensure_calendar("carol@example.com")  # never listed: a first listing is due anyway
+    store.ensure_calendar("dave@example.com")
+    assert store.save_sync_token("dave@example.com", "tok", expected_version=0, at=T0)
+    store.set_calendar_status("dave@example.com", CalendarStatus.DISCONNECTED, "revoked")
+    cutoff = T0 + timedelta(hours=6)
+    assert [c.calendar_id for c in store.quiet_calendars(cutoff)] == ["bob@example.com", CAL], "active, oldest first"
+    assert [c.calendar_id for c in store.quiet_calendars(cutoff, limit=1)] == ["bob@example.com"]
+    assert [c.calendar_id for c in store.quiet_calendars(T0 + timedelta(minutes=30))] == ["bob@example.com"]
+    assert store.save_sync_token("bob@example.com", "tok-2", expected_version=1, at=cutoff)
+    assert [c.calendar_id for c in store.quiet_calendars(cutoff)] == [CAL], "listed since"
+
+
 def test_a_notification_no_sync_covered_is_lagging_until_a_listing_begins_after_it(store: Store) -> None:
     store.ensure_calendar(CAL)
     assert store.save_sync_token(CAL, "tok-1", expected_version=0, at=T0)

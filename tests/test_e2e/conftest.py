@@ -9,24 +9,17 @@ one stack per transport.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests_support.cli import confsync_argv, confsync_env
-from tests_support.local_stack import Stack
+from tests_support.local_stack import Stack, running_local
 
 from confsync.settings import Settings
 from stack.driver import StackDriver
 from stack.emulators import find_jar
-from stack.local import ReadyInfo
 
-READY_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 30
 
 
@@ -51,30 +44,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     transport = request.param
     if transport == "pubsub" and find_jar(Settings.from_env().pubsub_emulator_jar) is None:
         pytest.skip("EMULATOR MISSING: no Pub/Sub emulator jar (or no java): the Pub/Sub end-to-end run did NOT run")
-    state = tmp_path_factory.mktemp(f"local-{transport}")
-    ready = state / "ready.json"
-    # The production breaker cool-down lets a run of failed trial calls during the storm test
-    # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
-    env = confsync_env(CONFSYNC_SHUTDOWN_DEADLINE_S="5", CONFSYNC_BREAKER_COOLDOWN_S="3")
-    env.pop("PUBSUB_EMULATOR_HOST", None)
-    argv = confsync_argv("local", "--transport", transport, "--ready-file", str(ready))
-    log = (state / "local.log").open("wb")
-    process = subprocess.Popen([*argv, "--state-dir", str(state)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"confsync local did not get ready:\n{(state / 'local.log').read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield Stack(ReadyInfo.from_json(json.loads(ready.read_text())), process, ready)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with running_local(tmp_path_factory.mktemp(f"local-{transport}"), transport) as running:
+        yield running
 
 
 @pytest.fixture

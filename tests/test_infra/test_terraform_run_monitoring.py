@@ -68,7 +68,7 @@ def test_the_log_metrics_match_lines_the_code_logs(parsed: Parsed) -> None:
 
 def test_the_firestore_indexes_are_the_ones_the_store_queries_need(parsed: Parsed) -> None:
     declared = {
-        body["collection"]: tuple(field["field_path"] for field in body["fields"])
+        (body["collection"], tuple(field["field_path"] for field in body["fields"]))
         for name, body in resources(parsed).items()
         if name.startswith("google_firestore_index.")
     }

@@ -93,6 +93,28 @@ def test_a_calendar_left_behind_is_reannounced_once_per_window_until_a_sync_cove
     store.close()
 
 
+def test_a_calendar_quiet_past_the_poll_interval_is_listed_anyway_once_per_interval(tmp_path: Path) -> None:
+    """No notification at all (its channel went silent): only the poll finds it."""
+    store, memory, clock = SqliteStore(tmp_path / "state.sqlite"), broker(), Clock(T0 + timedelta(hours=1))
+    store.ensure_calendar("alice@example.com")
+    assert store.save_sync_token("alice@example.com", "t1", expected_version=0, at=T0)
+    repair = LagRepair(store, memory, TOPIC, poll_after=timedelta(hours=6), clock=clock)
+    assert repair.run_once().polled == 0, "an hour quiet is not yet suspicious"
+    clock.now = T0 + timedelta(hours=6, seconds=1)
+    report = repair.run_once()
+    assert (report.polled, report.lagging) == (1, 0)
+    (change,) = announced(memory)
+    assert (change.calendar_id, change.source) == ("alice@example.com", Source.POLL)
+    assert not CalendarWorker._covered(change, store.get_calendar("alice@example.com")), "it must be listed"
+    clock.now += timedelta(minutes=1)
+    assert repair.run_once().polled == 0, "polled a minute ago: its listing is on its way"
+    assert store.save_sync_token("alice@example.com", "t2", expected_version=1, at=clock.now)
+    clock.now += timedelta(hours=1)
+    assert repair.run_once().polled == 0, "listed since"
+    assert LagRepair(store, memory, TOPIC, clock=clock).run_once().polled == 0, "no poll interval: never"
+    store.close()
+
+
 def test_a_dry_run_reports_and_publishes_nothing(tmp_path: Path) -> None:
     store, memory = lagging_store(tmp_path), broker()
     repair = LagRepair(store, memory, TOPIC, clock=Clock(T0 + timedelta(hours=1)))

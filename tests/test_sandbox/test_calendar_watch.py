@@ -8,6 +8,7 @@ import threading
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from googleapiclient.errors import HttpError
 from tests_support import RunningCalendar, Webhook, event_body
@@ -113,6 +114,31 @@ def test_a_stopped_channel_gets_nothing_more(calendar: Any, webhook: Webhook) ->
     with pytest.raises(HttpError) as caught:
         calendar.channels().stop(body={"id": channel["id"], "resourceId": channel["resourceId"]}).execute()
     assert caught.value.resp.status == 404
+
+
+def test_a_dropped_channel_looks_live_and_delivers_nothing(
+    calendar_sandbox: RunningCalendar, calendar: Any, webhook: Webhook
+) -> None:
+    calendar.events().insert(calendarId=CAL, body=event_body("x")).execute()
+    channel = open_channel(calendar, webhook)
+    webhook.wait_for(lambda got: len(got) == 1)
+    assert calendar_sandbox.admin("POST", f"/_sandbox/channels/{channel['id']}/drop") == {
+        "id": channel["id"],
+        "dropped": True,
+    }
+    calendar.events().insert(calendarId=CAL, body=event_body("unseen")).execute()
+    probe = open_channel(calendar, webhook)  # a second channel proves deliveries still flow
+    calendar.events().insert(calendarId=CAL, body=event_body("seen by the probe only")).execute()
+    received = webhook.wait_for(
+        lambda got: any(i["x-goog-channel-id"] == probe["id"] and i["x-goog-resource-state"] == "exists" for i in got)
+    )
+    assert [i["x-goog-resource-state"] for i in received if i["x-goog-channel-id"] == channel["id"]] == ["sync"]
+    (view,) = [v for v in calendar_sandbox.admin("GET", "/_sandbox/channels") if v["id"] == channel["id"]]
+    assert (view["state"], view["dropped"], view["lastMessageNumber"]) == ("live", True, 1), "live on paper"
+    calendar.channels().stop(body={"id": channel["id"], "resourceId": channel["resourceId"]}).execute()
+    with pytest.raises(httpx.HTTPStatusError) as unknown:
+        calendar_sandbox.admin("POST", "/_sandbox/channels/no-such-channel/drop")
+    assert unknown.value.response.status_code == 404
 
 
 def test_an_expired_channel_gets_nothing_more(

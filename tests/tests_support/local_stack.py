@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -15,8 +16,11 @@ from typing import Any
 from confsync.ports import Store
 from confsync.store import open_store
 from stack.local import ReadyInfo
+from tests_support.cli import confsync_argv, confsync_env
 
-__all__ = ["Stack", "person", "store_of", "timed"]
+__all__ = ["Stack", "person", "running_local", "store_of", "timed"]
+
+READY_TIMEOUT_S = 120.0
 
 
 def person(name: str, domain: str = "example.com") -> str:
@@ -68,3 +72,34 @@ def store_of(stack: Stack) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@contextmanager
+def running_local(state: Path, transport: str, **env: str) -> Iterator[Stack]:
+    """``confsync local --transport T`` in ``state`` until the block ends (SIGTERM), with these
+    extra ``CONFSYNC_*`` settings."""
+    ready = state / "ready.json"
+    # The production breaker cool-down lets a run of failed trial calls during the storm test
+    # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
+    environment = confsync_env(CONFSYNC_SHUTDOWN_DEADLINE_S="5", CONFSYNC_BREAKER_COOLDOWN_S="3", **env)
+    environment.pop("PUBSUB_EMULATOR_HOST", None)
+    argv = confsync_argv("local", "--transport", transport, "--ready-file", str(ready))
+    with (state / "local.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*argv, "--state-dir", str(state)], env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while not ready.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (state / "local.log").read_text()[-3000:]
+                    raise AssertionError(f"confsync local did not get ready:\n{tail}")
+                time.sleep(0.1)
+            yield Stack(ReadyInfo.from_json(json.loads(ready.read_text())), process, ready)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

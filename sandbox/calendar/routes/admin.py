@@ -6,7 +6,9 @@ the user; the same user again is 200 with it, unchanged; the same email with ano
 409), ``GET /_sandbox/users``,
 ``POST /_sandbox/calendars/{calendarId}/invalidate-sync-tokens``,
 ``POST /_sandbox/calendars/{calendarId}/bulk-insert`` ``{"events": [...]}`` (seeding),
-``POST|GET|DELETE /_sandbox/faults``, ``GET /_sandbox/channels``, ``GET /_sandbox/requests``,
+``POST|GET|DELETE /_sandbox/faults``, ``GET /_sandbox/channels``, ``POST
+/_sandbox/channels/{id}/drop`` (the channel stays live and delivers nothing, as when Google
+silently stops a channel), ``GET /_sandbox/requests``,
 ``POST /_sandbox/notifications`` ``{"duplicates": true}`` (every notification is then
 delivered twice with the same message number, as Google may),
 ``POST /_sandbox/clock`` ``{"advance_s": N}`` (a finite number of seconds from 0 to ten years;
@@ -104,6 +106,12 @@ def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     async def channels(_request: Request) -> Response:
         return JSONResponse(model.channels())
 
+    async def drop_channel(request: Request) -> Response:
+        channel_id = request.path_params["channelId"]
+        if not model.drop_channel(channel_id):
+            raise GoogleError(404, "notFound", f"Channel '{channel_id}' not found for project.")
+        return JSONResponse({"id": channel_id, "dropped": True})
+
     async def requests(_request: Request) -> Response:
         return JSONResponse(sandbox.journal.entries())
 
@@ -124,6 +132,7 @@ def admin_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
         Route("/_sandbox/calendars/{calendarId}/bulk-insert", admin(bulk_insert), methods=["POST"]),
         Route("/_sandbox/faults", admin(faults), methods=["GET", "POST", "DELETE"]),
         Route("/_sandbox/channels", admin(channels), methods=["GET"]),
+        Route("/_sandbox/channels/{channelId}/drop", admin(drop_channel), methods=["POST"]),
         Route("/_sandbox/notifications", admin(notifications), methods=["POST"]),
         Route("/_sandbox/requests", admin(requests), methods=["GET"]),
         Route("/_sandbox/clock", admin(clock), methods=["POST"]),
