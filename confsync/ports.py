@@ -327,8 +327,9 @@ class Store(Protocol):
         ...
 
     def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
-        """Active calendars whose last listing began before ``listed_before``, longest quiet first
-        (a channel that stopped delivering looks like this; ingest/lag.py polls them)."""
+        """Active calendars never listed, then those whose last listing began before
+        ``listed_before``, longest quiet first (a channel that stopped delivering looks like
+        this; ingest/lag.py polls them)."""
         ...
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...

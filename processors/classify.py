@@ -29,8 +29,10 @@ instance of a series without its own link,     Fold: the series' exceptions chan
 cancelled, or live at another time than its     caller merges it into the series' link and
 rule gives it (moved), or live in its place     sends the series' payload with them, when
 again                                           they changed)
-link, but the event no longer carries our       Delete (conference_removed): removed, or
-conference                                      switched to Google Meet
+link, but the event no longer carries our       Delete (conference_removed): removed,
+conference                                      switched to Google Meet, or replaced by
+                                                another of ours (copied conferenceData: that
+                                                one is not this event's to change)
 link the add-on made, not yet seen on the       Skip: Calendar has not saved the event
 event, which is no newer than the add-on saw    with it yet (the add-on answers first);
                                                 Delete (reconciled) once the link was made
@@ -200,6 +202,8 @@ def classify(  # noqa: PLR0911 - one return per row of the decision table
     if event.status == "cancelled":
         return _cancelled(event, live_link)
     ours = _our_conference_id(event, live_link, solution_names)
+    if live_link is not None and ours is not None and ours != live_link.conference_id:
+        ours = None  # another conference of ours copied onto it: the linked one is gone, the other not its to change
     if ours is None:
         if live_link is not None and _not_saved_yet(event, live_link):
             if orphaned_before is None or not _made_by(live_link, orphaned_before):

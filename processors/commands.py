@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from confsync.contracts import CommandReason, ConferenceCommand
-from confsync.errors import CalendarGone, PermanentError
+from confsync.errors import AuthError, CalendarGone, PermanentError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
@@ -196,7 +196,7 @@ class CommandSink:
         series = result[at][1] if at is not None else None
         if at is not None and isinstance(series, Update):  # the series changed too: one update carries both
             payload = replace(series.payload, exceptions=exceptions)
-            latest = _latest(series.event_updated, *(fold.event_updated for fold in folds))
+            latest = _latest(series.event_updated, *(fold.event_updated for fold in folds), _after(link))
             update = replace(series, payload=payload, fingerprint=payload.fingerprint(), event_updated=latest)
             result[at] = (series_id, update)
             return
@@ -204,12 +204,14 @@ class CommandSink:
             return
         try:
             master = self.calendar.get_event(calendar_id, series_id)
-        except CalendarGone:
+        except AuthError:
+            raise
+        except PermanentError:
             return  # the series itself is gone: its tombstone, or the next full listing, says so
         decision = classify(master, replace(link, exceptions=exceptions), self.solution_names)
         if not isinstance(decision, Update):
             return  # the series itself is gone or no longer ours: its own listing says so
-        latest = _latest(decision.event_updated, *(fold.event_updated for fold in folds))
+        latest = _latest(decision.event_updated, *(fold.event_updated for fold in folds), _after(link))
         update = replace(decision, why="an occurrence was cancelled or moved", event_updated=latest)
         log.info(
             "series exceptions changed",
@@ -228,11 +230,32 @@ class CommandSink:
         self, calendar: CalendarClient, calendar_id: str, event_id: str, link: Link, decision: Delete
     ) -> Outcome:
         """A delete of the owning copy, checked with Calendar as its owner before it goes out."""
-        current = calendar.get_event(calendar_id, event_id)  # 403/404: lost access, raised
+        current = self._current(calendar, calendar_id, event_id)
+        if current is None:  # deleted for good: gone as a cancelled one is
+            return self._gone(calendar_id, link, decision)
         if current.status != "cancelled":  # the listing was behind, or the conference is really gone
             again = classify(current, link, self.solution_names, orphaned_before=self.orphaned_before())
             return again if not isinstance(again, Follow | Fold) else Skip("unchanged")
         return self._gone(calendar_id, link, decision)
+
+    @staticmethod
+    def _current(
+        calendar: CalendarClient, calendar_id: str, event_id: str, *, readable: bool = False
+    ) -> CalendarEvent | None:
+        """The event as Calendar has it now, or None when it is gone for good from a calendar its
+        owner still reads (``readable``: a full listing of it just went through). A 403/404 from a
+        calendar they can no longer read is lost access: raised (the worker disconnects the
+        calendar; nothing is deleted)."""
+        try:
+            return calendar.get_event(calendar_id, event_id)
+        except CalendarGone:
+            if not readable and calendar.access_role(calendar_id) is None:
+                raise
+            return None
+        except AuthError:
+            raise
+        except PermanentError:  # 410: deleted, and past what Calendar keeps of it
+            return None
 
     def _gone(self, calendar_id: str, link: Link, decision: Delete) -> Delete | Moved:
         """The owning copy is gone from its calendar: moved to another of the owner's, or to
@@ -258,7 +281,9 @@ class CommandSink:
         for candidate in candidates[:_MOVE_SEARCH_LIMIT]:
             try:
                 found = self.calendar.get_event(candidate, link.event_id)
-            except CalendarGone:
+            except AuthError:
+                raise
+            except PermanentError:  # not there, or not readable: not where it went
                 continue
             if not _carries(found, link.conference_id) or not _same(found.organizer, candidate):
                 continue  # not there, cancelled, another conference, or a copy of someone's meeting
@@ -276,7 +301,9 @@ class CommandSink:
         if source.state is LinkState.LIVE and self.calendar is not None:
             try:
                 old = self.calendar.get_event(source.calendar_id, source.event_id)
-            except CalendarGone:
+            except AuthError:
+                raise
+            except PermanentError:  # gone from there (or unreadable): not a live copy
                 old = None
             if old is not None and _carries(old, source.conference_id):
                 log.warning(
@@ -345,10 +372,7 @@ class CommandSink:
         )
         if self.calendar is None or link.last_fingerprint is None:  # an orphan was never anywhere else
             return decision
-        try:
-            current = self.calendar.get_event(link.calendar_id, link.event_id)
-        except CalendarGone:  # the listing just read this calendar: the event itself is gone
-            current = None
+        current = self._current(self.calendar, link.calendar_id, link.event_id, readable=True)
         if current is not None and current.status != "cancelled":
             return Skip("listed again since")  # the next listing decides for it
         return self._gone(link.calendar_id, link, decision)
@@ -362,6 +386,9 @@ class CommandSink:
     def send(self, calendar_id: str, decided: Sequence[tuple[str, Outcome]]) -> None:
         """Publish the commands of (event id, decision) pairs as one batch, then remember them."""
         acting = [(event_id, decision) for event_id, decision in decided if not isinstance(decision, Skip)]
+        for _, decision in acting:
+            if isinstance(decision, Moved):  # before its update goes out: the publisher acts as the calendar's owner
+                self._watched(decision.to.calendar_id, self._owner(decision.source.calendar_id))
         self._publish(calendar_id, acting)  # all published first, then remembered in links
         for event_id, decision in acting:
             self._remember(calendar_id, event_id, decision)
@@ -413,7 +440,12 @@ class CommandSink:
                 log.info("event seen again; its conference stays", event_id=event_id, conference_id=link.conference_id)
             case Delete(deferred=True):
                 leaving = self.store.get_link(calendar_id, event_id)
-                if leaving is not None:
+                # Only the live owning link leaves: one a move made elsewhere meanwhile stays deleted.
+                if (
+                    leaving is not None
+                    and leaving.state is LinkState.LIVE
+                    and leaving.conference_id == decision.conference_id
+                ):
                     self.store.upsert_link(replace(leaving, state=LinkState.LEAVING))
             case Delete():
                 self.store.mark_link_deleted(calendar_id, event_id)
@@ -431,7 +463,6 @@ class CommandSink:
             case Moved(source=source, to=to):
                 self.store.upsert_link(to)  # first: the conference's owning link is the new one
                 self.store.mark_link_deleted(source.calendar_id, source.event_id)
-                self._watched(to.calendar_id, self._owner(source.calendar_id))
                 log.info(
                     "conference followed its event to another of the owner's calendars",
                     conference_id=to.conference_id,
@@ -474,6 +505,12 @@ class CommandSink:
             payload=decision.payload if isinstance(decision, Update) else None,
             fingerprint=decision.fingerprint,
         )
+
+
+def _after(link: Link) -> datetime | None:
+    """Just after the version last sent for the link: a series' new exceptions are newer than it
+    even when Calendar's tombstone of an occurrence carries no ``updated``."""
+    return None if link.last_event_updated is None else link.last_event_updated + timedelta(microseconds=1)
 
 
 def _latest(*moments: datetime | None) -> datetime | None:

@@ -164,8 +164,23 @@ class CommandApplier:
             return self._apply_locked(command)
 
     def _apply_locked(self, command: ConferenceCommand) -> ApplyOutcome:
-        if command.kind is CommandKind.DELETE and self._seen_again(command):
+        if command.kind is not CommandKind.DELETE:
+            return self._applied(command)
+        if self._seen_again(command):
             return ApplyOutcome.SEEN_AGAIN
+        outcome = self._applied(command)
+        # Settled, however (applied, gone already, or a redelivery of one that was): a link waiting
+        # for this delete is deleted now.
+        waiting = self.store.get_link(command.calendar_id, command.event_id)
+        if (
+            waiting is not None
+            and waiting.state is LinkState.LEAVING
+            and waiting.conference_id == command.conference_id
+        ):
+            self.store.mark_link_deleted(command.calendar_id, command.event_id)
+        return outcome
+
+    def _applied(self, command: ConferenceCommand) -> ApplyOutcome:
         applied = self.store.get_applied(command.conference_id)
         if applied is not None and command.event_updated < applied.event_updated:
             return ApplyOutcome.STALE
@@ -187,10 +202,6 @@ class CommandApplier:
         else:
             outcome = ApplyOutcome.APPLIED
         self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
-        if command.kind is CommandKind.DELETE:
-            waiting = self.store.get_link(command.calendar_id, command.event_id)
-            if waiting is not None and waiting.state is LinkState.LEAVING:
-                self.store.mark_link_deleted(command.calendar_id, command.event_id)
         return outcome
 
     def _seen_again(self, command: ConferenceCommand) -> bool:

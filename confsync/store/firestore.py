@@ -198,13 +198,13 @@ class FirestoreStore(FirestoreAccounts):
 
     def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
         status, listed = _QUIET  # a composite index: COMPOSITE_INDEXES
-        query = (
-            self._calendars.where(filter=FieldFilter(status, "==", CalendarStatus.ACTIVE.value))
-            .where(filter=FieldFilter(listed, "<", listed_before))
-            .order_by(listed)
-            .limit(limit)
-        )
-        return [_calendar(_data(snapshot)) for snapshot in query.stream()]
+        active = self._calendars.where(filter=FieldFilter(status, "==", CalendarStatus.ACTIVE.value))
+        never = active.where(filter=FieldFilter(listed, "==", None)).limit(limit)  # a range skips nulls
+        quiet = [_calendar(_data(snapshot)) for snapshot in never.stream()]
+        if len(quiet) < limit:
+            query = active.where(filter=FieldFilter(listed, "<", listed_before)).order_by(listed)
+            quiet += [_calendar(_data(snapshot)) for snapshot in query.limit(limit - len(quiet)).stream()]
+        return quiet
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None:
         ref = self._calendar_ref(calendar_id)
@@ -328,7 +328,8 @@ class FirestoreStore(FirestoreAccounts):
         data = _data(snapshot) if snapshot.exists else None
         if not data or "event_id" not in data:
             return None
-        return self.get_link(data["calendar_id"], data["event_id"])
+        link = self.get_link(data["calendar_id"], data["event_id"])
+        return link if link is not None and link.conference_id == conference_id else None  # not re-linked since
 
     def live_links(self, calendar_id: str) -> list[Link]:
         query = (

@@ -323,7 +323,8 @@ class SqliteStore(SqliteAccounts):
 
     def quiet_calendars(self, listed_before: datetime, limit: int = 500) -> list[CalendarState]:
         rows = self._db().execute(
-            "SELECT * FROM calendars WHERE status = 'active' AND last_synced_at < ? ORDER BY last_synced_at LIMIT ?",
+            "SELECT * FROM calendars WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < ?)"
+            " ORDER BY last_synced_at LIMIT ?",
             (_us(listed_before), limit),
         )
         return [_calendar(row) for row in rows]
@@ -411,7 +412,8 @@ class SqliteStore(SqliteAccounts):
 
     def link_for_conference(self, conference_id: str) -> Link | None:
         row = self._one(
-            "SELECT * FROM links WHERE conference_id = ? ORDER BY state = 'live' DESC, last_event_updated DESC LIMIT 1",
+            "SELECT * FROM links WHERE conference_id = ?"
+            " ORDER BY CASE state WHEN 'live' THEN 0 WHEN 'leaving' THEN 1 ELSE 2 END, last_event_updated DESC LIMIT 1",
             conference_id,
         )
         return None if row is None else _link(row)

@@ -157,3 +157,38 @@ def test_a_meeting_back_in_its_owners_calendar_within_the_grace_keeps_its_confer
     assert world.conference(conference)["state"] == "active"
     bob.patch(calendarId=TEAM, eventId=event["id"], body={"summary": "Still here"}).execute()
     world.wait_for(lambda: summary_at_vendor(world, conference) == "Still here", what="a change after the return")
+
+
+def test_an_event_gone_for_good_from_a_calendar_its_owner_still_reads_is_deleted_not_taken_for_lost_access(
+    accounts_world: WorldFactory,
+) -> None:
+    world = accounts_world(ALICE)
+    world.connect(ALICE)
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    # Calendar's trash emptied: the listing shows the tombstone, events.get answers 404.
+    rule = {"method": "GET", "path": f"/events/{event['id']}$", "status": 404, "count": 1}
+    world.calendar.admin("POST", "/_sandbox/faults", rule)
+
+    world.calendar_as(ALICE).events().delete(calendarId=ALICE, eventId=event["id"]).execute()
+
+    world.wait_for(lambda: world.conference(conference)["state"] == "deleted", what="the delete")
+    assert world.stack.store.get_calendar(ALICE).status.value == "active", "its calendar still reads fine"
+
+
+def test_a_cancel_whose_calendar_no_longer_answers_is_lost_access_and_deletes_nothing(
+    accounts_world: WorldFactory,
+) -> None:
+    world = accounts_world(ALICE)
+    world.connect(ALICE)
+    event = world.new_event(ALICE, ALICE)
+    conference = world.attach(ALICE, ALICE, event)
+    for path in (f"/events/{event['id']}$", f"/calendarList/{ALICE}$"):
+        world.calendar.admin("POST", "/_sandbox/faults", {"method": "GET", "path": path, "status": 404, "count": 1})
+
+    world.calendar_as(ALICE).events().delete(calendarId=ALICE, eventId=event["id"]).execute()
+
+    world.wait_for(lambda: world.stack.store.get_calendar(ALICE).status.value == "disconnected", what="disconnected")
+    world.settle()
+    assert vendor_calls(world, "DELETE", conference) == []
+    assert world.conference(conference)["state"] == "active"

@@ -153,15 +153,20 @@ def test_a_calendar_no_listing_covered_for_a_while_is_quiet_longest_first(store:
     for calendar_id, began in (("bob@example.com", T0), (CAL, T0 + timedelta(hours=1))):
         store.ensure_calendar(calendar_id)
         assert store.save_sync_token(calendar_id, "tok", expected_version=0, at=began)
-    store.ensure_calendar("carol@example.com")  # never listed: a first listing is due anyway
+    store.ensure_calendar("carol@example.com")  # never listed: first, a first listing is overdue
     store.ensure_calendar("dave@example.com")
     assert store.save_sync_token("dave@example.com", "tok", expected_version=0, at=T0)
     store.set_calendar_status("dave@example.com", CalendarStatus.DISCONNECTED, "revoked")
     cutoff = T0 + timedelta(hours=6)
-    assert [c.calendar_id for c in store.quiet_calendars(cutoff)] == ["bob@example.com", CAL], "active, oldest first"
-    assert [c.calendar_id for c in store.quiet_calendars(cutoff, limit=1)] == ["bob@example.com"]
-    assert [c.calendar_id for c in store.quiet_calendars(T0 + timedelta(minutes=30))] == ["bob@example.com"]
+    quiet = [c.calendar_id for c in store.quiet_calendars(cutoff)]
+    assert quiet == ["carol@example.com", "bob@example.com", CAL], "active ones, never listed, then oldest first"
+    assert [c.calendar_id for c in store.quiet_calendars(cutoff, limit=2)] == ["carol@example.com", "bob@example.com"]
+    assert [c.calendar_id for c in store.quiet_calendars(T0 + timedelta(minutes=30))] == [
+        "carol@example.com",
+        "bob@example.com",
+    ]
     assert store.save_sync_token("bob@example.com", "tok-2", expected_version=1, at=cutoff)
+    assert store.save_sync_token("carol@example.com", "tok", expected_version=0, at=cutoff)
     assert [c.calendar_id for c in store.quiet_calendars(cutoff)] == [CAL], "listed since"
 
 

@@ -17,6 +17,8 @@ from confsync.store import Link, LinkState
 from processors.classify import (
     A_COPY,
     COPIED,
+    DEFAULT_SOLUTION_NAMES,
+    NOT_LINKED,
     Delete,
     Elsewhere,
     Fold,
@@ -180,10 +182,21 @@ def test_a_delete_names_the_linked_conference_even_without_event_data() -> None:
 
 def test_configured_solution_names_decide_what_is_ours() -> None:
     mine = event(conference=EventConference("cnf_9", "addOn", "Acme Meet"))
-    assert isinstance(classify(mine, linked()), Delete), "not ours by default: the linked one was replaced"
-    replaced = classify(mine, linked(), frozenset({"Acme Meet"}))
-    assert isinstance(replaced, Update)
-    assert replaced.conference_id == "cnf_9"
+    assert classify(mine, None) == Skip("not our conference")
+    assert classify(mine, None, frozenset({"Acme Meet"})) == Skip(NOT_LINKED, conference_id="cnf_9")
+    assert classify(mine, linked(conference_id="cnf_9"), frozenset({"Acme Meet"})) == Skip(
+        "unchanged", conference_id="cnf_9", fingerprint=linked().last_fingerprint
+    )
+
+
+@pytest.mark.parametrize("names", [DEFAULT_SOLUTION_NAMES, frozenset({"Acme Meet", "My Web Conference"})])
+def test_another_of_our_conferences_copied_onto_a_linked_event_removes_the_linked_one_and_touches_not_the_other(
+    names: frozenset[str],
+) -> None:
+    copied = event(conference=EventConference("cnf_9", "addOn", "Acme Meet"))
+    decision = classify(copied, linked(), names)
+    assert isinstance(decision, Delete)
+    assert (decision.conference_id, decision.reason) == ("cnf_1", CommandReason.CONFERENCE_REMOVED)
 
 
 ALICE_OWNS = linked(calendar_id="alice@example.com")
