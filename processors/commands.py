@@ -17,7 +17,8 @@ owner's Calendar client) given:
 - A delete is confirmed first. The owning copy turned cancelled, lost the conference, or is
   missing from a full listing: ``events.get`` on its calendar, as its owner, says whether it
   is so (a 403/404 there is lost access, raised: the worker disconnects the calendar and
-  deletes nothing). A cancelled copy may have moved: the owner's calendars (those confsync
+  deletes nothing; unless ``calendarList.get`` shows the owner still reads the calendar, and
+  then the event is gone for good). A cancelled copy may have moved: the owner's calendars (those confsync
   knows, then their calendar list's writable ones) are asked for the event, organized there,
   with the conference. Found: the link follows (``Moved``): the new calendar is watched, and
   an update goes out only if what the provider is told changed. Not found: the delete waits
