@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -31,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sandboxes import calendar_sandbox_process
 
 from confsync.calendar import GoogleCalendarClient, parse_event
 from confsync.contracts import Occurrence
 from confsync.logs import configure_logging
-from confsync.serving import free_port
 from confsync.settings import Settings
 from confsync.store import Link
 from confsync.store.sqlite import SqliteStore
@@ -129,24 +126,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=9)
     args = parser.parse_args()
     configure_logging(Settings(log_level="warning", log_format="json"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CONFSYNC_LOG_LEVEL": "warning"}
-    sandbox = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port)], env=env
-    )
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/_sandbox/channels", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        with tempfile.TemporaryDirectory() as tmp:
-            sizes = [one_size(base, Path(tmp), n, args.changes) for n in args.occurrences]
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=20)
+    with calendar_sandbox_process() as base, tempfile.TemporaryDirectory() as tmp:
+        sizes = [one_size(base, Path(tmp), n, args.changes) for n in args.occurrences]
     print(json.dumps({"benchmark": "series_exceptions", "sizes": sizes}))
 
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from sandboxes import calendar_sandbox_process
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.logs import configure_logging
 from confsync.ports import Store
-from confsync.serving import free_port
 from confsync.settings import Settings
 from confsync.store import Link
 from confsync.transport.base import Message
@@ -151,25 +148,9 @@ def main() -> None:
     parser.add_argument("--storm-seconds", type=float, default=1.0, help="how long the storm lasts")
     args = parser.parse_args()
     configure_logging(Settings(log_level="warning", log_format="json"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CONFSYNC_LOG_LEVEL": "warning"}
-    sandbox = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port)], env=env
-    )
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/_sandbox/channels", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        with tempfile.TemporaryDirectory() as tmp:
-            backfill = bench_backfill(base, Path(tmp), args.events)
-            storm = bench_storm(base, Path(tmp), args.calendars, args.notifications, args.storm_seconds)
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=20)
+    with calendar_sandbox_process() as base, tempfile.TemporaryDirectory() as tmp:
+        backfill = bench_backfill(base, Path(tmp), args.events)
+        storm = bench_storm(base, Path(tmp), args.calendars, args.notifications, args.storm_seconds)
     print(
         json.dumps(
             {

@@ -99,14 +99,8 @@ class LagRepair:
         commands = dead = released = 0
         quiet = self._quiet(now, set(due))
         if not dry_run:
-            for calendar_id in due:
-                change = CalendarChanged(calendar_id=calendar_id, source=Source.REPAIR, received_at=now)
-                self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
-                self._announced[calendar_id] = now
-            for calendar_id in quiet:
-                change = CalendarChanged(calendar_id=calendar_id, source=Source.POLL, received_at=now)
-                self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
-                self._polled[calendar_id] = now
+            self._announce(due, Source.REPAIR, now, self._announced)
+            self._announce(quiet, Source.POLL, now, self._polled)
             if quiet:
                 log.info("quiet calendars polled", polled=len(quiet))
             commands, dead, released = self._republish_commands(now)
@@ -130,6 +124,13 @@ class LagRepair:
                 commands_dead_lettered=dead,
             )
         return report
+
+    def _announce(self, calendar_ids: list[str], source: Source, now: datetime, into: dict[str, datetime]) -> None:
+        """A CalendarChanged for each calendar, remembered in ``into`` as announced ``now``."""
+        for calendar_id in calendar_ids:
+            change = CalendarChanged(calendar_id=calendar_id, source=source, received_at=now)
+            self.publisher.publish(self.changes_topic, change.to_bytes(), ordering_key=calendar_id)
+            into[calendar_id] = now
 
     def _quiet(self, now: datetime, announced_now: set[str]) -> list[str]:
         """The calendars no listing has covered for ``poll_after``, not announced just now."""

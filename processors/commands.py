@@ -203,11 +203,8 @@ class CommandSink:
             return
         if exceptions == link.exceptions or isinstance(series, Delete | Moved) or self.calendar is None:
             return
-        try:
-            master = self.calendar.get_event(calendar_id, series_id)
-        except AuthError:
-            raise
-        except PermanentError:
+        master = _event_or_none(self.calendar, calendar_id, series_id)
+        if master is None:
             return  # the series itself is gone: its tombstone, or the next full listing, says so
         decision = classify(master, replace(link, exceptions=exceptions), self.solution_names)
         if not isinstance(decision, Update):
@@ -232,12 +229,10 @@ class CommandSink:
     ) -> Outcome:
         """A delete of the owning copy, checked with Calendar as its owner before it goes out."""
         current = self._current(calendar, calendar_id, event_id)
-        if current is None:  # deleted for good: gone as a cancelled one is
-            return self._gone(calendar_id, link, decision)
-        if current.status != "cancelled":  # the listing was behind, or the conference is really gone
+        if current is not None and current.status != "cancelled":  # the listing was behind, or the conference is gone
             again = classify(current, link, self.solution_names, orphaned_before=self.orphaned_before())
             return again if not isinstance(again, Follow | Fold) else Skip("unchanged")
-        return self._gone(calendar_id, link, decision)
+        return self._gone(calendar_id, link, decision)  # cancelled, or deleted for good
 
     @staticmethod
     def _current(
@@ -280,13 +275,8 @@ class CommandSink:
             listed = ()
         candidates = [c for c in dict.fromkeys([*known, *listed]) if c != calendar_id]
         for candidate in candidates[:_MOVE_SEARCH_LIMIT]:
-            try:
-                found = self.calendar.get_event(candidate, link.event_id)
-            except AuthError:
-                raise
-            except PermanentError:  # not there, or not readable: not where it went
-                continue
-            if not _carries(found, link.conference_id) or not _same(found.organizer, candidate):
+            found = _event_or_none(self.calendar, candidate, link.event_id)
+            if found is None or not _carries(found, link.conference_id) or not _same(found.organizer, candidate):
                 continue  # not there, cancelled, another conference, or a copy of someone's meeting
             state = self.store.get_calendar(candidate)
             if state is not None and state.subject is not None and state.subject.lower() != owner:
@@ -300,12 +290,7 @@ class CommandSink:
         """The owner's event arrived here with the conference of their event elsewhere."""
         source = follow.source
         if source.state is LinkState.LIVE and self.calendar is not None:
-            try:
-                old = self.calendar.get_event(source.calendar_id, source.event_id)
-            except AuthError:
-                raise
-            except PermanentError:  # gone from there (or unreadable): not a live copy
-                old = None
+            old = _event_or_none(self.calendar, source.calendar_id, source.event_id)
             if old is not None and _carries(old, source.conference_id):
                 log.warning(
                     "an event carries the conference of its owner's live event elsewhere: no command",
@@ -506,6 +491,17 @@ class CommandSink:
             payload=decision.payload if isinstance(decision, Update) else None,
             fingerprint=decision.fingerprint,
         )
+
+
+def _event_or_none(calendar: CalendarClient, calendar_id: str, event_id: str) -> CalendarEvent | None:
+    """The event, or None when Calendar answers that it is not there or not readable (any
+    permanent error about it); refused credentials are the calendar owner's, raised."""
+    try:
+        return calendar.get_event(calendar_id, event_id)
+    except AuthError:
+        raise
+    except PermanentError:
+        return None
 
 
 def _after(link: Link) -> datetime | None:
