@@ -250,6 +250,10 @@ class CalendarChanged:
     channel_id: str | None = None
     resource_state: ResourceState | None = None
     message_number: int | None = None
+    # A backfill job's request (processors/backfill.py): the job that records the outcome, and
+    # how far back its listing reaches (None: everything, then the links it did not see go).
+    job_id: str | None = None
+    window_days: int | None = None
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -257,6 +261,10 @@ class CalendarChanged:
             raise InvalidMessage("a push notification needs channel_id and resource_state")
         if self.received_at.tzinfo is None:
             raise InvalidMessage("must carry a UTC offset", field="received_at")
+        if self.job_id is None and self.window_days is not None:
+            raise InvalidMessage("a listing window belongs to a backfill job's request", field="window_days")
+        if self.job_id is not None and self.source is not Source.BACKFILL:
+            raise InvalidMessage("only a backfill request names a job", field="job_id")
 
     def to_bytes(self) -> bytes:
         return _encode(
@@ -268,6 +276,8 @@ class CalendarChanged:
                 "resource_state": self.resource_state and self.resource_state.value,
                 "message_number": self.message_number,
                 "received_at": format_rfc3339(self.received_at),
+                # Only a backfill request carries these: every other message reads as before.
+                **({"job_id": self.job_id, "window_days": self.window_days} if self.job_id else {}),
             }
         )
 
@@ -282,6 +292,8 @@ class CalendarChanged:
             resource_state=fields.optional_choice("resource_state", ResourceState),
             message_number=fields.optional_integer("message_number"),
             received_at=fields.timestamp("received_at"),
+            job_id=fields.optional_text("job_id"),
+            window_days=fields.optional_integer("window_days"),
         )
         fields.done()
         return result

@@ -24,6 +24,11 @@ from confsync.contracts import ConferencePayload, EventTime
 from confsync.settings import Secret
 from confsync.store.records import (
     AppliedVersion,
+    BackfillClaim,
+    BackfillEntry,
+    BackfillJob,
+    BackfillProgress,
+    BackfillState,
     CalendarState,
     CalendarStatus,
     ChannelRecord,
@@ -309,6 +314,10 @@ class Store(Protocol):
 
     def list_calendars(self, status: CalendarStatus | None = None) -> list[CalendarState]: ...
 
+    def calendars_after(self, cursor: str | None, limit: int) -> list[CalendarState]:
+        """Up to ``limit`` calendars whose ids sort after ``cursor`` (None: from the first), in id order."""
+        ...
+
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
         """Store ``token`` if ``token_version`` still equals ``expected_version`` (then +1).
 
@@ -365,6 +374,35 @@ class Store(Protocol):
         """Give ``name`` up, if ``holder`` still holds it."""
         ...
 
+    # backfill jobs (processors/backfill.py)
+    def put_backfill_job(self, job: BackfillJob) -> None: ...
+
+    def get_backfill_job(self, job_id: str) -> BackfillJob | None: ...
+
+    def backfill_jobs(self, limit: int = 20) -> list[BackfillJob]:
+        """The newest jobs first."""
+        ...
+
+    def request_backfill(self, job_id: str, calendar_ids: list[str], at: datetime) -> list[str]:
+        """Record each calendar as requested unless it already has an entry; return those the job
+        must publish: new ones and ones still ``requested`` (a publish a killed job may have lost)."""
+        ...
+
+    def claim_backfill(self, job_id: str, calendar_id: str, *, now: datetime, until: datetime) -> BackfillClaim:
+        """Take a requested calendar (or one whose running lease ended before ``now``) until ``until``."""
+        ...
+
+    def finish_backfill(self, entry: BackfillEntry) -> None:
+        """Record a calendar's outcome: ``done``, ``failed`` with its cause, or ``requested`` again
+        (a transient failure: the lease is given back for the redelivery)."""
+        ...
+
+    def backfill_progress(self, job_id: str) -> BackfillProgress: ...
+
+    def backfill_entries(self, job_id: str, state: BackfillState, limit: int = 100) -> list[BackfillEntry]:
+        """Up to ``limit`` of a job's calendars in ``state``, in calendar id order."""
+        ...
+
     # links
     def upsert_link(self, link: Link) -> None: ...
 
@@ -374,6 +412,10 @@ class Store(Protocol):
         ...
 
     def get_link(self, calendar_id: str, event_id: str) -> Link | None: ...
+
+    def get_links(self, calendar_id: str, event_ids: list[str]) -> dict[str, Link]:
+        """The links of those of ``event_ids`` that have one, by event id: one read for a page."""
+        ...
 
     def link_for_conference(self, conference_id: str) -> Link | None: ...
 

@@ -229,7 +229,11 @@ class Settings:
         "seconds later, unless the event is seen again first (Calendar's undo, a move back). 0: at once.",
     )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
-    backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
+    backfill_requests_per_s: float = _setting(
+        20.0,
+        "Calendars per second a backfill job hands to the processors (each costs one Calendar listing per "
+        "2,500 events); a dry run lists at this rate too.",
+    )
     # -- the conferencing service -----------------------------------------------------------
     provider_url: str | None = _setting(None, "Base URL of the conferencing REST API.")
     provider_api_key: Secret | None = _setting(None, "API key sent as a bearer token to the conferencing API.")

@@ -1,41 +1,60 @@
 """Backfill: a full resync of calendars, reconciling links with what Calendar holds now.
 
-For each calendar: list every event (no sync token; ``window_days`` limits the listing to
-events ending after now - N days), classify each against its link exactly as the processor
-does, publish the same commands through the same publisher, update the links; then, on a full
-(unwindowed) listing, delete the conferences of links whose events Calendar no longer shows
-(reason ``reconciled``), including orphans: conferences the add-on made for an event that was
-never saved, once their link is ``orphan_after_s`` old (``classify.sweepable``). Deletes are
-confirmed and moves followed as the processor does (processors/commands.py), and a guest's
-calendar never sweeps a conference it does not own: only owning links are ever its. The
-listing's sync token is saved with compare-and-set, so incremental sync continues from here
-(a lost CAS means a processor synced meanwhile: fine).
+**One calendar** (``Backfill.resync``): list every event (no sync token; ``window_days`` limits
+the listing to events ending after now - N days), classify each against its link exactly as the
+processor does (a page's links read at once), publish the same commands through the same
+publisher, update the links; then, on a full (unwindowed) listing, delete the conferences of
+links whose events Calendar no longer shows (reason ``reconciled``), including orphans:
+conferences the add-on made for an event that was never saved, once their link is
+``orphan_after_s`` old (``classify.sweepable``). Deletes are confirmed and moves followed as the
+processor does (processors/commands.py), and a guest's calendar never sweeps a conference it
+does not own: only owning links are ever its. The listing's sync token is saved with
+compare-and-set, so incremental sync continues from here (a lost CAS means a processor synced
+meanwhile: fine). A page Calendar refuses for a rate limit (403/429) is asked again after a
+backoff (``retry``), not the whole calendar.
 
-Resumable: after each page is published and linked, a checkpoint (calendar, next page token,
-counts) is written atomically to a JSON file; a rerun skips finished calendars and resumes
-the current one at its page. Rate-limited: at most ``requests_per_s`` Calendar listings per
-second. ``dry_run`` decides and reports, and changes nothing anywhere.
+**Many calendars** (``FanOut``, what ``confsync backfill`` runs): the job pages through the
+store's calendars (``Selection``), records each as requested in the store and publishes one
+``CalendarChanged(source=backfill, job_id=...)`` per calendar to the calendar-changes topic
+(ordering key: the calendar), at most ``per_s`` a second; the processors do the listings
+(processors/worker.py), so a million calendars spread over every processor instance. The
+job's cursor is saved after each page is published, so a restarted job resumes at its page;
+a processor claims a calendar before listing it (a lease), so a request published twice (the
+page a killed job was publishing) is listed once. Each calendar's outcome is kept (done,
+failed with its cause) and one failing calendar fails alone. ``Backfill.run`` lists calendars
+one after another in this process: dry runs (which change nothing) and tests.
 """
 
 from __future__ import annotations
 
-import json
+import secrets
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import structlog
+from tenacity import Retrying
 
-from confsync.ports import CalendarClient, CalendarEvent, EventPage, Publisher, Store, SubjectClients, client_for
+from confsync.contracts import CalendarChanged, Source
+from confsync.errors import AuthError, CalendarGone, PermanentError
+from confsync.ports import (
+    CalendarClient,
+    CalendarEvent,
+    EventPage,
+    OutgoingMessage,
+    Publisher,
+    Store,
+    SubjectClients,
+    client_for,
+)
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarStatus
+from confsync.store import BackfillJob, BackfillProgress, CalendarState, CalendarStatus
 from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
 from processors.commands import CommandSink, Moved, Outcome, Revive
 from processors.sync import page_through
 
-__all__ = ["Backfill", "Checkpoints", "Decided", "Summary"]
+__all__ = ["Backfill", "Decided", "FanOut", "Selection", "Summary"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,42 +81,23 @@ class Summary:
     moved: int = 0  # conferences that followed their event to another of the owner's calendars
     errors: int = 0
     decisions: list[Decided] = field(default_factory=list)  # dry runs only
+    failures: dict[str, str] = field(default_factory=dict)  # calendar id -> why it was not backfilled
 
     def add(self, other: Summary) -> None:
         for name in ("events_read", "updates", "deletes", "unchanged", "reconciled", "orphans", "moved", "errors"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decisions += other.decisions
+        self.failures |= other.failures
 
     def counts(self) -> dict[str, int]:
-        return {k: v for k, v in asdict(self).items() if k != "decisions"}
+        return {k: v for k, v in asdict(self).items() if k not in {"decisions", "failures"}}
 
     def to_json(self, *, with_decisions: bool) -> dict[str, object]:
         """The counts, and with ``with_decisions`` each decision as an object."""
+        counts: dict[str, object] = {**self.counts(), "failures": self.failures}
         if not with_decisions:
-            return dict(self.counts())
-        return {**self.counts(), "decisions": [asdict(decided) for decided in self.decisions]}
-
-
-class Checkpoints:
-    """Per calendar: the next page to read (or done) and the counts so far, in one JSON file."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._data: dict[str, dict[str, object]] = {}
-        if path is not None and path.exists():
-            self._data = json.loads(path.read_text(encoding="utf-8"))
-
-    def get(self, calendar_id: str) -> dict[str, object]:
-        return self._data.get(calendar_id, {})
-
-    def put(self, calendar_id: str, *, page_token: str | None, done: bool, summary: Summary) -> None:
-        self._data[calendar_id] = {"page_token": page_token, "done": done, "counts": summary.counts()}
-        if self._path is None:
-            return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self._data), encoding="utf-8")
-        temporary.replace(self._path)  # atomic: a kill leaves the old or the new checkpoint
+            return counts
+        return {**counts, "decisions": [asdict(decided) for decided in self.decisions]}
 
 
 class _RateLimit:
@@ -106,11 +106,12 @@ class _RateLimit:
         self._next = 0.0
         self._sleep = sleep
 
-    def wait(self) -> None:
+    def wait(self, count: int = 1) -> None:
+        """Wait until ``count`` more may go at the rate."""
         now = time.monotonic()
         if now < self._next:
             self._sleep(self._next - now)
-        self._next = max(now, self._next) + self._interval
+        self._next = max(now, self._next) + self._interval * count
 
 
 @dataclass
@@ -120,8 +121,7 @@ class Backfill:
     publisher: Publisher
     commands_topic: str
     solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
-    checkpoints: Checkpoints = field(default_factory=lambda: Checkpoints(None))
-    requests_per_s: float = 5.0
+    requests_per_s: float = 5.0  # 0: no limit (a processor's listing: the job paces the requests)
     page_size: int = 2500
     dry_run: bool = False
     clock: Callable[[], datetime] = utc_now
@@ -130,45 +130,56 @@ class Backfill:
     delete_grace_s: float = 0.0  # see processors/commands.py
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
+    retry: Retrying | None = None  # asks a rate-limited page again; None: the error goes up
+    republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
 
     def run(self, calendar_ids: list[str], *, window_days: int | None = None) -> Summary:
+        """Each calendar in turn, here; one that fails is counted in ``errors`` and the rest go on."""
         total = Summary()
         limit = _RateLimit(self.requests_per_s, self.sleep)
         for calendar_id in calendar_ids:
             with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
-                total.add(self._calendar(calendar_id, window_days, limit))
+                try:
+                    total.add(self._calendar(calendar_id, window_days, limit))
+                except (PermanentError, CalendarGone, AuthError) as err:
+                    total.errors += 1
+                    total.failures[calendar_id] = str(err)
+                    log.warning("calendar not backfilled", error=str(err))
                 total.calendars += 1
         log.info("backfill finished", **total.counts())
         return total
 
+    def resync(self, calendar_id: str, window_days: int | None = None) -> Summary:
+        """One calendar, listed in full (or over its window); errors go up."""
+        return self._calendar(calendar_id, window_days, _RateLimit(self.requests_per_s, self.sleep))
+
     def _calendar(self, calendar_id: str, window_days: int | None, limit: _RateLimit) -> Summary:
-        checkpoint = self.checkpoints.get(calendar_id)
-        summary = Summary(**checkpoint.get("counts", {})) if checkpoint else Summary()  # type: ignore[arg-type]
-        if checkpoint.get("done"):
-            log.info("calendar already backfilled; skipped")
-            return summary
+        summary = Summary()
         state = self.store.get_calendar(calendar_id)
         calendar = client_for(state, self.calendar, self.calendar_for)
         commands = self.commands(calendar)
         version = state.token_version if state is not None else 0
         time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
-        resumed = checkpoint.get("page_token")
 
         def list_page(page_token: str | None) -> EventPage:
             limit.wait()
-            return calendar.list_events(
-                calendar_id, page_token=page_token, time_min=time_min, max_results=self.page_size
-            )
+
+            def ask() -> EventPage:
+                return calendar.list_events(
+                    calendar_id, page_token=page_token, time_min=time_min, max_results=self.page_size
+                )
+
+            if self.retry is None:
+                return ask()
+            retrying: Retrying = self.retry.copy()  # its own state per call
+            return retrying(ask)
 
         def on_page(page: EventPage) -> None:
             self._page(commands, calendar_id, page.events, summary)
             self.on_progress(calendar_id, len(page.events))
-            if not self.dry_run:
-                next_token = page.next_page_token
-                self.checkpoints.put(calendar_id, page_token=next_token, done=next_token is None, summary=summary)
 
-        listing = page_through(list_page, on_page, page_token=resumed if isinstance(resumed, str) else None)
-        if window_days is None and resumed is None:  # a whole, uninterrupted listing
+        listing = page_through(list_page, on_page)
+        if window_days is None:  # a whole listing: what it did not show is gone
             self._reconcile(commands, calendar_id, listing.seen, summary)
         if not self.dry_run and listing.sync_token:
             self.store.save_sync_token(calendar_id, listing.sync_token, expected_version=version, at=self.clock())
@@ -182,6 +193,7 @@ class Backfill:
             self.publisher,
             self.commands_topic,
             self.solution_names,
+            self.republish_after_s,
             orphan_after_s=self.orphan_after_s,
             clock=self.clock,
             calendar=calendar,
@@ -242,3 +254,114 @@ class Backfill:
         if state is not None and state.status is CalendarStatus.FAILED:
             self.store.set_calendar_status(calendar_id, CalendarStatus.ACTIVE)
             log.info("failed calendar active again", previous_error=state.last_error)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which calendars a job resyncs: every one confsync syncs, one domain's, or those named."""
+
+    domain: str | None = None
+    calendar_ids: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.calendar_ids:
+            return "calendars " + " ".join(sorted(self.calendar_ids))
+        return f"domain {self.domain}" if self.domain else "all"
+
+    def picks(self, state: CalendarState) -> bool:
+        """A calendar to resync: an active one, or a failed one (the backfill is what brings it
+        back); never one waiting for its user's reconnect, which resyncs it then."""
+        if state.status not in {CalendarStatus.ACTIVE, CalendarStatus.FAILED}:
+            return False
+        owner = (state.subject or state.calendar_id).lower()
+        return self.domain is None or owner.endswith("@" + self.domain.lower())
+
+    def pages(self, store: Store, cursor: str | None, size: int) -> Iterator[list[str]]:
+        """The calendars after ``cursor``, a page at a time, in id order."""
+        if self.calendar_ids:
+            named = sorted(set(self.calendar_ids))
+            after = [calendar_id for calendar_id in named if cursor is None or calendar_id > cursor]
+            for first in range(0, len(after), size):
+                yield after[first : first + size]
+            return
+        while page := store.calendars_after(cursor, size):
+            cursor = page[-1].calendar_id
+            picked = [state.calendar_id for state in page if self.picks(state)]
+            if picked:
+                yield picked
+        return
+
+
+@dataclass
+class FanOut:
+    """The backfill job: one resync request per calendar to the processors, paced, resumable."""
+
+    store: Store
+    publisher: Publisher
+    changes_topic: str
+    per_s: float = 20.0  # requests published per second (each is a listing or more at Calendar)
+    page_size: int = 500
+    clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], None] = time.sleep
+    on_progress: Callable[[BackfillJob], None] = lambda _job: None
+
+    def job(self, selection: Selection, window_days: int | None, *, job_id: str | None, new: bool) -> BackfillJob:
+        """The job to run: ``job_id``'s; else, unless ``new``, the newest unfinished job asking the
+        same (a restarted job resumes); else a new one."""
+        if job_id is not None:
+            found = self.store.get_backfill_job(job_id)
+            if found is not None:
+                return found
+        elif not new:
+            for found in self.store.backfill_jobs():
+                same = (found.selector, found.window_days) == (selection.describe(), window_days)
+                if same and not self._finished(found):
+                    return found
+        made = BackfillJob(
+            job_id=job_id or f"bf-{self.clock():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
+            selector=selection.describe(),
+            created_at=self.clock(),
+            window_days=window_days,
+        )
+        self.store.put_backfill_job(made)
+        return made
+
+    def _finished(self, job: BackfillJob) -> bool:
+        return job.paged_all and self.store.backfill_progress(job.job_id).pending == 0
+
+    def run(self, job: BackfillJob, selection: Selection) -> BackfillJob:
+        """Publish the job's requests from its cursor on; the job as saved after its last page."""
+        limit = _RateLimit(self.per_s, self.sleep)
+        with structlog.contextvars.bound_contextvars(job_id=job.job_id):
+            if job.cursor is not None and not job.paged_all:
+                log.info("backfill resumed", cursor=job.cursor, requested=job.requested)
+            for page in [] if job.paged_all else selection.pages(self.store, job.cursor, self.page_size):
+                job = self._page(job, page, limit)
+            job = replace(job, paged_all=True)
+            self.store.put_backfill_job(job)
+            log.info("backfill requested", requested=job.requested, selector=job.selector)
+        return job
+
+    def _page(self, job: BackfillJob, page: list[str], limit: _RateLimit) -> BackfillJob:
+        to_publish = self.store.request_backfill(job.job_id, page, self.clock())
+        step = max(int(self.per_s), 1)  # about a second's worth between cursor saves
+        for first in range(0, len(to_publish), step):
+            chunk = to_publish[first : first + step]
+            limit.wait(len(chunk))
+            self.publisher.publish_many(self.changes_topic, [self._request(job, calendar_id) for calendar_id in chunk])
+            job = replace(job, cursor=chunk[-1], requested=job.requested + len(chunk))
+            self.store.put_backfill_job(job)  # after the publish: a kill before it publishes these again
+            self.on_progress(job)
+        if job.cursor != page[-1]:
+            job = replace(job, cursor=page[-1])
+            self.store.put_backfill_job(job)
+        return job
+
+    def _request(self, job: BackfillJob, calendar_id: str) -> OutgoingMessage:
+        change = CalendarChanged(
+            calendar_id, Source.BACKFILL, self.clock(), job_id=job.job_id, window_days=job.window_days
+        )
+        return change.to_bytes(), calendar_id, {}
+
+    def progress(self, job_id: str) -> BackfillProgress:
+        return self.store.backfill_progress(job_id)

@@ -113,8 +113,10 @@ class CommandSink:
         deletes confirmed and moves followed when the sink has a Calendar client."""
         orphaned_before = self.orphaned_before()
         decided: list[tuple[str, Outcome | Fold]] = []
-        for event in events:
-            link = self.store.get_link(calendar_id, event.id)
+        page = tuple(events)
+        links = self.store.get_links(calendar_id, [event.id for event in page])  # one read for the page
+        for event in page:
+            link = links.get(event.id)
             usable = link if link is not None and link.state is not LinkState.DELETED else None
             elsewhere = None if usable is not None else self._elsewhere(calendar_id, event)
             decision = classify(

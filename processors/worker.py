@@ -16,6 +16,13 @@ next add-on call asks them to connect, and their reconnect resyncs it in full
 error marks it failed with the error (no retry, and ingest/lag.py stops re-announcing it) until
 an operator's backfill lists it again (``reactivate``). Everything else transient is raised,
 so the transport retries.
+
+A backfill job's request (``job_id`` set: processors/backfill.py) is a full listing instead: the
+calendar is claimed for the job first (a lease of ``backfill_lease_s``), so a request delivered
+twice is listed once. A claim another processor holds is retried later (the transport's
+backoff); a finished one is acknowledged. The outcome goes to the job: done with its counts,
+or failed with its cause (lost access also disconnects the calendar, as above); a transient
+error gives the claim back and is raised, so the redelivery lists it.
 """
 
 from __future__ import annotations
@@ -24,16 +31,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
+from tenacity import Retrying
 
 from confsync.contracts import CalendarChanged, CommandReason
-from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError
+from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError, TransientError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
-from confsync.store import CalendarState, CalendarStatus
+from confsync.store import BackfillClaim, BackfillEntry, BackfillState, CalendarState, CalendarStatus
 from confsync.transport.base import Message
+from processors.backfill import Backfill, Summary
 from processors.classify import DEFAULT_SOLUTION_NAMES
 from processors.commands import CommandSink
 from processors.sync import run_sync
@@ -60,6 +69,8 @@ class CalendarWorker:
     calendar_for: SubjectClients | None = None  # a client per calendar subject
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
+    backfill_lease_s: float = 900.0  # a claimed backfill calendar is another's to take after this
+    retry: Retrying | None = None  # a backfill's rate-limited page is asked again under it
 
     def __call__(self, message: Message) -> None:
         """The transport handler: one CalendarChanged message."""
@@ -79,6 +90,10 @@ class CalendarWorker:
 
     def _handle(self, change: CalendarChanged) -> None:
         calendar_id = change.calendar_id
+        if change.job_id is not None:
+            with structlog.contextvars.bound_contextvars(calendar_id=calendar_id, job_id=change.job_id):
+                self._backfill(change.job_id, calendar_id, change.window_days)
+            return
         with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
             state = self.store.get_calendar(calendar_id)
             if state is not None and state.status is not CalendarStatus.ACTIVE:
@@ -163,6 +178,66 @@ class CalendarWorker:
         for link in stale:
             commands.delete_link(link, CommandReason.RECONCILED)
         return len(stale)
+
+    def _backfill(self, job_id: str, calendar_id: str, window_days: int | None) -> None:
+        now = self.clock()
+        claim = self.store.claim_backfill(
+            job_id, calendar_id, now=now, until=now + timedelta(seconds=self.backfill_lease_s)
+        )
+        if claim is BackfillClaim.HELD:
+            raise TransientError("another processor is listing this calendar for the job; asked again later")
+        if claim is not BackfillClaim.CLAIMED:
+            log.info("backfill request acknowledged without listing", claim=claim.value)
+            return
+        try:
+            summary = self.backfill().resync(calendar_id, window_days)
+        except (CalendarGone, AuthError) as err:
+            self.store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
+            self._finish(job_id, calendar_id, BackfillState.FAILED, cause=f"lost access: {err}")
+            log.error("calendar can no longer be read; disconnected, nothing deleted", error=str(err))  # noqa: TRY400
+            return
+        except PermanentError as err:
+            self._finish(job_id, calendar_id, BackfillState.FAILED, cause=str(err))
+            log.error("calendar not backfilled", error=str(err), status=err.status)  # noqa: TRY400
+            return
+        except BaseException:
+            self._finish(job_id, calendar_id, BackfillState.REQUESTED)  # for the redelivery to take
+            raise
+        self._finish(job_id, calendar_id, BackfillState.DONE, summary=summary)
+        log.info("calendar backfilled", **summary.counts())
+
+    def _finish(
+        self,
+        job_id: str,
+        calendar_id: str,
+        state: BackfillState,
+        *,
+        cause: str | None = None,
+        summary: Summary | None = None,
+    ) -> None:
+        done = summary or Summary()
+        commands = done.updates + done.deletes + done.reconciled
+        entry = BackfillEntry(job_id, calendar_id, state, self.clock(), cause, None, done.events_read, commands)
+        self.store.finish_backfill(entry)
+
+    def backfill(self) -> Backfill:
+        """A full listing of one calendar as this processor's sync makes its commands."""
+        return Backfill(
+            self.store,
+            self.calendar,
+            self.publisher,
+            self.commands_topic,
+            self.solution_names,
+            requests_per_s=0,
+            page_size=self.page_size,
+            clock=self.clock,
+            calendar_for=self.calendar_for,
+            orphan_after_s=self.orphan_after_s,
+            delete_grace_s=self.delete_grace_s,
+            sleep=self.sleep,
+            retry=self.retry,
+            republish_after_s=self.republish_after_s,
+        )
 
     def _failed(self, calendar_id: str, err: PermanentError) -> None:
         self.store.set_calendar_status(calendar_id, CalendarStatus.FAILED, str(err))

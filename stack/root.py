@@ -29,11 +29,12 @@ from confsync.store import open_store
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
 from ingest.webhook import WebhookStats
-from processors.backfill import Backfill, Checkpoints
+from processors.backfill import Backfill, FanOut
 from processors.worker import CalendarWorker
 from publishers.app import build_applier
 from publishers.apply import CommandApplier
 from publishers.deadletter import DeadLetters
+from publishers.retry import retry_policy
 from stack.transports import Transport, open_transport
 
 __all__ = ["Stack"]
@@ -199,9 +200,11 @@ class Stack:
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,
             calendar_for=self.calendars.for_subject,
+            retry=retry_policy(settings),
         )
 
-    def backfill(self, *, checkpoint: Path | None = None, page_size: int = 2500, dry_run: bool = False) -> Backfill:
+    def backfill(self, *, page_size: int = 2500, dry_run: bool = False) -> Backfill:
+        """One calendar after another, in this process (dry runs)."""
         settings = self.settings
         return Backfill(
             self.store,
@@ -209,14 +212,21 @@ class Stack:
             self.publisher,
             settings.topic_conference_commands,
             frozenset(settings.conference_solution_names),
-            checkpoints=Checkpoints(checkpoint),
             requests_per_s=settings.backfill_requests_per_s,
             page_size=page_size,
             dry_run=dry_run,
             calendar_for=self.calendars.for_subject,
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,
+            retry=retry_policy(settings),
+            republish_after_s=settings.lag_repair_after_s,
         )
+
+    def fan_out(self, *, per_s: float | None = None) -> FanOut:
+        """The backfill job: one request per calendar to the processors, ``per_s`` a second."""
+        settings = self.settings
+        rate = settings.backfill_requests_per_s if per_s is None else per_s
+        return FanOut(self.store, self.publisher, settings.topic_calendar_changes, per_s=rate)
 
     @cached_property
     def applier(self) -> CommandApplier:

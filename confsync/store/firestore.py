@@ -41,6 +41,7 @@ from confsync.contracts import Occurrence
 from confsync.errors import ConfigError
 from confsync.settings import Secret
 from confsync.store.firestore_accounts import HELD_BY_AGE, FirestoreAccounts
+from confsync.store.firestore_backfill import BACKFILL_BY_STATE, FirestoreBackfills
 from confsync.store.firestore_values import BATCH as _BATCH
 from confsync.store.firestore_values import aware as _aware
 from confsync.store.firestore_values import data_of as _data
@@ -67,20 +68,21 @@ __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "docu
 _LAGGING = ("lagging", "status", "last_notified_at")
 _QUIET = ("status", "last_synced_at")
 COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
-    {("calendars", _LAGGING), ("calendars", _QUIET), ("held", HELD_BY_AGE)}
+    {("calendars", _LAGGING), ("calendars", _QUIET), ("held", HELD_BY_AGE), ("backfill_calendars", BACKFILL_BY_STATE)}
 )
 
 _T = TypeVar("_T")
 
 
-class FirestoreStore(FirestoreAccounts):
+class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
     """``confsync.ports.Store`` over Firestore; thread-safe (the client is). Users and grants:
-    ``FirestoreAccounts``."""
+    ``FirestoreAccounts``; backfill jobs: ``FirestoreBackfills``."""
 
     local = False  # every call is a network round trip: call it from a thread
 
     def __init__(self, client: firestore.Client, *, prefix: str = "") -> None:
-        super().__init__(client, prefix=prefix)
+        FirestoreAccounts.__init__(self, client, prefix=prefix)
+        FirestoreBackfills.__init__(self, client, prefix=prefix)
         self._calendars = client.collection(f"{prefix}calendars")
         self._channels = client.collection(f"{prefix}channels")
         self._conferences = client.collection(f"{prefix}conferences")
@@ -145,6 +147,12 @@ class FirestoreStore(FirestoreAccounts):
         )
         states = [_calendar(_data(snapshot)) for snapshot in query.stream()]
         return sorted(states, key=lambda state: state.calendar_id)
+
+    def calendars_after(self, cursor: str | None, limit: int) -> list[CalendarState]:
+        query = self._calendars.order_by("calendar_id")
+        if cursor is not None:
+            query = query.start_after({"calendar_id": cursor})
+        return [_calendar(_data(snapshot)) for snapshot in query.limit(limit).stream()]
 
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
         ref = self._calendar_ref(calendar_id)
@@ -322,6 +330,11 @@ class FirestoreStore(FirestoreAccounts):
     def get_link(self, calendar_id: str, event_id: str) -> Link | None:
         snapshot = self._link_ref(calendar_id, event_id).get()
         return _link(_data(snapshot)) if snapshot.exists else None
+
+    def get_links(self, calendar_id: str, event_ids: list[str]) -> dict[str, Link]:
+        refs = [self._link_ref(calendar_id, event_id) for event_id in event_ids]
+        links = (_link(_data(snapshot)) for snapshot in self._client.get_all(refs) if snapshot.exists)
+        return {link.event_id: link for link in links}
 
     def link_for_conference(self, conference_id: str) -> Link | None:
         snapshot = self._conferences.document(_doc_id(conference_id)).get()

@@ -16,6 +16,11 @@ from confsync.settings import Secret
 __all__ = [
     "PENDING_RESOURCE_ID",
     "AppliedVersion",
+    "BackfillClaim",
+    "BackfillEntry",
+    "BackfillJob",
+    "BackfillProgress",
+    "BackfillState",
     "CalendarState",
     "CalendarStatus",
     "ChannelRecord",
@@ -52,6 +57,73 @@ class LinkState(StrEnum):
     # its delete waits out the grace in the outbox, and the link lives again if the event is seen.
     LEAVING = "leaving"
     DELETED = "deleted"
+
+
+class BackfillState(StrEnum):
+    """One calendar's place in a backfill job."""
+
+    REQUESTED = "requested"  # published to the processors, not yet taken
+    RUNNING = "running"  # a processor lists it (until ``lease_until``: then another may)
+    DONE = "done"
+    FAILED = "failed"  # ``cause`` says why; the job's other calendars go on
+
+
+class BackfillClaim(StrEnum):
+    """What a processor's claim on a backfill request found."""
+
+    CLAIMED = "claimed"  # it is this processor's to list now
+    FINISHED = "finished"  # done or failed already: a redelivery, acknowledged without listing
+    HELD = "held"  # another processor lists it now: try again later
+    UNKNOWN = "unknown"  # no such job or calendar in it
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillJob:
+    """A full resync fanned out to the processors: what it selects and how far it has paged.
+
+    ``cursor`` is the last calendar id whose request was published; ``requested`` counts the
+    requests published (a resumed page's again); ``paged_all`` is set once the job has paged to
+    the end of its calendars."""
+
+    job_id: str
+    selector: str  # what was asked for, as the command said it: "all", "domain example.com", ...
+    created_at: datetime
+    window_days: int | None = None
+    cursor: str | None = None
+    requested: int = 0
+    paged_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillEntry:
+    """One calendar of a backfill job; the counts are its listing's (``processors.backfill.Summary``)."""
+
+    job_id: str
+    calendar_id: str
+    state: BackfillState
+    updated_at: datetime
+    cause: str | None = None
+    lease_until: datetime | None = None
+    events_read: int = 0
+    commands: int = 0  # updates and deletes sent
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    """How many of a job's calendars are in each state."""
+
+    requested: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.requested + self.running
+
+    @property
+    def total(self) -> int:
+        return self.requested + self.running + self.done + self.failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from confsync.store.records import (
     OutboxEntry,
 )
 from confsync.store.sqlite_accounts import SqliteAccounts
+from confsync.store.sqlite_backfill import SqliteBackfills
 
 __all__ = ["SqliteStore", "path_from_url"]
 
@@ -157,7 +158,34 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX calendars_by_listing ON calendars (status, last_synced_at);
     """,
+    """
+    CREATE TABLE backfill_jobs (
+        job_id TEXT PRIMARY KEY,
+        selector TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        window_days INTEGER,
+        cursor TEXT,
+        requested INTEGER NOT NULL DEFAULT 0,
+        paged_all INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX backfill_jobs_by_age ON backfill_jobs (created_at);
+    CREATE TABLE backfill_calendars (
+        job_id TEXT NOT NULL,
+        calendar_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        cause TEXT,
+        lease_until INTEGER,
+        events_read INTEGER NOT NULL DEFAULT 0,
+        commands INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, calendar_id)
+    );
+    CREATE INDEX backfill_calendars_by_state ON backfill_calendars (job_id, state, calendar_id);
+    """,
 )
+
+
+_IN_LIMIT = 500  # ids per IN (...): well under SQLite's bound on a statement's variables
 
 
 def path_from_url(url: str) -> Path:
@@ -169,9 +197,9 @@ def path_from_url(url: str) -> Path:
     return Path("/" + rest.lstrip("/")) if url.startswith("sqlite:////") else Path(rest)
 
 
-class SqliteStore(SqliteAccounts):
+class SqliteStore(SqliteAccounts, SqliteBackfills):
     """``confsync.ports.Store`` over one SQLite file (users, grants, connect flows and held
-    commands: ``SqliteAccounts``)."""
+    commands: ``SqliteAccounts``; backfill jobs: ``SqliteBackfills``)."""
 
     local = True  # calls take microseconds: an event loop may make them directly
 
@@ -283,6 +311,12 @@ class SqliteStore(SqliteAccounts):
             rows = self._db().execute("SELECT * FROM calendars ORDER BY calendar_id")
         else:
             rows = self._db().execute("SELECT * FROM calendars WHERE status = ? ORDER BY calendar_id", (status.value,))
+        return [_calendar(row) for row in rows]
+
+    def calendars_after(self, cursor: str | None, limit: int) -> list[CalendarState]:
+        rows = self._db().execute(
+            "SELECT * FROM calendars WHERE calendar_id > ? ORDER BY calendar_id LIMIT ?", (cursor or "", limit)
+        )
         return [_calendar(row) for row in rows]
 
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
@@ -409,6 +443,17 @@ class SqliteStore(SqliteAccounts):
     def get_link(self, calendar_id: str, event_id: str) -> Link | None:
         row = self._one("SELECT * FROM links WHERE calendar_id = ? AND event_id = ?", calendar_id, event_id)
         return None if row is None else _link(row)
+
+    def get_links(self, calendar_id: str, event_ids: list[str]) -> dict[str, Link]:
+        links: dict[str, Link] = {}
+        for first in range(0, len(event_ids), _IN_LIMIT):
+            chunk = event_ids[first : first + _IN_LIMIT]
+            rows = self._db().execute(
+                f"SELECT * FROM links WHERE calendar_id = ? AND event_id IN ({', '.join('?' * len(chunk))})",  # noqa: S608 - placeholders only
+                (calendar_id, *chunk),
+            )
+            links.update((row["event_id"], _link(row)) for row in rows)
+        return links
 
     def link_for_conference(self, conference_id: str) -> Link | None:
         row = self._one(

@@ -76,6 +76,27 @@ resource "google_firestore_index" "held_commands" {
   }
 }
 
+# A backfill job's calendars in one state, in id order (Store.backfill_entries: `confsync
+# backfill status` lists the failed ones with their cause).
+resource "google_firestore_index" "backfill_calendars" {
+  database    = google_firestore_database.confsync.name
+  collection  = "backfill_calendars"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "job_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "calendar_id"
+    order      = "ASCENDING"
+  }
+}
+
 # Firestore deletes a connect flow once its expires_at has passed (within a day of it: the
 # flow checks its own expiry when read). No index_config: the field keeps its automatic
 # index, which Store.purge_flows queries, and connect flows are written far too rarely for

@@ -3,7 +3,7 @@
 #   ingest    webhook, add-on API, connect pages, channel renewal, lag repair: Firestore, publish, Calendar
 #   processor sync and classify: Firestore, publish commands, Calendar
 #   publisher apply commands: Firestore
-#   backfill  the daily reconciliation job: Firestore, publish commands, Calendar
+#   backfill  the daily reconciliation job: Firestore, publish resync requests, Calendar (dry runs)
 #   push      the identity Pub/Sub pushes as (invokes processor and publisher)
 #   scheduler the identity Cloud Scheduler calls as (ingest's /tasks routes, the backfill job)
 resource "google_service_account" "confsync" {

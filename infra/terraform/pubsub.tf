@@ -106,7 +106,7 @@ locals {
     ingest    = [var.pubsub.topics.calendar_changes, var.pubsub.topics.conference_commands] # webhook; lag repair
     processor = [var.pubsub.topics.conference_commands, var.pubsub.topics.calendar_changes_dead]
     publisher = [var.pubsub.topics.conference_commands_dead]
-    backfill  = [var.pubsub.topics.conference_commands]
+    backfill  = [var.pubsub.topics.calendar_changes] # one resync request per calendar
   }
   publish_grants = merge([
     for who, topics in local.publishes : { for topic in topics : "${who}/${topic}" => { who = who, topic = topic } }

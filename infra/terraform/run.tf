@@ -184,9 +184,10 @@ resource "google_cloud_run_v2_service" "confsync" {
   }
 }
 
-# The daily reconciliation: `confsync backfill --all` lists every active calendar from scratch
-# and publishes what its conferences need (processors/backfill.py). A job, not a route: at
-# 1M calendars it runs for hours, longer than any HTTP request may.
+# The daily reconciliation: `confsync backfill --all` pages through the store's calendars and
+# publishes one resync request per calendar, paced; the processors list them
+# (processors/backfill.py). Its progress is in the store, so the retried task resumes. A job,
+# not a route: at 1M calendars and 20/s the requests take 14 h.
 resource "google_cloud_run_v2_job" "backfill" {
   name                = "confsync-backfill"
   location            = var.region
@@ -204,7 +205,7 @@ resource "google_cloud_run_v2_job" "backfill" {
 
       containers {
         image = var.image
-        args  = ["backfill", "--all", "--json", "--checkpoint", "/tmp/backfill-checkpoint.json"]
+        args  = ["backfill", "--all", "--json"]
 
         resources {
           limits = {

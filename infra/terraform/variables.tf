@@ -146,9 +146,9 @@ variable "backfill_schedule" {
 }
 
 variable "backfill_requests_per_s" {
-  description = "Calendar listings per second the backfill job may make (keep under the project's Calendar API quota)."
+  description = "Calendars per second the backfill job hands to the processors, each one listing or more (keep under the project's Calendar API quota)."
   type        = number
-  default     = 5
+  default     = 20
   validation {
     condition     = var.backfill_requests_per_s > 0 && var.backfill_requests_per_s <= 500
     error_message = "backfill_requests_per_s: more than 0, at most 500."

@@ -17,11 +17,11 @@ import typer
 from confsync.errors import ConfigError
 from confsync.logs import configure_logging
 from confsync.settings import Settings
-from stack.cli import channels, deadletter, pubsub, sandbox, serve, users
+from stack.cli import backfill, channels, deadletter, pubsub, sandbox, serve, users
 from stack.cli._common import exit_on
 from stack.cli.config import config_command, settings_dict
 from stack.cli.local import demo_command, local_command
-from stack.cli.recovery import backfill_command, repair_lag_command
+from stack.cli.recovery import repair_lag_command
 
 __all__ = ["app", "main"]
 
@@ -69,7 +69,7 @@ app.add_typer(serve.app, name="serve")
 app.command("local")(local_command)
 app.command("demo")(demo_command)
 app.command("repair-lag")(repair_lag_command)
-app.command("backfill")(backfill_command)
+app.add_typer(backfill.app, name="backfill")
 app.add_typer(deadletter.app, name="deadletter")
 app.add_typer(users.app, name="users")
 

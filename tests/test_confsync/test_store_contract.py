@@ -18,6 +18,11 @@ from confsync.ports import Store
 from confsync.settings import Secret
 from confsync.store import (
     AppliedVersion,
+    BackfillClaim,
+    BackfillEntry,
+    BackfillJob,
+    BackfillProgress,
+    BackfillState,
     CalendarStatus,
     ChannelRecord,
     ChannelState,
@@ -750,3 +755,79 @@ def test_released_commands_are_forgotten_and_counted_no_more(store: Store) -> No
     assert [h.command_id for h in store.held_commands(CAL)] == ["cmd-2"]
     assert [h.command_id for h in store.held_commands("bob@example.com")] == ["cmd-1"], "another owner's stays"
     assert (store.count_held(), store.count_held(CAL), store.count_held("nobody@example.com")) == (2, 1, 0)
+
+
+# -- backfill jobs ----------------------------------------------------------------------------
+
+
+def test_calendars_are_paged_in_id_order_after_a_cursor(store: Store) -> None:
+    for calendar_id in ("c@example.com", "a@example.com", "b@example.com", "d@example.com"):
+        store.ensure_calendar(calendar_id)
+    first = store.calendars_after(None, 3)
+    assert [c.calendar_id for c in first] == ["a@example.com", "b@example.com", "c@example.com"]
+    assert [c.calendar_id for c in store.calendars_after(first[-1].calendar_id, 3)] == ["d@example.com"]
+    assert store.calendars_after("d@example.com", 3) == []
+
+
+def test_a_page_of_links_is_read_at_once_and_only_linked_events_answer(store: Store) -> None:
+    for n in range(3):
+        store.upsert_link(Link(CAL, f"ev{n}", f"conf-{n}", None, None, LinkState.LIVE))
+    links = store.get_links(CAL, ["ev0", "ev2", "nothing"])
+    assert sorted(links) == ["ev0", "ev2"]
+    assert links["ev2"].conference_id == "conf-2"
+    assert store.get_links("bob@example.com", ["ev0"]) == {}
+
+
+def test_a_backfill_job_is_kept_and_the_newest_comes_first(store: Store) -> None:
+    old = BackfillJob("bf-1", "all", T0)
+    new = BackfillJob("bf-2", "domain example.com", T0 + timedelta(hours=1), window_days=30)
+    store.put_backfill_job(old)
+    store.put_backfill_job(new)
+    store.put_backfill_job(replace(old, cursor="m@example.com", requested=12, paged_all=True))
+    assert store.get_backfill_job("bf-1") == replace(old, cursor="m@example.com", requested=12, paged_all=True)
+    assert [job.job_id for job in store.backfill_jobs()] == ["bf-2", "bf-1"]
+    assert store.get_backfill_job("bf-3") is None
+
+
+def test_a_backfilled_calendar_is_claimed_once_and_finishes_once(store: Store) -> None:
+    lease = timedelta(minutes=10)
+    assert store.request_backfill("bf", [CAL, "bob@example.com"], T0) == [CAL, "bob@example.com"]
+    assert store.claim_backfill("bf", CAL, now=T0, until=T0 + lease) is BackfillClaim.CLAIMED
+    # A redelivery while the first processor lists it waits; so does the job, which re-requests nothing running.
+    assert store.claim_backfill("bf", CAL, now=T0 + timedelta(seconds=5), until=T0 + lease) is BackfillClaim.HELD
+    assert store.request_backfill("bf", [CAL, "bob@example.com"], T0) == ["bob@example.com"]
+    store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.DONE, T0, events_read=20, commands=2))
+    assert store.claim_backfill("bf", CAL, now=T0 + timedelta(seconds=6), until=T0 + lease) is BackfillClaim.FINISHED
+    assert store.claim_backfill("bf", "carol@example.com", now=T0, until=T0 + lease) is BackfillClaim.UNKNOWN
+    assert store.claim_backfill("other", CAL, now=T0, until=T0 + lease) is BackfillClaim.UNKNOWN
+    assert store.backfill_progress("bf") == BackfillProgress(requested=1, done=1)
+
+
+def test_a_crashed_processors_lease_runs_out_and_a_transient_failure_gives_it_back(store: Store) -> None:
+    lease = timedelta(minutes=10)
+    store.request_backfill("bf", [CAL], T0)
+    assert store.claim_backfill("bf", CAL, now=T0, until=T0 + lease) is BackfillClaim.CLAIMED
+    later = T0 + lease
+    assert store.claim_backfill("bf", CAL, now=later, until=later + lease) is BackfillClaim.CLAIMED
+    store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.REQUESTED, later))
+    assert store.backfill_progress("bf") == BackfillProgress(requested=1)
+    assert store.claim_backfill("bf", CAL, now=later, until=later + lease) is BackfillClaim.CLAIMED
+
+
+def test_failed_calendars_are_listed_with_their_cause_and_not_requested_again(store: Store) -> None:
+    calendars = [f"user{n}@example.com" for n in range(5)]
+    store.request_backfill("bf", calendars, T0)
+    for calendar_id in calendars:
+        store.claim_backfill("bf", calendar_id, now=T0, until=T0 + timedelta(minutes=1))
+    cause = "Calendar answered 403 forbidden: no access to user3@example.com"
+    store.finish_backfill(BackfillEntry("bf", "user3@example.com", BackfillState.FAILED, T0, cause=cause))
+    store.finish_backfill(BackfillEntry("bf", "user1@example.com", BackfillState.FAILED, T0, cause="gone"))
+    store.finish_backfill(BackfillEntry("bf", "user0@example.com", BackfillState.DONE, T0, events_read=3))
+    failed = store.backfill_entries("bf", BackfillState.FAILED)
+    assert [(entry.calendar_id, entry.cause) for entry in failed] == [
+        ("user1@example.com", "gone"),
+        ("user3@example.com", cause),
+    ]
+    assert store.backfill_entries("bf", BackfillState.DONE)[0].events_read == 3
+    assert store.backfill_progress("bf") == BackfillProgress(running=2, done=1, failed=2)
+    assert store.request_backfill("bf", calendars, T0) == []

@@ -1,5 +1,6 @@
 """Backfill on a 20,000-event sandbox calendar: the summary matches the truth, a dry run
-changes nothing, and a killed run resumes without re-sending what it already published."""
+changes nothing; a job fans out to the processors, one calendar per request, a failing calendar
+fails alone, and a killed job resumes without any calendar listed twice."""
 
 from __future__ import annotations
 
@@ -12,20 +13,20 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from google.api_core import exceptions as google_exceptions
-from google.api_core.retry import Retry
-from google.cloud import pubsub_v1
-from tests_support import RunningCalendar, event_body
+from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider, event_body
 from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.calendar import GoogleCalendarClient
 from confsync.contracts import CommandReason, ConferenceCommand
+from confsync.settings import Settings
 from confsync.store import Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
 from processors.backfill import Backfill
+from stack.root import Stack
 
 CAL = "big@example.com"
 EVENTS = 20_000
@@ -109,62 +110,109 @@ def test_a_dry_run_decides_and_changes_nothing(calendar_sandbox: RunningCalendar
     assert backfill.store.get_calendar(CAL) is None
 
 
-def test_a_killed_backfill_resumes_without_resending(
+def fan_out_world(calendar: RunningCalendar, store_path: Path, count: int) -> list[str]:
+    """``count`` calendars of 3 events each, in the store; the fourth answers 403 ``forbidden``."""
+    calendars = [f"c{n:02d}@example.com" for n in range(count)]
+    with closing(SqliteStore(store_path)) as store:
+        for calendar_id in calendars:
+            events = [{"id": f"evt{n:04d}", **event_body(f"{calendar_id} {n}", day=n)} for n in range(3)]
+            calendar.admin("POST", f"/_sandbox/calendars/{calendar_id}/bulk-insert", {"events": events})
+            store.ensure_calendar(calendar_id)
+        # A conference whose event is gone: the full listing's reconciliation deletes it.
+        store.upsert_link(Link(calendars[0], "gone", "cnf_gone", "fp", datetime.now(UTC)))
+    rule = {"method": "GET", "path": "c03(@|%40)example\\.com/events", "status": 403, "reason": "forbidden"}
+    calendar.admin("POST", "/_sandbox/faults", rule)
+    return calendars
+
+
+def listings(calendar: RunningCalendar) -> Counter[str]:
+    """Full listings (events.list) per calendar, from the sandbox's journal."""
+    counted: Counter[str] = Counter()
+    for entry in calendar.journal():
+        path = unquote(entry["path"])
+        if entry["method"] == "GET" and path.endswith("/events") and "/calendars/" in path:
+            counted[path.split("/calendars/")[1].removesuffix("/events")] += 1
+    return counted
+
+
+def test_the_embedded_default_fans_a_backfill_out_in_process_and_one_failing_calendar_fails_alone(
+    calendar_sandbox: RunningCalendar, provider_sandbox: RunningProvider, tmp_path: Path
+) -> None:
+    calendars = fan_out_world(calendar_sandbox, tmp_path / "state.sqlite", 6)
+    limited = {"path": "c01(@|%40)example\\.com/events$", "status": 403, "reason": "rateLimitExceeded", "count": 2}
+    calendar_sandbox.admin("POST", "/_sandbox/faults", limited)
+    env = confsync_env(
+        store=tmp_path / "state.sqlite",
+        CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
+        CONFSYNC_PROVIDER_URL=provider_sandbox.url,
+        CONFSYNC_PROVIDER_API_KEY=PROVIDER_KEY,
+        CONFSYNC_TRANSPORT="memory",
+        CONFSYNC_DELETE_GRACE_S="0",
+        CONFSYNC_RETRY_INITIAL_S="0.05",
+        CONFSYNC_LOG_LEVEL="warning",
+    )
+    done = run_confsync("backfill", "--all", "--json", env=env, timeout=120)
+    assert done.returncode == 1, "a failed calendar fails the waited-for job"
+    report = json.loads(done.stdout)
+    assert (report["done"], report["failed"], report["pending"]) == (5, 1, 0)
+    (failure,) = report["failures"]
+    assert failure["calendar_id"] == "c03@example.com"
+    assert "403" in failure["cause"]
+    assert "lost access" in failure["cause"]
+    # Each calendar listed once; c01's page asked again after each of its two rate-limit refusals.
+    assert listings(calendar_sandbox) == {**dict.fromkeys(calendars, 1), "c01@example.com": 3}
+    deletes = [e for e in provider_sandbox.journal() if e["method"] == "DELETE"]
+    assert [e["path"].rsplit("/", 1)[1] for e in deletes] == ["cnf_gone"]
+
+    status = run_confsync("backfill", "status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"backfill {report['job_id']} (all)" in status.stdout
+    assert "5 done, 1 failed, 0 pending" in status.stdout
+    assert "failed  c03@example.com  lost access" in status.stdout
+
+
+@pytest.mark.pubsub
+def test_a_killed_backfill_job_resumes_and_no_calendar_is_listed_twice(
     pubsub_emulator_host: str, calendar_sandbox: RunningCalendar, tmp_path: Path
 ) -> None:
-    with closing(SqliteStore(tmp_path / "state.sqlite")) as store:
-        seed(calendar_sandbox, store)
-    project = f"bf-{uuid.uuid4().hex[:8]}"
-    admin, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    topic = admin.topic_path(project, "conference-commands")
-    admin.create_topic(name=topic, retry=Retry(timeout=20))
-    subscription = subscriber.subscription_path(project, "count")
-    subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=20))
-    checkpoint = tmp_path / "backfill.json"
+    calendars = fan_out_world(calendar_sandbox, tmp_path / "state.sqlite", 24)
     env = confsync_env(
         store=tmp_path / "state.sqlite",
         PUBSUB_EMULATOR_HOST=pubsub_emulator_host,
-        CONFSYNC_PROJECT_ID=project,
+        CONFSYNC_TRANSPORT="pubsub",
+        CONFSYNC_PROJECT_ID=f"bf-{uuid.uuid4().hex[:8]}",
         CONFSYNC_CALENDAR_API_ENDPOINT=calendar_sandbox.api_endpoint,
-        CONFSYNC_BACKFILL_REQUESTS_PER_S="4",
         CONFSYNC_LOG_LEVEL="warning",
     )
-    command = ("backfill", "--calendar", CAL, "--checkpoint", str(checkpoint), "--page-size", "1000", "--json")
-    first = start_confsync(*command, env=env)
+    assert run_confsync("pubsub", "bootstrap", env=env).returncode == 0
+    first = start_confsync("backfill", "--all", "--rate", "4", env=env)
+    store = SqliteStore(tmp_path / "state.sqlite")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if checkpoint.exists() and json.loads(checkpoint.read_text())[CAL]["counts"]["events_read"] >= 5000:
-            break
+    while time.monotonic() < deadline and not any(job.requested >= 8 for job in store.backfill_jobs()):
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=20)
-    done_before = json.loads(checkpoint.read_text())[CAL]
-    assert not done_before["done"], "killed mid-run"
+    (killed,) = store.backfill_jobs()
+    assert not killed.paged_all, "killed midway"
 
-    second = run_confsync(*command, env=env, timeout=300)
+    second = run_confsync("backfill", "--all", "--rate", "100", "--json", env=env, timeout=120)
     assert second.returncode == 0, second.stderr
-    summary = json.loads(second.stdout)
-    assert summary["events_read"] == EVENTS
+    assert json.loads(second.stdout)["job_id"] == killed.job_id, "the same job, resumed"
 
-    ids: Counter[str] = Counter()
-    try:
-        while True:
-            try:
-                answer = subscriber.pull(
-                    subscription=subscription, max_messages=1000, timeout=3, retry=Retry(timeout=4)
-                )
-            except google_exceptions.DeadlineExceeded:
-                break
-            if not answer.received_messages:
-                break
-            ids.update(ConferenceCommand.from_bytes(m.message.data).command_id for m in answer.received_messages)
-            subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in answer.received_messages])
-    finally:
-        subscriber.close()
-        admin.transport.close()
-    assert len(ids) == EVENTS // 2, "every conference got its update"
-    resent = sum(count - 1 for count in ids.values())
-    assert resent <= 1000, f"at most the page in flight at the kill is sent again (was {resent})"
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("CONFSYNC_")})
+    with Stack(settings, store=store) as stack:
+        worker = stack.transport.worker(
+            settings.sub_calendar_changes, stack.worker, settings.topic_calendar_changes_dead
+        )
+        try:
+            while time.monotonic() < deadline + 60 and store.backfill_progress(killed.job_id).pending:
+                time.sleep(0.1)
+        finally:
+            worker.stop(10)
+    progress = store.backfill_progress(killed.job_id)
+    assert (progress.done, progress.failed, progress.pending) == (23, 1, 0)
+    assert listings(calendar_sandbox) == dict.fromkeys(calendars, 1), "no calendar listed twice"
+    store.close()
 
 
 def test_a_backfill_lists_each_calendar_as_its_own_user(calendar_sandbox: RunningCalendar, backfill: Any) -> None:
