@@ -41,6 +41,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+import structlog
 
 from confsync.contracts import ConferencePayload, EventTime
 from confsync.errors import (
@@ -58,6 +59,8 @@ from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 from confsync.settings import Secret, Settings
 
 __all__ = ["HttpConferenceProvider", "parse_retry_after"]
+
+log = structlog.get_logger(__name__)
 
 _TRANSIENT_STATUS = frozenset({408, 425, 429})
 _MAX_ERROR_BODY = 2000
@@ -188,9 +191,13 @@ class HttpConferenceProvider:
             finally:
                 answer.close()
         except httpx.TimeoutException as err:
+            log.warning("conferencing API call failed", method=method, status="timeout")
             raise TransientError(f"{method} {path}: timed out ({type(err).__name__})") from err
         except httpx.TransportError as err:
+            log.warning("conferencing API call failed", method=method, status="unreachable")
             raise TransientError(f"{method} {path}: {type(err).__name__}: {err}") from err
+        if answer.status_code >= 400:  # counted by status in monitoring.tf's provider_errors
+            log.warning("conferencing API call failed", method=method, status=answer.status_code)
         _raise_for_status(method, path, answer)
         return answer
 

@@ -147,10 +147,10 @@ def create_conference_route(  # noqa: PLR0913, PLR0915 - the route's parts, name
                 return connect_first(caller)
             return _error(403, "AUTHENTICATION", "Sign in to My Web Conferencing first.", err.authentication_url)
         except TransientError as err:
-            log.warning("conference creation failed, temporarily", error=str(err))
+            log.warning("conference creation failed, temporarily", error=str(err), status=err.status)
             return _error(503, "TEMPORARY", "The conferencing service is busy; try again in a moment.")
         except ConfsyncError as err:
-            log.error("conference creation failed", error=str(err))  # noqa: TRY400 - an answer, not a crash
+            log.error("conference creation failed", error=str(err), status=err.status)  # noqa: TRY400 - an answer, not a crash
             return _error(502, "PERMANENT", f"The conferencing service refused the conference: {err}")
         # The link remembers the event version the add-on saw (unconfirmed: no fingerprint yet),
         # so a listing of that version, before Calendar saves the conference on the event, is

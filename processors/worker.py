@@ -136,6 +136,7 @@ class CalendarWorker:
                 return
             log.info(
                 "calendar synced",
+                source=change.source.value,
                 listed=result.listed,
                 full_sync=result.full_sync,
                 recovered_from_410=result.recovered_from_410,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 from tests_support import PROVIDER_KEY, RunningProvider, meeting
 
 from confsync.contracts import ConferencePayload, EventTime
@@ -214,6 +215,24 @@ def test_a_timeout_is_transient(sandbox: RunningProvider) -> None:
     impatient = HttpConferenceProvider(sandbox.url, Secret(PROVIDER_KEY), timeout_s=0.2)
     with impatient, pytest.raises(TransientError, match="timed out"):
         impatient.create(new())
+
+
+def test_each_failed_call_is_logged_once_with_its_status(
+    client: HttpConferenceProvider, sandbox: RunningProvider
+) -> None:
+    """The line infra/terraform's provider_errors metric counts by status; answered calls log nothing."""
+    conference = client.create(new())
+    add_fault(sandbox, method="PATCH", count=1, status=503)
+    add_fault(sandbox, method="GET", count=1, latency_ms=1000)
+    impatient = HttpConferenceProvider(sandbox.url, Secret(PROVIDER_KEY), timeout_s=0.2)
+    with capture_logs() as logs, impatient:
+        with pytest.raises(TransientError):
+            client.update(conference.id, payload(), event_updated=V1, idempotency_key="k")
+        client.update(conference.id, payload(), event_updated=V1, idempotency_key="k")
+        with pytest.raises(TransientError, match="timed out"):
+            impatient.get(conference.id)
+    failed = [(line["method"], line["status"]) for line in logs if line["event"] == "conferencing API call failed"]
+    assert failed == [("PATCH", 503), ("GET", "timeout")]
 
 
 def test_a_refused_connection_is_transient() -> None:
