@@ -399,8 +399,10 @@ class Store(Protocol):
 
     def backfill_progress(self, job_id: str) -> BackfillProgress: ...
 
-    def backfill_entries(self, job_id: str, state: BackfillState, limit: int = 100) -> list[BackfillEntry]:
-        """Up to ``limit`` of a job's calendars in ``state``, in calendar id order."""
+    def backfill_entries(
+        self, job_id: str, state: BackfillState, limit: int = 100, *, after: str | None = None
+    ) -> list[BackfillEntry]:
+        """Up to ``limit`` of a job's calendars in ``state`` whose ids sort after ``after``, in id order."""
         ...
 
     # links

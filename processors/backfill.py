@@ -49,7 +49,7 @@ from confsync.ports import (
     client_for,
 )
 from confsync.rfc3339 import utc_now
-from confsync.store import BackfillJob, BackfillProgress, CalendarState, CalendarStatus
+from confsync.store import BackfillJob, BackfillProgress, BackfillState, CalendarState, CalendarStatus
 from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
 from processors.commands import CommandSink, Moved, Outcome, Revive
 from processors.sync import page_through
@@ -330,16 +330,39 @@ class FanOut:
         return job.paged_all and self.store.backfill_progress(job.job_id).pending == 0
 
     def run(self, job: BackfillJob, selection: Selection) -> BackfillJob:
-        """Publish the job's requests from its cursor on; the job as saved after its last page."""
+        """Publish the job's requests from its cursor on; the job as saved after its last page.
+
+        A job that had already paged to the end publishes again the requests still pending
+        that no processor holds: a message dead-lettered, or a claim whose processor died."""
         limit = _RateLimit(self.per_s, self.sleep)
         with structlog.contextvars.bound_contextvars(job_id=job.job_id):
-            if job.cursor is not None and not job.paged_all:
+            if job.paged_all:
+                return self._stragglers(job, limit)
+            if job.cursor is not None:
                 log.info("backfill resumed", cursor=job.cursor, requested=job.requested)
-            for page in [] if job.paged_all else selection.pages(self.store, job.cursor, self.page_size):
+            for page in selection.pages(self.store, job.cursor, self.page_size):
                 job = self._page(job, page, limit)
             job = replace(job, paged_all=True)
             self.store.put_backfill_job(job)
             log.info("backfill requested", requested=job.requested, selector=job.selector)
+        return job
+
+    def _stragglers(self, job: BackfillJob, limit: _RateLimit) -> BackfillJob:
+        now, again = self.clock(), 0
+        step = max(int(self.per_s), 1)
+        for state in (BackfillState.REQUESTED, BackfillState.RUNNING):
+            after: str | None = None
+            while entries := self.store.backfill_entries(job.job_id, state, self.page_size, after=after):
+                after = entries[-1].calendar_id
+                idle = [e.calendar_id for e in entries if e.lease_until is None or e.lease_until <= now]
+                for first in range(0, len(idle), step):
+                    chunk = idle[first : first + step]
+                    limit.wait(len(chunk))
+                    self.publisher.publish_many(self.changes_topic, [self._request(job, cid) for cid in chunk])
+                    again += len(chunk)
+        job = replace(job, requested=job.requested + again)
+        self.store.put_backfill_job(job)
+        log.info("backfill's pending calendars requested again", requested_again=again)
         return job
 
     def _page(self, job: BackfillJob, page: list[str], limit: _RateLimit) -> BackfillJob:

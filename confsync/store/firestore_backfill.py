@@ -127,8 +127,13 @@ class FirestoreBackfills:
             counts[state.name.lower()] = int(query.get()[0][0].value)
         return BackfillProgress(**counts)
 
-    def backfill_entries(self, job_id: str, state: BackfillState, limit: int = 100) -> list[BackfillEntry]:
-        query = self._of(job_id, state).order_by("calendar_id").limit(limit)
+    def backfill_entries(
+        self, job_id: str, state: BackfillState, limit: int = 100, *, after: str | None = None
+    ) -> list[BackfillEntry]:
+        query = self._of(job_id, state).order_by("calendar_id")
+        if after is not None:
+            query = query.start_after({"calendar_id": after})
+        query = query.limit(limit)
         return [_entry(data_of(snapshot)) for snapshot in query.stream()]
 
     def _of(self, job_id: str, state: BackfillState) -> Any:

@@ -124,11 +124,13 @@ class SqliteBackfills(ABC):
         counts = {BackfillState(row[0]).name.lower(): int(row[1]) for row in rows}
         return BackfillProgress(**counts)
 
-    def backfill_entries(self, job_id: str, state: BackfillState, limit: int = 100) -> list[BackfillEntry]:
+    def backfill_entries(
+        self, job_id: str, state: BackfillState, limit: int = 100, *, after: str | None = None
+    ) -> list[BackfillEntry]:
         rows = self._db().execute(
             f"SELECT {_ENTRY_COLUMNS} FROM backfill_calendars WHERE job_id = ? AND state = ?"  # noqa: S608 - constant columns
-            " ORDER BY calendar_id LIMIT ?",
-            (job_id, state.value, limit),
+            " AND calendar_id > ? ORDER BY calendar_id LIMIT ?",
+            (job_id, state.value, after or "", limit),
         )
         return [_entry(row) for row in rows]
 

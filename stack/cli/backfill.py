@@ -82,7 +82,9 @@ def backfill(  # noqa: PLR0913, PLR0917 - one parameter per option (Typer passes
     with open_stack(ctx, publishes=not in_process) as stack, _stages(stack, run=in_process):
         fan_out = stack.fan_out(per_s=rate)
         started = fan_out.job(selection, window_days, job_id=job, new=new)
-        if started.requested and not as_json:
+        if started.paged_all and not as_json:
+            typer.echo(f"backfill {started.job_id}: requesting its pending calendars again")
+        elif started.requested and not as_json:
             typer.echo(f"resuming backfill {started.job_id} after {started.cursor}")
         finished = _publishing(lambda: fan_out.run(started, selection), quiet=as_json)
         progress = _follow(stack.store, finished, quiet=as_json) if wait or in_process else None

@@ -831,3 +831,7 @@ def test_failed_calendars_are_listed_with_their_cause_and_not_requested_again(st
     assert store.backfill_entries("bf", BackfillState.DONE)[0].events_read == 3
     assert store.backfill_progress("bf") == BackfillProgress(running=2, done=1, failed=2)
     assert store.request_backfill("bf", calendars, T0) == []
+    running = store.backfill_entries("bf", BackfillState.RUNNING, limit=1)
+    assert [e.calendar_id for e in running] == ["user2@example.com"]
+    after = store.backfill_entries("bf", BackfillState.RUNNING, limit=1, after=running[0].calendar_id)
+    assert [e.calendar_id for e in after] == ["user4@example.com"]

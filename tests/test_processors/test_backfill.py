@@ -20,12 +20,12 @@ from tests_support import PROVIDER_KEY, RunningCalendar, RunningProvider, event_
 from tests_support.cli import confsync_env, run_confsync, start_confsync
 
 from confsync.calendar import GoogleCalendarClient
-from confsync.contracts import CommandReason, ConferenceCommand
+from confsync.contracts import CalendarChanged, CommandReason, ConferenceCommand
 from confsync.settings import Settings
-from confsync.store import Link
+from confsync.store import BackfillEntry, BackfillJob, BackfillState, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
-from processors.backfill import Backfill
+from processors.backfill import Backfill, FanOut, Selection
 from stack.root import Stack
 
 CAL = "big@example.com"
@@ -288,3 +288,27 @@ def test_a_backfill_deletes_conferences_whose_event_was_never_saved_once_they_ar
     assert deletes["cnf_orphan"].event_updated == now - timedelta(days=2)
     assert store.get_link(CAL, "editing").state.value == "live", "the user may still save it"
     assert store.get_link(CAL, "discarded").state.value == "deleted"
+
+
+def test_a_paged_job_run_again_requests_only_what_is_pending_and_held_by_no_one(tmp_path: Path) -> None:
+    """A request dead-lettered, or a claim whose processor died, is published again; a calendar
+    done, failed or being listed under a live claim is not."""
+    now = datetime.now(UTC)
+    broker = MemoryBroker(queue_limit=100)
+    broker.create_topic("changes")
+    broker.create_subscription("changes-sub", "changes")
+    with closing(SqliteStore(tmp_path / "state.sqlite")) as store:
+        job = BackfillJob("bf-1", "all", now, cursor="e@example.com", requested=5, paged_all=True)
+        store.put_backfill_job(job)
+        store.request_backfill("bf-1", ["a@example.com", "b@example.com", "c@example.com", "d@example.com"], now)
+        store.claim_backfill("bf-1", "b@example.com", now=now, until=now + timedelta(minutes=10))  # being listed
+        store.claim_backfill("bf-1", "c@example.com", now=now - timedelta(hours=1), until=now - timedelta(minutes=1))
+        store.claim_backfill("bf-1", "d@example.com", now=now, until=now + timedelta(minutes=10))
+        store.finish_backfill(BackfillEntry("bf-1", "d@example.com", BackfillState.DONE, now))
+        fan_out = FanOut(store, broker, "changes", per_s=1000)
+        assert fan_out.job(Selection(), None, job_id=None, new=False) == job, "the unfinished job resumes"
+        again = fan_out.run(job, Selection())
+        assert again.requested == 7
+        requests = [CalendarChanged.from_bytes(message.data) for _, message in broker.pull("changes-sub", 10, 0.1)]
+    assert sorted(r.calendar_id for r in requests) == ["a@example.com", "c@example.com"]
+    assert {r.job_id for r in requests} == {"bf-1"}
