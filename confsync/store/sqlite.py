@@ -157,6 +157,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX calendars_by_listing ON calendars (status, last_synced_at);
     """,
+    """
+    ALTER TABLE outbox ADD COLUMN calendar_id TEXT;
+    CREATE INDEX outbox_by_calendar ON outbox (calendar_id);
+    """,
 )
 
 
@@ -229,6 +233,10 @@ class SqliteStore(SqliteAccounts):
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db().execute(sql, args).fetchone()
         return row
+
+    def _count(self, sql: str, *args: Any) -> int:
+        row = self._one(sql, *args)
+        return 0 if row is None else int(row[0])
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -336,6 +344,9 @@ class SqliteStore(SqliteAccounts):
             (calendar_id, status.value, error),
         )
 
+    def count_calendars(self, status: CalendarStatus) -> int:
+        return self._count("SELECT COUNT(*) FROM calendars WHERE status = ?", status.value)
+
     def calendars_of(self, subject: str) -> list[CalendarState]:
         rows = self._db().execute("SELECT * FROM calendars WHERE subject = ? ORDER BY calendar_id", (subject,))
         return [_calendar(row) for row in rows]
@@ -375,6 +386,9 @@ class SqliteStore(SqliteAccounts):
             "SELECT * FROM channels WHERE state = 'live' AND expiration < ? ORDER BY expiration", (_us(when),)
         )
         return [_channel(row) for row in rows]
+
+    def count_channels_expiring_before(self, when: datetime) -> int:
+        return self._count("SELECT COUNT(*) FROM channels WHERE state = 'live' AND expiration < ?", _us(when))
 
     def stop_channel(self, channel_id: str) -> None:
         self._write_one("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))
@@ -429,6 +443,9 @@ class SqliteStore(SqliteAccounts):
             "UPDATE links SET state = 'deleted' WHERE calendar_id = ? AND event_id = ?", (calendar_id, event_id)
         )
 
+    def count_links(self, calendar_id: str, state: LinkState) -> int:
+        return self._count("SELECT COUNT(*) FROM links WHERE calendar_id = ? AND state = ?", calendar_id, state.value)
+
     # -- applied versions -------------------------------------------------------------------
 
     def get_applied(self, conference_id: str) -> AppliedVersion | None:
@@ -455,9 +472,13 @@ class SqliteStore(SqliteAccounts):
             return
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO outbox (command_id, conference_id, data, due_at, attempts, deferred)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts, e.deferred) for e in entries],
+                "INSERT OR REPLACE INTO outbox"
+                " (command_id, conference_id, data, due_at, attempts, deferred, calendar_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.command_id, e.conference_id, e.data, _us(e.due_at), e.attempts, e.deferred, e.calendar_id)
+                    for e in entries
+                ],
             )
 
     def outbox_done(self, command_ids: list[str]) -> None:
@@ -476,6 +497,7 @@ class SqliteStore(SqliteAccounts):
                 _EPOCH + timedelta(microseconds=row["due_at"]),
                 row["attempts"],
                 bool(row["deferred"]),
+                row["calendar_id"],
             )
             for row in rows
         ]
@@ -485,6 +507,11 @@ class SqliteStore(SqliteAccounts):
             "UPDATE outbox SET due_at = ?, attempts = ?, deferred = 0 WHERE command_id = ?",
             (_us(due_at), attempts, command_id),
         )
+
+    def count_outbox(self, calendar_id: str | None = None) -> int:
+        if calendar_id is None:
+            return self._count("SELECT COUNT(*) FROM outbox")
+        return self._count("SELECT COUNT(*) FROM outbox WHERE calendar_id = ?", calendar_id)
 
 
 _UPSERT_LINK = (
