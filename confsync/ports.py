@@ -37,6 +37,7 @@ from confsync.store.records import (
     GrantStatus,
     HeldCommand,
     Link,
+    LinkState,
     OAuthProvider,
     OutboxEntry,
     User,
@@ -343,6 +344,10 @@ class Store(Protocol):
 
     def set_calendar_status(self, calendar_id: str, status: CalendarStatus, error: str | None = None) -> None: ...
 
+    def count_calendars(self, status: CalendarStatus) -> int:
+        """How many calendars are in ``status``, counted by the store (nothing is listed)."""
+        ...
+
     def calendars_of(self, subject: str) -> list[CalendarState]:
         """The calendars whose subject is exactly ``subject``, by calendar_id."""
         ...
@@ -361,6 +366,10 @@ class Store(Protocol):
 
     def channels_expiring_before(self, when: datetime) -> list[ChannelRecord]:
         """Live channels whose expiration is before ``when``, soonest first."""
+        ...
+
+    def count_channels_expiring_before(self, when: datetime) -> int:
+        """How many live channels expire before ``when``, counted by the store (nothing is listed)."""
         ...
 
     def stop_channel(self, channel_id: str) -> None: ...
@@ -425,6 +434,10 @@ class Store(Protocol):
 
     def mark_link_deleted(self, calendar_id: str, event_id: str) -> None: ...
 
+    def count_links(self, calendar_id: str, state: LinkState) -> int:
+        """How many of the calendar's links are in ``state``."""
+        ...
+
     # applied versions
     def get_applied(self, conference_id: str) -> AppliedVersion | None: ...
 
@@ -448,6 +461,10 @@ class Store(Protocol):
     def outbox_reschedule(self, command_id: str, due_at: datetime, attempts: int) -> None:
         """After publishing it again (or a deferred one the first time): next due time and the
         attempt count; no longer deferred (a settled entry stays gone)."""
+        ...
+
+    def count_outbox(self, calendar_id: str | None = None) -> int:
+        """How many commands are unsettled: all of them, or those for ``calendar_id``."""
         ...
 
     # users and their grants (accounts/); emails are stored as given: accounts/ normalises them

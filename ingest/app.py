@@ -7,7 +7,8 @@ Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/con
 Scheduler (OIDC-authenticated like the push routes): ``POST
 /tasks/renew-channels?before=SECONDS``, ``POST /tasks/channels/ensure?calendar=ID``, ``POST
 /tasks/channels/stop?calendar=ID|channel=ID``, ``GET /tasks/channels?expiring_within=SECONDS``,
-``POST /tasks/repair-lag[?dry_run=1]`` (ingest/lag.py).
+``POST /tasks/repair-lag[?dry_run=1]`` (ingest/lag.py), ``GET /v1/status[?calendar=ID]``
+(read-only: what ``confsync status --json`` prints, ingest/status.py).
 
 Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
 one Publish request, which is what keeps the webhook's throughput up (bench/ingesting.py).
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from confsync.errors import ConfsyncError
+from confsync.errors import ConfsyncError, NotFound
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import ConferenceProvider, Publisher, Store, UserAccounts
 from confsync.settings import Settings
@@ -37,6 +38,7 @@ from ingest.addon_access import AddonGuard
 from ingest.api import AddonAuth, create_conference_route, me_route
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
+from ingest.status import StatusReader
 from ingest.webhook import WebhookStats, webhook_route
 
 __all__ = ["READY_CACHE_S", "READY_TIMEOUT_S", "IngestParts", "health_routes", "ingest_routes"]
@@ -60,6 +62,7 @@ class IngestParts:
     scheduler_verifier: OidcVerifier | None = None
     lag: LagRepair | None = None
     accounts: UserAccounts | None = None
+    status: StatusReader | None = None
 
 
 def health_routes(
@@ -128,6 +131,27 @@ def _addon_routes(parts: IngestParts, auth: AddonAuth) -> list[Route]:
         accounts=parts.accounts,
     )
     return [create] if parts.accounts is None else [create, me_route(auth, guard, parts.accounts)]
+
+
+def _status_answer(reader: StatusReader | None) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /v1/status[?calendar=ID]``: what ``confsync status --json`` prints."""
+
+    async def status(request: Request) -> Response:
+        if reader is None:
+            return JSONResponse({"error": "the status view is not configured"}, status_code=404)
+        calendar_id = request.query_params.get("calendar")
+        if calendar_id is not None and not calendar_id:
+            raise _BadQuery("calendar: a calendar id (leave it out for the whole installation)")
+        try:
+            if calendar_id is None:
+                return JSONResponse((await run_in_threadpool(reader.overview)).to_json())
+            return JSONResponse((await run_in_threadpool(reader.calendar, calendar_id)).to_json())
+        except NotFound as err:
+            return JSONResponse({"error": str(err)}, status_code=404)
+        except ConfsyncError as err:  # the store is out of reach: say so, and try again later
+            return JSONResponse({"error": str(err)}, status_code=503)
+
+    return status
 
 
 def ingest_routes(parts: IngestParts) -> list[Route]:
@@ -219,4 +243,5 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         Route("/tasks/channels/stop", scheduled(stop), methods=["POST"]),
         Route("/tasks/channels", scheduled(listing), methods=["GET"]),
         Route("/tasks/repair-lag", scheduled(repair_lag), methods=["POST"]),
+        Route("/v1/status", scheduled(_status_answer(parts.status)), methods=["GET"]),
     ]

@@ -393,7 +393,14 @@ class CommandSink:
                 continue
             if isinstance(decision, Delete) and decision.deferred:
                 entries.append(
-                    OutboxEntry(command.command_id, command.conference_id, command.to_bytes(), later, deferred=True)
+                    OutboxEntry(
+                        command.command_id,
+                        command.conference_id,
+                        command.to_bytes(),
+                        later,
+                        deferred=True,
+                        calendar_id=command.calendar_id,
+                    )
                 )
                 log.info(
                     "delete deferred: the event may come back",
@@ -402,7 +409,11 @@ class CommandSink:
                     grace_s=self.delete_grace_s,
                 )
                 continue
-            entries.append(OutboxEntry(command.command_id, command.conference_id, command.to_bytes(), due))
+            entries.append(
+                OutboxEntry(
+                    command.command_id, command.conference_id, command.to_bytes(), due, calendar_id=command.calendar_id
+                )
+            )
             commands.append(command)
         if not entries:
             return

@@ -17,10 +17,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from google.api_core import exceptions as google_exceptions
+
 from accounts.resume import Resume
 from accounts.service import Accounts
 from accounts.vault import open_vault
 from confsync.calendar import CalendarClients, delegated
+from confsync.errors import TransientError
 from confsync.oidc import OidcVerifier
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.provider import HttpConferenceProvider
@@ -28,6 +31,7 @@ from confsync.settings import Settings
 from confsync.store import open_store
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
+from ingest.status import StatusReader
 from ingest.webhook import WebhookStats
 from processors.backfill import Backfill, FanOut
 from processors.worker import CalendarWorker
@@ -35,7 +39,7 @@ from publishers.app import build_applier
 from publishers.apply import CommandApplier
 from publishers.deadletter import DeadLetters
 from publishers.retry import retry_policy
-from stack.transports import Transport, open_transport
+from stack.transports import MemoryTransport, Transport, open_transport
 
 __all__ = ["Stack"]
 
@@ -241,6 +245,26 @@ class Stack:
         """The dead-lettered conference commands, held for inspection and replay (Pub/Sub)."""
         letters = DeadLetters(self.settings)
         return self._built(letters, letters.close)
+
+    def status(self, *, serving: bool = False) -> StatusReader:
+        """What ``confsync status`` and ``GET /v1/status`` read. ``serving``: this process runs the
+        services, so the in-process transport's dead letters are here to be counted."""
+        return StatusReader(self.store, dead_letters=self._dead_letter_counter(serving=serving))
+
+    def _dead_letter_counter(self, *, serving: bool) -> Callable[[int], int] | None:
+        if self.settings.transport != "memory":
+            return self._peeked_dead_letters
+        transport = self.transport
+        if not serving or not isinstance(transport, MemoryTransport):
+            return None  # another process's queues: nothing to count here
+        hold = f"{self.settings.topic_conference_commands_dead}-hold"
+        return lambda _limit: transport.held(hold)
+
+    def _peeked_dead_letters(self, limit: int) -> int:
+        try:
+            return len(self.dead_letters.peek(limit))
+        except google_exceptions.GoogleAPIError as err:
+            raise TransientError(f"dead letters unreadable: {err}") from err
 
     def close(self) -> None:
         """Close what was built, newest first; one failing close does not stop the others."""

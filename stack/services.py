@@ -146,6 +146,7 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         stack.scheduler_verifier,
         lag,
         stack.accounts,
+        stack.status(serving=True),
     )
     routes: list[BaseRoute] = list(ingest_routes(parts))
     accounts = stack.accounts

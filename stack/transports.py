@@ -92,6 +92,10 @@ class MemoryTransport:
             concurrency=_MEMORY_HANDLERS,
         ).start()
 
+    def held(self, subscription: str) -> int:
+        """Messages not yet acknowledged on ``subscription`` (on a holding one: its dead letters)."""
+        return self._broker.backlog(subscription)
+
     def connect(self) -> None:
         """In-process queues need nothing to connect with."""
 

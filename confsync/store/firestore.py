@@ -21,8 +21,10 @@ calendar's own document last, so an interrupted forget leaves the calendar to fo
 
 Queries that need a composite index in production are in ``COMPOSITE_INDEXES`` (the emulator
 needs none): calendars lagging behind (``lagging_calendars``), quiet calendars by their last
-listing (``quiet_calendars``) and one owner's held commands by age (``held_commands``); every
-other query filters or orders on one field.
+listing (``quiet_calendars``), live channels counted by expiration
+(``count_channels_expiring_before``) and one owner's held commands by age (``held_commands``);
+every other query filters or orders on one field, or filters on equal values only. Counts are
+aggregation queries: the store reads no document to count them.
 """
 
 from __future__ import annotations
@@ -67,8 +69,15 @@ __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "docu
 # declares each one; tests/test_infra checks they agree.
 _LAGGING = ("lagging", "status", "last_notified_at")
 _QUIET = ("status", "last_synced_at")
+_EXPIRING = ("state", "expiration")
 COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
-    {("calendars", _LAGGING), ("calendars", _QUIET), ("held", HELD_BY_AGE), ("backfill_calendars", BACKFILL_BY_STATE)}
+    {
+        ("calendars", _LAGGING),
+        ("calendars", _QUIET),
+        ("channels", _EXPIRING),
+        ("held", HELD_BY_AGE),
+        ("backfill_calendars", BACKFILL_BY_STATE),
+    }
 )
 
 _T = TypeVar("_T")
@@ -225,6 +234,9 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
 
         self._transact(work)
 
+    def count_calendars(self, status: CalendarStatus) -> int:
+        return _count(self._calendars.where(filter=FieldFilter("status", "==", status.value)))
+
     def calendars_of(self, subject: str) -> list[CalendarState]:
         query = self._calendars.where(filter=FieldFilter("subject", "==", subject))
         return sorted((_calendar(_data(snapshot)) for snapshot in query.stream()), key=lambda c: c.calendar_id)
@@ -264,6 +276,11 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         query = self._channels.where(filter=FieldFilter("expiration", "<", when)).order_by("expiration")
         channels = (_channel(_data(snapshot)) for snapshot in query.stream())
         return [channel for channel in channels if channel.state is ChannelState.LIVE]
+
+    def count_channels_expiring_before(self, when: datetime) -> int:
+        state, expiration = _EXPIRING  # a composite index: COMPOSITE_INDEXES
+        live = self._channels.where(filter=FieldFilter(state, "==", ChannelState.LIVE.value))
+        return _count(live.where(filter=FieldFilter(expiration, "<", when)))
 
     def stop_channel(self, channel_id: str) -> None:
         ref = self._channels.document(_doc_id(channel_id))
@@ -357,6 +374,10 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         if ref.get().exists:
             ref.update({"state": LinkState.DELETED.value})
 
+    def count_links(self, calendar_id: str, state: LinkState) -> int:
+        links = self._calendar_ref(calendar_id).collection("links")
+        return _count(links.where(filter=FieldFilter("state", "==", state.value)))
+
     # -- applied versions -------------------------------------------------------------------
 
     def get_applied(self, conference_id: str) -> AppliedVersion | None:
@@ -399,6 +420,7 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
                         "due_at": entry.due_at,
                         "attempts": entry.attempts,
                         "deferred": entry.deferred,
+                        "calendar_id": entry.calendar_id,
                     },
                 )
             batch.commit()
@@ -416,6 +438,7 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
                 _aware(d["due_at"]),
                 int(d["attempts"]),
                 bool(d.get("deferred", False)),
+                d.get("calendar_id"),
             )
             for d in (_data(snapshot) for snapshot in query.stream())
         ]
@@ -425,6 +448,19 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
             self._outbox.document(_doc_id(command_id)).update(
                 {"due_at": due_at, "attempts": attempts, "deferred": False}
             )
+
+    def count_outbox(self, calendar_id: str | None = None) -> int:
+        query = (
+            self._outbox
+            if calendar_id is None
+            else self._outbox.where(filter=FieldFilter("calendar_id", "==", calendar_id))
+        )
+        return _count(query)
+
+
+def _count(query: Any) -> int:
+    ((result,),) = query.count().get()  # one aggregation, one result
+    return int(result.value)
 
 
 def _new_calendar(calendar_id: str) -> dict[str, Any]:

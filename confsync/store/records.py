@@ -210,6 +210,7 @@ class OutboxEntry:
     due_at: datetime
     attempts: int = 0
     deferred: bool = False
+    calendar_id: str | None = None  # the calendar whose listing made it (None: written before it was kept)
 
 
 # -- people and their grants (accounts/) ---------------------------------------------------------

@@ -17,7 +17,8 @@ resource "google_firestore_database" "confsync" {
 # The queries that need a composite index, each one of COMPOSITE_INDEXES in
 # confsync/store/firestore.py (tests/test_infra checks that these declare the same). Other
 # queries (channels by expiration, the outbox by due time, links by state, expired connect
-# flows) filter or order on one field and use automatic indexes.
+# flows, the counts by one field's value) filter or order on one field and use automatic
+# indexes.
 
 # Calendars lagging behind their notifications (Store.lagging_calendars).
 resource "google_firestore_index" "lagging_calendars" {
@@ -52,6 +53,23 @@ resource "google_firestore_index" "quiet_calendars" {
   }
   fields {
     field_path = "last_synced_at"
+    order      = "ASCENDING"
+  }
+}
+
+# Live channels expiring before a time, counted for `confsync status` and GET /v1/status
+# (Store.count_channels_expiring_before): an equality and a range filter on two fields.
+resource "google_firestore_index" "expiring_channels" {
+  database    = google_firestore_database.confsync.name
+  collection  = "channels"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "expiration"
     order      = "ASCENDING"
   }
 }

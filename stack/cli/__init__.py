@@ -22,6 +22,7 @@ from stack.cli._common import exit_on
 from stack.cli.config import config_command, settings_dict
 from stack.cli.local import demo_command, local_command
 from stack.cli.recovery import repair_lag_command
+from stack.cli.status import status_command
 
 __all__ = ["app", "main"]
 
@@ -70,6 +71,7 @@ app.command("local")(local_command)
 app.command("demo")(demo_command)
 app.command("repair-lag")(repair_lag_command)
 app.add_typer(backfill.app, name="backfill")
+app.command("status")(status_command)
 app.add_typer(deadletter.app, name="deadletter")
 app.add_typer(users.app, name="users")
 

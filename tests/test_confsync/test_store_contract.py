@@ -205,6 +205,16 @@ def test_status_changes_are_kept_with_their_reason(store: Store) -> None:
     assert [c.calendar_id for c in store.list_calendars()] == [CAL, "bob@example.com"]
 
 
+def test_calendars_are_counted_by_status(store: Store) -> None:
+    for calendar_id in (CAL, "bob@example.com", "carol@example.com"):
+        store.ensure_calendar(calendar_id)
+    store.set_calendar_status("bob@example.com", CalendarStatus.DISCONNECTED, "invalid_grant")
+    counts = {status: store.count_calendars(status) for status in CalendarStatus}
+    assert counts == {
+        CalendarStatus.ACTIVE: 2, CalendarStatus.DISCONNECTED: 1, CalendarStatus.GONE: 0, CalendarStatus.FAILED: 0
+    }  # fmt: skip
+
+
 def test_odd_calendar_ids_are_stored_faithfully(store: Store) -> None:
     for odd in ("c_1234@group.calendar.google.com", "a/b@example.com", "..", "__reserved__", "żółw@example.pl"):
         assert store.save_sync_token(odd, f"tok-{odd}", expected_version=0, at=T0)
@@ -243,6 +253,15 @@ def test_expiring_channels_are_listed_soonest_first_and_only_live(store: Store) 
     assert [c.channel_id for c in expiring] == ["sooner", "soon"]
     assert store.get_channel("stopped") is not None
     assert store.get_channel("stopped").state is ChannelState.STOPPED  # type: ignore[union-attr]
+
+
+def test_expiring_channels_are_counted_only_live_and_only_before_the_time(store: Store) -> None:
+    assert store.count_channels_expiring_before(T0 + timedelta(hours=24)) == 0
+    for channel_id, hours in (("late", 100), ("soon", 2), ("sooner", 1), ("stopped", 3)):
+        store.add_channel(channel(channel_id, hours))
+    store.stop_channel("stopped")
+    assert store.count_channels_expiring_before(T0 + timedelta(hours=24)) == 2
+    assert store.count_channels_expiring_before(T0 + timedelta(hours=1)) == 0, "expiring at the time is not before it"
 
 
 def test_live_channels_of_a_calendar(store: Store) -> None:
@@ -343,6 +362,17 @@ def test_live_links_exclude_deleted_ones_for_mark_and_sweep(store: Store) -> Non
     assert deleted is not None
     assert deleted.state is LinkState.DELETED
     assert store.link_for_conference("cnf_2") == deleted, "a cancelled event's link still names its conference"
+
+
+def test_links_are_counted_per_calendar_and_state(store: Store) -> None:
+    for n in range(4):
+        store.upsert_link(link(f"evt{n}", f"cnf_{n}"))
+    store.upsert_link(Link("bob@example.com", "evtX", "cnf_x"))
+    store.mark_link_deleted(CAL, "evt2")
+    store.upsert_link(replace(link("evt3", "cnf_3"), state=LinkState.LEAVING))
+    counts = {state: store.count_links(CAL, state) for state in LinkState}
+    assert counts == {LinkState.LIVE: 2, LinkState.LEAVING: 1, LinkState.DELETED: 1}
+    assert store.count_links("nobody@example.com", LinkState.LIVE) == 0
 
 
 # -- applied versions -----------------------------------------------------------------------------
@@ -497,6 +527,25 @@ def test_the_outbox_hands_back_overdue_commands_until_they_are_settled(store: St
     assert (early.command_id, early.attempts) == ("cmd-early", 1)
     store.outbox_add([OutboxEntry("cmd-early", "cnf-2", b"v2", T0 + timedelta(seconds=900))])
     assert store.outbox_due(T0 + timedelta(seconds=301)) == [], "published again: replaced, due later"
+
+
+def test_unsettled_commands_are_counted_in_all_and_per_calendar(store: Store) -> None:
+    assert store.count_outbox() == 0
+    due = T0 + timedelta(seconds=60)
+    store.outbox_add(
+        [
+            OutboxEntry("cmd-1", "cnf-1", b"{}", due, calendar_id=CAL),
+            OutboxEntry("cmd-2", "cnf-2", b"{}", due, deferred=True, calendar_id=CAL),
+            OutboxEntry("cmd-3", "cnf-3", b"{}", due, calendar_id="bob@example.com"),
+            OutboxEntry("cmd-4", "cnf-4", b"{}", due),  # written before entries named their calendar
+        ]
+    )
+    assert (store.count_outbox(), store.count_outbox(CAL), store.count_outbox("bob@example.com")) == (4, 2, 1)
+    assert {e.command_id: e.calendar_id for e in store.outbox_due(due + timedelta(seconds=1))} == {
+        "cmd-1": CAL, "cmd-2": CAL, "cmd-3": "bob@example.com", "cmd-4": None
+    }  # fmt: skip
+    store.outbox_done(["cmd-1", "cmd-3"])
+    assert (store.count_outbox(), store.count_outbox(CAL), store.count_outbox("bob@example.com")) == (2, 1, 0)
 
 
 # -- users and grants -------------------------------------------------------------------------------

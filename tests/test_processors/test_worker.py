@@ -124,6 +124,8 @@ def test_every_published_command_waits_in_the_outbox_and_a_lost_one_is_published
     waiting = rig.store.outbox_due(later)
     assert sorted(e.command_id for e in waiting) == sorted(c.command_id for c in lost)
     assert rig.store.outbox_due(datetime.now(UTC)) == [], "not before they are due"
+    assert {e.calendar_id for e in waiting} == {c.calendar_id for c in lost}, "each names its calendar (status)"
+    assert rig.store.count_outbox(lost[0].calendar_id) == 2
 
     rig.store.outbox_done([lost[0].command_id])  # a publisher settled this one
     repair = LagRepair(rig.store, rig.broker, "changes", "commands", clock=lambda: later)
