@@ -228,6 +228,12 @@ class Settings:
         "A conference whose event was deleted, or moved where its owner cannot read it, is deleted this many "
         "seconds later, unless the event is seen again first (Calendar's undo, a move back). 0: at once.",
     )
+    retain_days: int = _setting(
+        90,
+        "Days confsync keeps an event's link and applied version after the event ends (a series: its last "
+        "occurrence; an unbounded series is kept while it lives) or after its conference was deleted; then "
+        "SQLite's sweep or Firestore's TTL policy removes them (confsync/retention.py).",
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     backfill_requests_per_s: float = _setting(5.0, "Calendar listings per second a backfill may make at most.")
     # -- the conferencing service -----------------------------------------------------------
@@ -401,6 +407,8 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
         if text.lower() not in _TRUE | _FALSE:
             raise ConfigError(f"expected true or false, got {text!r}", variable=name)
         return text.lower() in _TRUE
+    if kind is int and not text.lstrip("+-").isdigit():
+        raise ConfigError(f"expected a number (a whole one), got {text!r}", variable=name)
     if kind is int or kind is float:
         try:
             return kind(text)

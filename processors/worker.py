@@ -31,6 +31,7 @@ import structlog
 from confsync.contracts import CalendarChanged, CommandReason
 from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store, SubjectClients, client_for
+from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
 from confsync.store import CalendarState, CalendarStatus
 from confsync.transport.base import Message
@@ -58,6 +59,7 @@ class CalendarWorker:
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long in the outbox (0: at once)
     calendar_for: SubjectClients | None = None  # a client per calendar subject
+    retention: Retention | None = None  # when links expire (confsync/retention.py); None: never
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
 
@@ -154,6 +156,7 @@ class CalendarWorker:
             self.clock,
             calendar=client,
             delete_grace_s=self.delete_grace_s,
+            retention=self.retention,
         )
 
     @staticmethod

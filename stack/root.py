@@ -24,10 +24,12 @@ from confsync.calendar import CalendarClients, delegated
 from confsync.oidc import OidcVerifier
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.provider import HttpConferenceProvider
+from confsync.retention import Retention
 from confsync.settings import Settings
 from confsync.store import open_store
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
+from ingest.retention import RetentionSweep
 from ingest.webhook import WebhookStats
 from processors.backfill import Backfill, Checkpoints
 from processors.worker import CalendarWorker
@@ -170,6 +172,15 @@ class Stack:
             audience=audience, email=settings.scheduler_service_account, certs_url=settings.google_certs_url
         )
 
+    @cached_property
+    def retention(self) -> Retention:
+        """How long an event's records are kept after it ends (CONFSYNC_RETAIN_DAYS)."""
+        return Retention(timedelta(days=self.settings.retain_days))
+
+    def retention_sweep(self) -> RetentionSweep:
+        """Deletes the expired links and applied versions (SQLite; Firestore's TTL does its own)."""
+        return RetentionSweep(self.store)
+
     def lag_repair(self, older_than: timedelta | None = None) -> LagRepair:
         """Lag repair counting lag from ``older_than`` (default CONFSYNC_LAG_REPAIR_AFTER_S)."""
         settings = self.settings
@@ -199,6 +210,7 @@ class Stack:
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,
             calendar_for=self.calendars.for_subject,
+            retention=self.retention,
         )
 
     def backfill(self, *, checkpoint: Path | None = None, page_size: int = 2500, dry_run: bool = False) -> Backfill:
@@ -216,6 +228,7 @@ class Stack:
             calendar_for=self.calendars.for_subject,
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,
+            retention=self.retention,
         )
 
     @cached_property

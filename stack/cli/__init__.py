@@ -17,7 +17,7 @@ import typer
 from confsync.errors import ConfigError
 from confsync.logs import configure_logging
 from confsync.settings import Settings
-from stack.cli import channels, deadletter, pubsub, sandbox, serve, users
+from stack.cli import channels, deadletter, pubsub, retention, sandbox, serve, users
 from stack.cli._common import exit_on
 from stack.cli.config import config_command, settings_dict
 from stack.cli.local import demo_command, local_command
@@ -71,6 +71,7 @@ app.command("demo")(demo_command)
 app.command("repair-lag")(repair_lag_command)
 app.command("backfill")(backfill_command)
 app.add_typer(deadletter.app, name="deadletter")
+app.add_typer(retention.app, name="retention")
 app.add_typer(users.app, name="users")
 
 

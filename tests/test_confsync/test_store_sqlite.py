@@ -184,7 +184,7 @@ def test_a_store_from_before_connect_flows_gains_flows_and_held_commands_and_kee
         raw.execute("INSERT INTO users VALUES (?, 'example.com', NULL, 'active')", (CAL,))
     store = SqliteStore(db)
     try:
-        assert store.schema_version() == len(sqlite_module._MIGRATIONS) == 9
+        assert store.schema_version() == len(sqlite_module._MIGRATIONS) == 10
         assert [c.calendar_id for c in store.calendars_of(CAL)] == [CAL]
         assert store.get_link(CAL, "evt1") == Link(CAL, "evt1", "cnf_1", request_key="key-1")
         assert store.list_users() == [User(CAL, "example.com")]
@@ -195,7 +195,7 @@ def test_a_store_from_before_connect_flows_gains_flows_and_held_commands_and_kee
         store.close()
     reopened = SqliteStore(db)
     try:
-        assert reopened.schema_version() == 9, "migrated once"
+        assert reopened.schema_version() == 10, "migrated once"
         assert reopened.count_held() == 1
     finally:
         reopened.close()
