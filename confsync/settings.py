@@ -407,8 +407,8 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
         if text.lower() not in _TRUE | _FALSE:
             raise ConfigError(f"expected true or false, got {text!r}", variable=name)
         return text.lower() in _TRUE
-    if kind is int and not text.lstrip("+-").isdigit():
-        raise ConfigError(f"expected a number (a whole one), got {text!r}", variable=name)
+    if kind is int and not text.lstrip("+-").isdigit() and _is_float(text):
+        raise ConfigError(f"expected a whole number, got {text!r}", variable=name)
     if kind is int or kind is float:
         try:
             return kind(text)
@@ -419,6 +419,14 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
     if typing.get_origin(kind) is tuple:
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _PUBSUB_MAX_BATCH = 1000
