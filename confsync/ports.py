@@ -40,6 +40,7 @@ from confsync.store.records import (
     LinkState,
     OAuthProvider,
     OutboxEntry,
+    Purged,
     User,
 )
 
@@ -432,7 +433,10 @@ class Store(Protocol):
 
     def live_links(self, calendar_id: str) -> list[Link]: ...
 
-    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None: ...
+    def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
+        """The link's conference is (being) deleted; the link is kept until ``expires_at``
+        (None: kept)."""
+        ...
 
     def count_links(self, calendar_id: str, state: LinkState) -> int:
         """How many of the calendar's links are in ``state``."""
@@ -442,7 +446,15 @@ class Store(Protocol):
     def get_applied(self, conference_id: str) -> AppliedVersion | None: ...
 
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
-        """Record ``applied`` unless an equal or newer version is stored; True if recorded."""
+        """Record ``applied`` (its ``expires_at`` with it) unless an equal or newer version is
+        stored; True if recorded."""
+        ...
+
+    # retention (confsync/retention.py)
+    def purge_expired(self, now: datetime, *, batch: int = 500, dry_run: bool = False) -> Purged:
+        """Delete the links and applied versions whose ``expires_at`` is at or before ``now``, in
+        batches of ``batch`` (each its own short write); a dry run only counts them. A store
+        whose database deletes them itself (Firestore's TTL policy) answers ``by_ttl``."""
         ...
 
     # outbox: commands published and not yet settled (ingest/lag.py republishes the overdue)

@@ -228,6 +228,12 @@ class Settings:
         "A conference whose event was deleted, or moved where its owner cannot read it, is deleted this many "
         "seconds later, unless the event is seen again first (Calendar's undo, a move back). 0: at once.",
     )
+    retain_days: int = _setting(
+        90,
+        "Days confsync keeps an event's link and applied version after the event ends (a series: its last "
+        "occurrence; an unbounded series is kept while it lives) or after its conference was deleted; then "
+        "SQLite's sweep or Firestore's TTL policy removes them (confsync/retention.py).",
+    )
     channel_ttl_s: int = _setting(7 * 24 * 3600, "Lifetime in seconds asked for each watch channel.")
     backfill_requests_per_s: float = _setting(
         20.0,
@@ -405,6 +411,8 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
         if text.lower() not in _TRUE | _FALSE:
             raise ConfigError(f"expected true or false, got {text!r}", variable=name)
         return text.lower() in _TRUE
+    if kind is int and not text.lstrip("+-").isdigit() and _is_float(text):
+        raise ConfigError(f"expected a whole number, got {text!r}", variable=name)
     if kind is int or kind is float:
         try:
             return kind(text)
@@ -415,6 +423,14 @@ def _parse(raw: str, kind: Any, name: str) -> Any:  # noqa: PLR0911 - one return
     if typing.get_origin(kind) is tuple:
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _PUBSUB_MAX_BATCH = 1000

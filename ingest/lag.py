@@ -196,10 +196,19 @@ class LagRepair:
 class LagLoop:
     """``tick`` every ``interval_s`` on a thread, until ``stop``."""
 
-    def __init__(self, repair: LagRepair, interval_s: float, *, channels: Callable[[], object] | None = None) -> None:
-        """``channels`` is the channel reconciliation pass (a failed watch is tried again)."""
+    def __init__(
+        self,
+        repair: LagRepair,
+        interval_s: float,
+        *,
+        channels: Callable[[], object] | None = None,
+        retention: Callable[[], object] | None = None,
+    ) -> None:
+        """``channels`` is the channel reconciliation pass (a failed watch is tried again);
+        ``retention`` the retention sweep (ingest/retention.py)."""
         self._repair = repair
         self._channels = channels
+        self._retention = retention
         self._interval_s = interval_s
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-repair", daemon=True)
@@ -213,6 +222,8 @@ class LagLoop:
         _guarded("lag repair", self._repair.run_once)
         if self._channels is not None:
             _guarded("channel reconciliation", self._channels)
+        if self._retention is not None:
+            _guarded("retention sweep", self._retention)
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval_s):

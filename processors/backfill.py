@@ -48,6 +48,7 @@ from confsync.ports import (
     SubjectClients,
     client_for,
 )
+from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
 from confsync.store import BackfillJob, BackfillProgress, BackfillState, CalendarState, CalendarStatus
 from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
@@ -128,6 +129,7 @@ class Backfill:
     calendar_for: SubjectClients | None = None  # a client per calendar subject
     orphan_after_s: float = 86400.0  # see classify.sweepable
     delete_grace_s: float = 0.0  # see processors/commands.py
+    retention: Retention | None = None  # when links expire (confsync/retention.py); None: never
     sleep: Callable[[float], None] = time.sleep
     on_progress: Callable[[str, int], None] = lambda _calendar, _events: None
     retry: Retrying | None = None  # asks a rate-limited page again; None: the error goes up
@@ -198,6 +200,7 @@ class Backfill:
             clock=self.clock,
             calendar=calendar,
             delete_grace_s=self.delete_grace_s,
+            retention=self.retention,
         )
 
     def _page(

@@ -40,9 +40,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from confsync.contracts import CommandReason, ConferenceCommand
+from confsync.contracts import CommandReason, ConferenceCommand, ConferencePayload
 from confsync.errors import AuthError, CalendarGone, PermanentError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store
+from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, ChannelRecord, Link, LinkState, OutboxEntry
@@ -80,6 +81,7 @@ class Moved:
     source: Link
     to: Link
     update: Update | None
+    payload: ConferencePayload  # the event's, at its new place (when the link there expires)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,7 @@ class CommandSink:
     # The calendar owner's Calendar client: confirms deletes and finds moves. None: a listing's word is taken.
     calendar: CalendarClient | None = None
     delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long for the event to come back
+    retention: Retention | None = None  # when links expire (confsync/retention.py); None: never
     _owners: dict[str, str | None] = field(default_factory=dict, init=False, repr=False)
 
     def decide(self, calendar_id: str, events: Iterable[CalendarEvent]) -> list[tuple[str, Outcome]]:
@@ -326,7 +329,9 @@ class CommandSink:
                 fingerprint=fingerprint,
                 event_updated=event.updated,
             )
-        return Moved(why="moved to another of the owner's calendars", source=source, to=to, update=update)
+        return Moved(
+            why="moved to another of the owner's calendars", source=source, to=to, update=update, payload=payload
+        )
 
     def _owner(self, calendar_id: str) -> str | None:
         if calendar_id not in self._owners:
@@ -447,7 +452,7 @@ class CommandSink:
                 ):
                     self.store.upsert_link(replace(leaving, state=LinkState.LEAVING))
             case Delete():
-                self.store.mark_link_deleted(calendar_id, event_id)
+                self.store.mark_link_deleted(calendar_id, event_id, expires_at=self._expiry(None))
             case Update():
                 self.store.upsert_link(
                     Link(
@@ -457,17 +462,23 @@ class CommandSink:
                         decision.fingerprint,
                         decision.event_updated,
                         exceptions=decision.payload.exceptions,
+                        expires_at=self._expiry(decision.payload),
                     )
                 )
-            case Moved(source=source, to=to):
-                self.store.upsert_link(to)  # first: the conference's owning link is the new one
-                self.store.mark_link_deleted(source.calendar_id, source.event_id)
+            case Moved(source=source, to=to, payload=payload):
+                # first: the conference's owning link is the new one
+                self.store.upsert_link(replace(to, expires_at=self._expiry(payload)))
+                self.store.mark_link_deleted(source.calendar_id, source.event_id, expires_at=self._expiry(None))
                 log.info(
                     "conference followed its event to another of the owner's calendars",
                     conference_id=to.conference_id,
                     event_id=to.event_id,
                     to_calendar=to.calendar_id,
                 )
+
+    def _expiry(self, payload: ConferencePayload | None) -> datetime | None:
+        """When a link written now for ``payload`` (None: a deleted one) may be forgotten."""
+        return None if self.retention is None else self.retention.expiry(payload, self.clock())
 
     def _watched(self, calendar_id: str, owner: str | None) -> None:
         """The calendar a conference moved to is confsync's, read as the owner, and watched: one

@@ -39,6 +39,7 @@ from tenacity import Retrying
 from confsync.contracts import CalendarChanged, CommandReason
 from confsync.errors import AuthError, CalendarGone, ConfigError, PermanentError, TransientError
 from confsync.ports import CalendarClient, CalendarEvent, Publisher, Store, SubjectClients, client_for
+from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
 from confsync.store import BackfillClaim, BackfillEntry, BackfillState, CalendarState, CalendarStatus
 from confsync.transport.base import Message
@@ -67,6 +68,7 @@ class CalendarWorker:
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long in the outbox (0: at once)
     calendar_for: SubjectClients | None = None  # a client per calendar subject
+    retention: Retention | None = None  # when links expire (confsync/retention.py); None: never
     clock: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
     backfill_lease_s: float = 900.0  # a claimed backfill calendar is another's to take after this
@@ -170,6 +172,7 @@ class CalendarWorker:
             self.clock,
             calendar=client,
             delete_grace_s=self.delete_grace_s,
+            retention=self.retention,
         )
 
     @staticmethod
@@ -238,6 +241,7 @@ class CalendarWorker:
             sleep=self.sleep,
             retry=self.retry,
             republish_after_s=self.republish_after_s,
+            retention=self.retention,
         )
 
     def _failed(self, calendar_id: str, err: PermanentError) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 from starlette.routing import Route
 
 from confsync.ports import ConferenceProvider, Publisher, Store
+from confsync.retention import Retention
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter
 from confsync.transport.push import push_route, push_verifier
@@ -47,6 +49,7 @@ def build_applier(
         breaker,
         max_attempts=settings.pubsub_max_delivery_attempts,
         as_owner=as_owner,
+        retention=Retention(timedelta(days=settings.retain_days)),
     )
 
 

@@ -13,7 +13,14 @@
   token. An owner whose vendor grant is revoked (``Disconnected``) gets the command held in the
   store (``Store.hold_command``), settled here, neither dead-lettered nor lost: the connect
   flow sends the owner's held commands again, oldest first, when they reconnect.
-- After success the applied version is recorded with compare-and-set.
+- After success the applied version is recorded with compare-and-set, with its expiry
+  (``CONFSYNC_RETAIN_DAYS`` after the event ends, or after a delete: confsync/retention.py).
+- Past retention, records go (SQLite's sweep, Firestore's TTL): a record past its ``expires_at``
+  counts as gone already. A command for a conference with no applied version left is dropped as
+  ``expired``, calling nothing and writing nothing, if its event ended longer ago than
+  ``CONFSYNC_RETAIN_DAYS`` (an update's payload says when) or if its version is that old and no
+  link names the conference with a version as new: a copy redelivered after its conference's
+  records expired (a held command, a replayed dead letter) neither re-applies nor re-creates.
 - A delete whose conference has a live owning link again is dropped (``seen_again``): its
   event came back while the delete waited out the grace (an undo: the link is live with a newer
   version than the delete's), or moved to another of the owner's calendars (the live link is
@@ -33,14 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 import structlog
 from tenacity import Retrying
 
-from confsync.contracts import CommandKind, ConferenceCommand
+from confsync.contracts import CommandKind, ConferenceCommand, ConferencePayload
 from confsync.errors import ConfsyncError, Disconnected, NotFound, PermanentError, Stale, TransientError
 from confsync.ports import ConferenceProvider, Store
-from confsync.store import AppliedVersion, LinkState
+from confsync.retention import Retention
+from confsync.store import AppliedVersion, Link, LinkState
 from confsync.store.records import GrantStatus, HeldCommand, OAuthProvider
 from confsync.transport.base import Message, Outcome, decide
 from publishers.breaker import CircuitBreaker
@@ -65,6 +74,7 @@ class ApplyOutcome(StrEnum):
     ALREADY_GONE = "already_gone"  # a delete the provider answered 404
     HELD = "held"  # its owner's vendor grant is revoked: kept for their reconnect
     SEEN_AGAIN = "seen_again"  # a delete whose event came back, or moved within its owner's calendars
+    EXPIRED = "expired"  # older than CONFSYNC_RETAIN_DAYS, its conference's records gone: nothing to order it by
 
 
 @dataclass
@@ -78,6 +88,7 @@ class CommandApplier:
     counts: Counter[ApplyOutcome] = field(default_factory=Counter)
     as_owner: Callable[[str], ConferenceProvider] | None = None  # users' accounts: the API acting as one
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    retention: Retention | None = None  # when applied versions expire (confsync/retention.py); None: never
 
     def __post_init__(self) -> None:
         self._slots = threading.BoundedSemaphore(self.concurrency)
@@ -164,11 +175,14 @@ class CommandApplier:
             return self._apply_locked(command)
 
     def _apply_locked(self, command: ConferenceCommand) -> ApplyOutcome:
+        now = self.clock()  # one moment: a delete's applied version and its link expire together
         if command.kind is not CommandKind.DELETE:
-            return self._applied(command)
-        if self._seen_again(command):
+            return self._applied(command, now)
+        if self._seen_again(command, now):
             return ApplyOutcome.SEEN_AGAIN
-        outcome = self._applied(command)
+        outcome = self._applied(command, now)
+        if outcome is ApplyOutcome.EXPIRED:
+            return outcome
         # Settled, however (applied, gone already, or a redelivery of one that was): a link waiting
         # for this delete is deleted now.
         waiting = self.store.get_link(command.calendar_id, command.event_id)
@@ -177,11 +191,13 @@ class CommandApplier:
             and waiting.state is LinkState.LEAVING
             and waiting.conference_id == command.conference_id
         ):
-            self.store.mark_link_deleted(command.calendar_id, command.event_id)
+            self.store.mark_link_deleted(command.calendar_id, command.event_id, expires_at=self._expiry(None, now))
         return outcome
 
-    def _applied(self, command: ConferenceCommand) -> ApplyOutcome:
-        applied = self.store.get_applied(command.conference_id)
+    def _applied(self, command: ConferenceCommand, now: datetime) -> ApplyOutcome:
+        applied = _unexpired(self.store.get_applied(command.conference_id), now)
+        if applied is None and self._expired(command, now):
+            return ApplyOutcome.EXPIRED
         if applied is not None and command.event_updated < applied.event_updated:
             return ApplyOutcome.STALE
         if (
@@ -201,13 +217,34 @@ class CommandApplier:
             outcome = ApplyOutcome.ALREADY_GONE
         else:
             outcome = ApplyOutcome.APPLIED
-        self.store.apply_if_newer(AppliedVersion(command.conference_id, command.event_updated, command.fingerprint))
+        expires_at = self._expiry(command.payload, now)
+        self.store.apply_if_newer(
+            AppliedVersion(command.conference_id, command.event_updated, command.fingerprint, expires_at)
+        )
         return outcome
 
-    def _seen_again(self, command: ConferenceCommand) -> bool:
+    def _expiry(self, payload: ConferencePayload | None, now: datetime) -> datetime | None:
+        return None if self.retention is None else self.retention.expiry(payload, now)
+
+    def _expired(self, command: ConferenceCommand, now: datetime) -> bool:
+        """With no applied version to order it by: the command's event ended, or its version
+        is, longer ago than retention, and no link remembers a version as new as it."""
+        retention = self.retention
+        if retention is None:
+            return False
+        if command.payload is not None and retention.ended(command.payload, now):
+            return True
+        if command.event_updated + retention.keep > now:
+            return False  # recent: whatever it is, it is not a copy of a command whose records expired
+        owning = _unexpired(self.store.link_for_conference(command.conference_id), now)
+        if owning is None:
+            return True
+        return owning.last_event_updated is not None and command.event_updated < owning.last_event_updated
+
+    def _seen_again(self, command: ConferenceCommand, now: datetime) -> bool:
         """The conference's owning link is live again: elsewhere (a move), or here with a version
         newer than the delete's (the event came back while its delete waited)."""
-        owning = self.store.link_for_conference(command.conference_id)
+        owning = _unexpired(self.store.link_for_conference(command.conference_id), now)
         if owning is None or owning.state is not LinkState.LIVE:
             return False
         if (owning.calendar_id, owning.event_id) != (command.calendar_id, command.event_id):
@@ -264,3 +301,13 @@ class CommandApplier:
             self.breaker.success()  # the provider answered, even if it said no: it is up
             raise
         self.breaker.success()
+
+
+_Expiring = TypeVar("_Expiring", AppliedVersion, Link)
+
+
+def _unexpired(record: _Expiring | None, now: datetime) -> _Expiring | None:
+    """The record, or None once past its expiry: the sweep or the TTL policy may delete it any time."""
+    if record is None or (record.expires_at is not None and record.expires_at <= now):
+        return None
+    return record

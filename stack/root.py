@@ -27,10 +27,12 @@ from confsync.errors import TransientError
 from confsync.oidc import OidcVerifier
 from confsync.ports import ConferenceProvider, Publisher, Store
 from confsync.provider import HttpConferenceProvider
+from confsync.retention import Retention
 from confsync.settings import Settings
 from confsync.store import open_store
 from ingest.channels import ChannelManager
 from ingest.lag import LagRepair
+from ingest.retention import RetentionSweep
 from ingest.status import StatusReader
 from ingest.webhook import WebhookStats
 from processors.backfill import Backfill, FanOut
@@ -175,6 +177,15 @@ class Stack:
             audience=audience, email=settings.scheduler_service_account, certs_url=settings.google_certs_url
         )
 
+    @cached_property
+    def retention(self) -> Retention:
+        """How long an event's records are kept after it ends (CONFSYNC_RETAIN_DAYS)."""
+        return Retention(timedelta(days=self.settings.retain_days))
+
+    def retention_sweep(self) -> RetentionSweep:
+        """Deletes the expired links and applied versions (SQLite; Firestore's TTL does its own)."""
+        return RetentionSweep(self.store)
+
     def lag_repair(self, older_than: timedelta | None = None) -> LagRepair:
         """Lag repair counting lag from ``older_than`` (default CONFSYNC_LAG_REPAIR_AFTER_S)."""
         settings = self.settings
@@ -205,6 +216,7 @@ class Stack:
             delete_grace_s=settings.delete_grace_s,
             calendar_for=self.calendars.for_subject,
             retry=retry_policy(settings),
+            retention=self.retention,
         )
 
     def backfill(self, *, page_size: int = 2500, dry_run: bool = False) -> Backfill:
@@ -224,6 +236,7 @@ class Stack:
             delete_grace_s=settings.delete_grace_s,
             retry=retry_policy(settings),
             republish_after_s=settings.lag_repair_after_s,
+            retention=self.retention,
         )
 
     def fan_out(self, *, per_s: float | None = None) -> FanOut:

@@ -134,7 +134,8 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
     lag = stack.lag_repair()
     if settings.lag_repair_interval_s > 0:
         repairs = partial(stack.channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
-        into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs).start())
+        sweep = stack.retention_sweep().run_once
+        into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs, retention=sweep).start())
     parts = IngestParts(
         settings,
         stack.store,

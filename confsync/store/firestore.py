@@ -8,6 +8,8 @@ touch a document another calendar needs::
     {prefix}calendars/{calendar}/links/{event}   event -> conference link
     {prefix}channels/{channel}                   watch channel (queried by expiration)
     {prefix}conferences/{conference}             applied version + which link points here
+                                                 (links and conferences carry expires_at: a TTL policy
+                                                 deletes them once past it; confsync/retention.py)
     {prefix}outbox/{command}                     a published command not yet settled (by due_at)
     {prefix}leases/{name}                        who holds a lease (a calendar's watch) until when
     {prefix}users/{email}, {prefix}grants/{...}  people and their OAuth grants (firestore_accounts.py)
@@ -60,6 +62,7 @@ from confsync.store.records import (
     Link,
     LinkState,
     OutboxEntry,
+    Purged,
 )
 
 __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "document_id_fits"]
@@ -369,10 +372,10 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         )
         return sorted((_link(_data(snapshot)) for snapshot in query.stream()), key=lambda link: link.event_id)
 
-    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None:
+    def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
         ref = self._link_ref(calendar_id, event_id)
         if ref.get().exists:
-            ref.update({"state": LinkState.DELETED.value})
+            ref.update({"state": LinkState.DELETED.value, "expires_at": expires_at})
 
     def count_links(self, calendar_id: str, state: LinkState) -> int:
         links = self._calendar_ref(calendar_id).collection("links")
@@ -385,7 +388,12 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         data = _data(snapshot) if snapshot.exists else None
         if not data or "applied_event_updated" not in data:
             return None
-        return AppliedVersion(conference_id, _aware(data["applied_event_updated"]), data["applied_fingerprint"])
+        return AppliedVersion(
+            conference_id,
+            _aware(data["applied_event_updated"]),
+            data["applied_fingerprint"],
+            _maybe(data.get("expires_at")),
+        )
 
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
         ref = self._conferences.document(_doc_id(applied.conference_id))
@@ -398,12 +406,23 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
                 return False
             transaction.set(
                 ref,
-                {"applied_event_updated": applied.event_updated, "applied_fingerprint": applied.fingerprint},
+                {
+                    "applied_event_updated": applied.event_updated,
+                    "applied_fingerprint": applied.fingerprint,
+                    # The TTL policy's field: the whole document goes, its pointer to the owning
+                    # link too (the link's own expiry is never later for the same version).
+                    "expires_at": applied.expires_at,
+                },
                 merge=True,
             )
             return True
 
         return self._transact(work)
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def purge_expired(self, now: datetime, *, batch: int = 500, dry_run: bool = False) -> Purged:  # noqa: ARG002 - the port's signature
+        return Purged(by_ttl=True)  # Firestore's TTL policy on expires_at deletes them (infra/terraform/firestore.tf)
 
     # -- outbox -------------------------------------------------------------------------------
 
@@ -514,6 +533,7 @@ def _link_data(link: Link) -> dict[str, Any]:
         "last_event_updated": link.last_event_updated,
         "state": link.state.value,
         "exceptions": [occurrence.to_json() for occurrence in link.exceptions],
+        "expires_at": link.expires_at,  # a timestamp: the TTL policy's field (None: kept)
     }
     for kept in ("created_at", "request_key"):  # None keeps the stored value (merge)
         if getattr(link, kept) is not None:
@@ -539,4 +559,5 @@ def _link(data: dict[str, Any]) -> Link:
         created_at=_maybe(data.get("created_at")),
         request_key=data.get("request_key"),
         exceptions=tuple(Occurrence.from_json(item, "exceptions") for item in data.get("exceptions") or ()),
+        expires_at=_maybe(data.get("expires_at")),
     )

@@ -34,6 +34,7 @@ __all__ = [
     "LinkState",
     "OAuthProvider",
     "OutboxEntry",
+    "Purged",
     "User",
     "UserStatus",
 ]
@@ -185,15 +186,31 @@ class Link:
     # A series' occurrences that were cancelled or moved, as last told to the provider (by
     # original start): a change of one occurrence is folded into these (processors/commands.py).
     exceptions: tuple[Occurrence, ...] = ()
+    # When the link may be forgotten (confsync/retention.py): its event ended, or its conference
+    # was deleted, CONFSYNC_RETAIN_DAYS before. None: kept (an unbounded series, an unconfirmed link).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedVersion:
-    """The newest event version the conferencing service has been given for a conference."""
+    """The newest event version the conferencing service has been given for a conference;
+    ``expires_at`` as a link's (None: kept)."""
 
     conference_id: str
     event_updated: datetime
     fingerprint: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What one retention sweep removed (or, in a dry run, found) past its ``expires_at``.
+    ``by_ttl``: the store deletes expired records itself (Firestore's TTL policy), so the sweep
+    has nothing to do."""
+
+    links: int = 0
+    applied: int = 0
+    by_ttl: bool = False
 
 
 @dataclass(frozen=True, slots=True)

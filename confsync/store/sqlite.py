@@ -37,6 +37,7 @@ from confsync.store.records import (
     Link,
     LinkState,
     OutboxEntry,
+    Purged,
 )
 from confsync.store.sqlite_accounts import SqliteAccounts
 from confsync.store.sqlite_backfill import SqliteBackfills
@@ -185,6 +186,12 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox ADD COLUMN calendar_id TEXT;
     CREATE INDEX outbox_by_calendar ON outbox (calendar_id);
+    """,
+    """
+    ALTER TABLE links ADD COLUMN expires_at INTEGER;
+    ALTER TABLE applied ADD COLUMN expires_at INTEGER;
+    CREATE INDEX links_by_expiry ON links (expires_at) WHERE expires_at IS NOT NULL;
+    CREATE INDEX applied_by_expiry ON applied (expires_at) WHERE expires_at IS NOT NULL;
     """,
 )
 
@@ -486,9 +493,10 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
         )
         return [_link(row) for row in rows]
 
-    def mark_link_deleted(self, calendar_id: str, event_id: str) -> None:
+    def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
         self._write_one(
-            "UPDATE links SET state = 'deleted' WHERE calendar_id = ? AND event_id = ?", (calendar_id, event_id)
+            "UPDATE links SET state = 'deleted', expires_at = ? WHERE calendar_id = ? AND event_id = ?",
+            (None if expires_at is None else _us(expires_at), calendar_id, event_id),
         )
 
     def count_links(self, calendar_id: str, state: LinkState) -> int:
@@ -501,17 +509,46 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
         if row is None:
             return None
         return AppliedVersion(
-            row["conference_id"], _EPOCH + timedelta(microseconds=row["event_updated"]), row["fingerprint"]
+            row["conference_id"],
+            _EPOCH + timedelta(microseconds=row["event_updated"]),
+            row["fingerprint"],
+            _dt(row["expires_at"]),
         )
 
     def apply_if_newer(self, applied: AppliedVersion) -> bool:
+        expires_at = None if applied.expires_at is None else _us(applied.expires_at)
         changed = self._write_one(
-            "INSERT INTO applied VALUES (?, ?, ?) ON CONFLICT (conference_id) DO UPDATE"
-            " SET event_updated = excluded.event_updated, fingerprint = excluded.fingerprint"
+            "INSERT INTO applied (conference_id, event_updated, fingerprint, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (conference_id) DO UPDATE SET event_updated = excluded.event_updated,"
+            " fingerprint = excluded.fingerprint, expires_at = excluded.expires_at"
             " WHERE excluded.event_updated > applied.event_updated",
-            (applied.conference_id, _us(applied.event_updated), applied.fingerprint),
+            (applied.conference_id, _us(applied.event_updated), applied.fingerprint, expires_at),
         )
         return changed == 1
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def purge_expired(self, now: datetime, *, batch: int = 500, dry_run: bool = False) -> Purged:
+        return Purged(
+            links=self._purge("links", _us(now), batch, dry_run=dry_run),
+            applied=self._purge("applied", _us(now), batch, dry_run=dry_run),
+        )
+
+    def _purge(self, table: str, now_us: int, batch: int, *, dry_run: bool) -> int:
+        if dry_run:
+            row = self._one(f"SELECT COUNT(*) FROM {table} WHERE expires_at <= ?", now_us)  # noqa: S608 - constant names
+            return int(row[0]) if row is not None else 0
+        # One short write per batch: the sweep never holds the write lock long enough to stall a worker.
+        purged = 0
+        while True:
+            removed = self._write_one(
+                f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 - constant names
+                f" (SELECT rowid FROM {table} WHERE expires_at <= ? LIMIT ?)",
+                (now_us, batch),
+            )
+            purged += removed
+            if removed < batch:
+                return purged
 
     # -- outbox -------------------------------------------------------------------------------
 
@@ -564,8 +601,9 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
 
 _UPSERT_LINK = (
     "INSERT INTO links (calendar_id, event_id, conference_id, last_fingerprint, last_event_updated, state,"
-    " created_at, request_key, exceptions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_at, request_key, exceptions, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (calendar_id, event_id) DO UPDATE SET exceptions = excluded.exceptions,"
+    " expires_at = excluded.expires_at,"
     " conference_id = excluded.conference_id, last_fingerprint = excluded.last_fingerprint,"
     " last_event_updated = excluded.last_event_updated, state = excluded.state,"
     " created_at = COALESCE(excluded.created_at, links.created_at),"
@@ -584,6 +622,7 @@ def _link_row(link: Link) -> tuple[Any, ...]:
         None if link.created_at is None else _us(link.created_at),
         link.request_key,
         json.dumps([occurrence.to_json() for occurrence in link.exceptions]) if link.exceptions else None,
+        None if link.expires_at is None else _us(link.expires_at),
     )
 
 
@@ -624,6 +663,7 @@ def _link(row: sqlite3.Row) -> Link:
         created_at=_dt(row["created_at"]),
         request_key=row["request_key"],
         exceptions=_occurrences(row["exceptions"]),
+        expires_at=_dt(row["expires_at"]),
     )
 
 

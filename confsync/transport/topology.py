@@ -12,7 +12,7 @@ from typing import Any
 
 from confsync.settings import Settings
 
-__all__ = ["SubscriptionSpec", "Topology", "terraform_vars", "topology"]
+__all__ = ["DEAD_LETTER_RETENTION_S", "SubscriptionSpec", "Topology", "terraform_vars", "topology"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,12 @@ class SubscriptionSpec:
     retention_s: int = 7 * 86400  # unacknowledged messages are kept this long (Pub/Sub's longest)
     # Every subscription is created without expiry: an idle dead-letter subscription must not
     # be deleted with its messages (Pub/Sub's default drops one after 31 idle days).
+
+
+# A dead letter keeps its command as published, attendees' emails and all, since a replay needs
+# the event's whole state: kept a week, what an operator needs between the dead-letter alert
+# (infra/terraform/monitoring.tf) and a replay after the fix, a weekend included; then gone.
+DEAD_LETTER_RETENTION_S = 7 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ def topology(settings: Settings) -> Topology:
                 max_delivery_attempts=0,
                 min_backoff_s=None,
                 max_backoff_s=None,
+                retention_s=DEAD_LETTER_RETENTION_S,
             )
         )
     topics = tuple(name for pair in pairs for name in pair[:2])

@@ -125,3 +125,20 @@ resource "google_firestore_field" "connect_flows_ttl" {
   field      = "expires_at"
   ttl_config {}
 }
+
+# Firestore deletes an event's link and its conference's document (applied version, and the
+# pointer to its owning link) once their expires_at has passed: CONFSYNC_RETAIN_DAYS after the
+# event ends, or after its conference was deleted; never where it is null (a live unbounded
+# series). confsync/retention.py has the rule; SQLite's sweep does the same. TTL deletes within
+# about a day of expiry; a record past it already counts as gone (publishers/apply.py). Links
+# live under each calendar: the policy is on the links collection group. index_config {}:
+# nothing queries expires_at here, and an index on a timestamp that grows with time takes all
+# its writes at one end (Firestore's advice for TTL fields).
+resource "google_firestore_field" "retention_ttl" {
+  for_each   = toset(["links", "conferences"])
+  database   = google_firestore_database.confsync.name
+  collection = each.value
+  field      = "expires_at"
+  ttl_config {}
+  index_config {}
+}

@@ -26,9 +26,9 @@ locals {
       }
     }
     commands = {
-      about = "Conference commands the publisher settled (applied, stale, duplicate, superseded, already_gone, held, seen_again) or failed (nack: retried; dead_letter)."
+      about = "Conference commands the publisher settled (applied, stale, duplicate, superseded, already_gone, held, seen_again, expired) or failed (nack: retried; dead_letter)."
       # the settled line is "command applied" or "command <outcome>" (publishers/apply.py)
-      filter = "jsonPayload.message=~\"^command (applied|stale|duplicate|superseded|already_gone|held|seen_again)$\" OR (resource.labels.service_name=\"confsync-publisher\" AND jsonPayload.message=(\"message will be retried\" OR \"message dead-lettered\" OR \"handler failed unexpectedly; will retry\"))"
+      filter = "jsonPayload.message=~\"^command (applied|stale|duplicate|superseded|already_gone|held|seen_again|expired)$\" OR (resource.labels.service_name=\"confsync-publisher\" AND jsonPayload.message=(\"message will be retried\" OR \"message dead-lettered\" OR \"handler failed unexpectedly; will retry\"))"
       labels = {
         outcome = { extract = "EXTRACT(jsonPayload.outcome)", about = "How the command settled, or nack / dead_letter." }
         kind    = { extract = "EXTRACT(jsonPayload.kind)", about = "create, update or delete (empty for a failure)." }

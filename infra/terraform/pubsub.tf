@@ -22,9 +22,11 @@ resource "google_pubsub_topic" "confsync" {
   #checkov:skip=CKV_GCP_83:Encrypted at rest with Google-managed keys; messages carry calendar and conference ids and event fields the conferencing service already holds. A customer-managed key is a per-organisation policy choice (infra/README.md, "Encryption").
   for_each = local.topic_names
   name     = each.value
-  # Dead letters stay on their topic 31 days (Pub/Sub's longest; a subscription keeps 7), so
-  # `gcloud pubsub subscriptions seek` can bring back one an operator acknowledged too early.
-  message_retention_duration = contains(local.dead_letter_topics, each.value) ? "2678400s" : "86400s"
+  # A dead letter is a command as it was published, its attendees' emails included (a replay
+  # needs the event's whole state). Its topic keeps it as long as its holding subscription does
+  # (7 days: topology.py), no longer: within that week `gcloud pubsub subscriptions seek` can
+  # still bring back one an operator acknowledged too early.
+  message_retention_duration = contains(local.dead_letter_topics, each.value) ? "604800s" : "86400s"
   labels                     = local.labels
   depends_on                 = [google_project_service.apis]
 }

@@ -17,7 +17,7 @@ import typer
 from confsync.errors import ConfigError
 from confsync.logs import configure_logging
 from confsync.settings import Settings
-from stack.cli import backfill, channels, deadletter, pubsub, sandbox, serve, users
+from stack.cli import backfill, channels, deadletter, pubsub, retention, sandbox, serve, users
 from stack.cli._common import exit_on
 from stack.cli.config import config_command, settings_dict
 from stack.cli.local import demo_command, local_command
@@ -73,6 +73,7 @@ app.command("repair-lag")(repair_lag_command)
 app.add_typer(backfill.app, name="backfill")
 app.command("status")(status_command)
 app.add_typer(deadletter.app, name="deadletter")
+app.add_typer(retention.app, name="retention")
 app.add_typer(users.app, name="users")
 
 

@@ -53,6 +53,10 @@ def test_every_type_is_parsed_from_its_variable() -> None:
     [
         ("CONFSYNC_CHANNEL_TTL_S", "a week", "expected a number"),
         ("CONFSYNC_CHANNEL_TTL_S", "0", "must be positive"),
+        ("CONFSYNC_RETAIN_DAYS", "0", "must be positive"),
+        ("CONFSYNC_RETAIN_DAYS", "-30", "must be positive"),
+        ("CONFSYNC_RETAIN_DAYS", "90.5", "expected a whole number, got '90.5'"),
+        ("CONFSYNC_RETAIN_DAYS", "3 months", "expected a number, got '3 months'"),
         ("CONFSYNC_RETRY_MAX_S", "-1", "must be positive"),
         ("CONFSYNC_LAG_REPAIR_INTERVAL_S", "-1", "must be 0 (off) or positive"),
         ("CONFSYNC_LOCAL_MODE", "maybe", "expected true or false"),
@@ -70,6 +74,11 @@ def test_a_bad_value_fails_at_start_naming_the_variable(variable: str, value: st
     assert caught.value.variable == variable
     assert variable in str(caught.value)
     assert complaint in str(caught.value)
+
+
+def test_records_are_kept_ninety_days_unless_told_otherwise() -> None:
+    assert Settings.from_env({}).retain_days == 90
+    assert Settings.from_env({"CONFSYNC_RETAIN_DAYS": "30"}).retain_days == 30
 
 
 def test_zero_turns_the_lag_repair_loop_off_as_its_help_says() -> None:

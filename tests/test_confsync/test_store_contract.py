@@ -378,6 +378,60 @@ def test_links_are_counted_per_calendar_and_state(store: Store) -> None:
 # -- applied versions -----------------------------------------------------------------------------
 
 
+# -- retention ------------------------------------------------------------------------------------
+
+EXPIRES = T0 + timedelta(days=90)
+
+
+def _raw_expiry(store: Store, conference_id: str, event_id: str | None = None) -> object:
+    """expires_at as Firestore holds it: its TTL policy acts only on a timestamp."""
+    from confsync.store.keys import doc_id  # noqa: PLC0415
+
+    if event_id is None:
+        ref = store._conferences.document(doc_id(conference_id))  # type: ignore[attr-defined]
+    else:
+        ref = store._calendars.document(doc_id(CAL)).collection("links").document(doc_id(event_id))  # type: ignore[attr-defined]
+    return (ref.get().to_dict() or {}).get("expires_at")
+
+
+def test_links_and_applied_versions_keep_their_expiry_as_written(store: Store) -> None:
+    store.upsert_link(replace(link("evt1", "cnf_1"), expires_at=EXPIRES))
+    store.upsert_link(link("evt2", "cnf_2"))  # an unbounded series: kept
+    assert store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp", EXPIRES))
+    if not store.local:  # Firestore: timestamps its TTL policy acts on
+        assert _raw_expiry(store, "cnf_1") == EXPIRES
+        assert _raw_expiry(store, "cnf_1", "evt1") == EXPIRES
+    assert store.get_link(CAL, "evt1") == replace(link("evt1", "cnf_1"), expires_at=EXPIRES)
+    assert store.link_for_conference("cnf_1") == replace(link("evt1", "cnf_1"), expires_at=EXPIRES)
+    assert store.get_link(CAL, "evt2").expires_at is None  # type: ignore[union-attr]
+    assert store.get_applied("cnf_1") == AppliedVersion("cnf_1", T0, "fp", EXPIRES)
+    later = EXPIRES + timedelta(days=30)
+    store.mark_link_deleted(CAL, "evt2", expires_at=later)
+    assert store.get_link(CAL, "evt2").expires_at == later  # type: ignore[union-attr]
+    assert store.apply_if_newer(AppliedVersion("cnf_1", T0 + timedelta(minutes=1), "fp2", None)), "became unbounded"
+    assert store.get_applied("cnf_1").expires_at is None  # type: ignore[union-attr]
+    if not store.local:
+        assert isinstance(_raw_expiry(store, "cnf_2", "evt2"), datetime), "a deleted link's too"
+
+
+def test_the_sweep_removes_only_what_expired_or_the_stores_ttl_policy_does(store: Store) -> None:
+    store.upsert_link(replace(link("evt1", "cnf_1"), expires_at=T0))
+    store.upsert_link(replace(link("evt2", "cnf_2"), expires_at=EXPIRES))
+    store.upsert_link(link("evt3", "cnf_3"))
+    store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp", T0))
+    store.apply_if_newer(AppliedVersion("cnf_3", T0, "fp", None))
+    counted = store.purge_expired(T0 + timedelta(days=1), dry_run=True)
+    purged = store.purge_expired(T0 + timedelta(days=1))
+    if purged.by_ttl:
+        assert store.get_link(CAL, "evt1") is not None, "left to the TTL policy"
+        return
+    assert (counted.links, counted.applied) == (purged.links, purged.applied) == (1, 1)
+    assert store.get_link(CAL, "evt1") is None
+    assert store.get_applied("cnf_1") is None
+    assert [live.event_id for live in store.live_links(CAL)] == ["evt2", "evt3"]
+    assert store.get_applied("cnf_3") is not None
+
+
 def test_apply_if_newer_keeps_only_the_newest_version(store: Store) -> None:
     assert store.get_applied("cnf_1") is None
     assert store.apply_if_newer(AppliedVersion("cnf_1", T0, "fp-a"))

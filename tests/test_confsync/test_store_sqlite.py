@@ -184,7 +184,7 @@ def test_a_store_from_before_connect_flows_gains_flows_and_held_commands_and_kee
         raw.execute("INSERT INTO users VALUES (?, 'example.com', NULL, 'active')", (CAL,))
     store = SqliteStore(db)
     try:
-        assert store.schema_version() == len(sqlite_module._MIGRATIONS) == 11
+        assert store.schema_version() == len(sqlite_module._MIGRATIONS) == 12
         assert [c.calendar_id for c in store.calendars_of(CAL)] == [CAL]
         assert store.get_link(CAL, "evt1") == Link(CAL, "evt1", "cnf_1", request_key="key-1")
         assert store.list_users() == [User(CAL, "example.com")]
@@ -195,7 +195,7 @@ def test_a_store_from_before_connect_flows_gains_flows_and_held_commands_and_kee
         store.close()
     reopened = SqliteStore(db)
     try:
-        assert reopened.schema_version() == 11, "migrated once"
+        assert reopened.schema_version() == 12, "migrated once"
         assert reopened.count_held() == 1
     finally:
         reopened.close()
@@ -209,3 +209,50 @@ def test_a_store_works_from_many_threads_at_once(tmp_path: Path) -> None:
         list(pool.map(lambda n: store.upsert_link(Link(CAL, f"evt{n}", f"cnf_{n}")), range(400)))
     assert len(store.live_links(CAL)) == 400
     store.close()
+
+
+def test_the_sweep_deletes_every_expired_row_in_batches_and_counts_them(tmp_path: Path) -> None:
+    from datetime import timedelta  # noqa: PLC0415
+
+    store = SqliteStore(tmp_path / "state.sqlite")
+    try:
+        for n in range(7):
+            store.upsert_link(Link(CAL, f"evt{n}", f"cnf_{n}", expires_at=T0 + timedelta(days=n)))
+            store.apply_if_newer(AppliedVersion(f"cnf_{n}", T0, "fp", T0 + timedelta(days=n)))
+        now = T0 + timedelta(days=4, hours=1)  # evt0..evt4 expired
+        counted = store.purge_expired(now, dry_run=True)
+        assert (counted.links, counted.applied) == (5, 5)
+        assert len(store.live_links(CAL)) == 7, "a dry run deletes nothing"
+        purged = store.purge_expired(now, batch=2)  # three batches: 2, 2, 1
+        assert (purged.links, purged.applied, purged.by_ttl) == (5, 5, False)
+        assert [link.event_id for link in store.live_links(CAL)] == ["evt5", "evt6"]
+        assert [store.get_applied(f"cnf_{n}") is None for n in range(7)] == [True] * 5 + [False] * 2
+    finally:
+        store.close()
+
+
+def test_a_store_from_before_retention_keeps_its_rows_until_they_are_written_again(tmp_path: Path) -> None:
+    """Schema 9 (no expires_at) migrates once; its links and applied versions have no expiry, so
+    no sweep removes them, until a write gives them one."""
+    from confsync.store import sqlite as sqlite_module  # noqa: PLC0415
+
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as raw:
+        for script in sqlite_module._MIGRATIONS[:9]:
+            raw.executescript(script)
+        raw.execute("PRAGMA user_version=9")
+        raw.execute(
+            "INSERT INTO links (calendar_id, event_id, conference_id, state) VALUES (?, 'evt1', 'cnf_1', 'live')",
+            (CAL,),
+        )
+        raw.execute("INSERT INTO applied VALUES ('cnf_1', 1, 'fp')")
+    store = SqliteStore(db)
+    try:
+        far = datetime(2100, 1, 1, tzinfo=UTC)
+        assert store.purge_expired(far) == store.purge_expired(far, dry_run=True)
+        assert store.get_link(CAL, "evt1") == Link(CAL, "evt1", "cnf_1")
+        assert store.get_applied("cnf_1") is not None
+        store.mark_link_deleted(CAL, "evt1", expires_at=T0)
+        assert store.purge_expired(far).links == 1
+    finally:
+        store.close()

@@ -405,3 +405,33 @@ def test_notifications_of_one_calendar_handled_side_by_side_list_once_and_publis
         thread.join(30)
     assert rig.listings() - before == 1
     assert sorted(c.conference_id for c in rig.commands()) == ["cnf_a", "cnf_b"], "each command published once"
+
+
+def test_links_expire_retain_days_after_their_event_ends_or_after_their_delete(rig: Rig) -> None:
+    from confsync.retention import Retention  # noqa: PLC0415
+
+    made = datetime(2026, 11, 20, tzinfo=UTC)
+    rig.worker.retention, rig.worker.clock = Retention(timedelta(days=90)), lambda: made
+    kept = rig.insert(ours("cnf_a", "A", day=27))  # ends 2026-12-28 10:00 UTC
+    gone = rig.insert(ours("cnf_b", "B", day=1))
+    rig.notify()
+    assert len(rig.commands()) == 2
+    assert rig.store.get_link(CAL, kept["id"]).expires_at == datetime(2026, 12, 28, 10, tzinfo=UTC) + timedelta(days=90)  # type: ignore[union-attr]
+    rig.service.events().delete(calendarId=CAL, eventId=gone["id"]).execute()
+    rig.notify()
+    assert [c.kind for c in rig.commands()] == [CommandKind.DELETE]
+    assert rig.store.get_link(CAL, gone["id"]).expires_at == made + timedelta(days=90)  # type: ignore[union-attr]
+
+
+def test_an_event_whose_link_expired_makes_no_link_and_no_command_when_edited(rig: Rig) -> None:
+    from confsync.retention import Retention  # noqa: PLC0415
+
+    rig.worker.retention = Retention(timedelta(days=90))
+    old = rig.insert(ours("cnf_a", "A"))
+    rig.notify()
+    assert len(rig.commands()) == 1
+    rig.store.purge_expired(datetime.now(UTC) + timedelta(days=91))  # the event ended more than 90 days before
+    rig.service.events().patch(calendarId=CAL, eventId=old["id"], body={"summary": "A, minutes added"}).execute()
+    rig.notify()
+    assert rig.commands() == []
+    assert rig.store.get_link(CAL, old["id"]) is None, "nothing re-created"
