@@ -16,6 +16,12 @@ next add-on call asks them to connect, and their reconnect resyncs it in full
 error marks it failed with the error (no retry, and ingest/lag.py stops re-announcing it) until
 an operator's backfill lists it again (``reactivate``). Everything else transient is raised,
 so the transport retries.
+
+Traces (confsync/tracing.py): a message is handled in the trace its ``traceparent`` names, so a
+listing runs in the trace of the notification that triggered it, and every command it
+publishes carries that trace, whichever other notifications the listing covers. Those
+coalesced notifications end in their own traces, with "notification older than the last sync".
+A message that names no trace (a backfill, a lag repair) starts one, so commands always carry one.
 """
 
 from __future__ import annotations
