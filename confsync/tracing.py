@@ -29,8 +29,8 @@ trace ids are still made and carried, so the logs join up all the same. Sampling
 from __future__ import annotations
 
 import contextlib
+import random
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from confsync.errors import ConfigError
@@ -119,7 +119,9 @@ def _remote(carrier: Mapping[str, str] | None) -> otel_context.Context | None:
 
 def _new_trace() -> SpanContext:
     """A trace of our own, when nothing records spans: its ids still join the logs up."""
-    return SpanContext(secrets.randbits(128) or 1, secrets.randbits(64) or 1, is_remote=False)
+    # Ids, not secrets: drawn as OpenTelemetry's RandomIdGenerator draws them, not from os.urandom per message.
+    trace_id, span_id = random.getrandbits(128), random.getrandbits(64)
+    return SpanContext(trace_id or 1, span_id or 1, is_remote=False)
 
 
 @contextlib.contextmanager
@@ -137,8 +139,18 @@ def span(
     current = _TRACER.start_span(name, context=context, kind=kind, attributes=attributes)
     if not current.get_span_context().is_valid:  # nothing records spans, and no trace to continue
         current = NonRecordingSpan(_new_trace())
-    with trace.use_span(current, end_on_exit=True):
+    # trace.use_span's work, without its cost on every message when nothing records
+    token = otel_context.attach(trace.set_span_in_context(current))
+    try:
         yield current
+    except BaseException as err:
+        if current.is_recording():
+            current.record_exception(err)
+            current.set_status(StatusCode.ERROR, f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        otel_context.detach(token)
+        current.end()
 
 
 @contextlib.contextmanager

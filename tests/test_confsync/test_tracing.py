@@ -9,13 +9,14 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from confsync.errors import ConfigError
 from confsync.settings import Settings
-from confsync.tracing import TRACEPARENT, inject, span
+from confsync.tracing import TRACEPARENT, configure_tracing, inject, span
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"
@@ -169,3 +170,11 @@ def test_the_setting_takes_gcp_otlp_or_off_and_nothing_else() -> None:
     assert Settings.from_env({"CONFSYNC_TRACING": "OTLP"}).tracing == "otlp"
     with pytest.raises(ConfigError, match="CONFSYNC_TRACING"):
         Settings.from_env({"CONFSYNC_TRACING": "jaeger"})
+
+
+def test_gcp_without_google_credentials_is_a_configuration_error_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="CONFSYNC_TRACING: gcp tracing sends spans with the service's Google"):
+        configure_tracing(Settings(tracing="gcp"), service="confsync-test")
