@@ -7,9 +7,10 @@ Modules log through ``log = structlog.get_logger(__name__)`` and bind context
 same pipeline, so every line looks alike.
 
 Output is either one JSON object per line in the shape Cloud Logging reads from Cloud Run
-(``severity``, ``message``, ``time``, and ``logging.googleapis.com/trace`` when a trace header
-was bound; https://cloud.google.com/logging/docs/structured-logging), or a console renderer
-for people at a terminal.
+(``severity``, ``message``, ``time``, and, for a line written inside a span of a change's trace
+(confsync/tracing.py), ``logging.googleapis.com/trace``, ``spanId`` and ``trace_sampled``;
+https://cloud.google.com/logging/docs/structured-logging), or a console renderer for people at
+a terminal.
 
 Secrets never reach a line: every configured ``Secret`` setting's value is masked wherever it
 appears, and so are values under secret-looking keys (token, authorization, api_key, password,
@@ -34,21 +35,24 @@ from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from confsync.settings import Secret, Settings
 
 __all__ = [
     "REDACTED",
+    "SAMPLED_FIELD",
+    "SPAN_FIELD",
     "TRACE_FIELD",
-    "bind_trace",
     "configure_logging",
     "redact_secrets",
-    "trace_from_headers",
 ]
 
 REDACTED = "[REDACTED]"
 TRACE_FIELD = "logging.googleapis.com/trace"
+SPAN_FIELD = "logging.googleapis.com/spanId"
+SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
 
 # Keys whose values are credentials. Matched case-insensitively on the normalised key
 # (camelCase split, dashes as underscores), as a whole word or a suffix: "channel_token",
@@ -108,8 +112,6 @@ _SEVERITY = {
     "exception": "ERROR",
     "critical": "CRITICAL",
 }
-_TRACE_CONTEXT = re.compile(r"^([0-9a-fA-F]{32})(?:/\d+)?(?:;o=[01])?$")
-_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class _Redactor:
@@ -232,21 +234,19 @@ def _json_safe(value: object) -> object:
     return str(value)
 
 
-def trace_from_headers(headers: Mapping[str, str], project_id: str) -> str | None:
-    """The Cloud Logging trace name for a request, from X-Cloud-Trace-Context or traceparent."""
-    lowered = {key.lower(): value for key, value in headers.items()}
-    for header, pattern in (("x-cloud-trace-context", _TRACE_CONTEXT), ("traceparent", _TRACEPARENT)):
-        match = pattern.match(lowered.get(header, "").strip())
-        if match:
-            return f"projects/{project_id}/traces/{match.group(1).lower()}"
-    return None
+def _trace_fields(project_id: str) -> Processor:
+    """A processor that puts the current span's trace on the line, as Cloud Logging reads it."""
+    traces = f"projects/{project_id}/traces/"
 
+    def add(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            event_dict[TRACE_FIELD] = traces + format(context.trace_id, "032x")
+            event_dict[SPAN_FIELD] = format(context.span_id, "016x")
+            event_dict[SAMPLED_FIELD] = context.trace_flags.sampled
+        return event_dict
 
-def bind_trace(headers: Mapping[str, str], project_id: str) -> None:
-    """Bind the request's trace (if any) so every line logged while handling it carries it."""
-    trace = trace_from_headers(headers, project_id)
-    if trace:
-        structlog.contextvars.bind_contextvars(**{TRACE_FIELD: trace})
+    return add
 
 
 def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> None:
@@ -269,7 +269,12 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         _Redactor(_secret_values(settings)),
     ]
     renderer: list[Processor] = (
-        [_cloud_logging_shape, _render_non_strings, structlog.processors.JSONRenderer()]
+        [
+            _trace_fields(settings.project_id),
+            _cloud_logging_shape,
+            _render_non_strings,
+            structlog.processors.JSONRenderer(),
+        ]
         if use_json
         else [structlog.dev.ConsoleRenderer(colors=out.isatty())]
     )

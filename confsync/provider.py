@@ -25,6 +25,9 @@ vendor access token (``AccessTokens``, accounts/vendor.py) instead of the app-wi
 gets one refreshed token and one retry, and a second 401 (or a revoked grant: ``Disconnected``)
 goes to the caller.
 
+Each call is a client span of the current trace (confsync/tracing.py) and sends its
+``traceparent``, so the provider can join the change's trace.
+
 ``HttpConferenceProvider`` implements ``confsync.ports.ConferenceProvider`` over one pooled
 httpx transport. Status codes and transport failures become confsync errors in one place,
 ``_raise_for_status``/``_send``; it never retries: the publisher owns the retry policy.
@@ -57,6 +60,7 @@ from confsync.errors import (
 from confsync.ports import AccessTokens, Conference, ConferenceProvider, NewConference
 from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 from confsync.settings import Secret, Settings
+from confsync.tracing import SpanKind, inject, span
 
 __all__ = ["HttpConferenceProvider", "parse_retry_after"]
 
@@ -176,30 +180,37 @@ class HttpConferenceProvider:
         token = bearer or self._api_key
         if token is None:
             raise AuthError(f"{method} {path}: no user to act for and no app-wide API key", status=401)
-        sent = [*self._headers, ("Authorization", f"Bearer {token.reveal()}"), *(headers or {}).items()]
-        request = httpx.Request(
-            method,
-            httpx.URL(self._base_url + path),
-            headers=sent,
-            json=json,
-            extensions=self._extensions,
-        )
-        try:
-            answer = self._transport.handle_request(request)
+        with span(method, kind=SpanKind.CLIENT, attributes={"http.request.method": method, "url.path": path}) as call:
+            sent = [
+                *self._headers,
+                ("Authorization", f"Bearer {token.reveal()}"),
+                *(headers or {}).items(),
+                *inject().items(),  # the change's trace, for the provider to join
+            ]
+            request = httpx.Request(
+                method,
+                httpx.URL(self._base_url + path),
+                headers=sent,
+                json=json,
+                extensions=self._extensions,
+            )
             try:
-                answer.read()
-            finally:
-                answer.close()
-        except httpx.TimeoutException as err:
-            log.warning("conferencing API call failed", method=method, status="timeout")
-            raise TransientError(f"{method} {path}: timed out ({type(err).__name__})") from err
-        except httpx.TransportError as err:
-            log.warning("conferencing API call failed", method=method, status="unreachable")
-            raise TransientError(f"{method} {path}: {type(err).__name__}: {err}") from err
-        if answer.status_code >= 400:  # counted by status in monitoring.tf's provider_errors
-            log.warning("conferencing API call failed", method=method, status=answer.status_code)
-        _raise_for_status(method, path, answer)
-        return answer
+                answer = self._transport.handle_request(request)
+                try:
+                    answer.read()
+                finally:
+                    answer.close()
+            except httpx.TimeoutException as err:
+                log.warning("conferencing API call failed", method=method, status="timeout")
+                raise TransientError(f"{method} {path}: timed out ({type(err).__name__})") from err
+            except httpx.TransportError as err:
+                log.warning("conferencing API call failed", method=method, status="unreachable")
+                raise TransientError(f"{method} {path}: {type(err).__name__}: {err}") from err
+            call.set_attribute("http.response.status_code", answer.status_code)
+            if answer.status_code >= 400:  # counted by status in monitoring.tf's provider_errors
+                log.warning("conferencing API call failed", method=method, status=answer.status_code)
+            _raise_for_status(method, path, answer)
+            return answer
 
     def close(self) -> None:
         self._transport.close()

@@ -32,6 +32,7 @@ __all__ = [
     "Secret",
     "SettingInfo",
     "Settings",
+    "TracingKind",
     "TransportKind",
     "default_vault_key_file",
 ]
@@ -46,6 +47,7 @@ TransportKind = Literal["pubsub", "memory"]
 Delivery = Literal["pull", "push"]
 PullKind = Literal["streaming", "unary"]
 PushAuth = Literal["verify", "platform"]
+TracingKind = Literal["gcp", "otlp", "off"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,17 @@ class Settings:
     # -- logging ----------------------------------------------------------------------------
     log_format: LogFormat = _setting("auto", "json (Cloud Logging lines), console, or auto (console on a TTY).")
     log_level: LogLevel = _setting("info", "Lowest level logged: debug, info, warning or error.")
+    tracing: TracingKind = _setting(
+        "off",
+        "Where the services send the spans of each change's trace: gcp (Cloud Trace, through its OTLP "
+        "endpoint, as the service's Google account), otlp (an OpenTelemetry collector, "
+        "CONFSYNC_OTLP_ENDPOINT) or off (none recorded; log lines still carry their trace).",
+    )
+    otlp_endpoint: str | None = _setting(
+        None,
+        "The collector's OTLP/HTTP traces URL for CONFSYNC_TRACING=otlp; unset means "
+        "http://localhost:4318/v1/traces (a collector beside the service).",
+    )
     # -- Pub/Sub names ----------------------------------------------------------------------
     topic_calendar_changes: str = _setting("calendar-changes", "Topic for CalendarChanged messages.")
     topic_conference_commands: str = _setting("conference-commands", "Topic for ConferenceCommand messages.")

@@ -17,6 +17,10 @@ With users' accounts on (``accounts``), the conference is created in the caller'
 account, and a caller who has not connected (no vendor grant, or no way to read their
 calendars) gets AUTHENTICATION with the connect page's URL: nothing is created.
 
+Each request runs in a span (confsync/tracing.py) continuing the caller's ``traceparent`` (or
+Cloud Run's ``X-Cloud-Trace-Context``), else a new trace (a malformed header is ignored): its
+log lines and its call to the conferencing API carry that trace.
+
 The API acts for its caller only (ingest/addon_access.py has the rules). Refused before
 anything changes, with a ``reason`` in the error: a caller who may not write the calendar
 (403 ``no_write_access``, Calendar's own word), a caller outside the allowed domains (403
@@ -50,6 +54,7 @@ from confsync.rfc3339 import parse_rfc3339, utc_now
 from confsync.settings import Secret
 from confsync.store import CalendarStatus, Link
 from confsync.store.keys import MAX_DOCUMENT_ID_BYTES, document_id_fits
+from confsync.tracing import SpanKind, span
 from ingest.addon_access import (
     DEV_CALLER,
     AddonGuard,
@@ -170,6 +175,10 @@ def create_conference_route(  # noqa: PLR0913, PLR0915 - the route's parts, name
         return JSONResponse(conference_data(conference))
 
     async def endpoint(request: Request) -> Response:
+        with span(f"POST {path}", parent=request.headers, kind=SpanKind.SERVER):
+            return await handle(request)
+
+    async def handle(request: Request) -> Response:
         try:  # in a thread: it may fetch Google's certificates
             caller = await run_in_threadpool(auth.identify, request.headers.get("authorization"))
         except TokenRejected as rejected:
@@ -193,6 +202,10 @@ def me_route(auth: AddonAuth, guard: AddonGuard, accounts: UserAccounts, *, path
     """``DELETE /v1/me``: the add-on's caller disconnects from confsync (accounts/offboard.py)."""
 
     async def endpoint(request: Request) -> Response:
+        with span(f"DELETE {path}", parent=request.headers, kind=SpanKind.SERVER):
+            return await handle(request)
+
+    async def handle(request: Request) -> Response:
         try:
             caller = await run_in_threadpool(auth.identify, request.headers.get("authorization"))
         except TokenRejected as rejected:

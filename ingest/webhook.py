@@ -13,6 +13,11 @@ X-Goog-Channel-ID, -Token, -Expiration, X-Goog-Resource-ID, -URI, -State, X-Goog
   calendar id, remember when it arrived, 200. If publishing fails -> 503, nothing
   remembered, so Google's retry publishes it: never a 200 for what is not durably published.
 
+Each notification is handled in a span (confsync/tracing.py) that continues the request's trace
+(``traceparent``, or Cloud Run's ``X-Cloud-Trace-Context``) or begins one; a malformed header
+just means a new trace. The CalendarChanged carries it on in its ``traceparent`` attribute, so
+the listing it causes and the provider calls that follow are in the same trace.
+
 The message number is carried and recorded, never a reason to drop a notification: anyone
 holding a channel's token could send a huge one. A repeat is published again and costs little:
 the processor acknowledges a notification older than the calendar's last completed sync
@@ -41,6 +46,7 @@ from confsync.errors import ConfsyncError
 from confsync.ports import AsyncPublisher, Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
+from confsync.tracing import SpanKind, span
 
 __all__ = ["WebhookStats", "webhook_route"]
 
@@ -132,7 +138,10 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         channel_id = request.headers.get("x-goog-channel-id", "")[:_MAX_HEADER]
-        with structlog.contextvars.bound_contextvars(channel_id=channel_id or None):
+        with (
+            span(f"POST {path}", parent=request.headers, kind=SpanKind.SERVER),
+            structlog.contextvars.bound_contextvars(channel_id=channel_id or None),
+        ):
             try:
                 await _drain(request)
                 notification = _parse(request)

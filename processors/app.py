@@ -23,5 +23,4 @@ def processor_push_route(worker: CalendarWorker, settings: Settings, dead_letter
         verifier=push_verifier(settings),
         dead_letter=DeadLetter(dead_letters, settings.topic_calendar_changes_dead, "push:calendar-changes"),
         max_attempts=settings.pubsub_max_delivery_attempts,
-        project_id=settings.project_id,
     )

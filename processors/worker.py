@@ -23,6 +23,12 @@ twice is listed once. A claim another processor holds is retried later (the tran
 backoff); a finished one is acknowledged. The outcome goes to the job: done with its counts,
 or failed with its cause (lost access also disconnects the calendar, as above); a transient
 error gives the claim back and is raised, so the redelivery lists it.
+
+Traces (confsync/tracing.py): a message is handled in the trace its ``traceparent`` names, so a
+listing runs in the trace of the notification that triggered it, and every command it
+publishes carries that trace, whichever other notifications the listing covers. Those
+coalesced notifications end in their own traces, with "notification older than the last sync".
+A message that names no trace (a backfill, a lag repair) starts one, so commands always carry one.
 """
 
 from __future__ import annotations

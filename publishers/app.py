@@ -61,5 +61,4 @@ def publisher_push_route(applier: CommandApplier, settings: Settings, dead_lette
         verifier=push_verifier(settings),
         dead_letter=DeadLetter(dead_letters, settings.topic_conference_commands_dead, "push:conference-commands"),
         max_attempts=settings.pubsub_max_delivery_attempts,
-        project_id=settings.project_id,
     )

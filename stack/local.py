@@ -422,6 +422,7 @@ class LocalStack:
         settings = {
             "LOCAL_MODE": "true",
             "LOG_FORMAT": "json",
+            "TRACING": "off",  # no collector here: the logs carry each change's trace all the same
             "TRANSPORT": transport,
             "STORE_URL": self._store_url,
             "PROJECT_ID": self._settings.project_id,

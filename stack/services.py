@@ -11,7 +11,8 @@ most every few seconds: 200 or 503, the reason in the logs; ``ingest.app.health_
   (``CONFSYNC_DELIVERY=pull``, the default) a streaming-pull worker instead.
 
 ``Service.stop`` drains: workers stop pulling and finish in-flight messages within the
-deadline, then clients close.
+deadline, then clients close. ``run_service`` records and exports spans as
+``CONFSYNC_TRACING`` says, for the process it runs in (confsync/tracing.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from accounts.routes import connect_routes, settings_routes
 from confsync.errors import ConfigError
 from confsync.serving import ServedApp
 from confsync.settings import Settings
+from confsync.tracing import configure_tracing
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from ingest.app import IngestParts, health_routes, ingest_routes
@@ -214,6 +216,16 @@ def run_service(  # noqa: PLR0913 - where and how to serve, named
 
 
 def _run(  # noqa: PLR0913 - run_service's arguments
+    settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event, reuse_port: bool
+) -> bool:
+    tracing = configure_tracing(settings, service=f"confsync-{role.value}")
+    try:
+        return _serve(settings, role, host=host, port=port, stop=stop, reuse_port=reuse_port)
+    finally:
+        tracing.close()  # the spans still held go out before the process ends
+
+
+def _serve(  # noqa: PLR0913 - run_service's arguments
     settings: Settings, role: Role, *, host: str, port: int, stop: threading.Event, reuse_port: bool
 ) -> bool:
     service = build_service(settings, role)

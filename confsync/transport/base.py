@@ -8,6 +8,10 @@ instead of being dropped. Raising ``PermanentError`` (``InvalidMessage`` include
 will never work: the original bytes and attributes go to the dead-letter topic with the
 reason attached, then the message is acked. If that dead-letter publish fails, the message
 is nacked: nothing is lost. Only ``decide`` makes this choice.
+
+``process`` runs the handler in a span of the trace the message's ``traceparent`` attribute
+names (confsync/tracing.py), so its log lines, and what it publishes, belong to the change
+that sent it; a message without one (or with a malformed one) starts a trace of its own.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from datetime import datetime
 from enum import Enum
 
 import structlog
+from opentelemetry.trace import StatusCode
 
 from confsync.errors import ConfsyncError, PermanentError
 from confsync.ports import Publisher
 from confsync.rfc3339 import format_rfc3339, utc_now
+from confsync.tracing import SpanKind, span
 
 __all__ = ["DeadLetter", "Handler", "Message", "Outcome", "dead_letter_attributes", "decide", "process"]
 
@@ -101,7 +107,10 @@ def process(message: Message, handler: Handler, *, dead_letter: DeadLetter, max_
     which the transport does with the returned outcome)."""
     started = time.perf_counter()
     error: BaseException | None = None
-    with structlog.contextvars.bound_contextvars(message_id=message.message_id):
+    with (
+        span(f"handle {dead_letter.source}", parent=message.attributes, kind=SpanKind.CONSUMER) as current,
+        structlog.contextvars.bound_contextvars(message_id=message.message_id),
+    ):
         try:
             handler(message)
         except Exception as caught:  # noqa: BLE001 - every failure is classified by decide()
@@ -110,6 +119,11 @@ def process(message: Message, handler: Handler, *, dead_letter: DeadLetter, max_
         if outcome is Outcome.DEAD_LETTER:
             outcome = _dead_letter(message, error, dead_letter)
         _log(message, outcome, error, started)
+        if current.is_recording():
+            current.set_attributes({"messaging.message.id": message.message_id, "confsync.outcome": outcome.value})
+            if error is not None:
+                current.record_exception(error)
+                current.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
     return outcome
 
 

@@ -8,7 +8,9 @@ published to its topic after it was created). It keeps the contract the stages r
 - ack removes a message; nack redelivers it after an exponential backoff, counting delivery
   attempts (``Message.delivery_attempt``), so the worker dead-letters it on the last one;
 - bounded memory: ``publish`` waits while the broker holds ``queue_limit`` messages and
-  raises ``TransientError`` if no room frees up in time (back-pressure, not growth).
+  raises ``TransientError`` if no room frees up in time (back-pressure, not growth);
+- the trace travels as on Pub/Sub: ``publish`` puts the current trace in the message's
+  ``traceparent`` attribute (confsync/tracing.py) and the worker handles it in that trace.
 
 ``MemoryWorker`` runs a handler on a subscription with N threads and the shared outcome
 rules (``confsync.transport.base``). Messages live in this process only: a crash loses what
@@ -29,6 +31,7 @@ import structlog
 
 from confsync.errors import NotFound, TransientError
 from confsync.rfc3339 import utc_now
+from confsync.tracing import inject
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
 
 __all__ = ["MemoryBroker", "MemoryWorker"]
@@ -133,6 +136,7 @@ class MemoryBroker:
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
         deadline = time.monotonic() + self._publish_timeout_s
+        carried = inject(attributes)
         with self._lock:
             subscriptions = self._topics.get(topic)
             if subscriptions is None:
@@ -143,7 +147,7 @@ class MemoryBroker:
                     raise TransientError(f"in-process queue full ({self._limit} messages): back-pressure")
                 self._space.wait(remaining)
             message_id = str(next(self._ids))
-            message = Message(data, dict(attributes or {}), message_id, ordering_key, None, utc_now())
+            message = Message(data, carried, message_id, ordering_key, None, utc_now())
             for subscription in subscriptions:
                 subscription.add(_Envelope(message))
                 self._held += 1

@@ -13,7 +13,10 @@ account (https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions). 
 2. decodes the envelope: malformed -> 400 with the reason (Pub/Sub will retry, then
    dead-letter it by its own policy);
 3. runs the handler through ``confsync.transport.base.process``: done -> 204 (ack); try again
-   -> 503 (Pub/Sub redelivers with backoff); dead-lettered -> 204.
+   -> 503 (Pub/Sub redelivers with backoff); dead-lettered -> 204. The handler runs in the
+   trace of the message's ``traceparent`` attribute; a message without one continues the push
+   request's own trace (Cloud Run's ``X-Cloud-Trace-Context``), so its lines still join that
+   request's log entry.
 
 Verification is skipped only when ``Settings.local_mode`` is set (the emulator sends no
 token), and the route says so in a warning when it is built.
@@ -34,10 +37,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from confsync.errors import ConfigError
-from confsync.logs import bind_trace
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.rfc3339 import parse_rfc3339
 from confsync.settings import Settings
+from confsync.tracing import continued
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
 
 __all__ = ["OidcVerifier", "PushRejected", "decode_envelope", "push_route", "push_verifier"]
@@ -112,25 +115,26 @@ class _Config:
     verifier: OidcVerifier | None
     dead_letter: DeadLetter
     max_attempts: int
-    project_id: str
 
 
-def push_route(  # noqa: PLR0913 - everything a push endpoint needs, named
+def push_route(
     path: str,
     handler: Handler,
     *,
     verifier: OidcVerifier | None,
     dead_letter: DeadLetter,
     max_attempts: int,
-    project_id: str = "",
 ) -> Route:
     """A Starlette route serving one push subscription. ``verifier=None`` is local mode."""
     if verifier is None:
         log.warning("push route accepts requests WITHOUT verifying their OIDC token (local mode)", path=path)
-    config = _Config(handler, verifier, dead_letter, max_attempts, project_id)
+    config = _Config(handler, verifier, dead_letter, max_attempts)
 
     async def endpoint(request: Request) -> Response:
-        bind_trace(dict(request.headers), config.project_id)
+        with continued(request.headers):
+            return await handle(request)
+
+    async def handle(request: Request) -> Response:
         try:
             if config.verifier is not None:  # in a thread: it may fetch Google's certificates
                 _no_second_credential(config.verifier, request)

@@ -26,11 +26,20 @@ resource "google_project_iam_member" "firestore" {
   }
 }
 
-# Structured logs and traces from every identity that runs confsync code.
+# Structured logs from every identity that runs confsync code.
 resource "google_project_iam_member" "log_writer" {
   for_each = toset(["ingest", "processor", "publisher", "backfill"])
   project  = var.project_id
   role     = "roles/logging.logWriter"
+  member   = google_service_account.confsync[each.value].member
+}
+
+# Spans from the services (the backfill job records none), written to Cloud Trace's OTLP endpoint
+# (the Telemetry API), when tracing is on.
+resource "google_project_iam_member" "trace_writer" {
+  for_each = var.tracing == "gcp" ? toset(["ingest", "processor", "publisher"]) : toset([])
+  project  = var.project_id
+  role     = "roles/telemetry.tracesWriter"
   member   = google_service_account.confsync[each.value].member
 }
 

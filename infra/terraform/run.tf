@@ -9,6 +9,7 @@ locals {
     CONFSYNC_PROJECT_ID                     = var.project_id
     CONFSYNC_STORE_URL                      = "firestore://${var.project_id}/${google_firestore_database.confsync.name}"
     CONFSYNC_LOG_FORMAT                     = "json"
+    CONFSYNC_TRACING                        = var.tracing
     CONFSYNC_DELIVERY                       = "push"
     CONFSYNC_TOPIC_CALENDAR_CHANGES         = var.pubsub.topics.calendar_changes
     CONFSYNC_TOPIC_CALENDAR_CHANGES_DEAD    = var.pubsub.topics.calendar_changes_dead

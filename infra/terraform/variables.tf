@@ -364,3 +364,13 @@ variable "addon_rate_per_min" {
     error_message = "addon_rate_per_min: 0 (off) or more."
   }
 }
+
+variable "tracing" {
+  description = "Where the services send each change's spans (CONFSYNC_TRACING): gcp (Cloud Trace, through its OTLP endpoint, as each service's account) or off. The log lines carry each change's trace either way; otlp needs a collector this configuration does not deploy."
+  type        = string
+  default     = "gcp"
+  validation {
+    condition     = contains(["gcp", "off"], var.tracing)
+    error_message = "tracing: gcp or off."
+  }
+}

@@ -36,7 +36,8 @@ locals {
 }
 
 # Every API a resource here or a deploy step (../README.md) calls: Artifact Registry and Cloud
-# Build for the image, IAM Credentials for keyless domain-wide delegation. Terraform needs
+# Build for the image, IAM Credentials for keyless domain-wide delegation, Telemetry and Cloud
+# Trace for the services' spans (CONFSYNC_TRACING=gcp). Terraform needs
 # Service Usage and Cloud Resource Manager on before it can enable the rest (README step 1);
 # they are listed too, so nothing here rests on a project's defaults.
 resource "google_project_service" "apis" {
@@ -46,6 +47,7 @@ resource "google_project_service" "apis" {
     "cloudbuild.googleapis.com",
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "cloudtrace.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
@@ -55,6 +57,7 @@ resource "google_project_service" "apis" {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "serviceusage.googleapis.com",
+    "telemetry.googleapis.com",
   ])
   project            = var.project_id
   service            = each.value

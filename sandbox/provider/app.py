@@ -5,10 +5,10 @@ The OpenAPI spec is at ``/openapi.json`` (docs at ``/docs``). Admin routes, outs
 "retry_after", "latency_ms"}``, keys optional except path), ``GET|DELETE /_sandbox/faults``,
 ``POST /_sandbox/reset`` (conferences, faults, journal and vendor users gone, users' grants
 ended; OAuth clients stay) and ``GET /_sandbox/requests``, a JSON list of
-``{method, path, idempotency_key, status, principal, at}`` for every ``/v1`` request, so tests
-can count calls. Injected 429 and 503 answers carry ``Retry-After`` (1 s unless the rule says).
-Faults also fire on the OAuth endpoints (``/oauth/...``, not journalled), so a busy token
-endpoint can be shown.
+``{method, path, idempotency_key, status, principal, traceparent, at}`` for every ``/v1``
+request, so tests can count calls and follow a change's trace to them. Injected 429 and 503
+answers carry ``Retry-After`` (1 s unless the rule says). Faults also fire on the OAuth
+endpoints (``/oauth/...``, not journalled), so a busy token endpoint can be shown.
 The vendor's account routes (users, OAuth clients, a user disconnecting the app, the clock
 tokens expire by) are listed in sandbox/provider/routes.py.
 
@@ -273,6 +273,7 @@ class _Gate:
             return
         method, path = scope["method"], scope["path"]
         key = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"idempotency-key"), None)
+        traceparent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"traceparent"), None)
         status = 500
         principal = self._principal(scope)
         rule = self._sandbox.faults.match(method, path)
@@ -315,6 +316,7 @@ class _Gate:
                     "idempotency_key": key,
                     "status": status,
                     "principal": who,
+                    "traceparent": traceparent,
                     "at": _now().isoformat(),
                 }
             )

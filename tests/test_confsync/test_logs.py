@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import structlog
 
-from confsync.logs import REDACTED, TRACE_FIELD, bind_trace, configure_logging, trace_from_headers
+from confsync.logs import REDACTED, SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, configure_logging
 from confsync.settings import Secret, Settings
+from confsync.tracing import span
 
 TOKEN = "ya29.a0AfH6SMBx-secret-access-token"
 
@@ -99,15 +100,25 @@ def test_third_party_stdlib_loggers_come_out_as_the_same_json(json_lines: io.Str
     assert TOKEN not in line["message"]
 
 
-def test_bound_context_and_trace_appear_on_every_line(json_lines: io.StringIO) -> None:
-    bind_trace({"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"}, "prod-project")
-    structlog.contextvars.bind_contextvars(calendar_id="a@example.com")
+def test_bound_context_and_the_trace_appear_on_every_line_of_a_span() -> None:
+    stream = io.StringIO()
+    configure_logging(Settings(log_format="json", log_level="debug", project_id="prod-project"), stream=stream)
     log = structlog.get_logger()
-    log.info("one")
-    log.debug("two")
-    for line in lines(json_lines):
+    log.info("before")
+    cloud_run = {"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"}
+    with span("request", parent=cloud_run), structlog.contextvars.bound_contextvars(calendar_id="a@example.com"):
+        log.info("one")
+        logging.getLogger("uvicorn.error").warning("two")
+    log.info("after")
+    before, *inside, after = lines(stream)
+    assert len(inside) == 2
+    for line in inside:
         assert line[TRACE_FIELD] == "projects/prod-project/traces/105445aa7843bc8bf206b12000100000"
-        assert line["calendar_id"] == "a@example.com"
+        assert line[SPAN_FIELD] == "0000000000000001"
+        assert line[SAMPLED_FIELD] is True
+    assert inside[0]["calendar_id"] == "a@example.com"
+    assert TRACE_FIELD not in before, "no trace outside a span"
+    assert TRACE_FIELD not in after
 
 
 def test_the_level_setting_filters_lower_levels() -> None:
@@ -292,20 +303,3 @@ def test_a_thread_that_asks_to_exit_is_not_an_error(json_lines: io.StringIO) -> 
     thread.start()
     thread.join()
     assert lines(json_lines) == []
-
-
-@pytest.mark.parametrize(
-    ("headers", "trace"),
-    [
-        ({"x-cloud-trace-context": "105445AA7843BC8BF206B12000100000"}, "105445aa7843bc8bf206b12000100000"),
-        (
-            {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
-            "4bf92f3577b34da6a3ce929d0e0e4736",
-        ),
-        ({"x-cloud-trace-context": "not-a-trace"}, None),
-        ({}, None),
-    ],
-)
-def test_trace_ids_are_read_from_either_header(headers: dict[str, str], trace: str | None) -> None:
-    expected = f"projects/p/traces/{trace}" if trace else None
-    assert trace_from_headers(headers, "p") == expected

@@ -17,6 +17,7 @@ from confsync.ports import NewConference
 from confsync.provider import HttpConferenceProvider, parse_retry_after
 from confsync.serving import ServedApp
 from confsync.settings import Secret
+from confsync.tracing import span
 from sandbox.provider import create_app
 from sandbox.provider.server import build_sandbox
 
@@ -120,6 +121,18 @@ def test_a_repeated_idempotency_key_returns_the_first_answer_and_changes_nothing
     assert client.get(conference.id).summary == "A"
     patches = [entry for entry in sandbox.journal() if entry["method"] == "PATCH"]
     assert [entry["idempotency_key"] for entry in patches] == ["same", "same"]
+
+
+def test_every_call_sends_the_trace_it_is_made_in(client: HttpConferenceProvider, sandbox: RunningProvider) -> None:
+    caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    conference = client.create(new())  # outside any trace: one of its own
+    with span("command", parent={"traceparent": f"00-{caller_trace}-00f067aa0ba902b7-01"}):
+        client.update(conference.id, payload(), event_updated=V1, idempotency_key="k1")
+        client.delete(conference.id, idempotency_key="k2")
+    sent = {entry["method"]: entry["traceparent"].split("-")[1] for entry in sandbox.journal()}
+    assert sent["PATCH"] == sent["DELETE"] == caller_trace
+    assert sent["POST"] != caller_trace
+    assert int(sent["POST"], 16) != 0
 
 
 def test_an_older_version_is_stale_and_changes_nothing(client: HttpConferenceProvider) -> None:

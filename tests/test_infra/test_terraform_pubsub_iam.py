@@ -1,11 +1,13 @@
 """infra/terraform's Pub/Sub and IAM, checked without a cloud: the Pub/Sub names and policies
 are the ones `confsync pubsub bootstrap` creates (on the emulator too), an overload is retried
-for hours before anything is dead-lettered, and who may touch what (Firestore, the services)."""
+for hours before anything is dead-lettered, and who may touch what (Firestore, the services,
+Cloud Trace)."""
 
 from __future__ import annotations
 
 import json
 import re
+import typing
 import uuid
 
 from google.api_core.retry import Retry
@@ -13,7 +15,8 @@ from google.cloud import pubsub_v1
 from tests_support.cli import confsync_env, run_confsync
 from tests_support.terraform import Parsed, locals_, resources, unquote, variables
 
-from confsync.settings import Settings
+from confsync.settings import Settings, TracingKind
+from confsync.tracing import GCP_OTLP_ENDPOINT
 from confsync.transport.pubsub import bootstrap
 from confsync.transport.topology import terraform_vars, topology
 
@@ -158,3 +161,21 @@ def test_only_ingest_is_public_and_only_pubsub_invokes_the_workers(parsed: Parse
     invokers = declared["google_cloud_run_v2_service_iam_member.push_invokes"]
     assert invokers["member"] == '${google_service_account.confsync["push"].member}'
     assert invokers["for_each"] == '${toset(["processor", "publisher"])}'
+
+
+def test_with_gcp_tracing_the_services_may_write_spans_where_cloud_trace_takes_them(parsed: Parsed) -> None:
+    declared = variables(parsed)["tracing"]
+    (validation,) = declared["validation"]
+    allowed = set(re.findall(r'"([a-z]+)"', validation["condition"]))
+    assert allowed == {"gcp", "off"}, "otlp needs a collector Terraform does not deploy"
+    assert allowed <= set(typing.get_args(TracingKind))
+    assert declared["default"] == "gcp"
+    assert locals_(parsed)["common_env"]["CONFSYNC_TRACING"] == "${var.tracing}"
+    grant = resources(parsed)["google_project_iam_member.trace_writer"]
+    assert grant["role"] == "roles/telemetry.tracesWriter"
+    assert grant["for_each"] == '${var.tracing == "gcp" ? toset(["ingest", "processor", "publisher"]) : toset([])}'
+    apis = set(
+        re.findall(r'"([a-z0-9-]+\.googleapis\.com)"', resources(parsed)["google_project_service.apis"]["for_each"])
+    )
+    assert {"telemetry.googleapis.com", "cloudtrace.googleapis.com"} <= apis
+    assert GCP_OTLP_ENDPOINT.startswith("https://telemetry.googleapis.com/")

@@ -48,7 +48,11 @@ class Ingest:
 
     def published(self, expected: int, timeout: float = 3.0) -> list[CalendarChanged]:
         """What reached the calendar-changes topic (read, acked); waits until ``expected`` came."""
-        got: list[CalendarChanged] = []
+        return [change for change, _ in self.received(expected, timeout)]
+
+    def received(self, expected: int, timeout: float = 3.0) -> list[tuple[CalendarChanged, dict[str, str]]]:
+        """``published``, each with its message's attributes."""
+        got: list[tuple[CalendarChanged, dict[str, str]]] = []
         attempts = 0
         while len(got) < expected or attempts == 0:
             attempts += 1
@@ -60,7 +64,10 @@ class Ingest:
                 break
             if not answer.received_messages:
                 break
-            got += [CalendarChanged.from_bytes(item.message.data) for item in answer.received_messages]
+            got += [
+                (CalendarChanged.from_bytes(item.message.data), dict(item.message.attributes))
+                for item in answer.received_messages
+            ]
             self.subscriber.acknowledge(
                 subscription=self.subscription, ack_ids=[item.ack_id for item in answer.received_messages]
             )

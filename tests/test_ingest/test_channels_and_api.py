@@ -128,6 +128,32 @@ def test_a_conference_is_created_linked_and_its_calendar_watched(ingest) -> None
     assert len(ingest.store.live_channels(CAL)) == 1
 
 
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize(
+    ("trace_header", "continued"),
+    [
+        ({"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}, True),
+        ({"traceparent": f"00-{CALLER_TRACE.upper()}-00F067AA0BA902B7-01"}, False),  # W3C ids are lowercase
+        ({"traceparent": "00-xyz"}, False),
+        ({"X-Cloud-Trace-Context": "nonsense/1;o=1"}, False),
+    ],
+    ids=["traceparent", "uppercase", "garbage", "cloud-garbage"],
+)
+def test_the_conference_is_created_in_the_callers_trace_and_a_bad_trace_header_is_ignored(  # type: ignore[no-untyped-def]
+    ingest, trace_header: dict[str, str], continued: bool
+) -> None:
+    ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
+    answer = create(ingest, headers={**DEV, **trace_header})
+    assert answer.status_code == 200, "a trace header is never a reason to refuse"
+    (post,) = [e for e in ingest.provider.journal() if e["method"] == "POST"]
+    trace_id = post["traceparent"].split("-")[1]
+    assert (trace_id == CALLER_TRACE) is continued, "the provider's create call joins the caller's trace"
+    assert len(trace_id) == 32
+    assert int(trace_id, 16) != 0
+
+
 def test_a_retried_request_returns_the_same_conference(ingest) -> None:  # type: ignore[no-untyped-def]
     ingest.calendar.admin("POST", "/_sandbox/calendars", {"id": CAL})
     first, again = create(ingest, "req-same"), create(ingest, "req-same")

@@ -13,6 +13,7 @@ from confsync.contracts import ResourceState, Source
 from confsync.errors import CalendarGone
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
+from confsync.tracing import TRACEPARENT
 from ingest.channels import ChannelManager
 
 CAL = "alice@example.com"
@@ -56,6 +57,34 @@ def test_a_known_channel_publishes_one_calendar_changed(ingest, channel, state: 
     assert change.message_number == 7
     state_after = ingest.store.get_calendar(CAL)
     assert (state_after.last_channel_id, state_after.last_message_number) == ("chan-1", 7)
+
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.mark.parametrize(
+    ("trace_headers", "continued"),
+    [
+        ({"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}, True),
+        ({"X-Cloud-Trace-Context": f"{CALLER_TRACE}/42;o=1"}, True),  # Cloud Run's
+        ({}, False),
+        ({"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7"}, False),  # malformed: no flags
+        ({"traceparent": b"\xe9t\xe9"}, False),  # Latin-1, as HTTP carries it
+        ({"X-Cloud-Trace-Context": f"{CALLER_TRACE};o=1"}, False),
+    ],
+    ids=["traceparent", "cloud-run", "none", "truncated", "latin-1", "no-span-id"],
+)
+def test_the_calendar_changed_carries_the_requests_trace_or_a_new_one(  # type: ignore[no-untyped-def]
+    ingest, channel, trace_headers: dict[str, str | bytes], continued: bool
+) -> None:
+    answer = ingest.notify(**headers(3), **trace_headers)
+    assert answer.status_code == 200, "a malformed trace header is ignored, never refused"
+    ((change, attributes),) = ingest.received(1)
+    assert change.message_number == 3
+    trace_id = attributes[TRACEPARENT].split("-")[1]
+    assert (trace_id == CALLER_TRACE) is continued
+    assert len(trace_id) == 32
+    assert int(trace_id, 16) != 0
 
 
 @pytest.mark.parametrize(

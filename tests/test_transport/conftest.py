@@ -21,7 +21,13 @@ from confsync.transport.pubsub import PubSubPublisher, PubSubUnaryWorker, PubSub
 PROJECT = "confsync-test"
 
 
-@pytest.fixture(params=["memory", "pubsub", "pubsub-unary"])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("pubsub", marks=pytest.mark.pubsub),
+        pytest.param("pubsub-unary", marks=pytest.mark.pubsub),
+    ]
+)
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     maker = _memory if request.param == "memory" else _pubsub
     yield from maker(request)

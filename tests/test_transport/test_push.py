@@ -26,6 +26,7 @@ from tests_support.transport import Recorder, wait_until
 from confsync.errors import PermanentError, TransientError
 from confsync.serving import ServedApp
 from confsync.settings import PushAuth, Settings
+from confsync.tracing import TRACEPARENT, inject
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker
 from confsync.transport.push import OidcVerifier, push_route, push_verifier
@@ -154,6 +155,49 @@ def test_permanent_failure_is_dead_lettered_then_acked(server: PushServer, recor
     assert dead.attributes["dead_letter_reason"] == "unusable"
     assert dead.attributes["dead_letter_source"] == "push:/pubsub/test"
     server.broker.ack("dead-sub", ack_id)
+
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLOUD_RUN_TRACE = "105445aa7843bc8bf206b12000100000"
+
+
+class TraceRecorder(Recorder):
+    """Also records the trace each message was handled in: the traceparent it would send on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.traces: list[str] = []
+
+    def __call__(self, message: Message) -> None:
+        self.traces.append(inject()[TRACEPARENT].split("-")[1])
+        super().__call__(message)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({TRACEPARENT: f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}, CALLER_TRACE),  # the change's trace wins
+        ({}, CLOUD_RUN_TRACE),  # none: the push request's own
+        ({TRACEPARENT: "01-garbage"}, CLOUD_RUN_TRACE),  # malformed: ignored
+    ],
+    ids=["message", "request", "malformed"],
+)
+def test_a_push_is_handled_in_the_trace_its_message_names_else_the_requests(
+    attributes: dict[str, str], expected: str
+) -> None:
+    recorder = TraceRecorder()
+    push = PushServer(None, recorder)
+    try:
+        answer = httpx.post(
+            push.url,
+            json=envelope(attributes=attributes),
+            headers={"X-Cloud-Trace-Context": f"{CLOUD_RUN_TRACE}/7;o=1"},
+            timeout=10,
+        )
+    finally:
+        push.served.stop()
+    assert answer.status_code == 204
+    assert recorder.traces == [expected]
 
 
 def test_certificates_are_fetched_once_and_cached(recorder: Recorder) -> None:

@@ -1,6 +1,6 @@
 """The transport contract, on the Pub/Sub emulator and on the in-process transport alike:
 ordering per key, nack and redelivery, dead letters with their reason, poison messages,
-and a shutdown that finishes what it started."""
+a shutdown that finishes what it started, and the trace a message carries."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tests_support.transport import MAX_ATTEMPTS, Harness, Recorder, wait_until
 
 from confsync.contracts import CalendarChanged
 from confsync.errors import PermanentError, TransientError
+from confsync.tracing import TRACEPARENT, inject, span
 from confsync.transport.base import Message
 
 
@@ -119,3 +120,41 @@ def test_shutdown_finishes_in_flight_work_and_acks_it(harness: Harness) -> None:
         waiting = harness.drain(5.0)
         assert b"sentinel" in waiting
     assert b"in-flight" not in waiting, "the finished message was acknowledged, not redelivered"
+
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_a_message_carries_its_publishers_trace_to_the_handler(harness: Harness) -> None:
+    """What the handler sends on (its traceparent) is in the trace the message was published in."""
+    sent_on: dict[bytes, str] = {}
+
+    def handler(message: Message) -> None:
+        sent_on[message.data] = inject()[TRACEPARENT]
+
+    harness.worker(handler)
+    with span("webhook", parent={"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}):
+        harness.publish(b"traced", "cal-t", {"kind": "CalendarChanged"})
+    harness.publish(b"untraced-1", "cal-t", {})
+    harness.publish(b"untraced-2", "cal-t", {})
+    harness.publish(b"malformed", "cal-t", {TRACEPARENT: "00-not-a-trace-01"})
+    wait_until(lambda: len(sent_on) == 4, what="four messages handled")
+    assert sent_on[b"traced"].split("-")[1] == CALLER_TRACE
+    others = {sent_on[data].split("-")[1] for data in (b"untraced-1", b"untraced-2", b"malformed")}
+    assert len(others) == 3, "a message without a (valid) trace is handled in a new one of its own"
+    assert CALLER_TRACE not in others
+    assert harness.dead_letters(1, 0.5) == [], "a malformed traceparent is no reason to refuse a message"
+
+
+def test_a_dead_letter_keeps_the_trace_of_its_change(harness: Harness, recorder: Recorder) -> None:
+    def refuse(_message: Message) -> None:
+        raise PermanentError("400 invalid attendee", status=400)
+
+    recorder.fail = refuse
+    harness.worker(recorder)
+    with span("processor", parent={"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"}):
+        harness.publish(b"refused", "", {})
+    (dead,) = harness.dead_letters(1, 30.0)
+    (seen,) = recorder.seen
+    assert seen.attributes[TRACEPARENT].split("-")[1] == CALLER_TRACE, "the attribute arrives as published"
+    assert dead.attributes[TRACEPARENT] == seen.attributes[TRACEPARENT]

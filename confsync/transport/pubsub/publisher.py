@@ -7,6 +7,8 @@
   ``publish`` returns once Pub/Sub holds the message. A failed request pauses its ordering
   keys, as google-cloud-pubsub's publisher does; the caller resumes them before raising
   ``TransientError``, so the next attempt can go through.
+- Each message carries the trace it was published in, as its ``traceparent`` attribute
+  (confsync/tracing.py), taken in the caller's thread, not the sender's.
 - ``open_publisher`` builds one from Settings, or raises ``ConfigError`` when there are no
   credentials.
 - ``LazyPubSubPublisher`` builds one (with a factory such as ``open_publisher``) on first
@@ -32,6 +34,7 @@ from google.pubsub_v1.types import PubsubMessage
 
 from confsync.errors import ConfigError, TransientError
 from confsync.settings import Settings
+from confsync.tracing import inject
 
 __all__ = ["LazyPubSubPublisher", "PubSubPublisher", "open_publisher"]
 
@@ -134,7 +137,7 @@ class PubSubPublisher:
         """Publish a batch and wait for all of it; message ids in order."""
         path = self.topic_path(topic)
         pending = [
-            self._enqueue(path, _Pending(data, key, dict(attrs), done=threading.Event()))
+            self._enqueue(path, _Pending(data, key, inject(attrs), done=threading.Event()))
             for data, key, attrs in messages
         ]
         deadline = time.monotonic() + self._timeout_s + 5
@@ -154,7 +157,7 @@ class PubSubPublisher:
         """``publish`` for an event loop: awaits Pub/Sub's answer without holding a thread."""
         path = self.topic_path(topic)
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._enqueue(path, _Pending(data, ordering_key, dict(attributes or {}), future=future))
+        self._enqueue(path, _Pending(data, ordering_key, inject(attributes), future=future))
         try:
             async with asyncio.timeout(self._timeout_s + 5):
                 return await future
