@@ -21,8 +21,8 @@ calendar's own document last, so an interrupted forget leaves the calendar to fo
 
 Queries that need a composite index in production are in ``COMPOSITE_INDEXES`` (the emulator
 needs none): calendars lagging behind (``lagging_calendars``), quiet calendars by their last
-listing (``quiet_calendars``) and one owner's held commands by age (``held_commands``); every
-other query filters or orders on one field.
+listing (``quiet_calendars``), live channels by expiration (``channels_due``) and one owner's
+held commands by age (``held_commands``); every other query filters or orders on one field.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from confsync.contracts import Occurrence
 from confsync.errors import ConfigError
@@ -66,8 +67,9 @@ __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "docu
 # declares each one; tests/test_infra checks they agree.
 _LAGGING = ("lagging", "status", "last_notified_at")
 _QUIET = ("status", "last_synced_at")
+_DUE = ("state", "expiration", "channel_id")
 COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
-    {("calendars", _LAGGING), ("calendars", _QUIET), ("held", HELD_BY_AGE)}
+    {("calendars", _LAGGING), ("calendars", _QUIET), ("channels", _DUE), ("held", HELD_BY_AGE)}
 )
 
 _T = TypeVar("_T")
@@ -145,6 +147,17 @@ class FirestoreStore(FirestoreAccounts):
         )
         states = [_calendar(_data(snapshot)) for snapshot in query.stream()]
         return sorted(states, key=lambda state: state.calendar_id)
+
+    def calendars_page(
+        self, status: CalendarStatus, *, after: str | None = None, limit: int = 500
+    ) -> list[CalendarState]:
+        # By document id: an equality filter ordered by id needs only the automatic index.
+        query = self._calendars.where(filter=FieldFilter("status", "==", status.value)).order_by(
+            FieldPath.document_id()
+        )
+        if after is not None:
+            query = query.start_after({FieldPath.document_id(): self._calendar_ref(after)})
+        return [_calendar(_data(snapshot)) for snapshot in query.limit(limit).stream()]
 
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
         ref = self._calendar_ref(calendar_id)
@@ -256,6 +269,20 @@ class FirestoreStore(FirestoreAccounts):
         query = self._channels.where(filter=FieldFilter("expiration", "<", when)).order_by("expiration")
         channels = (_channel(_data(snapshot)) for snapshot in query.stream())
         return [channel for channel in channels if channel.state is ChannelState.LIVE]
+
+    def channels_due(
+        self, before: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> list[ChannelRecord]:
+        state, expiration, channel_id = _DUE  # a composite index: COMPOSITE_INDEXES
+        query = (
+            self._channels.where(filter=FieldFilter(state, "==", ChannelState.LIVE.value))
+            .where(filter=FieldFilter(expiration, "<", before))
+            .order_by(expiration)
+            .order_by(channel_id)
+        )
+        if after is not None:
+            query = query.start_after({expiration: after[0], channel_id: after[1]})
+        return [_channel(_data(snapshot)) for snapshot in query.limit(limit).stream()]
 
     def stop_channel(self, channel_id: str) -> None:
         ref = self._channels.document(_doc_id(channel_id))
