@@ -196,6 +196,8 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
                 return await work(request)
             except _BadQuery as bad:
                 return JSONResponse({"error": str(bad)}, status_code=400)
+            except ConfsyncError as err:  # the store or Pub/Sub failed us: the scheduler tries again
+                return JSONResponse({"error": str(err)}, status_code=503)
 
         return guarded
 
