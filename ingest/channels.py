@@ -360,7 +360,8 @@ class ChannelFanout:
         if messages:
             self._publisher.publish_many(self._topic, messages)
         report = PageReport(len(calendar_ids), following is not None)
-        log.info("channel page fanned out", sweep=scan.sweep.value, calendars=report.calendars, more=report.more)
+        if messages:  # the repair tick comes every minute, and mostly finds nothing due
+            log.info("channel page fanned out", sweep=scan.sweep.value, calendars=report.calendars, more=report.more)
         return report
 
     def __call__(self, message: Message) -> None:
