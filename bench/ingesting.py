@@ -137,6 +137,10 @@ def main() -> None:  # noqa: PLR0915 - one linear script: start, seed, load, cou
         admin.create_topic(name=topic, retry=Retry(timeout=30))
         subscription = subscriber.subscription_path("bench", "changes-count")
         subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=30))
+        work = admin.topic_path("bench", Settings().topic_channel_work)  # ingest's channel work: idle here
+        admin.create_topic(name=work, retry=Retry(timeout=30))
+        work_sub = subscriber.subscription_path("bench", Settings().sub_channel_work)
+        subscriber.create_subscription(name=work_sub, topic=work, retry=Retry(timeout=30))
         store_path = Path(tmp) / "state.sqlite"
         store = SqliteStore(store_path)
         expiration = datetime.now(UTC) + timedelta(days=1)

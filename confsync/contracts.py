@@ -15,6 +15,9 @@ keeps running. Nothing else escapes ``from_bytes``.
   ``updated``) is the version; ``command_id`` is a hash of (conference id, kind, version,
   fingerprint) and is sent as the Idempotency-Key, so a command replayed after a crash is the
   same command, and an event moved A -> B -> A gets a new key for its second A.
+- ``ChannelWork`` and ``ChannelScan`` (topic channel-work, ingest's own): a channel pass fanned
+  out, one calendar's channel to reconcile, or the next page of due calendars to fan out
+  (ingest/channels.py). ``read_channel_message`` reads either, by its ``type``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "SCHEMA_VERSION",
     "CalendarChanged",
+    "ChannelScan",
+    "ChannelSweep",
+    "ChannelWork",
     "CommandKind",
     "CommandReason",
     "ConferenceCommand",
@@ -44,6 +50,7 @@ __all__ = [
     "ResourceState",
     "Source",
     "make_command_id",
+    "read_channel_message",
 ]
 
 SCHEMA_VERSION = 1
@@ -299,6 +306,103 @@ class CalendarChanged:
         return result
 
 
+class ChannelSweep(StrEnum):
+    """Which calendars a channel pass reconciles."""
+
+    RENEW = "renew"  # those with a live channel expiring before the pass's horizon (failed watches included)
+    WATCH = "watch"  # every active calendar: one with live links and no live channel gets one
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelWork:
+    """Reconcile one calendar's watch channel against ``due_before`` (ordering key = calendar id)."""
+
+    calendar_id: str
+    sweep: ChannelSweep
+    due_before: datetime
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.due_before.tzinfo is None:
+            raise InvalidMessage("must carry a UTC offset", field="due_before")
+
+    def to_bytes(self) -> bytes:
+        return _encode(
+            {
+                "v": self.v,
+                "type": "work",
+                "calendar_id": self.calendar_id,
+                "sweep": self.sweep.value,
+                "due_before": format_rfc3339(self.due_before),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelScan:
+    """Fan out the next page of a pass: the due calendars after the cursor (none: from the start).
+
+    The cursor is where the last page ended: for ``renew``, the last channel's expiration and
+    id (channels soonest first); for ``watch``, the last calendar id."""
+
+    sweep: ChannelSweep
+    due_before: datetime
+    started_at: datetime  # a watch that fails after this is left to the next pass, not retried in a loop
+    after_id: str | None = None
+    after_expiration: datetime | None = None
+    v: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("due_before", "started_at"):
+            if getattr(self, name).tzinfo is None:
+                raise InvalidMessage("must carry a UTC offset", field=name)
+        renew_cursor = self.sweep is ChannelSweep.RENEW and self.after_id is not None
+        if renew_cursor != (self.after_expiration is not None):
+            raise InvalidMessage("a renew cursor, and only one, is an expiration with a channel id", field="after")
+        if self.after_expiration is not None and self.after_expiration.tzinfo is None:
+            raise InvalidMessage("must carry a UTC offset", field="after_expiration")
+
+    def to_bytes(self) -> bytes:
+        return _encode(
+            {
+                "v": self.v,
+                "type": "scan",
+                "sweep": self.sweep.value,
+                "due_before": format_rfc3339(self.due_before),
+                "started_at": format_rfc3339(self.started_at),
+                "after_id": self.after_id,
+                "after_expiration": None if self.after_expiration is None else format_rfc3339(self.after_expiration),
+            }
+        )
+
+
+def read_channel_message(data: bytes) -> ChannelWork | ChannelScan:
+    """A channel-work message, whichever of the two it is; InvalidMessage naming the field if bad."""
+    fields = _Fields(_decode(data), "ChannelWork")
+    fields.version()
+    kind = fields.text("type")
+    result: ChannelWork | ChannelScan
+    if kind == "work":
+        result = ChannelWork(
+            calendar_id=fields.text("calendar_id"),
+            sweep=fields.choice("sweep", ChannelSweep),
+            due_before=fields.timestamp("due_before"),
+        )
+    elif kind == "scan":
+        after = fields.raw("after_expiration", optional=True)
+        result = ChannelScan(
+            sweep=fields.choice("sweep", ChannelSweep),
+            due_before=fields.timestamp("due_before"),
+            started_at=fields.timestamp("started_at"),
+            after_id=fields.optional_text("after_id"),
+            after_expiration=None if after is None else _timestamp(after, "ChannelWork.after_expiration"),
+        )
+    else:
+        raise InvalidMessage(f"expected work or scan, got {_show(kind)}", field="ChannelWork.type")
+    fields.done()
+    return result
+
+
 def make_command_id(conference_id: str, kind: CommandKind, event_updated: datetime, fingerprint: str) -> str:
     """The deterministic id of a command: the same decision about the same version, the same id.
 
@@ -521,11 +625,7 @@ class _Fields:
         return self.choice(key, enum)
 
     def timestamp(self, key: str) -> datetime:
-        value = _text(self.raw(key), self._path(key))
-        try:
-            return parse_rfc3339(value)
-        except ValueError as err:
-            raise InvalidMessage(f"expected an RFC 3339 timestamp, got {_show(value)}", field=self._path(key)) from err
+        return _timestamp(self.raw(key), self._path(key))
 
     def done(self) -> None:
         if self._values:
@@ -547,6 +647,14 @@ def _text(value: object, path: str, *, empty_ok: bool = False, limit: int = _MAX
     if _CONTROL.search(value):
         raise InvalidMessage("contains control characters", field=path)
     return value
+
+
+def _timestamp(raw: object, path: str) -> datetime:
+    value = _text(raw, path)
+    try:
+        return parse_rfc3339(value)
+    except ValueError as err:
+        raise InvalidMessage(f"expected an RFC 3339 timestamp, got {_show(value)}", field=path) from err
 
 
 def _show(value: object) -> str:

@@ -320,6 +320,13 @@ class Store(Protocol):
         """Up to ``limit`` calendars whose ids sort after ``cursor`` (None: from the first), in id order."""
         ...
 
+    def calendars_page(
+        self, status: CalendarStatus, *, after: str | None = None, limit: int = 500
+    ) -> list[CalendarState]:
+        """Up to ``limit`` calendars in ``status`` that come after the calendar id ``after``, in the
+        store's key order (not necessarily by id): the pages of a pass over every calendar."""
+        ...
+
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
         """Store ``token`` if ``token_version`` still equals ``expected_version`` (then +1).
 
@@ -371,6 +378,13 @@ class Store(Protocol):
 
     def count_channels_expiring_before(self, when: datetime) -> int:
         """How many live channels expire before ``when``, counted by the store (nothing is listed)."""
+        ...
+
+    def channels_due(
+        self, before: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> list[ChannelRecord]:
+        """Up to ``limit`` live channels expiring before ``before``, soonest first (ties by channel
+        id), that come after ``after`` (a page's last channel: its expiration and id)."""
         ...
 
     def stop_channel(self, channel_id: str) -> None: ...

@@ -131,8 +131,13 @@ class Settings:
     topic_conference_commands_dead: str = _setting(
         "conference-commands-dead", "Dead-letter topic for ConferenceCommand messages."
     )
+    topic_channel_work: str = _setting(
+        "channel-work", "Topic for channel passes fanned out: one calendar's channel, or the next page of due ones."
+    )
+    topic_channel_work_dead: str = _setting("channel-work-dead", "Dead-letter topic for channel-work messages.")
     sub_calendar_changes: str = _setting("calendar-changes-processor", "Subscription the processors read.")
     sub_conference_commands: str = _setting("conference-commands-publisher", "Subscription the publishers read.")
+    sub_channel_work: str = _setting("channel-work-ingest", "Subscription the ingest service reads channel work from.")
     pubsub_timeout_s: float = _setting(30.0, "Deadline in seconds for one Pub/Sub call, retries included.")
     pubsub_ack_deadline_s: int = _setting(60, "Ack deadline of confsync's subscriptions, in seconds.")
     pubsub_max_delivery_attempts: int = _setting(

@@ -5,10 +5,13 @@ Routes: ``POST /notifications`` (Calendar's watch notifications), ``POST /v1/con
 ``stack.services`` also mounts the connect pages of accounts/routes.py), ``GET /healthz`` and
 ``GET /readyz`` (``health_routes``), and for Cloud
 Scheduler (OIDC-authenticated like the push routes): ``POST
-/tasks/renew-channels?before=SECONDS``, ``POST /tasks/channels/ensure?calendar=ID``, ``POST
-/tasks/channels/stop?calendar=ID|channel=ID``, ``GET /tasks/channels?expiring_within=SECONDS``,
+/tasks/renew-channels?before=SECONDS`` and ``POST /tasks/reconcile-channels`` (each fans out
+the first page of a channel pass: ingest/channels.py), ``POST /tasks/channels/ensure?calendar=ID``,
+``POST /tasks/channels/stop?calendar=ID|channel=ID``, ``GET /tasks/channels?expiring_within=SECONDS``,
 ``POST /tasks/repair-lag[?dry_run=1]`` (ingest/lag.py), ``GET /v1/status[?calendar=ID]``
-(read-only: what ``confsync status --json`` prints, ingest/status.py).
+(read-only: what ``confsync status --json`` prints, ingest/status.py). The channel-work topic's
+push route, ``POST /pubsub/<channel-work topic>`` (``channel_work_push_route``), handles what the
+channel passes fan out.
 
 Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
 one Publish request, which is what keeps the webhook's throughput up (bench/ingesting.py).
@@ -30,18 +33,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from confsync.contracts import ChannelSweep
 from confsync.errors import ConfsyncError, NotFound
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import ConferenceProvider, Publisher, Store, UserAccounts
 from confsync.settings import Settings
+from confsync.transport.base import DeadLetter
+from confsync.transport.push import push_route, push_verifier
 from ingest.addon_access import AddonGuard
 from ingest.api import AddonAuth, create_conference_route, me_route
-from ingest.channels import ChannelManager
+from ingest.channels import ChannelFanout, ChannelManager
 from ingest.lag import LagRepair
 from ingest.status import StatusReader
 from ingest.webhook import WebhookStats, webhook_route
 
-__all__ = ["READY_CACHE_S", "READY_TIMEOUT_S", "IngestParts", "health_routes", "ingest_routes"]
+__all__ = [
+    "READY_CACHE_S",
+    "READY_TIMEOUT_S",
+    "IngestParts",
+    "channel_work_push_route",
+    "health_routes",
+    "ingest_routes",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +76,23 @@ class IngestParts:
     lag: LagRepair | None = None
     accounts: UserAccounts | None = None
     status: StatusReader | None = None
+    fanout: ChannelFanout | None = None  # None: one over ``channels`` and ``publisher``
+
+    def channel_fanout(self) -> ChannelFanout:
+        if self.fanout is not None:
+            return self.fanout
+        return ChannelFanout(self.channels, self.store, self.publisher, self.settings.topic_channel_work)
+
+
+def channel_work_push_route(fanout: ChannelFanout, settings: Settings, dead_letters: Publisher) -> Route:
+    """``POST /pubsub/<channel-work topic>``: one channel work item or page per push request."""
+    return push_route(
+        f"/pubsub/{settings.topic_channel_work}",
+        fanout,
+        verifier=push_verifier(settings),
+        dead_letter=DeadLetter(dead_letters, settings.topic_channel_work_dead, "push:channel-work"),
+        max_attempts=settings.pubsub_max_delivery_attempts,
+    )
 
 
 def health_routes(
@@ -117,6 +147,13 @@ class _Readiness:
 
 class _BadQuery(Exception):
     """A scheduler route's query parameter the route cannot use: a 400 with this reason."""
+
+
+def _seconds(request: Request, name: str, default: int) -> timedelta:
+    text = request.query_params.get(name, str(default))
+    if not _SECONDS.fullmatch(text):
+        raise _BadQuery(f"{name}: a number of seconds")
+    return timedelta(seconds=int(text))
 
 
 def _addon_routes(parts: IngestParts, auth: AddonAuth) -> list[Route]:
@@ -183,18 +220,20 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
                 return await work(request)
             except _BadQuery as bad:
                 return JSONResponse({"error": str(bad)}, status_code=400)
+            except ConfsyncError as err:  # the store or Pub/Sub failed us: the scheduler tries again
+                return JSONResponse({"error": str(err)}, status_code=503)
 
         return guarded
 
-    def seconds(request: Request, name: str, default: int) -> timedelta:
-        text = request.query_params.get(name, str(default))
-        if not _SECONDS.fullmatch(text):
-            raise _BadQuery(f"{name}: a number of seconds")
-        return timedelta(seconds=int(text))
+    fanout = parts.channel_fanout()
 
     async def renew(request: Request) -> Response:
-        report = await run_in_threadpool(parts.channels.renew, seconds(request, "before", 24 * 3600))
-        return JSONResponse(report.to_json())
+        page = await run_in_threadpool(fanout.start, ChannelSweep.RENEW, _seconds(request, "before", 24 * 3600))
+        return JSONResponse(page.to_json())
+
+    async def reconcile(_request: Request) -> Response:
+        page = await run_in_threadpool(fanout.start, ChannelSweep.WATCH)
+        return JSONResponse(page.to_json())
 
     async def ensure(request: Request) -> Response:
         calendar_id = request.query_params.get("calendar")
@@ -214,7 +253,7 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse({"stopped": stopped})
 
     async def listing(request: Request) -> Response:
-        within = seconds(request, "expiring_within", 3650 * 86400)
+        within = _seconds(request, "expiring_within", 3650 * 86400)
         channels = await run_in_threadpool(parts.channels.expiring_within, within)
         return JSONResponse(
             [
@@ -230,15 +269,15 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         report = await run_in_threadpool(parts.lag.run_once, dry_run=dry_run)
         body = report.to_json()
         if not dry_run:  # the same tick retries failed watches, as the in-process loop does
-            channels = await run_in_threadpool(parts.channels.renew, timedelta(0))
-            body["channels_renewed"] = channels.renewed
-            body["channels_failed"] = channels.failed
+            page = await run_in_threadpool(fanout.start, ChannelSweep.RENEW)
+            body["channels_due"] = page.to_json()
         return JSONResponse(body)
 
     return [
         webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
         *_addon_routes(parts, auth),
         Route("/tasks/renew-channels", scheduled(renew), methods=["POST"]),
+        Route("/tasks/reconcile-channels", scheduled(reconcile), methods=["POST"]),
         Route("/tasks/channels/ensure", scheduled(ensure), methods=["POST"]),
         Route("/tasks/channels/stop", scheduled(stop), methods=["POST"]),
         Route("/tasks/channels", scheduled(listing), methods=["GET"]),

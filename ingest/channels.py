@@ -7,17 +7,32 @@
   as the channel exists, and it can reach the webhook before watch's answer reaches us. The
   webhook admits such a pending channel on its token alone; the answer then fills in the
   resource id and expiration. A watch that fails leaves the pending record live but expired,
-  so the next ``renew`` pass tries again.
-- Opening is leased per calendar in the store: two ensures or renewals racing on one calendar
-  (two ingest instances, the add-on and a scheduler tick) open one channel, not two.
-- ``renew`` reconciles each calendar that has a channel expiring within a window (a failed
-  watch counts as expired): afterwards it has exactly one live channel, opened before any old
-  one is stopped, so there is never a gap. The lag loop runs it with no window (repairs only)
-  and the scheduler's tick ahead of expiry. A calendar whose watch answers 404/403 (counted as
-  gone in the report) or whose credentials are refused is marked disconnected with the cause:
-  lost access, never a delete; its channels are stopped, as are those of a calendar marked
-  disconnected elsewhere, and its owner's reconnect watches it again.
-- ``stop`` and ``list`` for operators.
+  so the next renewal pass tries again.
+- Every change to a calendar's channels is leased per calendar in the store (``take_lease``, a
+  compare-and-set with an expiry): two ensures or renewals racing on one calendar (two ingest
+  instances, the add-on and a scheduler tick, a redelivered work item) open one channel, not
+  two. A lease whose holder crashed runs out after ``_LEASE`` and the next pass takes it.
+- Reconciling a calendar against a horizon leaves it with exactly one live channel lasting
+  past the horizon (a failed watch counts as expired), opened before any old one is stopped,
+  so there is never a gap. A calendar whose watch answers 404/403 (counted as gone in the
+  report) or whose credentials are refused is marked disconnected with the cause: lost access,
+  never a delete; its channels are stopped, as are those of a calendar marked disconnected
+  elsewhere, and its owner's reconnect watches it again.
+- Passes fan out (``ChannelFanout``), because one request renews only so many channels before
+  its deadline. A tick (Cloud Scheduler's ``/tasks/renew-channels``, the repair tick, the local
+  lag loop) reads ONE page of due work from the store and publishes, on the channel-work topic,
+  one ``ChannelWork`` per calendar (ordering key = the calendar) and, when the page was full, a
+  ``ChannelScan`` for the next page, which whichever ingest instance receives it treats the
+  same way. Cursors are keyset (where the last page ended), so a page is bounded work, and a
+  pass that dies midway leaves what is still due to the next tick, which starts again from the
+  beginning. Work items are idempotent: the worker checks under the calendar's lease whether
+  anything is still due, so ticks that overlap, and redeliveries, renew each calendar once;
+  a busy lease is a nack (tried again shortly). Two passes: ``renew`` (channels expiring before
+  the horizon: Calendar's TTL is a week, the scheduler looks a day ahead; the repair tick with
+  no window retries failed watches) and ``watch`` (every active calendar; one with live links
+  and no live channel is watched: a daily sweep for what no channel record points to).
+- ``renew`` and ``watch_unwatched`` run a pass inline, page by page (``confsync channels renew``);
+  ``stop`` and ``list`` for operators.
 """
 
 from __future__ import annotations
@@ -32,13 +47,15 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from confsync.contracts import ChannelScan, ChannelSweep, ChannelWork, read_channel_message
 from confsync.errors import AuthError, CalendarGone, ConfsyncError, TransientError
-from confsync.ports import CalendarClient, Store, SubjectClients, client_for
+from confsync.ports import CalendarClient, OutgoingMessage, Publisher, Store, SubjectClients, client_for
 from confsync.rfc3339 import utc_now
 from confsync.settings import Secret
 from confsync.store import PENDING_RESOURCE_ID, CalendarStatus, ChannelRecord, ChannelState
+from confsync.transport.base import Message
 
-__all__ = ["ChannelBusy", "ChannelManager", "RenewReport"]
+__all__ = ["ChannelBusy", "ChannelFanout", "ChannelManager", "PageReport", "RenewReport"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +64,7 @@ log = structlog.get_logger(__name__)
 # channel, so the backfill that reactivates it finds it still watched.
 _UNWATCHED = frozenset({CalendarStatus.GONE, CalendarStatus.DISCONNECTED})
 _LEASE = timedelta(minutes=2)  # longer than a watch call with its reconnects
+PAGE_SIZE = 500  # channels or calendars one page of a pass reads: one Pub/Sub publish batch
 
 
 @dataclass
@@ -148,44 +166,77 @@ class ChannelManager:
         return record
 
     def renew(self, before: timedelta) -> RenewReport:
-        """Reconcile every calendar with a live channel expiring within ``before``."""
-        horizon = self._clock() + before
-        expiring = dict.fromkeys(c.calendar_id for c in self._store.channels_expiring_before(horizon))
-        return self._reconcile_all(expiring, horizon)
+        """Reconcile, here and now, every calendar with a live channel expiring within ``before``."""
+        started = self._clock()
+        horizon = started + before
+        report = RenewReport()
+        after: tuple[datetime, str] | None = None
+        while True:
+            calendar_ids, after = self.due_page(horizon, started, after, PAGE_SIZE)
+            self._reconcile_all(calendar_ids, horizon, report)
+            if after is None:
+                return _logged(report)
+
+    def due_page(
+        self, horizon: datetime, started: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> tuple[list[str], tuple[datetime, str] | None]:
+        """One page of a renewal pass begun at ``started``: its calendars with a channel expiring
+        before ``horizon``, and where the next page starts (None: this was the last)."""
+        channels = self._store.channels_due(horizon, after=after, limit=limit)
+        # A watch that failed during this pass is due again at once: left to the next pass, or a
+        # pass in an outage would find it again page after page.
+        due = [c for c in channels if c.resource_id != PENDING_RESOURCE_ID or c.expiration < started]
+        following = (channels[-1].expiration, channels[-1].channel_id) if len(channels) == limit else None
+        return list(dict.fromkeys(c.calendar_id for c in due)), following
 
     def watch_unwatched(self) -> RenewReport:
-        """Open a channel for every active calendar with live links that has no live channel.
-
-        A full scan of the store, for what no channel record points to (a calendar whose failed
-        watch was recorded stopped before failed watches stayed due): an operator's sweep."""
-        now = self._clock()
-        unwatched = [
-            state.calendar_id
-            for state in self._store.list_calendars(CalendarStatus.ACTIVE)
-            if _lasting(self._store.live_channels(state.calendar_id), now) is None
-            and self._store.live_links(state.calendar_id)
-        ]
-        return self._reconcile_all(unwatched, now)
-
-    def _reconcile_all(self, calendar_ids: Iterable[str], horizon: datetime) -> RenewReport:
+        """Open a channel, here and now, for every active calendar with live links that has no
+        live channel: a pass over every calendar, for what no channel record points to (a
+        calendar whose failed watch was recorded stopped before failed watches stayed due)."""
         report = RenewReport()
+        after: str | None = None
+        while page := self._store.calendars_page(CalendarStatus.ACTIVE, after=after, limit=PAGE_SIZE):
+            now = self._clock()
+            unwatched = [state.calendar_id for state in page if self._unwatched(state.calendar_id, now)]
+            self._reconcile_all(unwatched, now, report)
+            after = page[-1].calendar_id
+        return _logged(report)
+
+    def work(self, item: ChannelWork) -> RenewReport:
+        """One calendar of a fanned-out pass, if anything is still due for it (a duplicate item
+        finds nothing); ChannelBusy if another instance holds the calendar's lease."""
+        report = RenewReport()
+        now = self._clock()
+        if item.sweep is ChannelSweep.WATCH:
+            due, horizon = self._unwatched(item.calendar_id, now), now
+        else:
+            due, horizon = self._expiring(item.calendar_id, item.due_before), item.due_before
+        if due:
+            self._reconcile_all([item.calendar_id], horizon, report)
+        if report.busy:
+            raise ChannelBusy(f"another instance holds the channel lease of {item.calendar_id}")
+        return _logged(report)
+
+    def _expiring(self, calendar_id: str, horizon: datetime) -> bool:
+        return any(channel.expiration < horizon for channel in self._store.live_channels(calendar_id))
+
+    def _unwatched(self, calendar_id: str, now: datetime) -> bool:
+        """Active, with live links, and no live channel lasting past ``now``."""
+        state = self._store.get_calendar(calendar_id)
+        return (
+            state is not None
+            and state.status is CalendarStatus.ACTIVE
+            and _lasting(self._store.live_channels(calendar_id), now) is None
+            and bool(self._store.live_links(calendar_id))
+        )
+
+    def _reconcile_all(self, calendar_ids: Iterable[str], horizon: datetime, report: RenewReport) -> None:
         for calendar_id in calendar_ids:
             with self._leased(calendar_id) as held:
                 if held:
                     self._reconcile(calendar_id, horizon, report)
                 else:
                     report.busy.append(calendar_id)
-        if report != RenewReport():
-            log.info(
-                "channels reconciled",
-                renewed=len(report.renewed),
-                gone=len(report.gone),
-                disconnected=len(report.disconnected),
-                failed=len(report.failed),
-                busy=len(report.busy),
-                surplus_stopped=len(report.stopped),
-            )
-        return report
 
     def _reconcile(self, calendar_id: str, horizon: datetime, report: RenewReport) -> None:
         """One live channel lasting past ``horizon`` for a watched calendar, none for another."""
@@ -246,6 +297,95 @@ class ChannelManager:
 
     def expiring_within(self, window: timedelta) -> list[ChannelRecord]:
         return self._store.channels_expiring_before(self._clock() + window)
+
+
+@dataclass(frozen=True, slots=True)
+class PageReport:
+    """What one page of a fanned-out pass published."""
+
+    calendars: int  # work items, one per calendar
+    more: bool  # the next page was published too
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class ChannelFanout:
+    """Channel passes as paged fan-out over the channel-work topic, and that topic's handler."""
+
+    def __init__(  # noqa: PLR0913 - the parts and the page size, named
+        self,
+        channels: ChannelManager,
+        store: Store,
+        publisher: Publisher,
+        topic: str,
+        *,
+        page_size: int = PAGE_SIZE,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._channels = channels
+        self._store = store
+        self._publisher = publisher
+        self._topic = topic
+        self._page_size = page_size
+        self._clock = clock
+
+    def start(self, sweep: ChannelSweep, before: timedelta = timedelta(0)) -> PageReport:
+        """A tick: the first page of a pass whose horizon is ``before`` from now (renew only)."""
+        now = self._clock()
+        return self.scan(ChannelScan(sweep, now + before, now))
+
+    def scan(self, scan: ChannelScan) -> PageReport:
+        """Publish one work item per due calendar of the page ``scan`` names, then the next page."""
+        following: ChannelScan | None = None
+        if scan.sweep is ChannelSweep.RENEW:
+            cursor = (
+                None
+                if scan.after_id is None or scan.after_expiration is None
+                else (scan.after_expiration, scan.after_id)
+            )
+            calendar_ids, cursor = self._channels.due_page(scan.due_before, scan.started_at, cursor, self._page_size)
+            if cursor is not None:
+                following = replace(scan, after_expiration=cursor[0], after_id=cursor[1])
+        else:
+            states = self._store.calendars_page(CalendarStatus.ACTIVE, after=scan.after_id, limit=self._page_size)
+            calendar_ids = [state.calendar_id for state in states]
+            following = replace(scan, after_id=calendar_ids[-1]) if len(states) == self._page_size else None
+        messages: list[OutgoingMessage] = [
+            (ChannelWork(calendar_id, scan.sweep, scan.due_before).to_bytes(), calendar_id, {})
+            for calendar_id in calendar_ids
+        ]
+        if following is not None:  # last: a page that fails midway is redelivered whole, never skipped
+            messages.append((following.to_bytes(), "", {}))
+        if messages:
+            self._publisher.publish_many(self._topic, messages)
+        report = PageReport(len(calendar_ids), following is not None)
+        if messages:  # the repair tick comes every minute, and mostly finds nothing due
+            log.info("channel page fanned out", sweep=scan.sweep.value, calendars=report.calendars, more=report.more)
+        return report
+
+    def __call__(self, message: Message) -> None:
+        """The channel-work topic's handler: a page to fan out, or one calendar to reconcile."""
+        item = read_channel_message(message.data)
+        if isinstance(item, ChannelScan):
+            self.scan(item)
+        else:
+            with structlog.contextvars.bound_contextvars(calendar_id=item.calendar_id):
+                self._channels.work(item)
+
+
+def _logged(report: RenewReport) -> RenewReport:
+    if report != RenewReport():
+        log.info(
+            "channels reconciled",
+            renewed=len(report.renewed),
+            gone=len(report.gone),
+            disconnected=len(report.disconnected),
+            failed=len(report.failed),
+            busy=len(report.busy),
+            surplus_stopped=len(report.stopped),
+        )
+    return report
 
 
 def _lasting(channels: Iterable[ChannelRecord], past: datetime) -> ChannelRecord | None:

@@ -30,7 +30,7 @@ from confsync.provider import HttpConferenceProvider
 from confsync.retention import Retention
 from confsync.settings import Settings
 from confsync.store import open_store
-from ingest.channels import ChannelManager
+from ingest.channels import ChannelFanout, ChannelManager
 from ingest.lag import LagRepair
 from ingest.retention import RetentionSweep
 from ingest.status import StatusReader
@@ -152,6 +152,11 @@ class Stack:
             ttl_s=settings.channel_ttl_s,
             calendar_for=self.calendars.for_subject,
         )
+
+    @cached_property
+    def channel_fanout(self) -> ChannelFanout:
+        """Channel passes fanned out over the channel-work topic, and that topic's handler."""
+        return ChannelFanout(self.channels, self.store, self.publisher, self.settings.topic_channel_work)
 
     @cached_property
     def webhook_stats(self) -> WebhookStats:

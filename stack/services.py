@@ -6,9 +6,10 @@ one process (``all``). The in-process transport (``CONFSYNC_TRANSPORT=memory``) 
 process is up) and ``GET /readyz`` (the store and the transport answered within 2 s, asked at
 most every few seconds: 200 or 503, the reason in the logs; ``ingest.app.health_routes``), plus:
 
-- ingest: the webhook, the add-on API and the scheduler's channel routes (``ingest.app``);
-- processor / publisher with push delivery: their push routes; with pull delivery
-  (``CONFSYNC_DELIVERY=pull``, the default) a streaming-pull worker instead.
+- ingest: the webhook, the add-on API and the scheduler's channel routes (``ingest.app``), and
+  the channel work they fan out (ingest/channels.py);
+- processor / publisher, and ingest's channel work, with push delivery: their push routes; with
+  pull delivery (``CONFSYNC_DELIVERY=pull``, the default) a streaming-pull worker instead.
 
 ``Service.stop`` drains: workers stop pulling and finish in-flight messages within the
 deadline, then clients close. ``run_service`` records and exports spans as
@@ -34,13 +35,14 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from accounts.routes import connect_routes, settings_routes
+from confsync.contracts import ChannelSweep
 from confsync.errors import ConfigError
 from confsync.serving import ServedApp
 from confsync.settings import Settings
 from confsync.tracing import configure_tracing
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
-from ingest.app import IngestParts, health_routes, ingest_routes
+from ingest.app import IngestParts, channel_work_push_route, health_routes, ingest_routes
 from ingest.lag import LagLoop
 from processors.app import processor_push_route
 from publishers.app import publisher_push_route
@@ -104,7 +106,7 @@ def check_config(settings: Settings, role: Role) -> bool:
             raise ConfigError("the add-on API needs its OAuth client id", variable="CONFSYNC_ADDON_AUDIENCE")
         if settings.vendor_client_id and not settings.public_url:
             raise ConfigError("the connect pages need their public address", variable="CONFSYNC_PUBLIC_URL")
-    push = settings.delivery == "push" and settings.transport == "pubsub" and role is not Role.INGEST
+    push = settings.delivery == "push" and settings.transport == "pubsub"
     if push:
         push_verifier(settings)  # the push routes' own check, made before anything connects
     return push
@@ -116,6 +118,11 @@ def _role_routes(stack: Stack, role: Role, *, push: bool, into: Service) -> list
     routes: list[BaseRoute] = []
     if role.runs(Role.INGEST):
         routes += _ingest(stack, into=into)
+        if push:
+            routes.append(channel_work_push_route(stack.channel_fanout, settings, stack.publisher))
+        else:
+            sub, dead = settings.sub_channel_work, settings.topic_channel_work_dead
+            into.workers.append(transport.worker(sub, stack.channel_fanout, dead))
     if role.runs(Role.PROCESSOR):
         if push:
             routes.append(processor_push_route(stack.worker, settings, stack.publisher))
@@ -135,7 +142,8 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
     settings = stack.settings
     lag = stack.lag_repair()
     if settings.lag_repair_interval_s > 0:
-        repairs = partial(stack.channels.renew, timedelta(0))  # due channels only: failed watches, lost openers
+        # due channels only (failed watches, lost openers), fanned out as the scheduler's tick does
+        repairs = partial(stack.channel_fanout.start, ChannelSweep.RENEW, timedelta(0))
         sweep = stack.retention_sweep().run_once
         into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs, retention=sweep).start())
     parts = IngestParts(
@@ -150,6 +158,7 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         lag,
         stack.accounts,
         stack.status(serving=True),
+        stack.channel_fanout,
     )
     routes: list[BaseRoute] = list(ingest_routes(parts))
     accounts = stack.accounts
@@ -243,6 +252,6 @@ def _serve(  # noqa: PLR0913 - run_service's arguments
         url=served.url,
         pid=os.getpid(),
         transport=settings.transport,
-        delivery="pull" if service.workers else "push" if role is not Role.INGEST else "http",
+        delivery="pull" if service.workers else "push",
     )
     return run_until_signalled([_Running(service, served)], deadline_s=settings.shutdown_deadline_s, stop=stop)

@@ -23,10 +23,10 @@ calendar's own document last, so an interrupted forget leaves the calendar to fo
 
 Queries that need a composite index in production are in ``COMPOSITE_INDEXES`` (the emulator
 needs none): calendars lagging behind (``lagging_calendars``), quiet calendars by their last
-listing (``quiet_calendars``), live channels counted by expiration
-(``count_channels_expiring_before``) and one owner's held commands by age (``held_commands``);
-every other query filters or orders on one field, or filters on equal values only. Counts are
-aggregation queries: the store reads no document to count them.
+listing (``quiet_calendars``), live channels by expiration (``channels_due``, and counted by
+``count_channels_expiring_before``), one owner's held commands by age (``held_commands``) and a
+backfill job's calendars by state; every other query filters or orders on one field, or filters
+on equal values only. Counts are aggregation queries: the store reads no document to count them.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from confsync.contracts import Occurrence
 from confsync.errors import ConfigError
@@ -73,11 +74,13 @@ __all__ = ["COMPOSITE_INDEXES", "MAX_DOCUMENT_ID_BYTES", "FirestoreStore", "docu
 _LAGGING = ("lagging", "status", "last_notified_at")
 _QUIET = ("status", "last_synced_at")
 _EXPIRING = ("state", "expiration")
+_DUE = ("state", "expiration", "channel_id")
 COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
     {
         ("calendars", _LAGGING),
         ("calendars", _QUIET),
         ("channels", _EXPIRING),
+        ("channels", _DUE),
         ("held", HELD_BY_AGE),
         ("backfill_calendars", BACKFILL_BY_STATE),
     }
@@ -164,6 +167,17 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         query = self._calendars.order_by("calendar_id")
         if cursor is not None:
             query = query.start_after({"calendar_id": cursor})
+        return [_calendar(_data(snapshot)) for snapshot in query.limit(limit).stream()]
+
+    def calendars_page(
+        self, status: CalendarStatus, *, after: str | None = None, limit: int = 500
+    ) -> list[CalendarState]:
+        # By document id: an equality filter ordered by id needs only the automatic index.
+        query = self._calendars.where(filter=FieldFilter("status", "==", status.value)).order_by(
+            FieldPath.document_id()
+        )
+        if after is not None:
+            query = query.start_after({FieldPath.document_id(): self._calendar_ref(after)})
         return [_calendar(_data(snapshot)) for snapshot in query.limit(limit).stream()]
 
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
@@ -284,6 +298,20 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         state, expiration = _EXPIRING  # a composite index: COMPOSITE_INDEXES
         live = self._channels.where(filter=FieldFilter(state, "==", ChannelState.LIVE.value))
         return _count(live.where(filter=FieldFilter(expiration, "<", when)))
+
+    def channels_due(
+        self, before: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> list[ChannelRecord]:
+        state, expiration, channel_id = _DUE  # a composite index: COMPOSITE_INDEXES
+        query = (
+            self._channels.where(filter=FieldFilter(state, "==", ChannelState.LIVE.value))
+            .where(filter=FieldFilter(expiration, "<", before))
+            .order_by(expiration)
+            .order_by(channel_id)
+        )
+        if after is not None:
+            query = query.start_after({expiration: after[0], channel_id: after[1]})
+        return [_channel(_data(snapshot)) for snapshot in query.limit(limit).stream()]
 
     def stop_channel(self, channel_id: str) -> None:
         ref = self._channels.document(_doc_id(channel_id))

@@ -334,6 +334,15 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
         )
         return [_calendar(row) for row in rows]
 
+    def calendars_page(
+        self, status: CalendarStatus, *, after: str | None = None, limit: int = 500
+    ) -> list[CalendarState]:
+        rows = self._db().execute(
+            "SELECT * FROM calendars WHERE status = ? AND calendar_id > ? ORDER BY calendar_id LIMIT ?",
+            (status.value, after or "", limit),
+        )
+        return [_calendar(row) for row in rows]
+
     def save_sync_token(self, calendar_id: str, token: str | None, *, expected_version: int, at: datetime) -> bool:
         with self._write() as db:
             if expected_version == 0:
@@ -433,6 +442,17 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
 
     def count_channels_expiring_before(self, when: datetime) -> int:
         return self._count("SELECT COUNT(*) FROM channels WHERE state = 'live' AND expiration < ?", _us(when))
+
+    def channels_due(
+        self, before: datetime, *, after: tuple[datetime, str] | None = None, limit: int = 500
+    ) -> list[ChannelRecord]:
+        since, after_id = (_us(after[0]), after[1]) if after is not None else (-(2**63), "")
+        rows = self._db().execute(
+            "SELECT * FROM channels WHERE state = 'live' AND expiration < ? AND (expiration, channel_id) > (?, ?)"
+            " ORDER BY expiration, channel_id LIMIT ?",
+            (_us(before), since, after_id, limit),
+        )
+        return [_channel(row) for row in rows]
 
     def stop_channel(self, channel_id: str) -> None:
         self._write_one("UPDATE channels SET state = 'stopped' WHERE channel_id = ?", (channel_id,))

@@ -50,12 +50,13 @@ class Topology:
 
 
 def topology(settings: Settings) -> Topology:
-    """Two work topics with their dead-letter topics; a worker subscription on each work
+    """Three work topics with their dead-letter topics; a worker subscription on each work
     topic (ordered, retried with backoff, dead-lettered after N attempts) and a holding
     subscription on each dead-letter topic, so dead letters wait for `confsync deadletter`."""
     pairs = (
         (settings.topic_calendar_changes, settings.topic_calendar_changes_dead, settings.sub_calendar_changes),
         (settings.topic_conference_commands, settings.topic_conference_commands_dead, settings.sub_conference_commands),
+        (settings.topic_channel_work, settings.topic_channel_work_dead, settings.sub_channel_work),
     )
     subscriptions: list[SubscriptionSpec] = []
     for topic, dead, worker in pairs:
@@ -100,6 +101,8 @@ def terraform_vars(settings: Settings) -> dict[str, Any]:
                 "calendar_changes_dead": settings.topic_calendar_changes_dead,
                 "conference_commands": settings.topic_conference_commands,
                 "conference_commands_dead": settings.topic_conference_commands_dead,
+                "channel_work": settings.topic_channel_work,
+                "channel_work_dead": settings.topic_channel_work_dead,
             },
             "subscriptions": {
                 spec.name: {

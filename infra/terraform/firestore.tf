@@ -16,9 +16,9 @@ resource "google_firestore_database" "confsync" {
 
 # The queries that need a composite index, each one of COMPOSITE_INDEXES in
 # confsync/store/firestore.py (tests/test_infra checks that these declare the same). Other
-# queries (channels by expiration, the outbox by due time, links by state, expired connect
-# flows, the counts by one field's value) filter or order on one field and use automatic
-# indexes.
+# queries (the outbox by due time, links by state, expired connect flows, calendars of one
+# status by id, the counts by one field's value) filter or order on one field and use
+# automatic indexes.
 
 # Calendars lagging behind their notifications (Store.lagging_calendars).
 resource "google_firestore_index" "lagging_calendars" {
@@ -70,6 +70,27 @@ resource "google_firestore_index" "expiring_channels" {
   }
   fields {
     field_path = "expiration"
+    order      = "ASCENDING"
+  }
+}
+
+# Live channels expiring before a horizon, soonest first, a page at a time (Store.channels_due):
+# the renewal pass; the channel id orders ties, so a page's cursor is exact.
+resource "google_firestore_index" "due_channels" {
+  database    = google_firestore_database.confsync.name
+  collection  = "channels"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "expiration"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "channel_id"
     order      = "ASCENDING"
   }
 }

@@ -5,11 +5,13 @@ locals {
   topic_names = toset(values(var.pubsub.topics))
 
   # A subscription with a dead-letter topic is a worker subscription: Pub/Sub pushes it to the
-  # service of its topic, at /pubsub/TOPIC (processors/app.py, publishers/app.py). One without
-  # holds dead letters until `confsync deadletter list|replay` pulls them.
+  # service of its topic, at /pubsub/TOPIC (processors/app.py, publishers/app.py, ingest/app.py:
+  # ingest fans channel passes out to itself). One without holds dead letters until
+  # `confsync deadletter list|replay` pulls them.
   push_service_uri = {
     (var.pubsub.topics.calendar_changes)    = google_cloud_run_v2_service.confsync["processor"].uri
     (var.pubsub.topics.conference_commands) = google_cloud_run_v2_service.confsync["publisher"].uri
+    (var.pubsub.topics.channel_work)        = google_cloud_run_v2_service.confsync["ingest"].uri
   }
   worker_subscriptions = { for name, s in var.pubsub.subscriptions : name => s if s.dead_letter_topic != null }
   dead_letter_topics   = toset([for s in values(local.worker_subscriptions) : s.dead_letter_topic])
@@ -105,7 +107,10 @@ resource "google_service_account_iam_member" "agent_signs_push_tokens" {
 # What each confsync identity may publish (its own messages and its own dead letters) and see.
 locals {
   publishes = {
-    ingest    = [var.pubsub.topics.calendar_changes, var.pubsub.topics.conference_commands] # webhook; lag repair
+    ingest = [ # webhook; lag repair; channel passes fanned out, and their dead letters
+      var.pubsub.topics.calendar_changes, var.pubsub.topics.conference_commands,
+      var.pubsub.topics.channel_work, var.pubsub.topics.channel_work_dead,
+    ]
     processor = [var.pubsub.topics.conference_commands, var.pubsub.topics.calendar_changes_dead]
     publisher = [var.pubsub.topics.conference_commands_dead]
     backfill  = [var.pubsub.topics.calendar_changes] # one resync request per calendar

@@ -15,6 +15,8 @@ locals {
     CONFSYNC_TOPIC_CALENDAR_CHANGES_DEAD    = var.pubsub.topics.calendar_changes_dead
     CONFSYNC_TOPIC_CONFERENCE_COMMANDS      = var.pubsub.topics.conference_commands
     CONFSYNC_TOPIC_CONFERENCE_COMMANDS_DEAD = var.pubsub.topics.conference_commands_dead
+    CONFSYNC_TOPIC_CHANNEL_WORK             = var.pubsub.topics.channel_work
+    CONFSYNC_TOPIC_CHANNEL_WORK_DEAD        = var.pubsub.topics.channel_work_dead
     CONFSYNC_PUBSUB_MAX_DELIVERY_ATTEMPTS   = tostring(local.max_delivery_attempts)
     CONFSYNC_PUSH_AUDIENCE                  = var.push_audience
     CONFSYNC_PUSH_SERVICE_ACCOUNT           = google_service_account.confsync["push"].email

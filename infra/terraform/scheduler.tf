@@ -1,6 +1,8 @@
 # Cloud Scheduler: the periodic work of a service that only runs while it has requests.
 # The ingest routes check the scheduler's OIDC token themselves (audience var.push_audience,
-# email of the scheduler account; ingest/app.py).
+# email of the scheduler account; ingest/app.py). A channel tick publishes one page of due
+# calendars to the channel-work topic and returns; ingest's push subscription does the rest,
+# a page and a calendar per request (ingest/channels.py).
 
 locals {
   ingest_uri = google_cloud_run_v2_service.confsync["ingest"].uri
@@ -8,10 +10,16 @@ locals {
   ingest_timeout_s = max([for task in values(local.ingest_tasks) : task.deadline_s]...)
   ingest_tasks = {
     renew-channels = {
-      about      = "Renew Calendar watch channels expiring within the window: new channel first, then stop the old one."
+      about      = "Fan out the renewal of Calendar watch channels expiring within the window: new channel first, then stop the old one."
       schedule   = var.channel_renewal_schedule
       path       = "/tasks/renew-channels?before=${var.renewal_window_s}"
-      deadline_s = 600
+      deadline_s = 120
+    }
+    reconcile-channels = {
+      about      = "Fan out a sweep of every active calendar: one with links and no live channel is watched."
+      schedule   = var.channel_sweep_schedule
+      path       = "/tasks/reconcile-channels"
+      deadline_s = 120
     }
     repair-lag = {
       about      = "Re-announce calendars whose notification was lost and republish unsettled commands (ingest/lag.py)."

@@ -118,7 +118,7 @@ variable "services" {
 }
 
 variable "channel_renewal_schedule" {
-  description = "Cron (UTC) of the watch-channel renewal job; it renews channels expiring within renewal_window_s."
+  description = "Cron (UTC) of the watch-channel renewal tick; it fans out the renewal of channels expiring within renewal_window_s."
   type        = string
   default     = "7 * * * *"
 }
@@ -131,6 +131,12 @@ variable "renewal_window_s" {
     condition     = var.renewal_window_s >= 7200
     error_message = "renewal_window_s: at least 7200 (two hourly runs), so one failed run never lets a channel lapse."
   }
+}
+
+variable "channel_sweep_schedule" {
+  description = "Cron (UTC) of the daily channel sweep: every active calendar with links and no live channel is watched."
+  type        = string
+  default     = "37 3 * * *"
 }
 
 variable "lag_repair_schedule" {
@@ -212,6 +218,8 @@ variable "pubsub" {
       calendar_changes_dead    = string
       conference_commands      = string
       conference_commands_dead = string
+      channel_work             = string
+      channel_work_dead        = string
     })
     subscriptions = map(object({
       topic                 = string
@@ -230,6 +238,8 @@ variable "pubsub" {
       calendar_changes_dead    = "calendar-changes-dead"
       conference_commands      = "conference-commands"
       conference_commands_dead = "conference-commands-dead"
+      channel_work             = "channel-work"
+      channel_work_dead        = "channel-work-dead"
     }
     subscriptions = {
       "calendar-changes-processor" = {
@@ -264,6 +274,26 @@ variable "pubsub" {
       }
       "conference-commands-dead-hold" = {
         topic                 = "conference-commands-dead"
+        ordered               = false
+        ack_deadline_seconds  = 600
+        min_backoff_seconds   = null
+        max_backoff_seconds   = null
+        dead_letter_topic     = null
+        max_delivery_attempts = 0
+        retention_seconds     = 604800
+      }
+      "channel-work-ingest" = {
+        topic                 = "channel-work"
+        ordered               = true
+        ack_deadline_seconds  = 60
+        min_backoff_seconds   = 1
+        max_backoff_seconds   = 600
+        dead_letter_topic     = "channel-work-dead"
+        max_delivery_attempts = 20
+        retention_seconds     = 604800
+      }
+      "channel-work-dead-hold" = {
+        topic                 = "channel-work-dead"
         ordered               = false
         ack_deadline_seconds  = 600
         min_backoff_seconds   = null

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,6 +16,7 @@ from stack.cli._common import JsonOption, open_stack, parse_duration
 
 if TYPE_CHECKING:
     from ingest.channels import ChannelManager
+    from stack.root import Stack
 
 __all__ = ["app"]
 
@@ -22,12 +24,18 @@ app = typer.Typer(help="Calendar watch channels: open, renew, stop and list them
 
 
 @contextmanager
-def _channels(ctx: typer.Context, *, publishes: bool = False) -> Iterator[ChannelManager]:
+def _stack(ctx: typer.Context, *, publishes: bool = False) -> Iterator[Stack]:
     with open_stack(ctx, publishes=publishes) as stack:
         if not stack.settings.webhook_url:
             raise ConfigError(
                 "the address Calendar posts to is needed to open watch channels", variable="CONFSYNC_WEBHOOK_URL"
             )
+        yield stack
+
+
+@contextmanager
+def _channels(ctx: typer.Context) -> Iterator[ChannelManager]:
+    with _stack(ctx) as stack:
         yield stack.channels
 
 
@@ -51,14 +59,25 @@ def channels_renew(
             "--unwatched", help="Also open a channel for every active calendar with links that has none (scans all)."
         ),
     ] = False,
+    fan_out: Annotated[
+        bool,
+        typer.Option(
+            "--fan-out",
+            help="Publish the pass to the channel-work topic for the ingest service's workers, a page at a "
+            "time, instead of running it here (what the scheduler's tick does).",
+        ),
+    ] = False,
 ) -> None:
     """Reconcile calendars whose channels expire soon (or whose watch failed): one live channel
     each afterwards, the new one opened before the old stops; surplus channels are stopped."""
     window = parse_duration(before)
-    with _channels(ctx, publishes=True) as channels:
-        report = channels.renew(window)
+    with _stack(ctx, publishes=True) as stack:
+        if fan_out:
+            _fan_out(stack, window, unwatched=unwatched)
+            return
+        report = stack.channels.renew(window)
         if unwatched:
-            report.extend(channels.watch_unwatched())
+            report.extend(stack.channels.watch_unwatched())
     typer.echo(
         f"renewed {len(report.renewed)}, gone {len(report.gone)}, "
         f"disconnected {len(report.disconnected)}, failed {len(report.failed)}, "
@@ -68,6 +87,16 @@ def channels_renew(
         typer.echo(f"  gone: {calendar_id}")
     if report.failed:
         raise typer.Exit(code=1)
+
+
+def _fan_out(stack: Stack, window: timedelta, *, unwatched: bool) -> None:
+    from confsync.contracts import ChannelSweep  # noqa: PLC0415 - the stages load only when a command needs them
+
+    passes = [(ChannelSweep.RENEW, window)] + ([(ChannelSweep.WATCH, timedelta(0))] if unwatched else [])
+    for sweep, before in passes:
+        page = stack.channel_fanout.start(sweep, before)
+        more = ", the next page queued" if page.more else ""
+        typer.echo(f"{sweep.value}: {page.calendars} calendar(s) of the first page published{more}")
 
 
 @app.command("stop")

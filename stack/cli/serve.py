@@ -16,7 +16,7 @@ __all__ = ["app"]
 app = typer.Typer(help="Run a confsync service until SIGTERM (then drain in-flight work).", no_args_is_help=True)
 
 _ROLE_HELP = {
-    Role.INGEST: "Calendar's watch notifications, the add-on API and the channel routes (8080).",
+    Role.INGEST: "Calendar's watch notifications, the add-on API, the channel routes and their channel work (8080).",
     Role.PROCESSOR: "CalendarChanged -> sync -> classify -> ConferenceCommand (8082).",
     Role.PUBLISHER: "ConferenceCommand -> the conferencing API: retries, idempotency, dead letters (8083).",
     Role.ALL: "ingest, processor and publisher in one process (the only role the memory transport allows).",
@@ -59,7 +59,7 @@ def _serve(  # noqa: PLR0913 - the serve options, named
 
 
 def _add_serve_command(role: Role) -> None:
-    """``confsync serve ROLE``; every role but ingest may serve push routes instead of pulling."""
+    """``confsync serve ROLE``; every role may serve push routes instead of pulling."""
 
     def pulled_or_pushed(
         ctx: typer.Context,
@@ -70,13 +70,7 @@ def _add_serve_command(role: Role) -> None:
     ) -> None:
         _serve(ctx, role, push=push, host=host, port=port, processes=processes)
 
-    def webhook_only(
-        ctx: typer.Context, host: HostOption = "127.0.0.1", port: PortOption = None, processes: ProcessesOption = 1
-    ) -> None:
-        _serve(ctx, role, push=False, host=host, port=port, processes=processes)
-
-    command = webhook_only if role is Role.INGEST else pulled_or_pushed
-    app.command(role.value, help=f"{_ROLE_HELP[role]} {_DRAIN}")(command)
+    app.command(role.value, help=f"{_ROLE_HELP[role]} {_DRAIN}")(pulled_or_pushed)
 
 
 for _role in Role:

@@ -17,6 +17,9 @@ from tests_support import meeting
 from confsync.contracts import (
     MAX_MESSAGE_BYTES,
     CalendarChanged,
+    ChannelScan,
+    ChannelSweep,
+    ChannelWork,
     CommandKind,
     CommandReason,
     ConferenceCommand,
@@ -25,6 +28,7 @@ from confsync.contracts import (
     ResourceState,
     Source,
     make_command_id,
+    read_channel_message,
 )
 from confsync.errors import InvalidMessage, PermanentError
 
@@ -243,6 +247,36 @@ def test_a_negative_or_boolean_message_number_is_refused() -> None:
             CalendarChanged.from_bytes(json.dumps(raw).encode())
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        ChannelWork("alice@example.com", ChannelSweep.RENEW, WHEN),
+        ChannelWork("c_1@group.calendar.google.com", ChannelSweep.WATCH, WHEN),
+        ChannelScan(ChannelSweep.RENEW, WHEN + timedelta(days=1), WHEN),
+        ChannelScan(ChannelSweep.RENEW, WHEN, WHEN, after_id="9f3c", after_expiration=WHEN - timedelta(hours=1)),
+        ChannelScan(ChannelSweep.WATCH, WHEN, WHEN, after_id="alice@example.com"),
+    ],
+)
+def test_channel_work_and_pages_round_trip(message: ChannelWork | ChannelScan) -> None:
+    assert read_channel_message(message.to_bytes()) == message
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"type": "listing"}, "type"),
+        ({"after_expiration": None}, "after"),  # a renew cursor with its id but not its expiration
+        ({"sweep": "all"}, "sweep"),
+        ({"started_at": "yesterday"}, "started_at"),
+        ({"calendar_id": "alice@example.com"}, "calendar_id"),  # a page names no calendar
+    ],
+)
+def test_a_malformed_channel_page_is_refused_with_the_field_named(change: dict[str, object], named: str) -> None:
+    raw = json.loads(ChannelScan(ChannelSweep.RENEW, WHEN, WHEN, after_id="9f3c", after_expiration=WHEN).to_bytes())
+    with pytest.raises(InvalidMessage, match=named):
+        read_channel_message(json.dumps({**raw, **change}).encode())
+
+
 def test_invalid_messages_are_permanent_errors_so_workers_dead_letter_them() -> None:
     assert issubclass(InvalidMessage, PermanentError)
 
@@ -259,7 +293,7 @@ json_values = st.recursive(
 @settings(max_examples=300)
 @given(st.binary(max_size=512))
 def test_random_bytes_are_refused_or_read_never_crash(data: bytes) -> None:
-    for reader in (CalendarChanged.from_bytes, ConferenceCommand.from_bytes):
+    for reader in (CalendarChanged.from_bytes, ConferenceCommand.from_bytes, read_channel_message):
         with contextlib.suppress(InvalidMessage):
             reader(data)
 
@@ -268,7 +302,7 @@ def test_random_bytes_are_refused_or_read_never_crash(data: bytes) -> None:
 @given(json_values)
 def test_random_json_is_refused_with_invalid_message(value: object) -> None:
     data = json.dumps(value).encode()
-    for reader in (CalendarChanged.from_bytes, ConferenceCommand.from_bytes):
+    for reader in (CalendarChanged.from_bytes, ConferenceCommand.from_bytes, read_channel_message):
         with pytest.raises(InvalidMessage):
             reader(data)
 

@@ -223,6 +223,21 @@ def test_odd_calendar_ids_are_stored_faithfully(store: Store) -> None:
         assert (state.calendar_id, state.sync_token) == (odd, f"tok-{odd}")
 
 
+def test_a_pass_over_calendars_of_one_status_pages_through_each_once(store: Store) -> None:
+    ids = ["a/b@example.com", "żółw@example.pl", *(f"user{n}@example.com" for n in range(5))]
+    for calendar_id in ids:
+        store.ensure_calendar(calendar_id)
+    store.set_calendar_status("user3@example.com", CalendarStatus.DISCONNECTED, "401")
+    seen: list[str] = []
+    after: str | None = None
+    while page := store.calendars_page(CalendarStatus.ACTIVE, after=after, limit=2):
+        assert len(page) <= 2
+        seen += [state.calendar_id for state in page]
+        after = page[-1].calendar_id
+    assert sorted(seen) == sorted(set(ids) - {"user3@example.com"}), "each active calendar once, no other"
+    assert [c.calendar_id for c in store.calendars_page(CalendarStatus.DISCONNECTED)] == ["user3@example.com"]
+
+
 # -- channels -------------------------------------------------------------------------------------
 
 
@@ -262,6 +277,21 @@ def test_expiring_channels_are_counted_only_live_and_only_before_the_time(store:
     store.stop_channel("stopped")
     assert store.count_channels_expiring_before(T0 + timedelta(hours=24)) == 2
     assert store.count_channels_expiring_before(T0 + timedelta(hours=1)) == 0, "expiring at the time is not before it"
+
+
+def test_due_channels_are_paged_soonest_first_from_where_the_last_page_ended(store: Store) -> None:
+    for channel_id, hours in (("c", 1), ("a", 1), ("b", 2), ("late", 100), ("stopped", 3), ("d", 5)):
+        store.add_channel(channel(channel_id, hours))
+    store.stop_channel("stopped")
+    before = T0 + timedelta(hours=24)
+    first = store.channels_due(before, limit=2)
+    assert [c.channel_id for c in first] == ["a", "c"], "ties by channel id"
+    cursor = (first[-1].expiration, first[-1].channel_id)
+    second = store.channels_due(before, after=cursor, limit=2)
+    assert [c.channel_id for c in second] == ["b", "d"], "stopped and later channels are not due"
+    assert store.channels_due(before, after=(second[-1].expiration, second[-1].channel_id), limit=2) == []
+    store.stop_channel("a")  # renewed meanwhile: the cursor still holds
+    assert [c.channel_id for c in store.channels_due(before, after=cursor, limit=5)] == ["b", "d"]
 
 
 def test_live_channels_of_a_calendar(store: Store) -> None:

@@ -109,7 +109,7 @@ def test_bootstrap_creates_on_the_emulator_what_terraform_declares(pubsub_emulat
 def test_an_overload_has_hours_of_retries_before_anything_is_dead_lettered(parsed: Parsed) -> None:
     pubsub = variables(parsed)["pubsub"]["default"]
     workers = [s for s in pubsub["subscriptions"].values() if s["dead_letter_topic"] is not None]
-    assert len(workers) == 2
+    assert len(workers) == 3  # calendar changes, conference commands, channel work
     for sub in workers:
         assert sub["max_delivery_attempts"] >= 20
         assert sub["max_backoff_seconds"] == 600  # Pub/Sub's longest

@@ -37,7 +37,7 @@ def test_no_dead_letter_outlives_the_week_its_replay_needs(parsed: Parsed) -> No
     assert int(dead_branch.group(1)) == DEAD_LETTER_RETENTION_S == 7 * 86400
     subscriptions = variables(parsed)["pubsub"]["default"]["subscriptions"]
     holding = {name: spec for name, spec in subscriptions.items() if spec["dead_letter_topic"] is None}
-    assert set(holding) == {"calendar-changes-dead-hold", "conference-commands-dead-hold"}
+    assert set(holding) == {"calendar-changes-dead-hold", "conference-commands-dead-hold", "channel-work-dead-hold"}
     assert {spec["retention_seconds"] for spec in holding.values()} == {DEAD_LETTER_RETENTION_S}
     bootstrapped = topology(Settings())  # what `confsync pubsub bootstrap` creates on the emulator
     assert {s.retention_s for s in bootstrapped.subscriptions if s.dead_letter_topic is None} == {

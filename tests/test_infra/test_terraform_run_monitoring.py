@@ -45,7 +45,7 @@ def test_the_scheduler_calls_routes_the_ingest_service_serves(parsed: Parsed) ->
     served = set(re.findall(r'Route\("(/tasks/[^"]+)", [\w()]+, methods=\["POST"\]\)', source))
     tasks = locals_(parsed)["ingest_tasks"]
     paths = {task["path"].split("?")[0] for task in tasks.values()}
-    assert paths == {"/tasks/renew-channels", "/tasks/repair-lag"}
+    assert paths == {"/tasks/renew-channels", "/tasks/reconcile-channels", "/tasks/repair-lag"}
     assert paths <= served
 
 
@@ -76,6 +76,9 @@ def test_the_workers_request_timeout_is_their_subscriptions_ack_deadline(parsed:
         assert timeout == f"${{local.ack_deadline_s[var.pubsub.topics.{topic_role}]}}s"
         ack_deadline = workers[pubsub["topics"][topic_role]]["ack_deadline_seconds"]
         assert ack_deadline == 60 == Settings().pubsub_ack_deadline_s
+    # ingest fans channel passes out to itself; a page or one calendar is far within its timeout
+    key = "${(var.pubsub.topics.channel_work)}"
+    assert found["push_service_uri"][key] == '${google_cloud_run_v2_service.confsync["ingest"].uri}'
 
 
 def test_ingest_runs_a_scheduled_task_as_long_as_the_scheduler_waits(parsed: Parsed) -> None:

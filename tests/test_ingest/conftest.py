@@ -87,6 +87,8 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
         local_mode=True,
         dev_token=Secret(DEV_TOKEN),
         topic_calendar_changes=f"changes-{suffix}",
+        topic_channel_work=f"channel-work-{suffix}",
+        sub_channel_work=f"channel-work-ingest-{suffix}",
         webhook_url=f"{url}/notifications",
         pubsub_timeout_s=5,
         store_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
@@ -99,6 +101,10 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
     admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
     subscription = subscriber.subscription_path(PROJECT, f"changes-sub-{suffix}")
     subscriber.create_subscription(name=subscription, topic=topic, retry=Retry(timeout=20))
+    work = admin_pub.topic_path(PROJECT, settings.topic_channel_work)  # what ingest fans out to itself
+    admin_pub.create_topic(name=work, retry=Retry(timeout=20))
+    work_sub = subscriber.subscription_path(PROJECT, settings.sub_channel_work)
+    subscriber.create_subscription(name=work_sub, topic=work, retry=Retry(timeout=20))
 
     calendar_sandbox = build_calendar()
     calendar_sandbox.retry = FAST_RETRY

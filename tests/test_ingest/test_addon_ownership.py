@@ -101,6 +101,9 @@ def addon_api(tmp_path: Path, pubsub_emulator_host: str) -> Iterator[Factory]:
             addon_audience=AUDIENCE,
             lag_repair_interval_s=0,
             channel_ttl_s=3600,
+            delivery="push",  # as on Cloud Run: channel work reaches ingest by push, not by a pull worker
+            push_audience=AUDIENCE,
+            push_service_account="push@confsync-test.iam.gserviceaccount.com",
             **overrides,
         )
         stack = Stack(settings)

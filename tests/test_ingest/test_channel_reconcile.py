@@ -72,8 +72,10 @@ def after_a_failed_watch(calendar_sandbox: RunningCalendar, channels: ChannelMan
 
 
 def changes_broker() -> MemoryBroker:
+    """The calendar-changes topic, and the channel-work topic with ingest's subscription."""
     broker = MemoryBroker()
     broker.create_topic("changes")
+    broker.create_subscription(Settings().sub_channel_work, Settings().topic_channel_work)
     return broker
 
 
@@ -214,7 +216,10 @@ def test_the_schedulers_repair_tick_tries_a_failed_watch_again(
     with ServedApp(Starlette(routes=ingest_routes(parts))) as served:
         answer = httpx.post(f"{served.url}/tasks/repair-lag", timeout=30)
     assert answer.status_code == 200
-    assert answer.json()["channels_renewed"] == [CAL]
+    assert answer.json()["channels_due"] == {"calendars": 1, "more": False}, "fanned out, one work item"
+    fanout = parts.channel_fanout()
+    for _, message in broker.pull(Settings().sub_channel_work, 10, timeout_s=1):
+        fanout(message)  # what the channel-work subscription hands ingest
     (live,) = store.live_channels(CAL)
     assert google_live(calendar_sandbox) == {live.channel_id}
     provider.close()

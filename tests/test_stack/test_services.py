@@ -16,6 +16,8 @@ from tests_support.cli import confsync_env, run_confsync
 from confsync.errors import ConfigError
 from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
+from confsync.store import ChannelState
+from stack.root import Stack
 from stack.services import Role, Service, build_service
 
 
@@ -66,6 +68,29 @@ def test_serve_all_in_process_is_healthy_and_ready(
     assert httpx.get(f"{url}/healthz").json() == {"ok": True}, "public: no pid, no role"
     assert httpx.get(f"{url}/readyz").json() == {"ready": True}
     assert httpx.post(f"{url}/notifications").status_code == 400, "the ingest routes are mounted"
+
+
+def test_serve_all_fans_channel_renewal_out_over_its_own_queues(
+    settings_for: Callable[..., Settings], served: list[tuple[Service, ServedApp]], calendar_sandbox: RunningCalendar
+) -> None:
+    """The local stack's renewal tick is the scheduler's: it publishes, and the same process's
+    channel-work worker renews."""
+    settings = settings_for(transport="memory", channel_ttl_s=86400)
+    calendar_sandbox.admin("POST", "/_sandbox/calendars", {"id": "alice@example.com"})
+    with Stack(replace(settings, channel_ttl_s=3600)) as stack:  # a channel expiring within the hour
+        old = stack.channels.ensure("alice@example.com")
+    url = serve(served, settings, Role.ALL)
+
+    answer = httpx.post(f"{url}/tasks/renew-channels", params={"before": 7200}, timeout=10)
+
+    assert answer.json() == {"calendars": 1, "more": False}
+    with Stack(settings) as stack:
+        deadline = time.monotonic() + 20
+        while stack.store.get_channel(old.channel_id).state is ChannelState.LIVE:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the channel-work worker never renewed it"
+            time.sleep(0.05)
+        (new,) = stack.store.live_channels("alice@example.com")
+        assert new.expiration > old.expiration
 
 
 def test_readyz_is_not_ready_without_pubsub_and_only_the_logs_say_why(
