@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +26,7 @@ from confsync.store.records import (
     User,
     UserStatus,
 )
+from confsync.store.sqlite_parts import SqliteParts
 
 __all__ = ["SqliteAccounts"]
 
@@ -36,17 +35,8 @@ _FLOW_COLUMNS = "flow_id, email, stage, expires_at, browser, verifier, version"
 _HELD_COLUMNS = "owner, command_id, conference_id, data, held_at, cause"
 
 
-class SqliteAccounts(ABC):
+class SqliteAccounts(SqliteParts):
     """The users, grants, connect flows and held commands of ``confsync.ports.Store`` over SQLite."""
-
-    @abstractmethod
-    def _db(self) -> sqlite3.Connection: ...
-
-    @abstractmethod
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    @abstractmethod
-    def _write_one(self, sql: str, args: tuple[Any, ...]) -> int: ...
 
     # -- users ------------------------------------------------------------------------------
 

@@ -7,13 +7,11 @@ A mixin of ``SqliteStore``, as ``SqliteAccounts`` is. A calendar's claim is one 
 from __future__ import annotations
 
 import sqlite3
-from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
 
 from confsync.store.microseconds import EPOCH, from_us, to_us
 from confsync.store.records import BackfillClaim, BackfillEntry, BackfillJob, BackfillProgress, BackfillState
+from confsync.store.sqlite_parts import SqliteParts
 
 __all__ = ["SqliteBackfills"]
 
@@ -22,17 +20,8 @@ _ENTRY_COLUMNS = "job_id, calendar_id, state, updated_at, cause, lease_until, ev
 _FINISHED = (BackfillState.DONE.value, BackfillState.FAILED.value)
 
 
-class SqliteBackfills(ABC):
+class SqliteBackfills(SqliteParts):
     """The backfill jobs of ``confsync.ports.Store`` over SQLite."""
-
-    @abstractmethod
-    def _db(self) -> sqlite3.Connection: ...
-
-    @abstractmethod
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    @abstractmethod
-    def _write_one(self, sql: str, args: tuple[Any, ...]) -> int: ...
 
     def put_backfill_job(self, job: BackfillJob) -> None:
         self._write_one(
