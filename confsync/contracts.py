@@ -35,6 +35,7 @@ from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "MAX_WINDOW_DAYS",
     "SCHEMA_VERSION",
     "CalendarChanged",
     "ChannelScan",
@@ -247,6 +248,11 @@ def _occurrences(value: object, name: str) -> tuple[Occurrence, ...]:
     return tuple(Occurrence.from_json(item, f"{name}[{i}]") for i, item in enumerate(value))
 
 
+# A backfill job's id names store documents (with a calendar id): short and plain.
+_JOB_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_WINDOW_DAYS = 3650
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarChanged:
     """Something in ``calendar_id`` may have changed; a processor should sync it."""
@@ -272,6 +278,10 @@ class CalendarChanged:
             raise InvalidMessage("a listing window belongs to a backfill job's request", field="window_days")
         if self.job_id is not None and self.source is not Source.BACKFILL:
             raise InvalidMessage("only a backfill request names a job", field="job_id")
+        if self.job_id is not None and not _JOB_ID.fullmatch(self.job_id):
+            raise InvalidMessage("expected 1-64 letters, digits, '.', '_' or '-'", field="job_id")
+        if self.window_days is not None and not 1 <= self.window_days <= MAX_WINDOW_DAYS:
+            raise InvalidMessage(f"expected 1 to {MAX_WINDOW_DAYS} days", field="window_days")
 
     def to_bytes(self) -> bytes:
         return _encode(

@@ -416,9 +416,10 @@ class Store(Protocol):
         """Take a requested calendar (or one whose running lease ended before ``now``) until ``until``."""
         ...
 
-    def finish_backfill(self, entry: BackfillEntry) -> None:
+    def finish_backfill(self, entry: BackfillEntry, *, held_until: datetime) -> bool:
         """Record a calendar's outcome: ``done``, ``failed`` with its cause, or ``requested`` again
-        (a transient failure: the lease is given back for the redelivery)."""
+        (a transient failure: the lease is given back for the redelivery), if the claim made
+        until ``held_until`` still holds it; False if its lease ran out and another took it."""
         ...
 
     def backfill_progress(self, job_id: str) -> BackfillProgress: ...

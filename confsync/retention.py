@@ -96,7 +96,7 @@ def _rule_last_start(rule: str, start: datetime) -> datetime | None:
     parts = dict(part.partition("=")[::2] for part in rule.upper().split(";") if part)
     if "UNTIL" in parts:
         return _until(parts["UNTIL"])
-    if "COUNT" not in parts or parts.get("FREQ") not in _PERIOD or not _dense(parts):
+    if "COUNT" not in parts or parts.get("FREQ") not in _PERIOD or not _dense(parts, start):
         return None
     try:
         count, interval = int(parts["COUNT"]), int(parts.get("INTERVAL", "1"))
@@ -106,9 +106,16 @@ def _rule_last_start(rule: str, start: datetime) -> datetime | None:
     return start + _PERIOD[parts["FREQ"]] * (count * max(interval, 1) + 1)
 
 
-def _dense(parts: dict[str, str]) -> bool:
+def _dense(parts: dict[str, str], start: datetime) -> bool:
     """At least one occurrence per period: a weekly BYDAY, a monthly day 1-28 or nth weekday."""
     frequency = parts["FREQ"]
+    # RFC 5545 skips a period without the start's day: the 29th-31st of a month, 29 February.
+    # Judged in UTC with a day's margin, since the rule counts in the event's own time zone.
+    if frequency == "MONTHLY" and not {"BYDAY", "BYMONTHDAY"} & parts.keys() and start.day > 27:
+        return False
+    near_leap_day = (start.month, start.day) in {(2, 28), (2, 29), (3, 1)}
+    if frequency == "YEARLY" and not {"BYMONTH", "BYMONTHDAY", "BYDAY"} & parts.keys() and near_leap_day:
+        return False
     for name, value in parts.items():
         if name in _DENSE_PARTS:
             continue

@@ -57,6 +57,7 @@ __all__ = [
     "Tracing",
     "configure_tracing",
     "continued",
+    "failed",
     "inject",
     "span",
 ]
@@ -144,9 +145,7 @@ def span(
     try:
         yield current
     except BaseException as err:
-        if current.is_recording():
-            current.record_exception(err)
-            current.set_status(StatusCode.ERROR, f"{type(err).__name__}: {err}")
+        failed(current, err)
         raise
     finally:
         otel_context.detach(token)
@@ -168,12 +167,22 @@ def continued(carrier: Mapping[str, str] | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def failed(current: Span, error: BaseException) -> None:
+    """Mark ``current`` failed by ``error``'s type only: an error's text may quote what the
+    provider or Calendar answered (attendees' addresses), which the logs redact and spans would not."""
+    if current.is_recording():
+        current.set_status(StatusCode.ERROR, type(error).__name__)
+        current.add_event("exception", {"exception.type": type(error).__name__})
+
+
 def inject(carrier: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``carrier`` plus the current trace's ``traceparent`` (and ``tracestate``); a
-    ``traceparent`` already there is kept. Outside any trace, ``carrier`` as it was."""
+    """``carrier`` plus the current trace's ``traceparent``; a ``traceparent`` already there is
+    kept. Outside any trace, ``carrier`` as it was. A caller's ``tracestate`` is not passed on:
+    up to 8 KB of a stranger's text, over Pub/Sub's attribute limit and on to the provider."""
     out = dict(carrier or {})
     if TRACEPARENT not in out:
         _W3C.inject(out)
+        out.pop("tracestate", None)
     return out
 
 

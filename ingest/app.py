@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
+from google.api_core.exceptions import GoogleAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +39,7 @@ from confsync.errors import ConfsyncError, NotFound
 from confsync.oidc import OidcVerifier, TokenRejected
 from confsync.ports import ConferenceProvider, Publisher, Store, UserAccounts
 from confsync.settings import Settings
+from confsync.store.keys import document_id_fits
 from confsync.transport.base import DeadLetter
 from confsync.transport.push import push_route, push_verifier
 from ingest.addon_access import AddonGuard
@@ -179,14 +181,17 @@ def _status_answer(reader: StatusReader | None) -> Callable[[Request], Awaitable
         calendar_id = request.query_params.get("calendar")
         if calendar_id is not None and not calendar_id:
             raise _BadQuery("calendar: a calendar id (leave it out for the whole installation)")
+        if calendar_id is not None and not document_id_fits(calendar_id):
+            raise _BadQuery("calendar: longer than any calendar id")
         try:
             if calendar_id is None:
                 return JSONResponse((await run_in_threadpool(reader.overview)).to_json())
             return JSONResponse((await run_in_threadpool(reader.calendar, calendar_id)).to_json())
         except NotFound as err:
             return JSONResponse({"error": str(err)}, status_code=404)
-        except ConfsyncError as err:  # the store is out of reach: say so, and try again later
-            return JSONResponse({"error": str(err)}, status_code=503)
+        except (ConfsyncError, GoogleAPIError) as err:  # the store is out of reach: say so, and try again later
+            log.warning("status view unavailable", error=str(err))
+            return JSONResponse({"error": "the store could not be read; try again later"}, status_code=503)
 
     return status
 

@@ -210,7 +210,10 @@ class ChannelManager:
         if item.sweep is ChannelSweep.WATCH:
             due, horizon = self._unwatched(item.calendar_id, now), now
         else:
-            due, horizon = self._expiring(item.calendar_id, item.due_before), item.due_before
+            # A horizon past a whole channel lifetime would renew channels just opened, again and
+            # again: an item that asks for one (a bug, or a forged push) renews only what is due.
+            horizon = min(item.due_before, now + timedelta(seconds=self._ttl_s))
+            due = self._expiring(item.calendar_id, horizon)
         if due:
             self._reconcile_all([item.calendar_id], horizon, report)
         if report.busy:

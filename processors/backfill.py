@@ -161,7 +161,10 @@ class Backfill:
         calendar = client_for(state, self.calendar, self.calendar_for)
         commands = self.commands(calendar)
         version = state.token_version if state is not None else 0
-        time_min = None if window_days is None else self.clock() - timedelta(days=window_days)
+        # The sync counts as of when the listing began: a notification that came during it may
+        # be for a change its earlier pages missed, so it must not be taken as covered.
+        began = self.clock()
+        time_min = None if window_days is None else began - timedelta(days=window_days)
 
         def list_page(page_token: str | None) -> EventPage:
             limit.wait()
@@ -184,7 +187,7 @@ class Backfill:
         if window_days is None:  # a whole listing: what it did not show is gone
             self._reconcile(commands, calendar_id, listing.seen, summary)
         if not self.dry_run and listing.sync_token:
-            self.store.save_sync_token(calendar_id, listing.sync_token, expected_version=version, at=self.clock())
+            self.store.save_sync_token(calendar_id, listing.sync_token, expected_version=version, at=began)
         if not self.dry_run:
             self._reactivate(calendar_id)
         return summary
@@ -309,8 +312,10 @@ class FanOut:
     on_progress: Callable[[BackfillJob], None] = lambda _job: None
 
     def job(self, selection: Selection, window_days: int | None, *, job_id: str | None, new: bool) -> BackfillJob:
-        """The job to run: ``job_id``'s; else, unless ``new``, the newest unfinished job asking the
-        same (a restarted job resumes); else a new one."""
+        """The job to run: ``job_id``'s; else, unless ``new``, the newest job asking the same that
+        has not paged to its end (a restarted job resumes); else a new one. A job that paged to
+        its end is resumed only by its id: a daily run starts afresh, whatever one calendar of
+        yesterday's job still waits for."""
         if job_id is not None:
             found = self.store.get_backfill_job(job_id)
             if found is not None:
@@ -318,7 +323,7 @@ class FanOut:
         elif not new:
             for found in self.store.backfill_jobs():
                 same = (found.selector, found.window_days) == (selection.describe(), window_days)
-                if same and not self._finished(found):
+                if same and not found.paged_all:
                     return found
         made = BackfillJob(
             job_id=job_id or f"bf-{self.clock():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}",
@@ -328,9 +333,6 @@ class FanOut:
         )
         self.store.put_backfill_job(made)
         return made
-
-    def _finished(self, job: BackfillJob) -> bool:
-        return job.paged_all and self.store.backfill_progress(job.job_id).pending == 0
 
     def run(self, job: BackfillJob, selection: Selection) -> BackfillJob:
         """Publish the job's requests from its cursor on; the job as saved after its last page.

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 from tenacity import Retrying
@@ -191,35 +192,48 @@ class CalendarWorker:
 
     def _backfill(self, job_id: str, calendar_id: str, window_days: int | None) -> None:
         now = self.clock()
-        claim = self.store.claim_backfill(
-            job_id, calendar_id, now=now, until=now + timedelta(seconds=self.backfill_lease_s)
-        )
+        until = now + timedelta(seconds=self.backfill_lease_s)
+        claim = self.store.claim_backfill(job_id, calendar_id, now=now, until=until)
         if claim is BackfillClaim.HELD:
             raise TransientError("another processor is listing this calendar for the job; asked again later")
         if claim is not BackfillClaim.CLAIMED:
             log.info("backfill request acknowledged without listing", claim=claim.value)
             return
+        finish = partial(self._finish, job_id, calendar_id, until)
+        state = self.store.get_calendar(calendar_id)
+        # Read now, not when the job paged: a calendar forgotten or disconnected since is not listed.
+        if state is None or state.status not in {CalendarStatus.ACTIVE, CalendarStatus.FAILED}:
+            why = (
+                "not in the store" if state is None else f"{state.status.value}: {state.last_error or 'no cause kept'}"
+            )
+            finish(BackfillState.FAILED, cause=f"not listed: the calendar is {why}")
+            log.info("backfill request refused: the calendar is not synced", reason=why)
+            return
         try:
             summary = self.backfill().resync(calendar_id, window_days)
         except (CalendarGone, AuthError) as err:
             self.store.set_calendar_status(calendar_id, CalendarStatus.DISCONNECTED, str(err))
-            self._finish(job_id, calendar_id, BackfillState.FAILED, cause=f"lost access: {err}")
+            finish(BackfillState.FAILED, cause=f"lost access: {err}")
             log.error("calendar can no longer be read; disconnected, nothing deleted", error=str(err))  # noqa: TRY400
             return
+        except ConfigError:
+            finish(BackfillState.REQUESTED)
+            raise  # a bad setting is the deployment's to fix, not this calendar's
         except PermanentError as err:
-            self._finish(job_id, calendar_id, BackfillState.FAILED, cause=str(err))
+            finish(BackfillState.FAILED, cause=str(err))
             log.error("calendar not backfilled", error=str(err), status=err.status)  # noqa: TRY400
             return
         except BaseException:
-            self._finish(job_id, calendar_id, BackfillState.REQUESTED)  # for the redelivery to take
+            finish(BackfillState.REQUESTED)  # for the redelivery to take
             raise
-        self._finish(job_id, calendar_id, BackfillState.DONE, summary=summary)
+        finish(BackfillState.DONE, summary=summary)
         log.info("calendar backfilled", **summary.counts())
 
-    def _finish(
+    def _finish(  # noqa: PLR0913 - the claim, then its outcome
         self,
         job_id: str,
         calendar_id: str,
+        held_until: datetime,
         state: BackfillState,
         *,
         cause: str | None = None,
@@ -228,7 +242,8 @@ class CalendarWorker:
         done = summary or Summary()
         commands = done.updates + done.deletes + done.reconciled
         entry = BackfillEntry(job_id, calendar_id, state, self.clock(), cause, None, done.events_read, commands)
-        self.store.finish_backfill(entry)
+        if not self.store.finish_backfill(entry, held_until=held_until):
+            log.warning("backfill claim ran out before the listing ended; its outcome is another's to record")
 
     def backfill(self) -> Backfill:
         """A full listing of one calendar as this processor's sync makes its commands."""

@@ -230,8 +230,8 @@ class CommandApplier:
         """With no applied version to order it by: the command's event ended, or its version
         is, longer ago than retention, and no link remembers a version as new as it."""
         retention = self.retention
-        if retention is None:
-            return False
+        if retention is None or command.kind is CommandKind.DELETE:
+            return False  # a delete is safe however late (404: already gone), and a held one must go out
         if command.payload is not None and retention.ended(command.payload, now):
             return True
         if command.event_updated + retention.keep > now:

@@ -209,6 +209,12 @@ class Stack:
     def worker(self) -> CalendarWorker:
         """The processor: CalendarChanged -> sync -> classify -> ConferenceCommand."""
         settings = self.settings
+        # A push request cannot outlive its ack deadline: a backfill's rate-limited page is asked
+        # again within half of it, and its claim lasts a little past it, so Pub/Sub's redelivery
+        # of a listing cut short finds the claim free soon after.
+        push = settings.delivery == "push" and settings.transport == "pubsub"
+        push_budget_s = settings.pubsub_ack_deadline_s / 2 if push else None
+        lease_s = 2.0 * settings.pubsub_ack_deadline_s if push else 900.0
         return CalendarWorker(
             self.store,
             self.calendars.for_subject(None),
@@ -220,7 +226,8 @@ class Stack:
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,
             calendar_for=self.calendars.for_subject,
-            retry=retry_policy(settings),
+            retry=retry_policy(settings, budget_s=push_budget_s),
+            backfill_lease_s=lease_s,
             retention=self.retention,
         )
 
@@ -266,12 +273,15 @@ class Stack:
 
     def status(self, *, serving: bool = False) -> StatusReader:
         """What ``confsync status`` and ``GET /v1/status`` read. ``serving``: this process runs the
-        services, so the in-process transport's dead letters are here to be counted."""
+        services, so the in-process transport's dead letters are here to be counted (Pub/Sub's are
+        counted by the CLI and alerted on by Cloud Monitoring)."""
         return StatusReader(self.store, dead_letters=self._dead_letter_counter(serving=serving))
 
     def _dead_letter_counter(self, *, serving: bool) -> Callable[[int], int] | None:
         if self.settings.transport != "memory":
-            return self._peeked_dead_letters
+            # A service does not pull its dead letters to count them: that leases them away from a
+            # replay, waits out an empty pull, and ingest's account may not read them. The CLI does.
+            return None if serving else self._peeked_dead_letters
         transport = self.transport
         if not serving or not isinstance(transport, MemoryTransport):
             return None  # another process's queues: nothing to count here

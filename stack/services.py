@@ -106,6 +106,12 @@ def check_config(settings: Settings, role: Role) -> bool:
             raise ConfigError("the add-on API needs its OAuth client id", variable="CONFSYNC_ADDON_AUDIENCE")
         if settings.vendor_client_id and not settings.public_url:
             raise ConfigError("the connect pages need their public address", variable="CONFSYNC_PUBLIC_URL")
+        if settings.push_auth == "platform":  # ingest is public: no Cloud Run IAM checks its callers
+            raise ConfigError(
+                "ingest is open to everyone (Calendar's webhook), so its channel-work push route must "
+                "check each token's signature itself: use verify",
+                variable="CONFSYNC_PUSH_AUTH",
+            )
     push = settings.delivery == "push" and settings.transport == "pubsub"
     if push:
         push_verifier(settings)  # the push routes' own check, made before anything connects

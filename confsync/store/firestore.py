@@ -353,11 +353,7 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         batch = self._client.batch()
         # merge: every field is given except a created_at or request_key of None, which keeps the stored one
         batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link), merge=True)
-        batch.set(
-            self._conferences.document(_doc_id(link.conference_id)),
-            {"calendar_id": link.calendar_id, "event_id": link.event_id},
-            merge=True,
-        )
+        batch.set(self._conferences.document(_doc_id(link.conference_id)), _pointer(link), merge=True)
         batch.commit()
 
     def add_link(self, link: Link) -> Link:
@@ -370,7 +366,7 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
             if standing is not None and standing.state is LinkState.LIVE:
                 return standing
             transaction.set(ref, _link_data(link), merge=True)
-            transaction.set(pointer, {"calendar_id": link.calendar_id, "event_id": link.event_id}, merge=True)
+            transaction.set(pointer, _pointer(link), merge=True)
             return link if standing is None else _merged(standing, link)
 
         return self._transact(work)
@@ -438,7 +434,7 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
                     "applied_event_updated": applied.event_updated,
                     "applied_fingerprint": applied.fingerprint,
                     # The TTL policy's field: the whole document goes, its pointer to the owning
-                    # link too (the link's own expiry is never later for the same version).
+                    # link too; a newer link's write moves it on (``_pointer``).
                     "expires_at": applied.expires_at,
                 },
                 merge=True,
@@ -574,6 +570,13 @@ def _merged(stored: Link, link: Link) -> Link:
     return replace(
         link, created_at=link.created_at or stored.created_at, request_key=link.request_key or stored.request_key
     )
+
+
+def _pointer(link: Link) -> dict[str, Any]:
+    """The conference's pointer to its owning link, expiring with the link: the document's TTL
+    field then follows whichever was written last, the link or the newest applied version, so a
+    link kept longer (moved later, or made unbounded: None) keeps its pointer too."""
+    return {"calendar_id": link.calendar_id, "event_id": link.event_id, "expires_at": link.expires_at}
 
 
 def _link(data: dict[str, Any]) -> Link:

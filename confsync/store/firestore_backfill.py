@@ -108,9 +108,15 @@ class FirestoreBackfills:
 
         return transact(self._client, work)
 
-    def finish_backfill(self, entry: BackfillEntry) -> None:
-        self._entry_ref(entry.job_id, entry.calendar_id).update(
-            {
+    def finish_backfill(self, entry: BackfillEntry, *, held_until: datetime) -> bool:
+        ref = self._entry_ref(entry.job_id, entry.calendar_id)
+
+        def work(transaction: Any) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            data = data_of(snapshot) if snapshot.exists else {}
+            if data.get("state") != BackfillState.RUNNING.value or maybe_aware(data.get("lease_until")) != held_until:
+                return False  # its lease ran out and another processor took it: theirs to record
+            outcome = {
                 "state": entry.state.value,
                 "updated_at": entry.updated_at,
                 "cause": entry.cause,
@@ -118,7 +124,10 @@ class FirestoreBackfills:
                 "events_read": entry.events_read,
                 "commands": entry.commands,
             }
-        )
+            transaction.update(ref, outcome)
+            return True
+
+        return transact(self._client, work)
 
     def backfill_progress(self, job_id: str) -> BackfillProgress:
         counts = {}

@@ -70,7 +70,8 @@ class SqliteBackfills(SqliteParts):
         with self._write() as db:
             claimed = db.execute(
                 "UPDATE backfill_calendars SET state = ?, lease_until = ?, updated_at = ?"
-                " WHERE job_id = ? AND calendar_id = ? AND (state = ? OR (state = ? AND lease_until <= ?))",
+                " WHERE job_id = ? AND calendar_id = ?"
+                " AND (state = ? OR (state = ? AND (lease_until IS NULL OR lease_until <= ?)))",
                 (
                     BackfillState.RUNNING.value,
                     to_us(until),
@@ -91,10 +92,10 @@ class SqliteBackfills(SqliteParts):
             return BackfillClaim.UNKNOWN
         return BackfillClaim.FINISHED if row[0] in _FINISHED else BackfillClaim.HELD
 
-    def finish_backfill(self, entry: BackfillEntry) -> None:
-        self._write_one(
+    def finish_backfill(self, entry: BackfillEntry, *, held_until: datetime) -> bool:
+        finished = self._write_one(
             "UPDATE backfill_calendars SET state = ?, updated_at = ?, cause = ?, lease_until = NULL,"
-            " events_read = ?, commands = ? WHERE job_id = ? AND calendar_id = ?",
+            " events_read = ?, commands = ? WHERE job_id = ? AND calendar_id = ? AND state = ? AND lease_until = ?",
             (
                 entry.state.value,
                 to_us(entry.updated_at),
@@ -103,8 +104,11 @@ class SqliteBackfills(SqliteParts):
                 entry.commands,
                 entry.job_id,
                 entry.calendar_id,
+                BackfillState.RUNNING.value,
+                to_us(held_until),
             ),
         )
+        return finished == 1
 
     def backfill_progress(self, job_id: str) -> BackfillProgress:
         rows = self._db().execute(

@@ -23,12 +23,11 @@ from datetime import datetime
 from enum import Enum
 
 import structlog
-from opentelemetry.trace import StatusCode
 
 from confsync.errors import ConfsyncError, PermanentError
 from confsync.ports import Publisher
 from confsync.rfc3339 import format_rfc3339, utc_now
-from confsync.tracing import SpanKind, span
+from confsync.tracing import SpanKind, failed, span
 
 __all__ = ["DeadLetter", "Handler", "Message", "Outcome", "dead_letter_attributes", "decide", "process"]
 
@@ -122,8 +121,7 @@ def process(message: Message, handler: Handler, *, dead_letter: DeadLetter, max_
         if current.is_recording():
             current.set_attributes({"messaging.message.id": message.message_id, "confsync.outcome": outcome.value})
             if error is not None:
-                current.record_exception(error)
-                current.set_status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
+                failed(current, error)
     return outcome
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from confsync.contracts import MAX_WINDOW_DAYS
 from confsync.errors import ConfsyncError
 from confsync.store import BackfillJob, BackfillProgress, BackfillState
 from processors.backfill import Selection, Summary
@@ -37,6 +38,7 @@ app = typer.Typer(
 )
 
 _POLL_S = 1.0
+_IN_PROCESS_IDLE_S = 120.0  # here, a request dead-lettered would otherwise be waited for forever
 
 
 @app.callback()
@@ -48,12 +50,17 @@ def backfill(  # noqa: PLR0913, PLR0917 - one parameter per option (Typer passes
     ] = False,
     domain: Annotated[str | None, typer.Option(help="Every active (or failed) calendar of one domain's users.")] = None,
     window_days: Annotated[
-        int | None, typer.Option(help="Only events ending in the last N days (no reconciliation then).", min=1)
+        int | None,
+        typer.Option(
+            help="Only events ending in the last N days (no reconciliation then).", min=1, max=MAX_WINDOW_DAYS
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the calendars here and print the decisions; change nothing.")
     ] = False,
-    job: Annotated[str | None, typer.Option(help="Name the job, or resume the job of this id.")] = None,
+    job: Annotated[
+        str | None, typer.Option(help="Name the job (letters, digits, . _ -), or resume the job of this id.")
+    ] = None,
     new: Annotated[
         bool, typer.Option("--new", help="Start a new job even if an unfinished one asks the same.")
     ] = False,
@@ -81,15 +88,27 @@ def backfill(  # noqa: PLR0913, PLR0917 - one parameter per option (Typer passes
     in_process = settings_of(ctx).transport == "memory"
     with open_stack(ctx, publishes=not in_process) as stack, _stages(stack, run=in_process):
         fan_out = stack.fan_out(per_s=rate)
+        named = stack.store.get_backfill_job(job) if job else None
+        if named is not None and (named.selector, named.window_days) != (selection.describe(), window_days):
+            raise typer.BadParameter(
+                f"job {job} resyncs {named.selector} (window {named.window_days or 'none'}): give the same selection"
+            )
         started = fan_out.job(selection, window_days, job_id=job, new=new)
         if started.paged_all and not as_json:
             typer.echo(f"backfill {started.job_id}: requesting its pending calendars again")
         elif started.requested and not as_json:
             typer.echo(f"resuming backfill {started.job_id} after {started.cursor}")
         finished = _publishing(lambda: fan_out.run(started, selection), quiet=as_json)
-        progress = _follow(stack.store, finished, quiet=as_json) if wait or in_process else None
+        idle = _IN_PROCESS_IDLE_S if in_process else None
+        progress = _follow(stack.store, finished, quiet=as_json, idle_limit_s=idle) if wait or in_process else None
         _report(stack.store, finished, progress, as_json=as_json)
-    if progress is not None and progress.failed:
+    if progress is not None and progress.pending:
+        typer.echo(
+            f"confsync: {progress.pending} calendar(s) still pending after {_IN_PROCESS_IDLE_S:.0f} s without "
+            f"progress; `confsync backfill --job {finished.job_id} ...` requests them again",
+            err=True,
+        )
+    if progress is not None and (progress.failed or progress.pending):
         raise typer.Exit(code=1)
 
 
@@ -182,8 +201,9 @@ def _publishing(publish: Callable[[], BackfillJob], *, quiet: bool) -> BackfillJ
         return publish()
 
 
-def _follow(store: Store, job: BackfillJob, *, quiet: bool) -> BackfillProgress:
-    """Watch ``job`` until it has paged to the end and no calendar is pending; its last progress."""
+def _follow(store: Store, job: BackfillJob, *, quiet: bool, idle_limit_s: float | None = None) -> BackfillProgress:
+    """Watch ``job`` until it has paged to the end and no calendar is pending (or, given
+    ``idle_limit_s``, nothing has moved for that long); its last progress."""
     bar = None
     if not quiet and sys.stdout.isatty():
         from rich.progress import Progress  # noqa: PLC0415 - Typer's own dependency
@@ -191,10 +211,15 @@ def _follow(store: Store, job: BackfillJob, *, quiet: bool) -> BackfillProgress:
         bar = Progress()
         bar.start()
     task = bar.add_task("calendars", total=None) if bar is not None else None
+    last, moved = None, time.monotonic()
     try:
         while True:
             progress = store.backfill_progress(job.job_id)
             current = store.get_backfill_job(job.job_id) or job
+            if progress != last:
+                last, moved = progress, time.monotonic()
+            elif idle_limit_s is not None and time.monotonic() - moved > idle_limit_s:
+                return progress
             if bar is not None and task is not None:
                 total = progress.total if current.paged_all else None
                 bar.update(task, completed=progress.done + progress.failed, total=total)

@@ -78,6 +78,31 @@ def test_a_backfill_request_needs_no_channel() -> None:
     assert CalendarChanged.from_bytes(message.to_bytes()) == message
 
 
+def test_a_backfill_jobs_request_round_trips_and_other_messages_carry_no_job_keys() -> None:
+    cal = "team@group.calendar.google.com"
+    request = CalendarChanged(cal, Source.BACKFILL, WHEN, job_id="bf-20261207-0800-ab12", window_days=30)
+    assert CalendarChanged.from_bytes(request.to_bytes()) == request
+    assert "job_id" not in json.loads(push_notification().to_bytes()), "read as before by an older processor"
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"job_id": "bf\n1"}, "job_id"),
+        ({"job_id": "x" * 65}, "job_id"),
+        ({"job_id": "bf-1", "window_days": 0}, "window_days"),
+        ({"job_id": "bf-1", "window_days": 2**40}, "window_days"),
+        ({"window_days": 30}, "window_days"),
+        ({"job_id": "bf-1", "source": "push", "channel_id": "c", "resource_state": "exists"}, "job_id"),
+    ],
+)
+def test_a_malformed_backfill_request_is_refused_by_field(fields: dict[str, object], named: str) -> None:
+    wire = json.loads(CalendarChanged("a@example.com", Source.BACKFILL, WHEN).to_bytes()) | fields
+    with pytest.raises(InvalidMessage) as refused:
+        CalendarChanged.from_bytes(json.dumps(wire).encode())
+    assert refused.value.field == named
+
+
 def test_an_update_round_trips_with_its_payload() -> None:
     command = update_command()
     assert ConferenceCommand.from_bytes(command.to_bytes()) == command

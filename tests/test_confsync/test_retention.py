@@ -69,6 +69,19 @@ def test_an_unbounded_or_unboundable_series_never_expires(rule: str) -> None:
     assert not KEEP.ended(series, NOW + timedelta(days=36500))
 
 
+@pytest.mark.parametrize(
+    ("start", "rule"),
+    [
+        ("2025-01-31T09:00:00Z", "RRULE:FREQ=MONTHLY;COUNT=24"),  # no 31st in most months: they are skipped
+        ("2024-02-29T09:00:00Z", "RRULE:FREQ=YEARLY;COUNT=3"),  # only leap years
+    ],
+)
+def test_a_series_whose_start_day_some_periods_lack_is_never_bounded_by_its_count(start: str, rule: str) -> None:
+    """RFC 5545 skips the periods without the start's day, so COUNT periods would end it too early."""
+    end = start.replace("T09", "T10")
+    assert event_end(at(start, end, rule)) is None
+
+
 def test_a_moved_occurrence_after_the_series_end_keeps_it_longer() -> None:
     moved = Occurrence(
         EventTime(date_time="2027-01-04T10:00:00Z"),

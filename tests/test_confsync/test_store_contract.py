@@ -442,6 +442,12 @@ def test_links_and_applied_versions_keep_their_expiry_as_written(store: Store) -
     assert store.get_applied("cnf_1").expires_at is None  # type: ignore[union-attr]
     if not store.local:
         assert isinstance(_raw_expiry(store, "cnf_2", "evt2"), datetime), "a deleted link's too"
+    # The event moved later while its update waited: the link, kept longer, keeps the conference's pointer.
+    store.apply_if_newer(AppliedVersion("cnf_4", T0, "fp", T0 + timedelta(days=1)))
+    store.upsert_link(replace(link("evt4", "cnf_4"), expires_at=EXPIRES))
+    if not store.local:
+        assert _raw_expiry(store, "cnf_4") == EXPIRES, "the pointer's document expires with the link"
+    assert store.link_for_conference("cnf_4") == replace(link("evt4", "cnf_4"), expires_at=EXPIRES)
 
 
 def test_the_sweep_removes_only_what_expired_or_the_stores_ttl_policy_does(store: Store) -> None:
@@ -929,7 +935,9 @@ def test_a_backfilled_calendar_is_claimed_once_and_finishes_once(store: Store) -
     # A redelivery while the first processor lists it waits; so does the job, which re-requests nothing running.
     assert store.claim_backfill("bf", CAL, now=T0 + timedelta(seconds=5), until=T0 + lease) is BackfillClaim.HELD
     assert store.request_backfill("bf", [CAL, "bob@example.com"], T0) == ["bob@example.com"]
-    store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.DONE, T0, events_read=20, commands=2))
+    assert store.finish_backfill(
+        BackfillEntry("bf", CAL, BackfillState.DONE, T0, events_read=20, commands=2), held_until=T0 + lease
+    )
     assert store.claim_backfill("bf", CAL, now=T0 + timedelta(seconds=6), until=T0 + lease) is BackfillClaim.FINISHED
     assert store.claim_backfill("bf", "carol@example.com", now=T0, until=T0 + lease) is BackfillClaim.UNKNOWN
     assert store.claim_backfill("other", CAL, now=T0, until=T0 + lease) is BackfillClaim.UNKNOWN
@@ -942,7 +950,9 @@ def test_a_crashed_processors_lease_runs_out_and_a_transient_failure_gives_it_ba
     assert store.claim_backfill("bf", CAL, now=T0, until=T0 + lease) is BackfillClaim.CLAIMED
     later = T0 + lease
     assert store.claim_backfill("bf", CAL, now=later, until=later + lease) is BackfillClaim.CLAIMED
-    store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.REQUESTED, later))
+    # The first processor, back after its lease ran out, records nothing over the second's claim.
+    assert not store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.DONE, later), held_until=T0 + lease)
+    assert store.finish_backfill(BackfillEntry("bf", CAL, BackfillState.REQUESTED, later), held_until=later + lease)
     assert store.backfill_progress("bf") == BackfillProgress(requested=1)
     assert store.claim_backfill("bf", CAL, now=later, until=later + lease) is BackfillClaim.CLAIMED
 
@@ -950,12 +960,19 @@ def test_a_crashed_processors_lease_runs_out_and_a_transient_failure_gives_it_ba
 def test_failed_calendars_are_listed_with_their_cause_and_not_requested_again(store: Store) -> None:
     calendars = [f"user{n}@example.com" for n in range(5)]
     store.request_backfill("bf", calendars, T0)
+    until = T0 + timedelta(minutes=1)
     for calendar_id in calendars:
-        store.claim_backfill("bf", calendar_id, now=T0, until=T0 + timedelta(minutes=1))
+        store.claim_backfill("bf", calendar_id, now=T0, until=until)
     cause = "Calendar answered 403 forbidden: no access to user3@example.com"
-    store.finish_backfill(BackfillEntry("bf", "user3@example.com", BackfillState.FAILED, T0, cause=cause))
-    store.finish_backfill(BackfillEntry("bf", "user1@example.com", BackfillState.FAILED, T0, cause="gone"))
-    store.finish_backfill(BackfillEntry("bf", "user0@example.com", BackfillState.DONE, T0, events_read=3))
+    store.finish_backfill(
+        BackfillEntry("bf", "user3@example.com", BackfillState.FAILED, T0, cause=cause), held_until=until
+    )
+    store.finish_backfill(
+        BackfillEntry("bf", "user1@example.com", BackfillState.FAILED, T0, cause="gone"), held_until=until
+    )
+    store.finish_backfill(
+        BackfillEntry("bf", "user0@example.com", BackfillState.DONE, T0, events_read=3), held_until=until
+    )
     failed = store.backfill_entries("bf", BackfillState.FAILED)
     assert [(entry.calendar_id, entry.cause) for entry in failed] == [
         ("user1@example.com", "gone"),

@@ -85,6 +85,14 @@ def test_a_messages_own_traceparent_is_kept_and_none_is_added_outside_a_trace() 
     assert kept == {"traceparent": CALLER, "dead_letter_reason": "gone"}
 
 
+def test_a_callers_tracestate_is_not_passed_on() -> None:
+    """Up to 8 KB of a stranger's text: over Pub/Sub's attribute limit, and the provider's business."""
+    with span("webhook", parent={"traceparent": CALLER, "tracestate": "vendor=" + "x" * 4000}):
+        sent = inject()
+    assert set(sent) == {TRACEPARENT}
+    assert sent[TRACEPARENT].split("-")[1] == CALLER_TRACE
+
+
 # -- exporting ----------------------------------------------------------------------------------
 
 _IN_A_SERVICE = """

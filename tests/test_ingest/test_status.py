@@ -198,4 +198,6 @@ def test_the_route_answers_the_scheduler_only_with_what_the_cli_prints(store: Sq
         assert "nobody@example.com" in unknown.json()["error"]
         empty = httpx.get(url, params={"calendar": ""}, headers=scheduler, timeout=10)
         assert (empty.status_code, "calendar" in empty.json()["error"]) == (400, True)
+        too_long = httpx.get(url, params={"calendar": "/" * 600}, headers=scheduler, timeout=10)
+        assert (too_long.status_code, "calendar" in too_long.json()["error"]) == (400, True)
     store.close()

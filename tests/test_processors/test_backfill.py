@@ -304,9 +304,12 @@ def test_a_paged_job_run_again_requests_only_what_is_pending_and_held_by_no_one(
         store.claim_backfill("bf-1", "b@example.com", now=now, until=now + timedelta(minutes=10))  # being listed
         store.claim_backfill("bf-1", "c@example.com", now=now - timedelta(hours=1), until=now - timedelta(minutes=1))
         store.claim_backfill("bf-1", "d@example.com", now=now, until=now + timedelta(minutes=10))
-        store.finish_backfill(BackfillEntry("bf-1", "d@example.com", BackfillState.DONE, now))
+        store.finish_backfill(
+            BackfillEntry("bf-1", "d@example.com", BackfillState.DONE, now), held_until=now + timedelta(minutes=10)
+        )
         fan_out = FanOut(store, broker, "changes", per_s=1000)
-        assert fan_out.job(Selection(), None, job_id=None, new=False) == job, "the unfinished job resumes"
+        assert fan_out.job(Selection(), None, job_id=None, new=False) != job, "a job that paged to its end: a new one"
+        assert fan_out.job(Selection(), None, job_id="bf-1", new=False) == job, "resumed by its id"
         again = fan_out.run(job, Selection())
         assert again.requested == 7
         requests = [CalendarChanged.from_bytes(message.data) for _, message in broker.pull("changes-sub", 10, 0.1)]

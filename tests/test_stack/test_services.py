@@ -129,6 +129,11 @@ def test_a_role_that_cannot_run_is_refused_naming_the_setting(settings_for: Call
         build_service(replace(base, webhook_url=None), Role.INGEST)
     with pytest.raises(ConfigError, match="CONFSYNC_ADDON_AUDIENCE"):
         build_service(replace(base, local_mode=False), Role.INGEST)
+    on_cloud_run = replace(
+        base, local_mode=False, addon_audience="addon", push_auth="platform", cloud_run_service="ingest"
+    )
+    with pytest.raises(ConfigError, match="CONFSYNC_PUSH_AUTH"):  # ingest is public: it checks signatures itself
+        build_service(on_cloud_run, Role.INGEST)
 
 
 def test_the_cli_says_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
