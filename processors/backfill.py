@@ -50,12 +50,12 @@ from confsync.ports import (
 )
 from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
-from confsync.store import BackfillJob, BackfillProgress, BackfillState, CalendarState, CalendarStatus
+from confsync.store import BackfillJob, BackfillState, CalendarState, CalendarStatus
 from processors.classify import DEFAULT_SOLUTION_NAMES, Delete, Skip, Update
 from processors.commands import CommandSink, Moved, Outcome, Revive
 from processors.sync import page_through
 
-__all__ = ["Backfill", "Decided", "FanOut", "Selection", "Summary"]
+__all__ = ["RESYNCED", "Backfill", "Decided", "FanOut", "Selection", "Summary"]
 
 log = structlog.get_logger(__name__)
 
@@ -262,6 +262,11 @@ class Backfill:
             log.info("failed calendar active again", previous_error=state.last_error)
 
 
+# A backfill lists an active calendar, or a failed one (the backfill is what brings it back);
+# never one waiting for its user's reconnect, which resyncs it then.
+RESYNCED = frozenset({CalendarStatus.ACTIVE, CalendarStatus.FAILED})
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """Which calendars a job resyncs: every one confsync syncs, one domain's, or those named."""
@@ -275,9 +280,8 @@ class Selection:
         return f"domain {self.domain}" if self.domain else "all"
 
     def picks(self, state: CalendarState) -> bool:
-        """A calendar to resync: an active one, or a failed one (the backfill is what brings it
-        back); never one waiting for its user's reconnect, which resyncs it then."""
-        if state.status not in {CalendarStatus.ACTIVE, CalendarStatus.FAILED}:
+        """A calendar to resync (``RESYNCED``), of the domain if one is named."""
+        if state.status not in RESYNCED:
             return False
         owner = (state.subject or state.calendar_id).lower()
         return self.domain is None or owner.endswith("@" + self.domain.lower())
@@ -354,17 +358,12 @@ class FanOut:
 
     def _stragglers(self, job: BackfillJob, limit: _RateLimit) -> BackfillJob:
         now, again = self.clock(), 0
-        step = max(int(self.per_s), 1)
         for state in (BackfillState.REQUESTED, BackfillState.RUNNING):
             after: str | None = None
             while entries := self.store.backfill_entries(job.job_id, state, self.page_size, after=after):
                 after = entries[-1].calendar_id
                 idle = [e.calendar_id for e in entries if e.lease_until is None or e.lease_until <= now]
-                for first in range(0, len(idle), step):
-                    chunk = idle[first : first + step]
-                    limit.wait(len(chunk))
-                    self.publisher.publish_many(self.changes_topic, [self._request(job, cid) for cid in chunk])
-                    again += len(chunk)
+                again += sum(len(chunk) for chunk in self._published(job, idle, limit))
         job = replace(job, requested=job.requested + again)
         self.store.put_backfill_job(job)
         log.info("backfill's pending calendars requested again", requested_again=again)
@@ -372,11 +371,7 @@ class FanOut:
 
     def _page(self, job: BackfillJob, page: list[str], limit: _RateLimit) -> BackfillJob:
         to_publish = self.store.request_backfill(job.job_id, page, self.clock())
-        step = max(int(self.per_s), 1)  # about a second's worth between cursor saves
-        for first in range(0, len(to_publish), step):
-            chunk = to_publish[first : first + step]
-            limit.wait(len(chunk))
-            self.publisher.publish_many(self.changes_topic, [self._request(job, calendar_id) for calendar_id in chunk])
+        for chunk in self._published(job, to_publish, limit):
             job = replace(job, cursor=chunk[-1], requested=job.requested + len(chunk))
             self.store.put_backfill_job(job)  # after the publish: a kill before it publishes these again
             self.on_progress(job)
@@ -385,11 +380,18 @@ class FanOut:
             self.store.put_backfill_job(job)
         return job
 
+    def _published(self, job: BackfillJob, calendar_ids: list[str], limit: _RateLimit) -> Iterator[list[str]]:
+        """Publish the requests of ``calendar_ids`` at the rate, about a second's worth at a time,
+        yielding each chunk once the broker holds it (the caller records it then)."""
+        step = max(int(self.per_s), 1)
+        for first in range(0, len(calendar_ids), step):
+            chunk = calendar_ids[first : first + step]
+            limit.wait(len(chunk))
+            self.publisher.publish_many(self.changes_topic, [self._request(job, cid) for cid in chunk])
+            yield chunk
+
     def _request(self, job: BackfillJob, calendar_id: str) -> OutgoingMessage:
         change = CalendarChanged(
             calendar_id, Source.BACKFILL, self.clock(), job_id=job.job_id, window_days=job.window_days
         )
         return change.to_bytes(), calendar_id, {}
-
-    def progress(self, job_id: str) -> BackfillProgress:
-        return self.store.backfill_progress(job_id)

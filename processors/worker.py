@@ -50,7 +50,7 @@ from confsync.retention import Retention
 from confsync.rfc3339 import utc_now
 from confsync.store import BackfillClaim, BackfillEntry, BackfillState, CalendarState, CalendarStatus
 from confsync.transport.base import Message
-from processors.backfill import Backfill, Summary
+from processors.backfill import RESYNCED, Backfill, Summary
 from processors.classify import DEFAULT_SOLUTION_NAMES
 from processors.commands import CommandSink
 from processors.sync import run_sync
@@ -202,7 +202,7 @@ class CalendarWorker:
         finish = partial(self._finish, job_id, calendar_id, until)
         state = self.store.get_calendar(calendar_id)
         # Read now, not when the job paged: a calendar forgotten or disconnected since is not listed.
-        if state is None or state.status not in {CalendarStatus.ACTIVE, CalendarStatus.FAILED}:
+        if state is None or state.status not in RESYNCED:
             why = (
                 "not in the store" if state is None else f"{state.status.value}: {state.last_error or 'no cause kept'}"
             )
