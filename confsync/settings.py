@@ -216,7 +216,15 @@ class Settings:
     )
     webhook_url: str | None = _setting(None, "Public HTTPS address Calendar posts watch notifications to.")
     sync_min_interval_s: float = _setting(
-        0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
+        0.25, "Shortest time between two listings of one calendar: a burst of notifications shares one."
+    )
+    sync_max_interval_s: float = _setting(
+        2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."
+    )
+    sync_interval_per_rate_s: float = _setting(
+        0.08,
+        "Between those, seconds a calendar's listings wait for each notification a second it receives "
+        "(processors/pacing.py): 0.08 lists a calendar notified 20 times a second every 1.6 s.",
     )
     lag_repair_after_s: float = _setting(
         60.0,
@@ -340,6 +348,12 @@ class Settings:
                 "platform push auth trusts Cloud Run IAM to have checked each token's signature: "
                 "refused where K_SERVICE is not set (not on Cloud Run)",
                 variable="CONFSYNC_PUSH_AUTH",
+            )
+        if self.sync_max_interval_s < self.sync_min_interval_s:
+            raise ConfigError(
+                f"must be at least CONFSYNC_SYNC_MIN_INTERVAL_S ({self.sync_min_interval_s}), "
+                f"got {self.sync_max_interval_s}",
+                variable="CONFSYNC_SYNC_MAX_INTERVAL_S",
             )
         if self.local_mode and self.cloud_run_service:
             raise ConfigError(

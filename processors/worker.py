@@ -1,9 +1,11 @@
 """The CalendarChanged handler: sync one calendar and publish what its conferences need.
 
 For each message: a notification older than the calendar's last completed sync is
-acknowledged without calling Google; one that comes within ``min_interval_s`` of the last
-listing first waits the interval out (the transport holds that calendar's later notifications
-behind it), so a burst of N notifications costs one or two listings. Otherwise the calendar is
+acknowledged without calling Google; one that comes sooner after the last listing than the
+calendar's pace allows (``processors.pacing``: a quarter second for a quiet calendar, up to 2 s
+for one notified 25 times a second or more) first waits the interval out (the transport holds
+that calendar's later notifications behind it), so a burst of N notifications costs a few
+listings. Otherwise the calendar is
 synced (``processors.sync.run_sync``) and every event classified
 (``processors.classify``): commands are written to the store's outbox, published with ordering
 key = conference id, then the links are updated. A publisher settles each outbox entry; one
@@ -36,7 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -53,6 +55,7 @@ from confsync.transport.base import Message
 from processors.backfill import RESYNCED, Backfill, Summary
 from processors.classify import DEFAULT_SOLUTION_NAMES
 from processors.commands import CommandSink
+from processors.pacing import ListingPace
 from processors.sync import run_sync
 
 __all__ = ["CalendarWorker"]
@@ -70,7 +73,7 @@ class CalendarWorker:
     commands_topic: str
     solution_names: frozenset[str] = DEFAULT_SOLUTION_NAMES
     page_size: int = 2500
-    min_interval_s: float = 0.5
+    pace: ListingPace = field(default_factory=ListingPace)
     republish_after_s: float = 60.0  # an unsettled command is republished after this (ingest/lag.py)
     orphan_after_s: float = 86400.0  # an unconfirmed link this old, its event unlisted, is swept
     delete_grace_s: float = 0.0  # a confirmed cancel's delete waits this long in the outbox (0: at once)
@@ -94,6 +97,8 @@ class CalendarWorker:
         self._calendar_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 
     def handle(self, change: CalendarChanged) -> None:
+        if change.job_id is None:
+            self.pace.note(change.calendar_id, change.received_at)
         with self._calendar_locks[hash(change.calendar_id) % _LOCK_STRIPES]:
             self._handle(change)
 
@@ -111,7 +116,7 @@ class CalendarWorker:
             if self._covered(change, state):
                 return
             if state is not None and state.last_synced_at is not None:
-                wait = (state.last_synced_at - self.clock()).total_seconds() + self.min_interval_s
+                wait = (state.last_synced_at - self.clock()).total_seconds() + self.pace.interval_s(calendar_id)
                 if wait > 0:  # a burst: let it gather (its later notifications queue behind this one)
                     self.sleep(wait)
                     if self._covered(change, self.store.get_calendar(calendar_id)):

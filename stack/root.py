@@ -36,6 +36,7 @@ from ingest.retention import RetentionSweep
 from ingest.status import StatusReader
 from ingest.webhook import WebhookStats
 from processors.backfill import Backfill, FanOut
+from processors.pacing import ListingPace
 from processors.worker import CalendarWorker
 from publishers.app import build_applier
 from publishers.apply import CommandApplier
@@ -221,7 +222,9 @@ class Stack:
             self.publisher,
             settings.topic_conference_commands,
             frozenset(settings.conference_solution_names),
-            min_interval_s=settings.sync_min_interval_s,
+            pace=ListingPace(
+                settings.sync_min_interval_s, settings.sync_max_interval_s, settings.sync_interval_per_rate_s
+            ),
             republish_after_s=settings.lag_repair_after_s,
             orphan_after_s=settings.orphan_after_s,
             delete_grace_s=settings.delete_grace_s,

@@ -53,6 +53,7 @@ class _Subscription:
     """Per-key queues, so picking the next deliverable message never scans the backlog."""
 
     name: str
+    wake: threading.Condition  # this subscription's pullers wait here (the broker's lock)
     unkeyed: deque[_Envelope] = field(default_factory=deque)
     keyed: dict[str, deque[_Envelope]] = field(default_factory=dict)
     ready_keys: deque[str] = field(default_factory=deque)  # keys with a backlog and nothing out
@@ -115,8 +116,8 @@ class MemoryBroker:
         self._max_backoff_s = max_backoff_s
         self._publish_timeout_s = publish_timeout_s
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)  # pullers wait here for deliverable messages
         self._space = threading.Condition(self._lock)  # publishers wait here for room
+        self._waiting_for_space = 0  # so an ack skips notify's cost when no publisher waits
         self._ids = itertools.count(1)
         self._held = 0
 
@@ -128,7 +129,7 @@ class MemoryBroker:
         with self._lock:
             if name in self._subscriptions:
                 return
-            subscription = _Subscription(name)
+            subscription = _Subscription(name, threading.Condition(self._lock))
             self._subscriptions[name] = subscription
             self._topics.setdefault(topic, []).append(subscription)
 
@@ -145,13 +146,17 @@ class MemoryBroker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TransientError(f"in-process queue full ({self._limit} messages): back-pressure")
-                self._space.wait(remaining)
+                self._waiting_for_space += 1
+                try:
+                    self._space.wait(remaining)
+                finally:
+                    self._waiting_for_space -= 1
             message_id = str(next(self._ids))
             message = Message(data, carried, message_id, ordering_key, None, utc_now())
             for subscription in subscriptions:
                 subscription.add(_Envelope(message))
                 self._held += 1
-            self._work.notify(len(subscriptions))
+                subscription.wake.notify()
             return message_id
 
     def publish_many(self, topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> list[str]:
@@ -170,7 +175,7 @@ class MemoryBroker:
                 if remaining <= 0:
                     return []
                 next_retry = state.retries[0][0] - time.monotonic() if state.retries else remaining
-                self._work.wait(max(0.001, min(remaining, next_retry)))
+                state.wake.wait(max(0.001, min(remaining, next_retry)))
 
     def _take(self, state: _Subscription, max_messages: int) -> list[tuple[int, Message]]:
         taken: list[tuple[int, Message]] = []
@@ -216,9 +221,10 @@ class MemoryBroker:
                 key = envelope.message.ordering_key
                 state.release(key)
                 self._held -= 1
-                self._space.notify()
+                if self._waiting_for_space:
+                    self._space.notify()
                 if key and key in state.keyed:
-                    self._work.notify()
+                    state.wake.notify()
 
     def nack(self, subscription: str, ack_id: int) -> None:
         with self._lock:
@@ -228,7 +234,7 @@ class MemoryBroker:
                 return
             delay = min(self._backoff_s * 2 ** (envelope.attempt - 1), self._max_backoff_s)
             heapq.heappush(state.retries, (time.monotonic() + delay, envelope.ack_id, envelope))
-            self._work.notify()
+            state.wake.notify()
 
     def backlog(self, subscription: str) -> int:
         """Messages not yet acknowledged on a subscription."""

@@ -27,6 +27,7 @@ from confsync.settings import Settings
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
 from processors.app import processor_push_route
+from processors.pacing import ListingPace
 from processors.worker import CalendarWorker
 
 CAL = "alice@example.com"
@@ -52,7 +53,7 @@ def test_the_push_route_syncs_and_publishes(calendar_sandbox: RunningCalendar, t
     store = SqliteStore(tmp_path / "s.sqlite")
     addon_link(store, CAL, event)
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
-    worker = CalendarWorker(store, client, broker, "conference-commands", min_interval_s=0)
+    worker = CalendarWorker(store, client, broker, "conference-commands", pace=ListingPace(0, 0))
     app = Starlette(routes=[processor_push_route(worker, Settings(local_mode=True), broker)])  # as serve mounts it
     change = CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=datetime.now(UTC))
     envelope = {"message": {"data": base64.b64encode(change.to_bytes()).decode(), "messageId": "1"}}

@@ -26,6 +26,7 @@ from confsync.contracts import (
 from confsync.store import CalendarStatus, Link
 from confsync.store.sqlite import SqliteStore
 from confsync.transport.memory import MemoryBroker
+from processors.pacing import ListingPace
 from processors.worker import CalendarWorker
 
 CAL = "alice@example.com"
@@ -79,7 +80,7 @@ def rig(calendar_sandbox: RunningCalendar, tmp_path: Path) -> Iterator[Rig]:
     broker.create_subscription("commands-sub", "commands")
     store = SqliteStore(tmp_path / "state.sqlite")
     client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
-    worker = CalendarWorker(store, client, broker, "commands", min_interval_s=0)
+    worker = CalendarWorker(store, client, broker, "commands", pace=ListingPace(0, 0))
     yield Rig(calendar_sandbox, store, broker, worker, calendar_sandbox.service())
     client.close()
     store.close()
@@ -349,7 +350,7 @@ def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None
     from confsync.transport.base import DeadLetter  # noqa: PLC0415
     from confsync.transport.memory import MemoryWorker  # noqa: PLC0415
 
-    rig.worker.min_interval_s = 0.5  # the production default
+    rig.worker.pace = ListingPace()  # the production default
     rig.insert(ours("cnf_a"))
     rig.broker.create_topic("changes")
     rig.broker.create_topic("changes-dead")

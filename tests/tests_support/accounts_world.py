@@ -143,6 +143,7 @@ class AccountsWorld:
             lag_repair_interval_s=0,
             channel_ttl_s=3600,
             sync_min_interval_s=0.05,
+            sync_max_interval_s=0.05,
             **{"delete_grace_s": 0.0, **overrides},  # deletes at once unless a test waits out a grace
         )
         self.stack = Stack(self.settings)

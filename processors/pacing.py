@@ -1,0 +1,64 @@
+"""How long a calendar's next listing waits after its last: longer the faster it is notified.
+
+A listing costs a Calendar request and a pass over every event changed since the last one;
+a notification costs only its message. A quiet calendar is listed ``min_interval_s`` after the
+last listing at most, so a lone change reaches the provider at once. A calendar in a storm (an
+import, a script renaming a hundred meetings) is notified faster than it is worth listing:
+there the wait grows with the rate, ``interval_per_rate_s`` seconds for each notification a
+second, up to ``max_interval_s``. With the defaults (0.25 s, 0.08 s per notification/s, 2 s) a
+calendar notified 5 times a second waits 0.4 s and a listing covers 2; at 20 a second it waits
+1.6 s and a listing covers 32 (at most 1 listing in 20 notifications from about 16 a second);
+from 25 a second it waits 2 s. The rate is an exponentially decaying count of the calendar's
+notifications by the time ingest received them (``time_constant_s``), so a backlog delivered
+late is counted at the rate it came, not the rate it is handed over.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = ["ListingPace"]
+
+_KEPT = 4096  # calendars remembered before the quiet ones are forgotten (and the bound doubles while all are busy)
+
+
+@dataclass
+class ListingPace:
+    min_interval_s: float = 0.25
+    max_interval_s: float = 2.0
+    interval_per_rate_s: float = 0.08  # seconds of wait per notification a second
+    time_constant_s: float = 1.0
+    _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _limit: int = field(default=_KEPT, repr=False)
+
+    def note(self, calendar_id: str, received_at: datetime) -> None:
+        """Count one notification of ``calendar_id``, received by ingest at ``received_at``."""
+        at, tau = received_at.timestamp(), self.time_constant_s
+        with self._lock:
+            rate, as_of = self._rates.get(calendar_id, (0.0, at))
+            if at >= as_of:
+                rate, as_of = rate * math.exp((as_of - at) / tau) + 1 / tau, at
+            else:  # delivered out of order: it counts as much as it would have in its turn
+                rate += math.exp((at - as_of) / tau) / tau
+            self._rates[calendar_id] = (rate, as_of)
+            if len(self._rates) > self._limit:
+                self._forget(as_of)
+
+    def rate(self, calendar_id: str) -> float:
+        """Notifications a second, as of the calendar's latest notification."""
+        with self._lock:
+            return self._rates.get(calendar_id, (0.0, 0.0))[0]
+
+    def interval_s(self, calendar_id: str) -> float:
+        """The shortest time from the calendar's last listing to its next."""
+        wanted = self.rate(calendar_id) * self.interval_per_rate_s
+        return min(self.max_interval_s, max(self.min_interval_s, wanted))
+
+    def _forget(self, now: float) -> None:
+        horizon = now - 10 * self.time_constant_s  # their rate has decayed below 1/20,000 of itself
+        self._rates = {key: value for key, value in self._rates.items() if value[1] >= horizon}
+        self._limit = max(_KEPT, 2 * len(self._rates))  # so forgetting stays rare, however many are busy
