@@ -166,7 +166,7 @@ def delegation(base: str, tmp: Path) -> tuple[Path, str, str]:
     key_file.write_text(json.dumps(key), encoding="utf-8")
     tokens = []
     for scopes in (CALENDAR_SCOPES, (WRITE_SCOPE,)):
-        credentials = service_account.Credentials.from_service_account_info(key, scopes=list(scopes))
+        credentials = service_account.Credentials.from_service_account_info(key, scopes=list(scopes))  # type: ignore[no-untyped-call]
         as_user = credentials.with_subject(USER)
         as_user.refresh(google.auth.transport.requests.Request())
         tokens.append(str(as_user.token))
@@ -189,9 +189,9 @@ def seed(base: str, writer: str, stack: Stack, events: int, *, plain: bool) -> i
             store.add_link(Link(USER, body["id"], body["conferenceData"]["conferenceId"], created_at=made))
         broker = MemoryBroker(queue_limit=100_000)
         broker.create_topic("commands")
-        first = Backfill(store, stack.calendars.for_subject(USER), broker, "commands", requests_per_s=0).run([USER])
-        if first.updates != len(ours):
-            raise SystemExit(f"the first backfill updated {first.updates} conferences, expected {len(ours)}")
+        synced = Backfill(store, stack.calendars.for_subject(USER), broker, "commands", requests_per_s=0).run([USER])
+        if synced.updates != len(ours):
+            raise SystemExit(f"the first backfill updated {synced.updates} conferences, expected {len(ours)}")
         changed = ours[::10]
         for body in changed:
             patch = {"summary": body["summary"] + " (moved)"}
@@ -240,7 +240,8 @@ def main() -> None:
                 if held != args.events:
                     raise SystemExit(f"gcal_sync holds {held} events, expected {args.events}")
 
-            one_ours(), one_peer()  # warm: discovery, connections, pydantic's validators
+            one_ours()  # warm: discovery, connections, pydantic's validators
+            one_peer()
             for _ in range(args.runs):
                 timed(ours, sandbox_pid, one_ours)
                 timed(peer, sandbox_pid, one_peer)
