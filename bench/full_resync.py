@@ -9,12 +9,13 @@ add-on made. confsync has synced it once (a real backfill, so the links hold the
 then one in 10 of our events changed. Both sides then run in this process, interleaved (ours,
 peer, ours, peer, ...), after one warm-up run each, each keeping its connections between runs:
 
-- ours: what ``confsync backfill --dry-run --calendar ID`` runs after start-up (its ``_dry_run``):
-  the selection, then ``Stack.backfill(dry_run=True).run(ids)``, listing through
-  google-api-python-client with the calendar owner's delegated credentials and classifying every
-  event against its link; the decisions are not printed;
+- ours: what ``confsync backfill --dry-run --calendar ID`` runs once its stack is open
+  (``stack.cli.backfill.dry_run``): the selection, then ``Stack.backfill(dry_run=True).run(ids)``,
+  listing through google-api-python-client with the calendar owner's delegated credentials and
+  classifying every event against its link; the decisions are not printed;
 - peer: ``CalendarEventSyncManager(GoogleCalendarService(auth)).run()`` into an in-memory store,
-  the auth returning an access token the sandbox issued to the same user.
+  the auth returning an access token the sandbox issued to the same user, after the same
+  ``gc.freeze()`` ours makes (so neither side's collector walks what the other left).
 
 Prints one JSON object: each side's events/s (median and every run), the ratio of the medians,
 the CPU of this process and of the sandbox per event, and the host's fixed-loop time. Each run of
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -58,7 +60,8 @@ from confsync.logs import configure_logging
 from confsync.settings import Settings
 from confsync.store import Link
 from confsync.transport.memory import MemoryBroker
-from processors.backfill import Backfill, Selection, Summary
+from processors.backfill import Backfill, Selection
+from stack.cli.backfill import dry_run
 from stack.root import Stack
 
 USER = "resync@example.com"  # the calendar is this user's primary
@@ -199,13 +202,6 @@ def seed(base: str, writer: str, stack: Stack, events: int, *, plain: bool) -> i
     return len(changed)
 
 
-def dry_run(stack: Stack) -> Summary:
-    """What ``confsync backfill --dry-run --calendar USER`` runs once its stack is open."""
-    selection = Selection(calendar_ids=(USER,))
-    ids = [cid for page in selection.pages(stack.store, None, 500) for cid in page]
-    return stack.backfill(page_size=2500, dry_run=True).run(ids, window_days=None)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=3000)
@@ -230,12 +226,13 @@ def main() -> None:
             ours, peer = Runs(), Runs()
 
             def one_ours() -> None:
-                summary = dry_run(stack)
+                summary = dry_run(stack, Selection(calendar_ids=(USER,)), None)
                 seen = (summary.events_read, summary.updates, summary.unchanged, summary.deletes, summary.errors)
                 if seen != (args.events, changed, args.events - changed, 0, 0):
                     raise SystemExit(f"dry run saw (events, updates, unchanged, deletes, errors) = {seen}")
 
             def one_peer() -> None:
+                gc.freeze()  # as ours does: start-up's objects out of the collector's full passes
                 held = loop.run(peer_sync(session, base, token))
                 if held != args.events:
                     raise SystemExit(f"gcal_sync holds {held} events, expected {args.events}")
