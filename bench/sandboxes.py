@@ -17,13 +17,14 @@ __all__ = ["calendar_sandbox_process"]
 
 
 @contextmanager
-def calendar_sandbox_process(ready_timeout_s: float = 30.0) -> Iterator[str]:
-    """``confsync sandbox calendar`` on a free port until the block ends; yields its base URL."""
+def calendar_sandbox_process(*options: str, ready_timeout_s: float = 30.0) -> Iterator[str]:
+    """``confsync sandbox calendar`` (with ``options``, such as ``--require-auth``) on a free port
+    until the block ends; yields its base URL."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CONFSYNC_LOG_LEVEL": "warning"}
     sandbox = subprocess.Popen(  # noqa: S603 - our own CLI
-        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port)], env=env
+        [sys.executable, "-m", "stack.cli", "sandbox", "calendar", "--port", str(port), *options], env=env
     )
     try:
         deadline = time.monotonic() + ready_timeout_s

@@ -70,6 +70,13 @@ __all__ = [
 CredentialsFactory = Callable[[str], Credentials]
 _STALE_CONNECTION_RETRIES = 2
 _RATE_LIMITS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
+# What parse_event reads, and no more (a partial response: descriptions, reminders, entry points
+# and the rest are never sent); tests/test_confsync/test_calendar_client.py holds the two together.
+_EVENT_FIELDS = (
+    "id,status,updated,summary,start,end,attendees/email,organizer/email,recurrence,recurringEventId,"
+    "originalStartTime,htmlLink,conferenceData(conferenceId,conferenceSolution(key/type,name))"
+)
+_LIST_FIELDS = f"nextPageToken,nextSyncToken,items({_EVENT_FIELDS})"
 
 
 # Read events and watch them; calendarList.get tells the add-on API whether its caller may write.
@@ -303,7 +310,12 @@ class GoogleCalendarClient:
         time_min: datetime | None = None,
         max_results: int = 2500,
     ) -> EventPage:
-        params: dict[str, Any] = {"calendarId": calendar_id, "maxResults": max_results, "showDeleted": True}
+        params: dict[str, Any] = {
+            "calendarId": calendar_id,
+            "maxResults": max_results,
+            "showDeleted": True,
+            "fields": _LIST_FIELDS,
+        }
         if sync_token:
             params["syncToken"] = sync_token
         elif time_min is not None:
@@ -339,7 +351,9 @@ class GoogleCalendarClient:
 
     def get_event(self, calendar_id: str, event_id: str) -> CalendarEvent:
         return parse_event(
-            self._execute(lambda events: events.get(calendarId=calendar_id, eventId=event_id), calendar_id)
+            self._execute(
+                lambda events: events.get(calendarId=calendar_id, eventId=event_id, fields=_EVENT_FIELDS), calendar_id
+            )
         )
 
     def writable_calendars(self) -> tuple[str, ...]:

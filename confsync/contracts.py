@@ -60,6 +60,7 @@ _MAX_ID = 1024  # Calendar ids are emails; event ids are at most 1024 characters
 _MAX_TEXT = 64 * 1024
 _MAX_ITEMS = 10_000
 _E = TypeVar("_E", bound=StrEnum)
+_EVENT_TIME_KEYS = frozenset({"dateTime", "date", "timeZone"})
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # C0 controls but tab, newline and carriage return
 
 
@@ -120,6 +121,16 @@ class EventTime:
 
     @classmethod
     def from_json(cls, value: object, name: str) -> Self:
+        if type(value) is dict and value.keys() <= _EVENT_TIME_KEYS and all(map(_plain, value.values())):
+            # Calendar's usual shape, which the checks below would pass as it is: a listing parses two per event.
+            try:
+                return cls(value.get("dateTime"), value.get("date"), value.get("timeZone"))
+            except InvalidMessage as err:
+                raise InvalidMessage(str(err), field=err.field or name) from err
+        return cls._field_by_field(value, name)
+
+    @classmethod
+    def _field_by_field(cls, value: object, name: str) -> Self:
         fields = _Fields(value, name)
         try:
             result = cls(
@@ -650,6 +661,8 @@ def _text(value: object, path: str, *, empty_ok: bool = False, limit: int = _MAX
         raise InvalidMessage("must not be empty", field=path)
     if len(value) > limit:
         raise InvalidMessage(f"longer than {limit} characters", field=path)
+    if value.isascii() and value.isprintable():  # neither check below can fail
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -657,6 +670,11 @@ def _text(value: object, path: str, *, empty_ok: bool = False, limit: int = _MAX
     if _CONTROL.search(value):
         raise InvalidMessage("contains control characters", field=path)
     return value
+
+
+def _plain(value: object) -> bool:
+    """A value ``_text`` takes as it is with its defaults (a False says nothing either way)."""
+    return type(value) is str and 0 < len(value) <= _MAX_ID and value.isascii() and value.isprintable()
 
 
 def _timestamp(raw: object, path: str) -> datetime:

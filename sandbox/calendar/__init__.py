@@ -4,8 +4,8 @@ It follows Google's reference (events, channels, "Synchronize resources efficien
 notifications", conferenceData) for what confsync uses: events insert/get/patch/update/
 delete/list/instances/watch/move and channels.stop, attendees' copies of events, sync tokens
 with 410 ``fullSyncRequired``, recurring events with instance exceptions, conferenceData
-written only with ``conferenceDataVersion=1``, and watch channels that POST Google's headers
-to a webhook.
+written only with ``conferenceDataVersion=1``, watch channels that POST Google's headers
+to a webhook, and partial responses (``fields``) on events list/instances/get (partial.py).
 
 Users (``POST /_sandbox/users``, each with a primary calendar whose id is their email) share
 calendars through ``calendars/{id}/acl`` (insert/list/get/update/patch/delete) and see them

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sandbox.calendar import tokens
 from sandbox.calendar.errors import GoogleError, bad_request, not_found
 from sandbox.calendar.event_rules import utc
+from sandbox.calendar.partial import Partials, parse_fields, project
 from sandbox.calendar.recurrence import Series
 from sandbox.calendar.store import CalendarRecord, EventRecord, Store, format_ms
 from sandbox.calendar.tokens import Position
@@ -86,7 +87,7 @@ class ListQuery:
         return min(int(value), MAX_PAGE)
 
     def fingerprint(self) -> str:
-        kept = sorted((k, v) for k, v in self.params.items() if k not in ("pageToken", "maxResults", "alt"))
+        kept = sorted((k, v) for k, v in self.params.items() if k not in ("pageToken", "maxResults", "alt", "fields"))
         return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
 
 
@@ -98,7 +99,9 @@ class ListPage:
     next_page_token: str | None
     next_sync_token: str | None
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, fields: str | None = None, partials: Partials | None = None) -> bytes:
+        """The page as Calendar answers it, shaped by ``fields`` when given (``partials`` keeps the
+        items' projections)."""
         head: dict[str, Any] = {
             "kind": "calendar#events",
             "etag": f'"{int(hashlib.sha256(self.updated.encode()).hexdigest()[:12], 16)}"',
@@ -113,8 +116,16 @@ class ListPage:
             head["nextPageToken"] = self.next_page_token
         if self.next_sync_token:
             head["nextSyncToken"] = self.next_sync_token
+        items = self.items
+        if fields:  # a partial response (sandbox/calendar/partial.py)
+            selection = parse_fields(fields)
+            head = project(head, selection)
+            if "items" not in selection and "*" not in selection:
+                return json.dumps(head, separators=(",", ":")).encode()
+            below = selection["items"] if "items" in selection else selection["*"]
+            items = (partials or Partials()).items(fields, below, items)
         prefix = json.dumps(head, separators=(",", ":")).encode()[:-1]
-        return prefix + b',"items":[' + b",".join(self.items) + b"]}"
+        return prefix + (b',"items":[' if head else b'"items":[') + b",".join(items) + b"]}"
 
 
 class Listings:

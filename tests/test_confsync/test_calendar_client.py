@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tests_support import RunningCalendar, event_body
 
-from confsync.calendar import GoogleCalendarClient
+from confsync.calendar import GoogleCalendarClient, parse_event
 from confsync.errors import AuthError, CalendarGone, PermanentError, SyncTokenExpired, TransientError
 
 CAL = "alice@example.com"
@@ -73,6 +73,52 @@ def test_events_parse_into_typed_values(calendar_sandbox: RunningCalendar) -> No
     assert event.conference is not None
     assert (event.conference.conference_id, event.conference.solution_type) == ("cnf_1", "addOn")
     assert event.updated is not None
+
+
+def test_listings_and_gets_ask_only_for_what_parsing_reads_and_parse_the_same(
+    calendar_sandbox: RunningCalendar,
+) -> None:
+    """The client's partial responses (``fields``) leave out nothing its events are made of."""
+    service = calendar_sandbox.service()
+    conference = {
+        "conferenceId": "cnf_1",
+        "conferenceSolution": {"key": {"type": "addOn"}, "name": "My Web Conference", "iconUri": "https://x/i.png"},
+        "entryPoints": [{"entryPointType": "video", "uri": "https://conf.example.com/1"}],
+    }
+    bodies = [
+        {
+            **event_body("Planning"),
+            "description": "agenda",
+            "attendees": [{"email": "bob@example.com", "displayName": "Bob", "responseStatus": "accepted"}],
+            "conferenceData": conference,
+        },
+        {"summary": "Holiday", "start": {"date": "2026-12-24"}, "end": {"date": "2026-12-25"}},
+        {
+            **event_body("Weekly", recurrence=["RRULE:FREQ=WEEKLY;COUNT=4"]),
+            "conferenceData": {**conference, "conferenceId": "cnf_2"},
+        },
+        event_body("Cancelled later", day=3),
+    ]
+    made = [service.events().insert(calendarId=CAL, body=b, conferenceDataVersion=1).execute() for b in bodies]
+    instances = service.events().instances(calendarId=CAL, eventId=made[2]["id"]).execute()["items"]
+    service.events().delete(calendarId=CAL, eventId=instances[1]["id"]).execute()
+    moved = {"start": {"dateTime": "2026-12-30T15:00:00Z"}, "end": {"dateTime": "2026-12-30T16:00:00Z"}}
+    service.events().patch(calendarId=CAL, eventId=instances[2]["id"], body=moved).execute()
+    service.events().delete(calendarId=CAL, eventId=made[3]["id"]).execute()
+
+    whole = service.events().list(calendarId=CAL, showDeleted=True, maxResults=2500).execute()["items"]
+    each = [service.events().get(calendarId=CAL, eventId=item["id"]).execute() for item in whole]
+    client = GoogleCalendarClient(endpoint=calendar_sandbox.api_endpoint)
+    try:
+        listed = client.list_events(CAL).events
+        got = [client.get_event(CAL, item["id"]) for item in whole]
+    finally:
+        client.close()
+    assert len(whole) == 6, "two plain events, a tombstone, a series with a cancelled and a moved occurrence"
+    assert list(listed) == [parse_event(item) for item in whole]
+    assert got == [parse_event(item) for item in each]
+    asked = [entry["query"].get("fields") for entry in calendar_sandbox.admin("GET", "/_sandbox/requests")[-7:]]
+    assert all(asked), "every call of the client asked for a partial response"
 
 
 def test_delegated_credentials_act_as_each_calendars_user(tmp_path: object) -> None:

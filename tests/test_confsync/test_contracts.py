@@ -360,3 +360,42 @@ def test_any_valid_command_round_trips(
         payload=payload(summary=summary, attendees=attendees), conference_id=conference_id, event_updated=when
     )
     assert ConferenceCommand.from_bytes(command.to_bytes()) == command
+
+
+_time_texts = (
+    st.sampled_from(
+        [
+            "2026-12-01T09:00:00Z",
+            "2026-12-01T09:00:00+01:00",
+            "2026-12-01T09:00:00",
+            "2026-12-01",
+            "2026-12-1",
+            "Europe/Warsaw",
+            "",
+            "2026-12-01T09:00:00Z\x00",
+            "2026-12-01\t",
+            "Europe/Zürich",
+            "\ud800",
+            "x" * 1025,
+        ]
+    )
+    | st.text(max_size=30)
+    | st.none()
+    | st.integers()
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.dictionaries(st.sampled_from(["dateTime", "date", "timeZone", "other"]), _time_texts, max_size=4) | json_values
+)
+def test_an_event_time_is_read_exactly_as_its_field_by_field_checks_read_it(value: object) -> None:
+    """The shortcut for Calendar's usual start/end shape accepts and refuses what the checks do."""
+
+    def outcome(read: Any) -> object:
+        try:
+            return read(value, "start")
+        except InvalidMessage as err:
+            return (str(err), err.field)
+
+    assert outcome(EventTime.from_json) == outcome(EventTime._field_by_field)

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from sandbox.calendar.access import EVENTS_READ, EVENTS_WRITE, check
 from sandbox.calendar.errors import GoogleError, not_found
 from sandbox.calendar.notify import Notifier
+from sandbox.calendar.partial import Partials, parse_fields, project
 from sandbox.calendar.serving import (
     CalendarSandbox,
     api,
@@ -29,12 +30,14 @@ _EVENTS = "/calendar/v3/calendars/{calendarId}/events"
 
 def event_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     model = sandbox.model
+    partials = Partials()  # listings' items as ``fields`` shapes them, kept
 
     async def list_or_insert(request: Request, principal: Principal | None) -> Response:
         need = EVENTS_READ if request.method == "GET" else EVENTS_WRITE
         calendar_id = calendar_for(sandbox, request, principal, need)
         if request.method == "GET":
-            return raw_answer(model.list_events(calendar_id, list_query(request)).to_bytes())
+            page = model.list_events(calendar_id, list_query(request))
+            return raw_answer(page.to_bytes(request.query_params.get("fields"), partials))
         resource, notifications = model.insert(
             calendar_id, await read_body(request), conference_data_version=cdv(request)
         )
@@ -46,7 +49,9 @@ def event_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
         calendar_id = calendar_for(sandbox, request, principal, need)
         event_id = request.path_params["eventId"]
         if request.method == "GET":
-            return json_answer(model.get(calendar_id, event_id))
+            fields = request.query_params.get("fields")
+            resource = model.get(calendar_id, event_id)
+            return json_answer(project(resource, parse_fields(fields)) if fields else resource)
         if request.method == "DELETE":
             notifier.enqueue(model.delete(calendar_id, event_id))
             return Response(status_code=204)
@@ -60,7 +65,7 @@ def event_routes(sandbox: CalendarSandbox, notifier: Notifier) -> list[Route]:
     async def instances(request: Request, principal: Principal | None) -> Response:
         calendar_id = calendar_for(sandbox, request, principal, EVENTS_READ)
         page = model.instances(calendar_id, request.path_params["eventId"], list_query(request))
-        return raw_answer(page.to_bytes())
+        return raw_answer(page.to_bytes(request.query_params.get("fields"), partials))
 
     async def move(request: Request, principal: Principal | None) -> Response:
         source = calendar_for(sandbox, request, principal, EVENTS_WRITE)
