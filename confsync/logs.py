@@ -285,6 +285,10 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
         )
     )
+    # No line shows the caller's file, thread or process: skip looking them up for every record
+    # (the logging HOWTO's "Optimization" switches; findCaller alone walks the stack per line).
+    logging._srcfile = None  # noqa: SLF001
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

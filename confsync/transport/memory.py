@@ -19,6 +19,8 @@ was not yet handled, which is why production uses Pub/Sub.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import heapq
 import itertools
 import threading
@@ -37,6 +39,11 @@ from confsync.transport.base import DeadLetter, Handler, Message, Outcome, proce
 __all__ = ["MemoryBroker", "MemoryWorker"]
 
 log = structlog.get_logger(__name__)
+
+
+class _NoRoom(Exception):
+    """The queue is full and the caller may not wait here."""
+
 
 _ACK_AT_ONCE_AFTER_S = 0.001  # a handler slower than this has its ack sent before the next runs
 
@@ -136,6 +143,22 @@ class MemoryBroker:
     def publish(
         self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
     ) -> str:
+        return self._publish(topic, data, ordering_key, attributes, wait=True)
+
+    async def apublish(
+        self, topic: str, data: bytes, *, ordering_key: str = "", attributes: Mapping[str, str] | None = None
+    ) -> str:
+        """``publish`` from an event loop: at once while there is room (the webhook's common case,
+        without a thread hop); from a thread when it must wait for room."""
+        try:
+            return self._publish(topic, data, ordering_key, attributes, wait=False)
+        except _NoRoom:
+            call = functools.partial(self.publish, topic, data, ordering_key=ordering_key, attributes=attributes)
+            return await asyncio.to_thread(call)
+
+    def _publish(
+        self, topic: str, data: bytes, ordering_key: str, attributes: Mapping[str, str] | None, *, wait: bool
+    ) -> str:
         deadline = time.monotonic() + self._publish_timeout_s
         carried = inject(attributes)
         with self._lock:
@@ -144,6 +167,8 @@ class MemoryBroker:
                 raise NotFound(f"no topic {topic!r}")
             while self._held + len(subscriptions) > self._limit:
                 remaining = deadline - time.monotonic()
+                if not wait:
+                    raise _NoRoom
                 if remaining <= 0:
                     raise TransientError(f"in-process queue full ({self._limit} messages): back-pressure")
                 self._waiting_for_space += 1
