@@ -216,7 +216,7 @@ class Settings:
     )
     webhook_url: str | None = _setting(None, "Public HTTPS address Calendar posts watch notifications to.")
     sync_min_interval_s: float = _setting(
-        0.25, "Shortest time between two listings of one calendar: a burst of notifications shares one."
+        0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
     )
     sync_max_interval_s: float = _setting(
         2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."

@@ -5,10 +5,10 @@ a notification costs only its message. A quiet calendar is listed ``min_interval
 last listing at most, so a lone change reaches the provider at once. A calendar in a storm (an
 import, a script renaming a hundred meetings) is notified faster than it is worth listing:
 there the wait grows with the rate, ``interval_per_rate_s`` seconds for each notification a
-second, up to ``max_interval_s``. With the defaults (0.25 s, 0.08 s per notification/s, 2 s) a
-calendar notified 5 times a second waits 0.4 s and a listing covers 2; at 20 a second it waits
-1.6 s and a listing covers 32 (at most 1 listing in 20 notifications from about 16 a second);
-from 25 a second it waits 2 s. The rate is an exponentially decaying count of the calendar's
+second, up to ``max_interval_s``. With the defaults (0.5 s, 0.08 s per notification/s, 2 s) a
+calendar notified up to 6 times a second waits 0.5 s, as every calendar did before the pace
+adapted; at 10 a second it waits 0.8 s; at 20 a second 1.6 s, a listing covering 32
+notifications (at most 1 in 20 from about 16 a second); from 25 a second 2 s. The rate is an exponentially decaying count of the calendar's
 notifications by the time ingest received them (``time_constant_s``), so a backlog delivered
 late is counted at the rate it came, not the rate it is handed over.
 """
@@ -27,7 +27,7 @@ _KEPT = 4096  # calendars remembered before the quiet ones are forgotten (and th
 
 @dataclass
 class ListingPace:
-    min_interval_s: float = 0.25
+    min_interval_s: float = 0.5
     max_interval_s: float = 2.0
     interval_per_rate_s: float = 0.08  # seconds of wait per notification a second
     time_constant_s: float = 1.0

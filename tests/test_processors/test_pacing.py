@@ -21,12 +21,12 @@ def notify(pace: ListingPace, calendar_id: str, per_s: float, seconds: float, st
 
 def test_a_quiet_calendar_is_listed_after_the_shortest_interval() -> None:
     pace = ListingPace()
-    assert pace.interval_s("unknown@example.com") == 0.25
+    assert pace.interval_s("unknown@example.com") == 0.5
     pace.note("quiet@example.com", T0)
-    assert pace.interval_s("quiet@example.com") == 0.25
+    assert pace.interval_s("quiet@example.com") == 0.5
 
 
-@pytest.mark.parametrize(("per_s", "interval_s"), [(5, 0.4), (10, 0.8), (20, 1.6), (40, 2.0), (200, 2.0)])
+@pytest.mark.parametrize(("per_s", "interval_s"), [(5, 0.5), (10, 0.8), (20, 1.6), (40, 2.0), (200, 2.0)])
 def test_the_wait_grows_with_the_rate_up_to_the_longest(per_s: float, interval_s: float) -> None:
     pace = ListingPace()
     notify(pace, "busy@example.com", per_s, 10)
@@ -46,7 +46,7 @@ def test_after_a_storm_the_calendar_is_quick_again() -> None:
     last = notify(pace, "cal@example.com", 50, 5)
     assert pace.interval_s("cal@example.com") == 2.0
     pace.note("cal@example.com", last + timedelta(seconds=10))
-    assert pace.interval_s("cal@example.com") == 0.25
+    assert pace.interval_s("cal@example.com") == 0.5
 
 
 def test_a_backlog_delivered_at_once_or_out_of_order_counts_at_the_rate_it_came() -> None:
@@ -63,7 +63,7 @@ def test_a_backlog_delivered_at_once_or_out_of_order_counts_at_the_rate_it_came(
 def test_calendars_are_paced_each_on_its_own_and_quiet_ones_are_forgotten() -> None:
     pace = ListingPace()
     notify(pace, "storm@example.com", 50, 2)
-    assert pace.interval_s("other@example.com") == 0.25
+    assert pace.interval_s("other@example.com") == 0.5
     later = T0 + timedelta(minutes=5)
     for n in range(5000):
         pace.note(f"user{n}@example.com", later)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any, Self
 
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Handler, Message, Outcome, process
@@ -49,13 +51,16 @@ class PullOptions:
 def delivered(pubsub_message: Any, delivery_attempt: int | None) -> Message:
     """Our Message from a Pub/Sub one: the streaming client's, or a Pull answer's ``.message``
     (whose attempt count sits beside it, 0 where the subscription has no dead-letter policy)."""
+    published = pubsub_message.publish_time
+    if isinstance(published, Timestamp):  # a raw protobuf answer's (the unary worker skips proto-plus)
+        published = published.ToDatetime(tzinfo=UTC)
     return Message(
         data=bytes(pubsub_message.data),
         attributes=dict(pubsub_message.attributes),
         message_id=str(pubsub_message.message_id),
         ordering_key=str(pubsub_message.ordering_key or ""),
         delivery_attempt=delivery_attempt or None,
-        publish_time=pubsub_message.publish_time,
+        publish_time=published,
     )
 
 

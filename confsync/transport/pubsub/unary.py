@@ -89,7 +89,9 @@ class PubSubUnaryWorker(PullWorker):
                 log.warning("pull failed; pulling again", subscription=self._path, error=str(err))
                 self._stopping.wait(1.0)
                 continue
-            self._dispatch(answer.received_messages)
+            # The protobuf beneath proto-plus's wrapper: its fields read directly, without the
+            # wrapper's conversion on every attribute access (a tenth of a worker's CPU).
+            self._dispatch(type(answer).pb(answer).received_messages)
 
     def _dispatch(self, received: Iterable[Any]) -> None:
         groups: dict[str, list[Any]] = {}
