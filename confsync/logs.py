@@ -23,6 +23,7 @@ thread go through the same pipeline (``threading.excepthook``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -102,7 +103,9 @@ _SECRET_TEXT: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
 )
 # Keys structlog's ProcessorFormatter adds for itself; their values are not for the line.
-_FORMATTER_KEYS = frozenset({"_record", "_from_structlog"})
+# Keys the redactor leaves alone: the formatter's, and those the processors before it set from
+# the logger's name, the level and the clock (over any caller's extra of the same name).
+_FORMATTER_KEYS = frozenset({"_record", "_from_structlog", "logger", "level", "timestamp"})
 _SEVERITY = {
     "debug": "DEBUG",
     "info": "INFO",
@@ -195,6 +198,25 @@ def _secret_values(settings: Settings) -> list[str]:
     """The text of every ``Secret`` setting that is set."""
     values = (getattr(settings, field.name) for field in dataclasses.fields(settings))
     return [value.reveal() for value in values if isinstance(value, Secret)]
+
+
+class _Lines:
+    """structlog's logger: each rendered line to ``handler``'s stream, as the handler would write it."""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO], name: str = "", *_: object) -> None:
+        self._handler = handler
+        self.name = name  # structlog.stdlib.add_logger_name reads it
+
+    def msg(self, line: str) -> None:
+        handler = self._handler
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(line + handler.terminator)
+                handler.flush()
+            except (OSError, ValueError):  # a closed stream: as the handler would, the caller carries on
+                return
+
+    debug = info = warning = warn = error = exception = critical = fatal = log = msg
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
@@ -300,10 +322,12 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
     google = logging.getLogger("google")
     google.setLevel(level)
     google.propagate = True
+    # Our own lines skip the standard library's records (two per line, and a lock): rendered by
+    # the same processors, they are written to the handler's stream under the handler's lock.
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        wrapper_class=structlog.stdlib.BoundLogger,
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, *renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=functools.partial(_Lines, handler),
         cache_logger_on_first_use=False,
     )
     threading.excepthook = _log_thread_exception
