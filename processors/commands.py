@@ -391,7 +391,7 @@ class CommandSink:
         due = now + timedelta(seconds=self.republish_after_s)  # if no publisher settles it by then
         later = now + timedelta(seconds=self.delete_grace_s)
         entries: list[OutboxEntry] = []
-        commands: list[ConferenceCommand] = []
+        commands: list[tuple[ConferenceCommand, bytes]] = []  # each encoded once, for the outbox and the topic
         for event_id, decision in decided:
             command = self._command(calendar_id, event_id, decision)
             if command is None:
@@ -414,20 +414,19 @@ class CommandSink:
                     grace_s=self.delete_grace_s,
                 )
                 continue
+            data = command.to_bytes()
             entries.append(
-                OutboxEntry(
-                    command.command_id, command.conference_id, command.to_bytes(), due, calendar_id=command.calendar_id
-                )
+                OutboxEntry(command.command_id, command.conference_id, data, due, calendar_id=command.calendar_id)
             )
-            commands.append(command)
+            commands.append((command, data))
         if not entries:
             return
         self.store.outbox_add(entries)
         if commands:
             self.publisher.publish_many(
-                self.commands_topic, [(command.to_bytes(), command.conference_id, {}) for command in commands]
+                self.commands_topic, [(data, command.conference_id, {}) for command, data in commands]
             )
-        for command in commands:
+        for command, _ in commands:
             log.info(
                 "command published",
                 kind=command.kind.value,
