@@ -14,15 +14,15 @@ For each transport (Pub/Sub emulator, in-process) it starts the local stack, giv
 - paced: ``--paced-runs`` runs of ``--rate`` changes/s for ``--paced-seconds``, each meeting
   changed at most once per ``calendars*events/rate`` seconds; latency = the Calendar write ->
   the provider's journal entry of the PATCH that applied it (p50/p99 of each run);
-- hot storm: ``--hot-changes`` renames on the meetings of the first ``--hot-calendars``
-  calendars only, so each is notified 20 or more times a second: the listings per
-  notification of such calendars (``listings_per_notification_at_20_per_s_or_more``);
+- hot storm: ``--hot-rate`` changes a second (paced) on each of the first ``--hot-calendars``
+  calendars for ``--hot-seconds``, so each is notified 20 or more times a second: the
+  listings per notification of such calendars (``listings_per_notification_at_20_per_s_or_more``);
 - peak RSS (VmHWM) of every confsync process of the stack, and the host's speed (a fixed
   loop's time).
 
     .venv/bin/python bench/pipeline.py [--transport pubsub memory] [--calendars 20] [--events 10]
         [--storm-changes 3000] [--writers 4] [--batch 50] [--rate 100] [--paced-seconds 10]
-        [--paced-runs 1] [--hot-changes 1500] [--hot-calendars 2]
+        [--paced-runs 1] [--hot-calendars 4] [--hot-rate 25] [--hot-seconds 10]
 
 The storm is CPU-bound on this 2-core host: most of its CPU goes to the stand-ins for Google and
 to the writers, so changes/s says little about confsync; its own CPU per change does (compare
@@ -236,6 +236,21 @@ def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float
     }
 
 
+def hot_storm(driver: StackDriver, meetings: list[tuple[str, str, str]], args: argparse.Namespace) -> dict[str, Any]:
+    """``--hot-rate`` changes a second on each of ``--hot-calendars`` calendars for ``--hot-seconds``."""
+    before = work_counts(driver)
+    latency = paced(driver, meetings, args.hot_rate * args.hot_calendars, args.hot_seconds)
+    after = work_counts(driver)
+    notifications = after["notifications"] - before["notifications"]
+    return {
+        "calendars": args.hot_calendars,
+        "changes_per_s_per_calendar": args.hot_rate,
+        "latency": latency,
+        "listings_per_notification": round((after["listings"] - before["listings"]) / max(1, notifications), 4),
+        **by_rate(before, after, args.hot_seconds),
+    }
+
+
 def peak_rss_mb(info: ReadyInfo) -> dict[str, float]:
     peaks = {}
     for name, service in info.services.items():
@@ -257,8 +272,9 @@ def run(transport: str, args: argparse.Namespace) -> dict[str, Any]:
             storm_figures = storm(driver, meetings, args.storm_changes, args.writers, args.batch)
             runs = [paced(driver, meetings, args.rate, args.paced_seconds) for _ in range(args.paced_runs)]
             # Last: a calendar's pace remembers a storm for a few seconds (processors/pacing.py).
-            hot = meetings[: args.hot_calendars * args.events]
-            hot_figures = storm(driver, hot, args.hot_changes, args.writers, args.batch) if hot else None
+            hot_figures = (
+                hot_storm(driver, meetings[: args.hot_calendars * args.events], args) if args.hot_calendars else None
+            )
             rss = peak_rss_mb(info)
         finally:
             driver.close()
@@ -279,18 +295,13 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=50, help="Calls per Calendar batch request in the storm (1: one request each)."
     )
-    parser.add_argument(
-        "--hot-changes", type=int, default=1500, help="Renames in the second storm, on --hot-calendars only (0: none)."
-    )
-    parser.add_argument(
-        "--hot-calendars", type=int, default=2, help="Calendars the second storm writes to (each 20+ notifications/s)."
-    )
+    parser.add_argument("--hot-calendars", type=int, default=4, help="Calendars the hot storm writes to (0: none).")
+    parser.add_argument("--hot-rate", type=float, default=25.0, help="Changes a second on each hot calendar.")
+    parser.add_argument("--hot-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--paced-runs", type=int, default=1, help="Paced runs, one after another on the same stack.")
     args = parser.parse_args()
-    if args.hot_changes == 0:
-        args.hot_calendars = 0
     configure_logging(Settings(log_level="warning", log_format="json"))
     speed = fixed_loop_ms()
     results = [run(transport, args) for transport in args.transport]
