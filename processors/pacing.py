@@ -8,9 +8,12 @@ there the wait grows with the rate, ``interval_per_rate_s`` seconds for each not
 second, up to ``max_interval_s``. With the defaults (0.5 s, 0.08 s per notification/s, 2 s) a
 calendar notified up to 6 times a second waits 0.5 s, as every calendar did before the pace
 adapted; at 10 a second it waits 0.8 s; at 20 a second 1.6 s, a listing covering 32
-notifications (at most 1 in 20 from about 16 a second); from 25 a second 2 s. The rate is an exponentially decaying count of the calendar's
-notifications by the time ingest received them (``time_constant_s``), so a backlog delivered
-late is counted at the rate it came, not the rate it is handed over.
+notifications (at most 1 in 20 from about 16 a second); from 25 a second 2 s.
+
+The rate is an exponentially decaying count of the calendar's notifications over about the last
+``time_constant_s`` (4 s), by the time ingest received them: a burst (ten changes saved at once)
+is not yet a storm, a sustained 20 a second is one within a few seconds, and a backlog
+delivered late is counted at the rate it came, not the rate it is handed over.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class ListingPace:
     min_interval_s: float = 0.5
     max_interval_s: float = 2.0
     interval_per_rate_s: float = 0.08  # seconds of wait per notification a second
-    time_constant_s: float = 1.0
+    time_constant_s: float = 4.0
     _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _limit: int = field(default=_KEPT, repr=False)

@@ -69,3 +69,12 @@ def test_calendars_are_paced_each_on_its_own_and_quiet_ones_are_forgotten() -> N
         pace.note(f"user{n}@example.com", later)
     assert pace.rate("storm@example.com") == 0.0, "five minutes quiet: forgotten"
     assert len(pace._rates) <= 5001
+
+
+def test_bursts_at_an_ordinary_rate_keep_the_half_second_pace() -> None:
+    """Ten changes saved at once every 2 s (5 a second on average) are not a storm."""
+    pace = ListingPace()
+    for burst in range(10):
+        for n in range(10):
+            pace.note("cal@example.com", T0 + timedelta(seconds=2 * burst + n / 100))
+            assert pace.interval_s("cal@example.com") <= 0.6

@@ -384,6 +384,26 @@ def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None
     assert rig.listings() - before <= 3
 
 
+@pytest.mark.parametrize(("per_s", "most"), [(25, 0.05), (5, 1 / 2)])
+def test_the_listing_pace_follows_the_rate_a_storm_at_most_one_listing_in_20(rig: Rig, per_s: int, most: float) -> None:
+    """8 s of notifications, on a clock the worker's waits move: at 25 a second a listing covers
+    20 or more of them; at 5 a second the calendar is listed every half second, as always."""
+    now = [datetime.now(UTC)]
+    rig.worker.pace = ListingPace()  # the production default
+    rig.worker.clock = lambda: now[0]
+    rig.worker.sleep = lambda seconds: now.__setitem__(0, now[0] + timedelta(seconds=seconds))
+    rig.insert(ours("cnf_a"))
+    rig.notify(now[0])
+    before, start, count = rig.listings(), now[0], 8 * per_s
+    for n in range(count):
+        at = start + timedelta(seconds=1 + n / per_s)
+        now[0] = max(now[0], at)
+        rig.worker.handle(CalendarChanged(calendar_id=CAL, source=Source.MANUAL, received_at=at))
+    listings = rig.listings() - before
+    assert listings <= count * most
+    assert listings >= count * most / 2, "and no fewer than the pace allows"
+
+
 def test_notifications_of_one_calendar_handled_side_by_side_list_once_and_publish_once(rig: Rig) -> None:
     """An unordered subscription (the emulator) hands one calendar's notifications to several
     threads at once: they take turns, and the later ones find the calendar already synced."""
