@@ -22,7 +22,7 @@ For each transport (Pub/Sub emulator, in-process) it starts the local stack, giv
 
     .venv/bin/python bench/pipeline.py [--transport pubsub memory] [--calendars 20] [--events 10]
         [--storm-changes 3000] [--writers 4] [--batch 50] [--rate 100] [--paced-seconds 10]
-        [--paced-runs 1] [--hot-calendars 4] [--hot-rate 25] [--hot-seconds 10]
+        [--paced-runs 1] [--hot-calendars 4] [--hot-rate 25] [--hot-seconds 20]
 
 The storm is CPU-bound on this 2-core host: most of its CPU goes to the stand-ins for Google and
 to the writers, so changes/s says little about confsync; its own CPU per change does (compare
@@ -297,7 +297,7 @@ def main() -> None:
     )
     parser.add_argument("--hot-calendars", type=int, default=4, help="Calendars the hot storm writes to (0: none).")
     parser.add_argument("--hot-rate", type=float, default=25.0, help="Changes a second on each hot calendar.")
-    parser.add_argument("--hot-seconds", type=float, default=10.0)
+    parser.add_argument("--hot-seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--paced-runs", type=int, default=1, help="Paced runs, one after another on the same stack.")

@@ -222,9 +222,9 @@ class Settings:
         2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."
     )
     sync_interval_per_rate_s: float = _setting(
-        0.08,
+        0.06,
         "Between those, seconds a calendar's listings wait for each notification a second it receives "
-        "(processors/pacing.py): 0.08 lists a calendar notified 20 times a second every 1.6 s.",
+        "(processors/pacing.py): 0.06 lists a calendar notified 20 times a second every 1.2 s.",
     )
     lag_repair_after_s: float = _setting(
         60.0,

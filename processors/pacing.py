@@ -5,10 +5,11 @@ a notification costs only its message. A quiet calendar is listed ``min_interval
 last listing at most, so a lone change reaches the provider at once. A calendar in a storm (an
 import, a script renaming a hundred meetings) is notified faster than it is worth listing:
 there the wait grows with the rate, ``interval_per_rate_s`` seconds for each notification a
-second, up to ``max_interval_s``. With the defaults (0.5 s, 0.08 s per notification/s, 2 s) a
-calendar notified up to 6 times a second waits 0.5 s, as every calendar did before the pace
-adapted; at 10 a second it waits 0.8 s; at 20 a second 1.6 s, a listing covering 32
-notifications (at most 1 in 20 from about 16 a second); from 25 a second 2 s.
+second, up to ``max_interval_s``. With the defaults (0.5 s, 0.06 s per notification/s, 2 s) a
+calendar notified up to 8 times a second waits 0.5 s, as every calendar did before the pace
+adapted; at 10 a second it waits 0.6 s; at 20 a second 1.2 s, a listing covering 24
+notifications (at most 1 in 20 from about 18 a second); from 33 a second 2 s. The growth starts
+above the rates at which changes saved in bursts (the bench's paced 5 a second) bunch up.
 
 The rate is an exponentially decaying count of the calendar's notifications over about the last
 ``time_constant_s`` (4 s), by the time ingest received them: a burst (ten changes saved at once)
@@ -32,7 +33,7 @@ _KEPT = 4096  # calendars remembered before the quiet ones are forgotten (and th
 class ListingPace:
     min_interval_s: float = 0.5
     max_interval_s: float = 2.0
-    interval_per_rate_s: float = 0.08  # seconds of wait per notification a second
+    interval_per_rate_s: float = 0.06  # seconds of wait per notification a second
     time_constant_s: float = 4.0
     _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -386,7 +386,7 @@ def test_a_burst_of_200_notifications_costs_at_most_3_listings(rig: Rig) -> None
 
 @pytest.mark.parametrize(("per_s", "most"), [(25, 0.05), (5, 1 / 2)])
 def test_the_listing_pace_follows_the_rate_a_storm_at_most_one_listing_in_20(rig: Rig, per_s: int, most: float) -> None:
-    """8 s of notifications, on a clock the worker's waits move: at 25 a second a listing covers
+    """16 s of notifications, on a clock the worker's waits move: at 25 a second a listing covers
     20 or more of them; at 5 a second the calendar is listed every half second, as always."""
     now = [datetime.now(UTC)]
     rig.worker.pace = ListingPace()  # the production default
@@ -394,7 +394,7 @@ def test_the_listing_pace_follows_the_rate_a_storm_at_most_one_listing_in_20(rig
     rig.worker.sleep = lambda seconds: now.__setitem__(0, now[0] + timedelta(seconds=seconds))
     rig.insert(ours("cnf_a"))
     rig.notify(now[0])
-    before, start, count = rig.listings(), now[0], 8 * per_s
+    before, start, count = rig.listings(), now[0], 16 * per_s
     for n in range(count):
         at = start + timedelta(seconds=1 + n / per_s)
         now[0] = max(now[0], at)
