@@ -269,7 +269,9 @@ def run(transport: str, args: argparse.Namespace) -> dict[str, Any]:
         try:
             meetings = seed(driver, args.calendars, args.events)
             driver.wait_until_agreed(120)
-            storm_figures = storm(driver, meetings, args.storm_changes, args.writers, args.batch)
+            storm_figures = (
+                storm(driver, meetings, args.storm_changes, args.writers, args.batch) if args.storm_changes else None
+            )
             runs = [paced(driver, meetings, args.rate, args.paced_seconds) for _ in range(args.paced_runs)]
             # Last: a calendar's pace remembers a storm for a few seconds (processors/pacing.py).
             hot_figures = (

@@ -221,10 +221,13 @@ class Settings:
     sync_max_interval_s: float = _setting(
         2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."
     )
+    sync_storm_rate: float = _setting(
+        8.0, "Notifications a second from which a calendar's listings wait longer (processors/pacing.py)."
+    )
     sync_interval_per_rate_s: float = _setting(
-        0.06,
-        "Between those, seconds a calendar's listings wait for each notification a second it receives "
-        "(processors/pacing.py): 0.06 lists a calendar notified 20 times a second every 1.2 s.",
+        0.09,
+        "Seconds more a calendar's listings wait for each notification a second above "
+        "CONFSYNC_SYNC_STORM_RATE: with 0.09, one notified 20 times a second is listed every 1.6 s.",
     )
     lag_repair_after_s: float = _setting(
         60.0,

@@ -4,12 +4,13 @@ A listing costs a Calendar request and a pass over every event changed since the
 a notification costs only its message. A quiet calendar is listed ``min_interval_s`` after the
 last listing at most, so a lone change reaches the provider at once. A calendar in a storm (an
 import, a script renaming a hundred meetings) is notified faster than it is worth listing:
-there the wait grows with the rate, ``interval_per_rate_s`` seconds for each notification a
-second, up to ``max_interval_s``. With the defaults (0.5 s, 0.06 s per notification/s, 2 s) a
-calendar notified up to 8 times a second waits 0.5 s, as every calendar did before the pace
-adapted; at 10 a second it waits 0.6 s; at 20 a second 1.2 s, a listing covering 24
-notifications (at most 1 in 20 from about 18 a second); from 33 a second 2 s. The growth starts
-above the rates at which changes saved in bursts (the bench's paced 5 a second) bunch up.
+from ``storm_rate`` notifications a second the wait grows by ``interval_per_rate_s`` for each
+further one, up to ``max_interval_s``. With the defaults (0.5 s up to 8 a second, then 0.09 s
+more per notification a second, at most 2 s) a calendar notified 5 times a second waits 0.5 s,
+as every calendar did before the pace adapted; at 16 a second 1.2 s, a listing covering 19
+notifications; at 20 a second 1.6 s, covering 32 (at most 1 in 20 from about 17 a second);
+from 25 a second 2 s. Below ``storm_rate`` nothing changes, because changes saved in bursts
+at ordinary rates bunch up on arrival and a rate counted over seconds still sees the bunches.
 
 The rate is an exponentially decaying count of the calendar's notifications over about the last
 ``time_constant_s`` (4 s), by the time ingest received them: a burst (ten changes saved at once)
@@ -33,7 +34,8 @@ _KEPT = 4096  # calendars remembered before the quiet ones are forgotten (and th
 class ListingPace:
     min_interval_s: float = 0.5
     max_interval_s: float = 2.0
-    interval_per_rate_s: float = 0.06  # seconds of wait per notification a second
+    storm_rate: float = 8.0  # notifications a second from which the wait grows
+    interval_per_rate_s: float = 0.09  # seconds of wait per notification a second above it
     time_constant_s: float = 4.0
     _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -59,7 +61,7 @@ class ListingPace:
 
     def interval_s(self, calendar_id: str) -> float:
         """The shortest time from the calendar's last listing to its next."""
-        wanted = self.rate(calendar_id) * self.interval_per_rate_s
+        wanted = self.min_interval_s + (self.rate(calendar_id) - self.storm_rate) * self.interval_per_rate_s
         return min(self.max_interval_s, max(self.min_interval_s, wanted))
 
     def _forget(self, now: float) -> None:

@@ -223,7 +223,10 @@ class Stack:
             settings.topic_conference_commands,
             frozenset(settings.conference_solution_names),
             pace=ListingPace(
-                settings.sync_min_interval_s, settings.sync_max_interval_s, settings.sync_interval_per_rate_s
+                min_interval_s=settings.sync_min_interval_s,
+                max_interval_s=settings.sync_max_interval_s,
+                storm_rate=settings.sync_storm_rate,
+                interval_per_rate_s=settings.sync_interval_per_rate_s,
             ),
             republish_after_s=settings.lag_repair_after_s,
             orphan_after_s=settings.orphan_after_s,
