@@ -225,9 +225,9 @@ class Settings:
         8.0, "Notifications a second from which a calendar's listings wait longer (processors/pacing.py)."
     )
     sync_interval_per_rate_s: float = _setting(
-        0.09,
+        0.15,
         "Seconds more a calendar's listings wait for each notification a second above "
-        "CONFSYNC_SYNC_STORM_RATE: with 0.09, one notified 20 times a second is listed every 1.6 s.",
+        "CONFSYNC_SYNC_STORM_RATE: with 0.15, one notified 15 times a second is listed every 1.55 s.",
     )
     lag_repair_after_s: float = _setting(
         60.0,

@@ -5,11 +5,13 @@ a notification costs only its message. A quiet calendar is listed ``min_interval
 last listing at most, so a lone change reaches the provider at once. A calendar in a storm (an
 import, a script renaming a hundred meetings) is notified faster than it is worth listing:
 from ``storm_rate`` notifications a second the wait grows by ``interval_per_rate_s`` for each
-further one, up to ``max_interval_s``. With the defaults (0.5 s up to 8 a second, then 0.09 s
+further one, up to ``max_interval_s``. With the defaults (0.5 s up to 8 a second, then 0.15 s
 more per notification a second, at most 2 s) a calendar notified 5 times a second waits 0.5 s,
-as every calendar did before the pace adapted; at 16 a second 1.2 s, a listing covering 19
-notifications; at 20 a second 1.6 s, covering 32 (at most 1 in 20 from about 17 a second);
-from 25 a second 2 s. Below ``storm_rate`` nothing changes, because changes saved in bursts
+as every calendar did before the pace adapted; at 12 a second 1.1 s, a listing covering 13
+notifications; at 15 a second 1.55 s, covering 23 (at most 1 in 20 from about 14 a second);
+from 18 a second 2 s, so a calendar in a storm is listed every 2 s, however fast it changes.
+The rate is measured, so it lags a storm's start by a few seconds: a 20 s storm at 25 a second
+cost 0.03-0.04 listings per notification in all. Below ``storm_rate`` nothing changes, because changes saved in bursts
 at ordinary rates bunch up on arrival and a rate counted over seconds still sees the bunches.
 
 The rate is an exponentially decaying count of the calendar's notifications over about the last
@@ -35,7 +37,7 @@ class ListingPace:
     min_interval_s: float = 0.5
     max_interval_s: float = 2.0
     storm_rate: float = 8.0  # notifications a second from which the wait grows
-    interval_per_rate_s: float = 0.09  # seconds of wait per notification a second above it
+    interval_per_rate_s: float = 0.15  # seconds of wait per notification a second above it
     time_constant_s: float = 4.0
     _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -3,7 +3,7 @@
 For each message: a notification older than the calendar's last completed sync is
 acknowledged without calling Google; one that comes sooner after the last listing than the
 calendar's pace allows (``processors.pacing``: half a second for a quiet calendar, up to 2 s
-for one notified 25 times a second or more) first waits the interval out (the transport holds
+for one notified 18 times a second or more) first waits the interval out (the transport holds
 that calendar's later notifications behind it), so a burst of N notifications costs a few
 listings. Otherwise the calendar is
 synced (``processors.sync.run_sync``) and every event classified

@@ -26,7 +26,7 @@ def test_a_quiet_calendar_is_listed_after_the_shortest_interval() -> None:
     assert pace.interval_s("quiet@example.com") == 0.5
 
 
-@pytest.mark.parametrize(("per_s", "interval_s"), [(5, 0.5), (16, 1.2), (20, 1.6), (40, 2.0), (200, 2.0)])
+@pytest.mark.parametrize(("per_s", "interval_s"), [(5, 0.5), (12, 1.1), (15, 1.55), (40, 2.0), (200, 2.0)])
 def test_the_wait_grows_with_the_rate_up_to_the_longest(per_s: float, interval_s: float) -> None:
     pace = ListingPace()
     notify(pace, "busy@example.com", per_s, 10)
