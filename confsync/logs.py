@@ -102,7 +102,6 @@ _SECRET_TEXT: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("key=", "code=", "sig=", "signature=", "credential="),
     ),
 )
-# Keys structlog's ProcessorFormatter adds for itself; their values are not for the line.
 # Keys the redactor leaves alone: the formatter's, and those the processors before it set from
 # the logger's name, the level and the clock (over any caller's extra of the same name).
 _FORMATTER_KEYS = frozenset({"_record", "_from_structlog", "logger", "level", "timestamp"})

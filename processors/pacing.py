@@ -7,17 +7,16 @@ import, a script renaming a hundred meetings) is notified faster than it is wort
 from ``storm_rate`` notifications a second the wait grows by ``interval_per_rate_s`` for each
 further one, up to ``max_interval_s``. With the defaults (0.5 s up to 8 a second, then 0.15 s
 more per notification a second, at most 2 s) a calendar notified 5 times a second waits 0.5 s,
-as every calendar did before the pace adapted; at 12 a second 1.1 s, a listing covering 13
-notifications; at 15 a second 1.55 s, covering 23 (at most 1 in 20 from about 14 a second);
-from 18 a second 2 s, so a calendar in a storm is listed every 2 s, however fast it changes.
-The rate is measured, so it lags a storm's start by a few seconds: a 20 s storm at 25 a second
-cost 0.03-0.04 listings per notification in all. Below ``storm_rate`` nothing changes, because changes saved in bursts
-at ordinary rates bunch up on arrival and a rate counted over seconds still sees the bunches.
+as every calendar did before the pace adapted; at 15 a second 1.55 s, a listing covering 23
+(at most 1 in 20 from about 14 a second); from 18 a second 2 s, however fast it changes.
+Below ``storm_rate`` nothing changes: changes saved in bursts at ordinary rates bunch up on
+arrival, and a rate counted over seconds still sees the bunches.
 
 The rate is an exponentially decaying count of the calendar's notifications over about the last
 ``time_constant_s`` (4 s), by the time ingest received them: a burst (ten changes saved at once)
-is not yet a storm, a sustained 20 a second is one within a few seconds, and a backlog
-delivered late is counted at the rate it came, not the rate it is handed over.
+is not yet a storm, a sustained 20 a second is one within a few seconds (so a storm's first
+seconds cost more listings than its rest), and a backlog delivered late is counted at the rate
+it came, not the rate it is handed over.
 """
 
 from __future__ import annotations
