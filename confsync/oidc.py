@@ -34,6 +34,7 @@ import structlog
 from google.auth import jwt
 
 from confsync.settings import PushAuth
+from confsync.tls import tls_context
 
 __all__ = ["CLOCK_SKEW_S", "GOOGLE_CERTS_URL", "CertsFetcher", "OidcVerifier", "TokenRejected"]
 
@@ -218,7 +219,7 @@ def _checked(certs: object) -> Mapping[str, str]:
 
 
 def _fetch_google_certs(url: str) -> Mapping[str, str]:
-    answer = httpx.get(url, timeout=10)
+    answer = httpx.get(url, timeout=10, verify=tls_context())
     answer.raise_for_status()
     certs: Mapping[str, str] = answer.json()
     return certs

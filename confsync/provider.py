@@ -60,6 +60,7 @@ from confsync.errors import (
 from confsync.ports import AccessTokens, Conference, ConferenceProvider, NewConference
 from confsync.rfc3339 import format_rfc3339, parse_rfc3339
 from confsync.settings import Secret, Settings
+from confsync.tls import tls_context
 from confsync.tracing import SpanKind, inject, span
 
 __all__ = ["HttpConferenceProvider", "parse_retry_after"]
@@ -91,7 +92,7 @@ class HttpConferenceProvider:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._transport = transport or httpx.HTTPTransport(limits=limits)
+        self._transport = transport or httpx.HTTPTransport(limits=limits, verify=tls_context())
         self._api_key = api_key
         self._tokens = tokens
         self._headers = [("User-Agent", "confsync"), ("Accept", "application/json")]

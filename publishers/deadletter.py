@@ -63,9 +63,14 @@ class DeadLetters:
     def _pull(self, limit: int) -> list[DeadLetterEntry]:
         entries: list[DeadLetterEntry] = []
         while len(entries) < limit:
+            # A Pull with nothing to give waits out its timeout: after a full answer, look briefly for more.
+            wait_s = 1.0 if entries else 3.0
             try:
                 answer = self._subscriber.pull(
-                    subscription=self._path, max_messages=min(1000, limit - len(entries)), timeout=3, retry=self._retry
+                    subscription=self._path,
+                    max_messages=min(1000, limit - len(entries)),
+                    timeout=wait_s,
+                    retry=self._retry,
                 )
             except google_exceptions.DeadlineExceeded:
                 break

@@ -44,6 +44,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from confsync.tls import tls_context
 from stack.local import ReadyInfo
 
 __all__ = [
@@ -237,7 +238,7 @@ class StackDriver:
     def __init__(self, info: ReadyInfo) -> None:
         self.info = info
         self._google = info.google_base
-        self._http = httpx.Client(timeout=30)
+        self._http = httpx.Client(timeout=30, verify=tls_context())
         self._provider_auth = {"Authorization": f"Bearer {info.provider_api_key}"}
         self._calendars: dict[str, Any] = {}  # user -> Calendar API as them
         self._id_tokens: dict[str, tuple[str, float]] = {}  # user -> (ID token, minted at)
@@ -331,7 +332,7 @@ class StackDriver:
             "code_challenge_method": "S256",
             "login_hint": email,
         }
-        with httpx.Client(timeout=30) as browser:
+        with httpx.Client(timeout=30, verify=tls_context()) as browser:
             back = _submit(
                 browser, browser.get(f"{self._google}/o/oauth2/v2/auth", params=asked), email=email, decision="allow"
             )
@@ -383,7 +384,7 @@ class StackDriver:
         if link is None:
             return Connection(email, ())
         consents: list[Consent] = []
-        with httpx.Client(timeout=30) as browser:
+        with httpx.Client(timeout=30, verify=tls_context()) as browser:
             answer = _submit(browser, browser.get(link))  # the connect page's Continue
             for _ in range(_MAX_CONNECT_STEPS):
                 if not answer.is_redirect:

@@ -57,6 +57,7 @@ from confsync.calendar import CALENDAR_SCOPES
 from confsync.errors import ConfigError
 from confsync.serving import free_port
 from confsync.settings import PREFIX, Settings, TransportKind
+from confsync.tls import tls_context
 from stack.emulators import Emulator, EmulatorError, find_jar, pubsub_emulator
 
 __all__ = [
@@ -182,7 +183,7 @@ class _Child:
             if code is not None:
                 raise StackError(f"{self.name} exited with code {code} at start; see {self.log_path}\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + self.probe, timeout=2).status_code == 200:
+                if httpx.get(self.url + self.probe, timeout=2, verify=tls_context()).status_code == 200:
                     return
             time.sleep(0.1)
         raise StackError(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}\n{self.tail()}")
@@ -332,7 +333,7 @@ class LocalStack:
 
     def _provision(self, google: str, vendor: str, ingest: str) -> _Identities:
         """Set the sandboxes up as Google and the vendor would be for an install of confsync."""
-        with httpx.Client(timeout=30) as http:
+        with httpx.Client(timeout=30, verify=tls_context()) as http:
 
             def admin(base: str, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
                 answer = http.post(base + path, json=dict(body))

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import structlog
 
+from confsync.tls import tls_context
 from sandbox.calendar.model import CalendarModel, Notification
 
 __all__ = ["Notifier", "RetryPolicy"]
@@ -52,7 +53,7 @@ class Notifier:
         self.duplicates = False  # deliver every notification twice, as Google may
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self._policy.timeout_s)
+        self._client = httpx.AsyncClient(timeout=self._policy.timeout_s, verify=tls_context())
 
     async def stop(self) -> None:
         for task in list(self._tasks):

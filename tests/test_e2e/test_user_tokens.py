@@ -11,6 +11,7 @@ import base64
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests_support.local_stack import Stack, person, store_of, timed
 
 from accounts.grants import Grants
 from accounts.vault import open_vault
+from confsync.rfc3339 import parse_rfc3339
 from confsync.settings import Settings
 from confsync.store import CalendarStatus, GrantStatus, OAuthProvider
 from stack.driver import StackDriver
@@ -49,7 +51,16 @@ def meeting(driver: StackDriver, user: str, day: int) -> tuple[dict[str, Any], s
     conference = driver.add_conference(user, event)  # connects them first when the API asks
     wait_for("the provider to agree", lambda: summary_at_vendor(driver, conference) == "Planning")
     assert driver.conference(conference)["owner"] == user  # type: ignore[index]
+    # The first listing to show the conference on the event confirms it with one update: let it
+    # land, or a test counting versions from here counts it too.
+    saved = parse_rfc3339(driver.event(user, event["id"])["updated"])  # type: ignore[index]
+    wait_for("the provider to see the event with its conference", lambda: seen_at_vendor(driver, conference) == saved)
     return event, conference
+
+
+def seen_at_vendor(driver: StackDriver, conference_id: str) -> datetime | None:
+    stamp = (driver.conference(conference_id) or {}).get("last_event_updated")
+    return None if stamp is None else parse_rfc3339(stamp)
 
 
 def test_an_access_token_that_expired_mid_run_is_refreshed_and_no_change_is_lost(

@@ -16,6 +16,7 @@ from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 
 from confsync.contracts import EventTime
+from confsync.tls import tls_context
 from sandbox.calendar import CalendarSandbox, RetryPolicy
 
 __all__ = [
@@ -56,7 +57,9 @@ class _SandboxAdmin:
     admin_timeout_s: ClassVar[float] = 30
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
-        answer = httpx.request(method, f"{self.url}{path}", json=json, timeout=self.admin_timeout_s)
+        answer = httpx.request(
+            method, f"{self.url}{path}", json=json, timeout=self.admin_timeout_s, verify=tls_context()
+        )
         answer.raise_for_status()
         return answer.json() if answer.content else None
 

@@ -26,6 +26,7 @@ import pytest
 
 from confsync.serving import ServedApp, free_port
 from confsync.settings import Secret, Settings
+from confsync.tls import tls_context
 from sandbox.calendar import create_app as create_calendar_app
 from sandbox.calendar.server import build_sandbox as build_calendar
 from sandbox.provider import create_app as create_provider_app
@@ -57,7 +58,7 @@ class Person:
     """A browser without JavaScript: follows no redirect on its own, keeps cookies."""
 
     email: str
-    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
+    http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30, verify=tls_context()))
 
     def open(self, url: str) -> httpx.Response:
         return self.http.get(url)
@@ -151,7 +152,7 @@ class AccountsWorld:
         self._closers.append(lambda: self.service.stop(5))
         self.served = ServedApp(self.service.app, port=port).start()
         self._closers.append(self.served.stop)
-        self.http = httpx.Client(timeout=30)
+        self.http = httpx.Client(timeout=30, verify=tls_context())
         self._closers.append(self.http.close)
 
     def _serve(self, app: Any) -> ServedApp:

@@ -81,7 +81,14 @@ def running_local(state: Path, transport: str, **env: str) -> Iterator[Stack]:
     ready = state / "ready.json"
     # The production breaker cool-down lets a run of failed trial calls during the storm test
     # outlast any bounded wait (each trial fails half the time); the behaviour is the same.
-    environment = confsync_env(CONFSYNC_SHUTDOWN_DEADLINE_S="5", CONFSYNC_BREAKER_COOLDOWN_S="3", **env)
+    # Pub/Sub's shortest ack deadline and lease: a killed worker's messages come back in 10 s, not 60.
+    environment = confsync_env(
+        CONFSYNC_SHUTDOWN_DEADLINE_S="5",
+        CONFSYNC_BREAKER_COOLDOWN_S="3",
+        CONFSYNC_PUBSUB_ACK_DEADLINE_S="10",
+        CONFSYNC_PUBSUB_LEASE_EXTENSION_S="10",
+        **env,
+    )
     environment.pop("PUBSUB_EMULATOR_HOST", None)
     argv = confsync_argv("local", "--transport", transport, "--ready-file", str(ready))
     with (state / "local.log").open("wb") as log:
