@@ -46,6 +46,7 @@ class _NoRoom(Exception):
 
 
 _ACK_AT_ONCE_AFTER_S = 0.001  # a handler slower than this has its ack sent before the next runs
+_PULL_WAIT_S = 5.0  # an idle worker thread wakes this seldom: publishes, acks and stop wake it sooner
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Subscription:
     busy_keys: set[str] = field(default_factory=set)  # keys with a message out or awaiting retry
     out: dict[int, _Envelope] = field(default_factory=dict)
     retries: list[tuple[float, int, _Envelope]] = field(default_factory=list)
+    interrupts: int = 0  # raised by ``MemoryBroker.interrupt``: waiting pulls return empty
 
     def add(self, envelope: _Envelope) -> None:
         key = envelope.message.ordering_key
@@ -192,12 +194,13 @@ class MemoryBroker:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             state = self._subscriptions[subscription]
+            interrupts = state.interrupts
             while True:
                 taken = self._take(state, max_messages)
                 if taken:
                     return taken
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or state.interrupts != interrupts:
                     return []
                 next_retry = state.retries[0][0] - time.monotonic() if state.retries else remaining
                 state.wake.wait(max(0.001, min(remaining, next_retry)))
@@ -229,6 +232,13 @@ class MemoryBroker:
             message.publish_time,
         )
         return envelope.ack_id, delivered
+
+    def interrupt(self, subscription: str) -> None:
+        """End the waits of the subscription's pulls now (they return empty): a worker is stopping."""
+        with self._lock:
+            state = self._subscriptions[subscription]
+            state.interrupts += 1
+            state.wake.notify_all()
 
     def ack(self, subscription: str, ack_id: int) -> None:
         self.ack_many(subscription, [ack_id])
@@ -301,7 +311,7 @@ class MemoryWorker:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             done: list[int] = []
-            for ack_id, message in self._broker.pull(self._subscription, self._batch, timeout_s=0.1):
+            for ack_id, message in self._broker.pull(self._subscription, self._batch, timeout_s=_PULL_WAIT_S):
                 if self._stopping.is_set():  # handed out but not started: give it back at once
                     self._broker.nack(self._subscription, ack_id)
                     continue
@@ -325,6 +335,7 @@ class MemoryWorker:
     def stop(self, deadline_s: float = 20.0) -> bool:
         """Stop pulling, let in-flight handlers finish within ``deadline_s``; True if all did."""
         self._stopping.set()
+        self._broker.interrupt(self._subscription)
         end = time.monotonic() + deadline_s
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))

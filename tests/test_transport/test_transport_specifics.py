@@ -144,6 +144,27 @@ def test_a_slow_handlers_ack_is_not_held_back_by_the_rest_of_its_batch() -> None
     assert b_saw_it == [True], "a2 ran while b1 (pulled with a1) was still running"
 
 
+def test_an_idle_in_process_worker_stops_at_once_and_a_late_message_still_finds_a_waiting_thread() -> None:
+    """Idle worker threads wait long (they do not poll), yet a message published while they wait
+    is handled, and ``stop`` ends their waits instead of sitting them out."""
+    from confsync.transport.memory import _PULL_WAIT_S, MemoryWorker  # noqa: PLC0415
+
+    broker = MemoryBroker()
+    for name in ("work", "dead"):
+        broker.create_topic(name)
+    broker.create_subscription("work-sub", "work")
+    handled = threading.Event()
+    worker = MemoryWorker(
+        broker, "work-sub", lambda _: handled.set(), dead_letter=DeadLetter(broker, "dead", "work-sub"), concurrency=3
+    ).start()
+    try:
+        time.sleep(0.3)  # every thread is waiting in pull by now
+        broker.publish("work", b"late", ordering_key="k")
+        assert handled.wait(_PULL_WAIT_S / 2), "a waiting thread took the message when it came"
+    finally:
+        assert worker.stop(deadline_s=_PULL_WAIT_S / 2), "stop ended the idle threads' waits"
+
+
 def test_publishing_to_an_unknown_topic_in_memory_is_not_found() -> None:
     with pytest.raises(NotFound):
         MemoryBroker().publish("nowhere", b"x")
