@@ -5,9 +5,9 @@ acknowledged without calling Google; one that comes sooner after the last listin
 calendar's pace allows (``processors.pacing``: half a second for a quiet calendar, up to 2 s
 for one notified 18 times a second or more) first waits the interval out (the transport holds
 that calendar's later notifications behind it), so a burst of N notifications costs a few
-listings. Otherwise the calendar is synced (``processors.sync.run_sync``) and every event classified
-(``processors.classify``): commands are written to the store's outbox, published with ordering
-key = conference id, then the links are updated. A publisher settles each outbox entry; one
+listings. Otherwise the calendar is synced (``processors.sync.run_sync``) and every event
+classified (``processors.classify``): commands are written to the store's outbox, published with
+ordering key = conference id, then the links are updated. A publisher settles each outbox entry; one
 still there after ``republish_after_s`` was lost or is stuck in the broker, and ingest/lag.py
 publishes it again. Lost access is never a delete: a calendar that answers 404/403 (gone, or
 no longer shared with its owner) or whose credentials are refused is marked disconnected with

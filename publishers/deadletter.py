@@ -63,7 +63,7 @@ class DeadLetters:
     def _pull(self, limit: int) -> list[DeadLetterEntry]:
         entries: list[DeadLetterEntry] = []
         while len(entries) < limit:
-            # A Pull with nothing to give waits out its timeout: after a full answer, look briefly for more.
+            # A Pull with nothing to give waits out its timeout: once some came, look briefly for more.
             wait_s = 1.0 if entries else 3.0
             try:
                 answer = self._subscriber.pull(
