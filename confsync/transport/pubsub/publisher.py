@@ -29,12 +29,11 @@ from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.auth import exceptions as google_auth_exceptions
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # the package ships no stub for this re-export
-from google.pubsub_v1.services.publisher import PublisherClient as GapicPublisherClient
-from google.pubsub_v1.types import PubsubMessage
 
 from confsync.errors import ConfigError, TransientError
 from confsync.settings import Settings
 from confsync.tracing import inject
+from confsync.transport.pubsub._rpc import Rpc, publish_request
 
 __all__ = ["LazyPubSubPublisher", "PubSubPublisher", "open_publisher"]
 
@@ -113,6 +112,7 @@ class PubSubPublisher:
         self._queues: dict[str, list[_Pending]] = {}
         self._paused: dict[str, set[str]] = {}
         self._senders: dict[str, threading.Thread] = {}
+        self._rpcs: dict[str, Rpc] = {}  # a topic's Publish, used by its sender thread only
         self._lock = threading.Condition()
         self._closed = False
 
@@ -234,17 +234,15 @@ class PubSubPublisher:
     def _send(self, path: str, batch: list[_Pending]) -> None:
         if not batch:
             return
-        messages = [
-            PubsubMessage(data=item.data, ordering_key=item.ordering_key, attributes=dict(item.attributes))
-            for item in batch
-        ]
+        rpc = self._rpcs.get(path)
+        if rpc is None:
+            rpc = Rpc(self._client.transport.publish, field="topic", resource=path, retry=self._retry)
+            self._rpcs[path] = rpc
         try:
-            # The generated client's Publish RPC, called on the handwritten client (which shares
-            # its emulator-aware channel): one request carrying the whole batch.
-            answer = GapicPublisherClient.publish(
-                self._client, topic=path, messages=messages, retry=self._retry, timeout=self._timeout_s
-            )
-            for item, message_id in zip(batch, answer.message_ids, strict=True):
+            # One request carrying the whole batch, on the client's emulator-aware channel.
+            request = publish_request(path, [(item.data, item.ordering_key, dict(item.attributes)) for item in batch])
+            answer = rpc(request, timeout=self._timeout_s)
+            for item, message_id in zip(batch, type(answer).pb(answer).message_ids, strict=True):
                 item.message_id = message_id
         except Exception as err:  # noqa: BLE001 - every caller of the batch gets the failure
             for item in batch:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +31,7 @@ from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 
 from confsync.transport.base import DeadLetter, Handler, Outcome
+from confsync.transport.pubsub._rpc import Rpc, acknowledge_request, modify_request, pull_request
 from confsync.transport.pubsub._shared import PullOptions, PullWorker
 
 __all__ = ["PubSubUnaryWorker"]
@@ -48,7 +49,11 @@ class PubSubUnaryWorker(PullWorker):
 
     def __init__(self, options: PullOptions, subscription: str, handler: Handler, *, dead_letter: DeadLetter) -> None:
         super().__init__(options, subscription, handler, dead_letter=dead_letter)
-        self._retry = Retry(timeout=options.timeout_s)
+        stubs, path = self._client.transport, self._path
+        retry = Retry(timeout=options.timeout_s)
+        self._pull = Rpc(stubs.pull, field="subscription", resource=path, retry=Retry(timeout=_PULL_WAIT_S))
+        self._acknowledge = Rpc(stubs.acknowledge, field="subscription", resource=path, retry=retry)
+        self._modify = Rpc(stubs.modify_ack_deadline, field="subscription", resource=path, retry=retry)
         self._capacity = max(1, options.flow_max_messages)
         self._pool = ThreadPoolExecutor(max_workers=min(_HANDLER_THREADS, self._capacity), thread_name_prefix="handler")
         self._lock = threading.Condition()
@@ -80,9 +85,7 @@ class PubSubUnaryWorker(PullWorker):
             if self._stopping.is_set():
                 return
             try:
-                answer = self._client.pull(
-                    subscription=self._path, max_messages=room, timeout=_PULL_WAIT_S, retry=Retry(timeout=_PULL_WAIT_S)
-                )
+                answer = self._pull(pull_request(self._path, room), timeout=_PULL_WAIT_S)
             except (google_exceptions.DeadlineExceeded, google_exceptions.RetryError):
                 continue  # nothing arrived while we waited
             except google_exceptions.GoogleAPICallError as err:
@@ -139,7 +142,7 @@ class PubSubUnaryWorker(PullWorker):
         while not self._stopping.wait(max(1.0, extension / 3)):
             with self._lock:
                 held = list(self._held)
-            self._call(self._client.modify_ack_deadline, held, ack_deadline_seconds=extension)
+            self._call(self._modify, held, lambda ids: modify_request(self._path, ids, extension))
 
     def _flush_loop(self) -> None:
         while not self._stopping.wait(_FLUSH_S):
@@ -149,13 +152,14 @@ class PubSubUnaryWorker(PullWorker):
         with self._lock:
             acks, nacks = self._acks, self._nacks
             self._acks, self._nacks = [], []
-        self._call(self._client.acknowledge, acks)
-        self._call(self._client.modify_ack_deadline, nacks, ack_deadline_seconds=0)
+        self._call(self._acknowledge, acks, lambda ids: acknowledge_request(self._path, ids))
+        self._call(self._modify, nacks, lambda ids: modify_request(self._path, ids, 0))
 
-    def _call(self, method: Any, ack_ids: list[str], **extra: Any) -> None:
+    def _call(self, rpc: Rpc, ack_ids: list[str], request: Callable[[list[str]], Any]) -> None:
+        """``rpc`` for ``ack_ids``, in batches of Pub/Sub's limit; ``request`` builds each one's request."""
         for start in range(0, len(ack_ids), _BATCH):
             try:
-                method(subscription=self._path, ack_ids=ack_ids[start : start + _BATCH], retry=self._retry, **extra)
+                rpc(request(ack_ids[start : start + _BATCH]), timeout=self._options.timeout_s)
             except google_exceptions.GoogleAPICallError as err:  # they come back after their deadline
                 log.warning("ack or lease call failed", subscription=self._path, error=str(err))
 
