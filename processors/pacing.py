@@ -16,7 +16,10 @@ The rate is an exponentially decaying count of the calendar's notifications over
 ``time_constant_s`` (4 s), by the time ingest received them: a burst (ten changes saved at once)
 is not yet a storm, a sustained 20 a second is one within a few seconds (so a storm's first
 seconds cost more listings than its rest), and a backlog delivered late is counted at the rate
-it came, not the rate it is handed over.
+it came, not the rate it is handed over. A calendar not notified for ``quiet_after_s`` (1 s)
+starts counting afresh: a storm that stopped is forgotten at once, so the next change saved
+after it reaches the provider within the shortest interval, not up to 2 s later while the count
+decays (a storm at 8 a second or more leaves no such gap).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class ListingPace:
     storm_rate: float = 8.0  # notifications a second from which the wait grows
     interval_per_rate_s: float = 0.15  # seconds of wait per notification a second above it
     time_constant_s: float = 4.0
+    quiet_after_s: float = 1.0  # a calendar not notified for this long counts its rate afresh
     _rates: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)  # id -> (rate, as of)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _limit: int = field(default=_KEPT, repr=False)
@@ -48,7 +52,8 @@ class ListingPace:
         with self._lock:
             rate, as_of = self._rates.get(calendar_id, (0.0, at))
             if at >= as_of:
-                rate, as_of = rate * math.exp((as_of - at) / tau) + 1 / tau, at
+                kept = 0.0 if at - as_of > self.quiet_after_s else rate * math.exp((as_of - at) / tau)
+                rate, as_of = kept + 1 / tau, at
             else:  # delivered out of order: it counts as much as it would have in its turn
                 rate += math.exp((at - as_of) / tau) / tau
             self._rates[calendar_id] = (rate, as_of)

@@ -49,6 +49,24 @@ def test_after_a_storm_the_calendar_is_quick_again() -> None:
     assert pace.interval_s("cal@example.com") == 0.5
 
 
+def test_a_storm_that_stopped_is_forgotten_after_a_second_of_quiet() -> None:
+    """The next changes after a storm (saved in bursts at an ordinary rate) keep the half-second pace."""
+    pace = ListingPace()
+    last = notify(pace, "cal@example.com", 15, 10)
+    assert pace.interval_s("cal@example.com") == pytest.approx(1.55, rel=0.15)
+    for burst in range(5):
+        for n in range(10):
+            pace.note("cal@example.com", last + timedelta(seconds=1.5 + 2 * burst + n / 100))
+            assert pace.interval_s("cal@example.com") <= 0.6, (burst, n)
+
+
+def test_a_storm_with_short_pauses_is_still_a_storm() -> None:
+    pace = ListingPace()
+    last = notify(pace, "cal@example.com", 30, 5)
+    last = notify(pace, "cal@example.com", 30, 5, start=last + timedelta(seconds=0.9))
+    assert pace.interval_s("cal@example.com") == 2.0
+
+
 def test_a_backlog_delivered_at_once_or_out_of_order_counts_at_the_rate_it_came() -> None:
     in_order, shuffled = ListingPace(), ListingPace()
     times = [T0 + timedelta(seconds=n / 10) for n in range(100)]  # 10 a second for 10 s
