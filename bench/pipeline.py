@@ -11,9 +11,10 @@ For each transport (Pub/Sub emulator, in-process) it starts the local stack, giv
   coalesce); CPU per change of every part of the stack (the writers in this process, both
   sandboxes, the emulator, each service) and of confsync's own services, per change written
   and per effective change (issue 24's figure: what a deployment pays for);
-- paced: ``--paced-runs`` runs of ``--rate`` changes/s for ``--paced-seconds``, each meeting
-  changed at most once per ``calendars*events/rate`` seconds; latency = the Calendar write ->
-  the provider's journal entry of the PATCH that applied it (p50/p99 of each run);
+- paced: once the storm's last notification is 2 s past, ``--paced-runs`` runs of ``--rate``
+  changes/s for ``--paced-seconds``, each meeting changed at most once per
+  ``calendars*events/rate`` seconds; latency = the Calendar write -> the provider's journal
+  entry of the PATCH that applied it (p50/p99 of each run);
 - hot storm: ``--hot-rate`` changes a second (paced) on each of the first ``--hot-calendars``
   calendars for ``--hot-seconds``, so each is notified 20 or more times a second: the
   listings per notification of such calendars (``listings_per_notification_at_20_per_s_or_more``);
@@ -204,6 +205,21 @@ def storm(
     }
 
 
+def quiet(driver: StackDriver, still_s: float = 2.0, timeout_s: float = 120.0) -> None:
+    """Wait until Calendar has sent the storm's last notification and ``still_s`` more: the stand-in
+    sends them after the provider already agrees (the listings that covered them came first), and a
+    paced run begun in that tail measures the storm's listing pace, not a quiet calendar's."""
+    deadline = time.monotonic() + timeout_s
+    sent, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_sent = sum(int(channel["lastMessageNumber"]) for channel in driver.calendar_channels())
+        if now_sent != sent:
+            sent, since = now_sent, time.monotonic()
+        elif time.monotonic() - since >= still_s:
+            return
+        time.sleep(0.2)
+
+
 def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float, seconds: float) -> dict[str, Any]:
     mark = driver.journal_mark()
     writes: list[tuple[str, float]] = []  # (conference, wall time of the write's answer)
@@ -272,6 +288,8 @@ def run(transport: str, args: argparse.Namespace) -> dict[str, Any]:
             storm_figures = (
                 storm(driver, meetings, args.storm_changes, args.writers, args.batch) if args.storm_changes else None
             )
+            if storm_figures is not None:
+                quiet(driver)
             runs = [paced(driver, meetings, args.rate, args.paced_seconds) for _ in range(args.paced_runs)]
             # Last: a calendar's pace remembers a storm for a few seconds (processors/pacing.py).
             hot_figures = (
