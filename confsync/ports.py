@@ -15,7 +15,7 @@ port: wrappers parse it into the dataclasses below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -432,6 +432,10 @@ class Store(Protocol):
 
     # links
     def upsert_link(self, link: Link) -> None: ...
+
+    def upsert_links(self, links: Sequence[Link]) -> None:
+        """``upsert_link`` of each, in as few writes as the store allows (a listing's confirmations)."""
+        ...
 
     def add_link(self, link: Link) -> Link:
         """Record ``link`` unless (calendar, event) already has a live link, atomically; return the

@@ -383,8 +383,11 @@ class CommandSink:
             if isinstance(decision, Moved):  # before its update goes out: the publisher acts as the calendar's owner
                 self._watched(decision.to.calendar_id, self._owner(decision.source.calendar_id))
         self._publish(calendar_id, acting)  # all published first, then remembered in links
+        updated = [self._link(calendar_id, event_id, d) for event_id, d in acting if isinstance(d, Update)]
+        self.store.upsert_links(updated)
         for event_id, decision in acting:
-            self._remember(calendar_id, event_id, decision)
+            if not isinstance(decision, Update):  # updates are remembered above, in one write
+                self._remember(calendar_id, event_id, decision)
 
     def _publish(self, calendar_id: str, decided: Sequence[tuple[str, Update | Delete | Moved | Revive]]) -> None:
         now = self.clock()
@@ -435,8 +438,20 @@ class CommandSink:
                 command_id=command.command_id,
             )
 
-    def _remember(self, calendar_id: str, event_id: str, decision: Update | Delete | Moved | Revive) -> None:
-        """Record a published decision in the event's link."""
+    def _link(self, calendar_id: str, event_id: str, decision: Update) -> Link:
+        """The link an update's event keeps once its command is published."""
+        return Link(
+            calendar_id,
+            event_id,
+            decision.conference_id,
+            decision.fingerprint,
+            decision.event_updated,
+            exceptions=decision.payload.exceptions,
+            expires_at=self._expiry(decision.payload),
+        )
+
+    def _remember(self, calendar_id: str, event_id: str, decision: Delete | Moved | Revive) -> None:
+        """Record a published decision other than an update in the event's link."""
         match decision:
             case Revive(link=link):
                 self.store.upsert_link(link)
@@ -452,18 +467,6 @@ class CommandSink:
                     self.store.upsert_link(replace(leaving, state=LinkState.LEAVING))
             case Delete():
                 self.store.mark_link_deleted(calendar_id, event_id, expires_at=self._expiry(None))
-            case Update():
-                self.store.upsert_link(
-                    Link(
-                        calendar_id,
-                        event_id,
-                        decision.conference_id,
-                        decision.fingerprint,
-                        decision.event_updated,
-                        exceptions=decision.payload.exceptions,
-                        expires_at=self._expiry(decision.payload),
-                    )
-                )
             case Moved(source=source, to=to, payload=payload):
                 # first: the conference's owning link is the new one
                 self.store.upsert_link(replace(to, expires_at=self._expiry(payload)))

@@ -32,7 +32,7 @@ on equal values only. Counts are aggregation queries: the store reads no documen
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -87,6 +87,7 @@ COMPOSITE_INDEXES: frozenset[tuple[str, tuple[str, ...]]] = frozenset(
 )
 
 _T = TypeVar("_T")
+_LINKS_PER_BATCH = 250  # two writes each (the link, its conference's pointer); a batch takes 500
 
 
 class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
@@ -350,11 +351,16 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         return self._calendar_ref(calendar_id).collection("links").document(_doc_id(event_id))
 
     def upsert_link(self, link: Link) -> None:
-        batch = self._client.batch()
-        # merge: every field is given except a created_at or request_key of None, which keeps the stored one
-        batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link), merge=True)
-        batch.set(self._conferences.document(_doc_id(link.conference_id)), _pointer(link), merge=True)
-        batch.commit()
+        self.upsert_links([link])
+
+    def upsert_links(self, links: Sequence[Link]) -> None:
+        for start in range(0, len(links), _LINKS_PER_BATCH):
+            batch = self._client.batch()
+            for link in links[start : start + _LINKS_PER_BATCH]:
+                # merge: every field is given except a created_at or request_key of None, which keeps the stored one
+                batch.set(self._link_ref(link.calendar_id, link.event_id), _link_data(link), merge=True)
+                batch.set(self._conferences.document(_doc_id(link.conference_id)), _pointer(link), merge=True)
+            batch.commit()
 
     def add_link(self, link: Link) -> Link:
         ref = self._link_ref(link.calendar_id, link.event_id)

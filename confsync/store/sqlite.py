@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -475,6 +475,12 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
 
     def upsert_link(self, link: Link) -> None:
         self._write_one(_UPSERT_LINK, _link_row(link))
+
+    def upsert_links(self, links: Sequence[Link]) -> None:
+        if not links:
+            return
+        with self._write() as db:
+            db.executemany(_UPSERT_LINK, [_link_row(link) for link in links])
 
     def add_link(self, link: Link) -> Link:
         with self._write() as db:

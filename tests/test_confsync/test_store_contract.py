@@ -349,6 +349,15 @@ def test_links_are_found_both_ways_and_updated_in_place(store: Store) -> None:
     assert store.link_for_conference("cnf_missing") is None
 
 
+def test_links_written_together_are_each_written_as_one_would_be(store: Store) -> None:
+    store.upsert_link(Link(CAL, "evt1", "cnf_1", created_at=T0, request_key="key-1"))
+    store.upsert_links([])
+    store.upsert_links([link("evt1", "cnf_1", minutes=5), link("evt2", "cnf_2", minutes=7)])
+    assert store.get_link(CAL, "evt1") == replace(link("evt1", "cnf_1", minutes=5), created_at=T0, request_key="key-1")
+    assert store.link_for_conference("cnf_2") == link("evt2", "cnf_2", minutes=7)
+    assert [found.event_id for found in store.live_links(CAL)] == ["evt1", "evt2"]
+
+
 def test_a_link_keeps_when_the_addon_created_it_through_later_updates(store: Store) -> None:
     store.upsert_link(Link(CAL, "evt1", "cnf_1", created_at=T0))
     store.upsert_link(link("evt1", "cnf_1", minutes=5))  # a listing confirms it: created_at None

@@ -203,6 +203,7 @@ def test_a_crash_before_the_token_is_saved_replays_the_same_commands(rig: Rig, m
     links_before = {link.event_id: link for link in rig.store.live_links(CAL)}
     monkeypatch.setattr(rig.store, "save_sync_token", crash)
     monkeypatch.setattr(rig.store, "upsert_link", lambda _link: None)  # died before the links were written too
+    monkeypatch.setattr(rig.store, "upsert_links", lambda _links: None)
     with pytest.raises(RuntimeError):
         rig.notify()
     first = sorted(c.command_id for c in rig.commands())
