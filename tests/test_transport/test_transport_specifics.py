@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
+from google.api_core import exceptions as google_exceptions
 from google.api_core.retry import Retry
 from google.cloud import pubsub_v1
 from tests_support.transport import wait_until
@@ -16,7 +18,7 @@ from confsync.errors import NotFound, TransientError
 from confsync.settings import Settings
 from confsync.transport.base import DeadLetter, Message
 from confsync.transport.memory import MemoryBroker
-from confsync.transport.pubsub import PubSubPublisher, PubSubWorker, PullOptions
+from confsync.transport.pubsub import PubSubPublisher, PubSubUnaryWorker, PubSubWorker, PullOptions
 
 PROJECT = "confsync-test"
 
@@ -273,3 +275,41 @@ def test_a_failed_publish_fails_its_keys_queued_messages_instead_of_letting_them
         admin.transport.close()
     assert outcomes == {"too big": "failed", "same key behind it": "failed", "other key": "published"}
     assert after, "the key was resumed once its callers saw the failure"
+
+
+def test_an_ack_that_gives_up_leaves_the_unary_worker_acknowledging_later_messages(pubsub_emulator_host: str) -> None:
+    """Pub/Sub unreachable for longer than an Acknowledge's retry budget loses that batch's acks
+    (those messages come back after their deadline), never the worker's acker."""
+    settings = Settings(project_id=PROJECT, pubsub_timeout_s=5, pubsub_streams=1)
+    admin_pub, admin_sub = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+    suffix = uuid.uuid4().hex[:8]
+    topic, sub = admin_pub.topic_path(PROJECT, f"ack-{suffix}"), admin_sub.subscription_path(PROJECT, f"ack-{suffix}")
+    admin_pub.create_topic(name=topic, retry=Retry(timeout=20))
+    admin_sub.create_subscription(name=sub, topic=topic, retry=Retry(timeout=20))
+    handled: list[bytes] = []
+    publisher = PubSubPublisher.from_settings(settings)
+    dead = DeadLetter(publisher, "unused", sub)
+    options = PullOptions.from_settings(settings)
+    worker = PubSubUnaryWorker(options, sub, lambda m: handled.append(m.data), dead_letter=dead)
+    acknowledged: list[int] = []
+    real = worker._acknowledge
+
+    def unreachable_once(request: Any, *, timeout: float) -> Any:
+        if not acknowledged:
+            acknowledged.append(0)
+            raise google_exceptions.RetryError("Timeout of 5.0s exceeded", cause=None)
+        acknowledged.append(len(request.ack_ids))
+        return real(request, timeout=timeout)
+
+    worker._acknowledge = unreachable_once  # type: ignore[method-assign]
+    worker.start()
+    try:
+        admin_pub.publish(topic, b"first").result(timeout=20)
+        wait_until(lambda: bool(acknowledged), what="the first ack to fail")
+        admin_pub.publish(topic, b"second").result(timeout=20)
+        wait_until(lambda: b"second" in handled and sum(acknowledged) >= 1, timeout=10, what="the second message's ack")
+    finally:
+        worker.stop(5)
+        publisher.close()
+        admin_sub.close()
+        admin_pub.transport.close()

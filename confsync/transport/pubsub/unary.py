@@ -160,7 +160,9 @@ class PubSubUnaryWorker(PullWorker):
         for start in range(0, len(ack_ids), _BATCH):
             try:
                 rpc(request(ack_ids[start : start + _BATCH]), timeout=self._options.timeout_s)
-            except google_exceptions.GoogleAPICallError as err:  # they come back after their deadline
+            # Pub/Sub failing or gone past the retry budget: these come back after their deadline,
+            # and the acker or leaser carries on with the next batch.
+            except (google_exceptions.GoogleAPICallError, google_exceptions.RetryError) as err:
                 log.warning("ack or lease call failed", subscription=self._path, error=str(err))
 
     # -- stopping -----------------------------------------------------------------------------
