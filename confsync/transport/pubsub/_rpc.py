@@ -11,7 +11,7 @@ client sends, and google.api_core's error mapping and ``Retry``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from google.api_core import grpc_helpers
@@ -38,18 +38,17 @@ _ModifyPb = ModifyAckDeadlineRequest.pb()
 
 class Rpc:
     """One of a transport's stubs, for one resource: ``rpc(request, timeout=...)`` sends it with
-    the generated client's metadata, google.api_core's exceptions, and ``retry`` (if any)."""
+    the generated client's metadata, google.api_core's exceptions, and ``retry``."""
 
-    def __init__(self, stub: Any, *, field: str, resource: str, retry: Retry | None) -> None:
+    def __init__(self, stub: Any, *, field: str, resource: str, retry: Retry) -> None:
         self._metadata = (_CLIENT_INFO, routing_header.to_grpc_metadata(((field, resource),)))  # type: ignore[no-untyped-call]
-        call: Callable[..., Any] = grpc_helpers.wrap_errors(stub)  # type: ignore[no-untyped-call]
-        self._call = retry(call) if retry is not None else call
+        self._call: Callable[..., Any] = retry(grpc_helpers.wrap_errors(stub))  # type: ignore[no-untyped-call]
 
     def __call__(self, request: Any, *, timeout: float) -> Any:
         return self._call(request, timeout=timeout, metadata=self._metadata)
 
 
-def publish_request(topic: str, messages: list[tuple[bytes, str, dict[str, str]]]) -> Any:
+def publish_request(topic: str, messages: list[tuple[bytes, str, Mapping[str, str]]]) -> Any:
     """A Publish request of (data, ordering key, attributes) messages."""
     batch = [_MessagePb(data=data, ordering_key=key, attributes=attributes) for data, key, attributes in messages]
     return PublishRequest.wrap(_PublishPb(topic=topic, messages=batch))

@@ -112,7 +112,6 @@ class PubSubPublisher:
         self._queues: dict[str, list[_Pending]] = {}
         self._paused: dict[str, set[str]] = {}
         self._senders: dict[str, threading.Thread] = {}
-        self._rpcs: dict[str, Rpc] = {}  # a topic's Publish, used by its sender thread only
         self._lock = threading.Condition()
         self._closed = False
 
@@ -204,6 +203,7 @@ class PubSubPublisher:
             self._paused.get(path, set()).difference_update(keys)
 
     def _send_loop(self, path: str) -> None:
+        rpc = Rpc(self._client.transport.publish, field="topic", resource=path, retry=self._retry)
         waited = True  # the first message of an idle topic waits for others to join it
         while True:
             with self._lock:
@@ -216,7 +216,7 @@ class PubSubPublisher:
                 time.sleep(self._max_latency_s)
             with self._lock:
                 batch = self._take(path)
-            self._send(path, batch)
+            self._send(path, rpc, batch)
             waited = False  # what queued meanwhile has waited a whole request already: send it now
 
     def _take(self, path: str) -> list[_Pending]:
@@ -231,16 +231,12 @@ class PubSubPublisher:
         batch, self._queues[path] = queue[:count], queue[count:]
         return batch
 
-    def _send(self, path: str, batch: list[_Pending]) -> None:
+    def _send(self, path: str, rpc: Rpc, batch: list[_Pending]) -> None:
         if not batch:
             return
-        rpc = self._rpcs.get(path)
-        if rpc is None:
-            rpc = Rpc(self._client.transport.publish, field="topic", resource=path, retry=self._retry)
-            self._rpcs[path] = rpc
         try:
             # One request carrying the whole batch, on the client's emulator-aware channel.
-            request = publish_request(path, [(item.data, item.ordering_key, dict(item.attributes)) for item in batch])
+            request = publish_request(path, [(item.data, item.ordering_key, item.attributes) for item in batch])
             answer = rpc(request, timeout=self._timeout_s)
             for item, message_id in zip(batch, type(answer).pb(answer).message_ids, strict=True):
                 item.message_id = message_id
