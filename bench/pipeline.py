@@ -54,7 +54,7 @@ from proc import cpu_seconds, descendants
 
 from confsync.logs import configure_logging
 from confsync.settings import Settings
-from stack.driver import StackDriver
+from stack.driver import StackDriver, settled
 from stack.local import LocalStack, ReadyInfo
 
 TARGETS = {"p99_s": 1.0, "paced_runs_under_p99": "all", "listings_per_notification_at_20_per_s_or_more": 0.05,
@@ -205,19 +205,15 @@ def storm(
     }
 
 
-def quiet(driver: StackDriver, still_s: float = 2.0, timeout_s: float = 120.0) -> None:
-    """Wait until Calendar has sent the storm's last notification and ``still_s`` more: the stand-in
-    sends them after the provider already agrees (the listings that covered them came first), and a
+def quiet(driver: StackDriver) -> None:
+    """Wait until Calendar has sent the storm's last notification and 2 s more: the stand-in sends
+    them after the provider already agrees (the listings that covered them came first), and a
     paced run begun in that tail measures the storm's listing pace, not a quiet calendar's."""
-    deadline = time.monotonic() + timeout_s
-    sent, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        now_sent = sum(int(channel["lastMessageNumber"]) for channel in driver.calendar_channels())
-        if now_sent != sent:
-            sent, since = now_sent, time.monotonic()
-        elif time.monotonic() - since >= still_s:
-            return
-        time.sleep(0.2)
+
+    def sent() -> int:
+        return sum(int(channel["lastMessageNumber"]) for channel in driver.calendar_channels())
+
+    settled(sent, quiet_s=2.0, timeout_s=120.0, poll_s=0.2)
 
 
 def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float, seconds: float) -> dict[str, Any]:

@@ -56,6 +56,7 @@ __all__ = [
     "StackDriver",
     "authentication_url",
     "expectation",
+    "settled",
 ]
 
 # As a user's client would: a kept-alive connection the server closed meanwhile (BrokenPipe),
@@ -669,14 +670,7 @@ class StackDriver:
 
     def settled_listings(self, calendar_id: str, quiet_s: float = 1.0, timeout_s: float = 30.0) -> int:
         """The calendar's listing count once no listing has happened for ``quiet_s`` (none in flight)."""
-        deadline = time.monotonic() + timeout_s
-        count, since = self.listings(calendar_id), time.monotonic()
-        while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
-            time.sleep(0.1)
-            now = self.listings(calendar_id)
-            if now != count:
-                count, since = now, time.monotonic()
-        return count
+        return settled(lambda: self.listings(calendar_id), quiet_s=quiet_s, timeout_s=timeout_s)
 
     def wait_for_listing(self, calendar_id: str, after: int, timeout_s: float = 30.0) -> bool:
         """Wait until the calendar was listed more than ``after`` times: its change has been read."""
@@ -710,3 +704,15 @@ class StackDriver:
     def _admin(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> None:
         answer = self._http.request(method, f"{self._google}{path}", json=None if body is None else dict(body))
         answer.raise_for_status()
+
+
+def settled(count: Callable[[], int], *, quiet_s: float, timeout_s: float, poll_s: float = 0.1) -> int:
+    """``count()`` once it has not moved for ``quiet_s`` (or when ``timeout_s`` runs out)."""
+    deadline = time.monotonic() + timeout_s
+    value, since = count(), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        now = count()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
