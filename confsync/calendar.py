@@ -449,7 +449,7 @@ def _translate(err: HttpError, calendar_id: str) -> Exception:
 
 def parse_event(item: dict[str, Any]) -> CalendarEvent:
     """One Calendar event resource as the port's typed event (tombstones carry little)."""
-    conference = item.get("conferenceData")
+    conference, attendees, recurrence = item.get("conferenceData"), item.get("attendees"), item.get("recurrence")
     return CalendarEvent(
         id=str(item["id"]),
         status=str(item.get("status", "confirmed")),
@@ -457,9 +457,12 @@ def parse_event(item: dict[str, Any]) -> CalendarEvent:
         summary=item.get("summary"),
         start=_event_time(item.get("start")),
         end=_event_time(item.get("end")),
-        attendees=tuple(str(a["email"]) for a in item.get("attendees", []) if isinstance(a, dict) and a.get("email")),
+        # A full listing parses thousands of events: no generator for the lists most events lack.
+        attendees=tuple(str(a["email"]) for a in attendees if isinstance(a, dict) and a.get("email"))
+        if attendees
+        else (),
         organizer=(item.get("organizer") or {}).get("email"),
-        recurrence=tuple(str(line) for line in item.get("recurrence", [])),
+        recurrence=tuple(str(line) for line in recurrence) if recurrence else (),
         recurring_event_id=item.get("recurringEventId"),
         original_start_time=_event_time(item.get("originalStartTime")),
         html_link=item.get("htmlLink"),

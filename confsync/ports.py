@@ -15,7 +15,7 @@ port: wrappers parse it into the dataclasses below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -450,7 +450,10 @@ class Store(Protocol):
 
     def link_for_conference(self, conference_id: str) -> Link | None: ...
 
-    def live_links(self, calendar_id: str) -> list[Link]: ...
+    def live_links(self, calendar_id: str, *, excluding: Collection[str] = ()) -> list[Link]:
+        """The calendar's live links by event id, but those of ``excluding`` (a full listing's
+        events, which it decided for already: only the rest is read into links)."""
+        ...
 
     def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
         """The link's conference is (being) deleted; the link is kept until ``expires_at``

@@ -347,11 +347,7 @@ class CommandSink:
         """The live links a full listing (``seen``) did not show, that may be swept: a fresh
         unconfirmed link may await its event's save (classify.sweepable)."""
         orphaned_before = self.orphaned_before()
-        return [
-            link
-            for link in self.store.live_links(calendar_id)
-            if link.event_id not in seen and sweepable(link, orphaned_before)
-        ]
+        return [link for link in self.store.live_links(calendar_id, excluding=seen) if sweepable(link, orphaned_before)]
 
     def leave(self, link: Link, reason: CommandReason = CommandReason.RECONCILED) -> Outcome:
         """What a live link whose event a full listing no longer shows comes to: with a Calendar

@@ -32,7 +32,7 @@ on equal values only. Counts are aggregation queries: the store reads no documen
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -394,13 +394,15 @@ class FirestoreStore(FirestoreAccounts, FirestoreBackfills):
         link = self.get_link(data["calendar_id"], data["event_id"])
         return link if link is not None and link.conference_id == conference_id else None  # not re-linked since
 
-    def live_links(self, calendar_id: str) -> list[Link]:
+    def live_links(self, calendar_id: str, *, excluding: Collection[str] = ()) -> list[Link]:
         query = (
             self._calendar_ref(calendar_id)
             .collection("links")
             .where(filter=FieldFilter("state", "==", LinkState.LIVE.value))
         )
-        return sorted((_link(_data(snapshot)) for snapshot in query.stream()), key=lambda link: link.event_id)
+        data = (_data(snapshot) for snapshot in query.stream())
+        links = (_link(fields) for fields in data if fields.get("event_id") not in excluding)
+        return sorted(links, key=lambda link: link.event_id)
 
     def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
         ref = self._link_ref(calendar_id, event_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -513,11 +513,11 @@ class SqliteStore(SqliteAccounts, SqliteBackfills):
         )
         return None if row is None else _link(row)
 
-    def live_links(self, calendar_id: str) -> list[Link]:
+    def live_links(self, calendar_id: str, *, excluding: Collection[str] = ()) -> list[Link]:
         rows = self._db().execute(
             "SELECT * FROM links WHERE calendar_id = ? AND state = 'live' ORDER BY event_id", (calendar_id,)
         )
-        return [_link(row) for row in rows]
+        return [_link(row) for row in rows if row["event_id"] not in excluding]
 
     def mark_link_deleted(self, calendar_id: str, event_id: str, *, expires_at: datetime | None = None) -> None:
         self._write_one(

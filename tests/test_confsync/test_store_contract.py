@@ -403,6 +403,14 @@ def test_live_links_exclude_deleted_ones_for_mark_and_sweep(store: Store) -> Non
     assert store.link_for_conference("cnf_2") == deleted, "a cancelled event's link still names its conference"
 
 
+def test_live_links_leave_out_the_events_a_listing_showed(store: Store) -> None:
+    for n in range(4):
+        store.upsert_link(link(f"evt{n}", f"cnf_{n}"))
+    listed = {"evt0", "evt2", "evt-not-linked"}
+    assert store.live_links(CAL, excluding=listed) == [link("evt1", "cnf_1"), link("evt3", "cnf_3")]
+    assert [live.event_id for live in store.live_links(CAL, excluding=set())] == ["evt0", "evt1", "evt2", "evt3"]
+
+
 def test_links_are_counted_per_calendar_and_state(store: Store) -> None:
     for n in range(4):
         store.upsert_link(link(f"evt{n}", f"cnf_{n}"))
