@@ -117,7 +117,9 @@ _SEVERITY = {
 
 
 class _Redactor:
-    """structlog processor: mask every secret in the event, however deeply nested.
+    """structlog processor: mask every secret in the event, however deeply nested, leaving every
+    value JSON-safe (text, numbers, booleans, None, lists and text-keyed mappings: any other
+    object becomes its text, so that text is what gets masked and what the line shows).
 
     ``secrets`` are values masked verbatim wherever they appear (the configured ``Secret``
     settings). Every pattern is compiled once, here.
@@ -138,7 +140,8 @@ class _Redactor:
         self._hints = tuple(sorted(hint for hint in hints if not any(h != hint and h in hint for h in hints)))
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-        return {key: value if key in _FORMATTER_KEYS else self._item(key, value) for key, value in event_dict.items()}
+        item = self._item
+        return {key: value if key in _FORMATTER_KEYS else item(key, value) for key, value in event_dict.items()}
 
     def _item(self, key: object, value: object) -> object:
         if value not in (None, "") and _is_secret_key(str(key)):
@@ -146,14 +149,14 @@ class _Redactor:
         return self._value(value)
 
     def _value(self, value: object) -> object:
+        if isinstance(value, str):  # most values: tested first
+            return self._text(value)
         if value is None or isinstance(value, bool | int | float):
             return value
-        if isinstance(value, str):
-            return self._text(value)
         if isinstance(value, Secret):
             return REDACTED
         if isinstance(value, Mapping):
-            return {k: self._item(k, v) for k, v in value.items()}
+            return {str(k): self._item(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple | set | frozenset):
             return [self._value(item) for item in value]
         # Any other object is rendered as its text, so that text is what gets masked.
@@ -240,21 +243,6 @@ def _cloud_logging_shape(_logger: WrappedLogger, method: str, event_dict: EventD
     return event_dict
 
 
-def _render_non_strings(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """Make every value JSON-safe before rendering (objects become their str())."""
-    return {key: _json_safe(value) for key, value in event_dict.items()}
-
-
-def _json_safe(value: object) -> object:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return str(value)
-
-
 def _trace_fields(project_id: str) -> Processor:
     """A processor that puts the current span's trace on the line, as Cloud Logging reads it."""
     traces = f"projects/{project_id}/traces/"
@@ -293,8 +281,7 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> No
         [
             _trace_fields(settings.project_id),
             _cloud_logging_shape,
-            _render_non_strings,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(),  # the redactor left every value JSON-safe
         ]
         if use_json
         else [structlog.dev.ConsoleRenderer(colors=out.isatty())]

@@ -8,11 +8,13 @@ import logging
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import structlog
 
+from confsync.contracts import CommandKind
 from confsync.logs import REDACTED, SAMPLED_FIELD, SPAN_FIELD, TRACE_FIELD, configure_logging
 from confsync.settings import Secret, Settings
 from confsync.tracing import span
@@ -49,6 +51,30 @@ def test_a_line_is_json_in_cloud_loggings_shape(json_lines: io.StringIO) -> None
     assert line["message"] == "channel renewed"
     assert line["calendar_id"] == "a@example.com"
     assert line["time"].endswith("Z")
+
+
+def test_any_value_is_rendered_as_json_with_objects_as_their_text(json_lines: io.StringIO) -> None:
+    class Opaque:
+        def __str__(self) -> str:
+            return f"opaque with Bearer {TOKEN}"
+
+    when = datetime(2026, 12, 7, 20, 0, tzinfo=UTC)
+    structlog.get_logger().info(
+        "odd values",
+        when=when,
+        by_number={1: "one", (2, 3): Opaque()},
+        pair=("a", 2, None, 1.5, True),
+        seen={"x"},
+        raw=b"bytes \xff",
+        kind=CommandKind.UPDATE,
+    )
+    (line,) = lines(json_lines)
+    assert line["when"] == str(when)
+    assert line["by_number"] == {"1": "one", "(2, 3)": f"opaque with Bearer {REDACTED}"}
+    assert line["pair"] == ["a", 2, None, 1.5, True]
+    assert line["seen"] == ["x"]
+    assert line["raw"] == "bytes \ufffd"
+    assert line["kind"] == "update"
 
 
 def test_a_bearer_token_in_the_event_dict_comes_out_redacted(json_lines: io.StringIO) -> None:
