@@ -11,7 +11,8 @@ For each transport (Pub/Sub emulator, in-process) it starts the local stack, giv
   coalesce); CPU per change of every part of the stack (the writers in this process, both
   sandboxes, the emulator, each service) and of confsync's own services, per change written
   and per effective change (issue 24's figure: what a deployment pays for);
-- paced: once the storm's last notification is 2 s past, ``--paced-runs`` runs of ``--rate``
+- paced: once the storm's last notification is 2 s past and confsync is idle again (how long
+  after the provider agreed: ``quiet_after_agreed_s``), ``--paced-runs`` runs of ``--rate``
   changes/s for ``--paced-seconds``, each meeting changed at most once per
   ``calendars*events/rate`` seconds; latency = the Calendar write -> the provider's journal
   entry of the PATCH that applied it (p50/p99 of each run);
@@ -61,6 +62,7 @@ TARGETS = {"p99_s": 1.0, "paced_runs_under_p99": "all", "listings_per_notificati
            "provider_calls_per_effective_change": 1.0, "peak_rss_mb": 200,
            "confsync_cpu_ms_per_effective_change": "half of 73ed8fd's, side by side"}  # fmt: skip
 STORM_RATE = 20.0  # notifications a second: a calendar in a storm (issue 24)
+IDLE_WINDOW_S, IDLE_SHARE = 0.5, 0.1  # confsync is idle using under a tenth of a core over half a second
 
 
 def timed(summary: str, n: int) -> dict[str, Any]:
@@ -205,15 +207,30 @@ def storm(
     }
 
 
-def quiet(driver: StackDriver) -> None:
-    """Wait until Calendar has sent the storm's last notification and 2 s more: the stand-in sends
-    them after the provider already agrees (the listings that covered them came first), and a
-    paced run begun in that tail measures the storm's listing pace, not a quiet calendar's."""
+def quiet(driver: StackDriver) -> float:
+    """Wait until Calendar has sent the storm's last notification and 2 s more, then until
+    confsync's services are idle; the seconds waited. Both tails come after the provider agrees:
+    the stand-in sends the last notifications late (the listings that covered them came first),
+    and the processor then still works through the covered notifications queued on each
+    calendar's ordering key. A paced run begun in either tail measures the storm, not a quiet
+    calendar (its first changes queue behind the backlog)."""
+    started = time.monotonic()
 
     def sent() -> int:
         return sum(int(channel["lastMessageNumber"]) for channel in driver.calendar_channels())
 
     settled(sent, quiet_s=2.0, timeout_s=120.0, poll_s=0.2)
+
+    def busy() -> float:
+        return sum(seconds for part, seconds in cpu_by_part(driver.info).items() if is_confsync(part))
+
+    deadline = time.monotonic() + 60.0
+    while time.monotonic() < deadline:
+        before = busy()
+        time.sleep(IDLE_WINDOW_S)
+        if busy() - before < IDLE_SHARE * IDLE_WINDOW_S:
+            break
+    return time.monotonic() - started
 
 
 def paced(driver: StackDriver, meetings: list[tuple[str, str, str]], rate: float, seconds: float) -> dict[str, Any]:
@@ -285,7 +302,7 @@ def run(transport: str, args: argparse.Namespace) -> dict[str, Any]:
                 storm(driver, meetings, args.storm_changes, args.writers, args.batch) if args.storm_changes else None
             )
             if storm_figures is not None:
-                quiet(driver)
+                storm_figures["quiet_after_agreed_s"] = round(quiet(driver), 1)
             runs = [paced(driver, meetings, args.rate, args.paced_seconds) for _ in range(args.paced_runs)]
             # Last: a calendar's pace remembers a storm for a few seconds (processors/pacing.py).
             hot_figures = (
