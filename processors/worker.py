@@ -1,7 +1,8 @@
 """The CalendarChanged handler: sync one calendar and publish what its conferences need.
 
 For each message: a notification older than the calendar's last completed sync is
-acknowledged without calling Google; one that comes sooner after the last listing than the
+acknowledged without calling Google (and without reading the store, when this process made that
+sync: most of a storm's notifications); one that comes sooner after the last listing than the
 calendar's pace allows (``processors.pacing``: half a second for a quiet calendar, up to 2 s
 for one notified 18 times a second or more) first waits the interval out (the transport holds
 that calendar's later notifications behind it), so a burst of N notifications costs a few
@@ -62,6 +63,7 @@ __all__ = ["CalendarWorker"]
 log = structlog.get_logger(__name__)
 
 _LOCK_STRIPES = 64
+_LISTINGS_KEPT = 10_000
 
 
 @dataclass
@@ -94,6 +96,10 @@ class CalendarWorker:
         # notifications handled side by side would cost N listings and N copies of each command.
         # After the first, the rest find the calendar synced since they arrived.
         self._calendar_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        # When this process's latest listing of each calendar began, once that listing saved its
+        # token: a notification received before then is covered without a store read (a Firestore
+        # read per coalesced notification in production). The store's time is never earlier.
+        self._listed_from: dict[str, datetime] = {}
 
     def handle(self, change: CalendarChanged) -> None:
         if change.job_id is None:
@@ -108,11 +114,8 @@ class CalendarWorker:
                 self._backfill(change.job_id, calendar_id, change.window_days)
             return
         with structlog.contextvars.bound_contextvars(calendar_id=calendar_id):
-            state = self.store.get_calendar(calendar_id)
-            if state is not None and state.status is not CalendarStatus.ACTIVE:
-                log.info("calendar not active; nothing to do", status=state.status.value)
-                return
-            if self._covered(change, state):
+            done, state = self._needs_no_listing(change)
+            if done:
                 return
             if state is not None and state.last_synced_at is not None:
                 wait = (state.last_synced_at - self.clock()).total_seconds() + self.pace.interval_s(calendar_id)
@@ -147,6 +150,8 @@ class CalendarWorker:
             except PermanentError as err:
                 self._failed(calendar_id, err)
                 return
+            if result.token_saved:
+                self._listed(calendar_id, listing_began)
             log.info(
                 "calendar synced",
                 source=change.source.value,
@@ -158,13 +163,33 @@ class CalendarWorker:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
+    def _needs_no_listing(self, change: CalendarChanged) -> tuple[bool, CalendarState | None]:
+        """Whether the notification is settled without a listing (covered, or its calendar not
+        active), and the calendar's state when it was read."""
+        if self._covered_at(change, self._listed_from.get(change.calendar_id)):
+            return True, None
+        state = self.store.get_calendar(change.calendar_id)
+        if state is not None and state.status is not CalendarStatus.ACTIVE:
+            log.info("calendar not active; nothing to do", status=state.status.value)
+            return True, state
+        return self._covered(change, state), state
+
+    @classmethod
+    def _covered(cls, change: CalendarChanged, state: CalendarState | None) -> bool:
+        return cls._covered_at(change, None if state is None else state.last_synced_at)
+
     @staticmethod
-    def _covered(change: CalendarChanged, state: CalendarState | None) -> bool:
+    def _covered_at(change: CalendarChanged, listing_began: datetime | None) -> bool:
         """A listing that began after this notification arrived has already seen its change."""
-        if state is not None and state.last_synced_at is not None and change.received_at < state.last_synced_at:
+        if listing_began is not None and change.received_at < listing_began:
             log.info("notification older than the last sync; acknowledged without listing")
             return True
         return False
+
+    def _listed(self, calendar_id: str, began: datetime) -> None:
+        if len(self._listed_from) >= _LISTINGS_KEPT:
+            self._listed_from.clear()  # costs only a store read per calendar until each is listed again
+        self._listed_from[calendar_id] = began
 
     @staticmethod
     def _handle_events(commands: CommandSink, calendar_id: str, events: tuple[CalendarEvent, ...]) -> None:

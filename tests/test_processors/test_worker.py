@@ -225,6 +225,36 @@ def test_a_notification_older_than_the_last_sync_costs_no_listing(rig: Rig) -> N
     assert rig.listings() == before + 1
 
 
+def test_a_notification_older_than_this_process_s_last_listing_is_settled_without_a_store_read(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.insert(ours("cnf_a"))
+    rig.notify()
+    reads: list[str] = []
+    read = rig.store.get_calendar
+    monkeypatch.setattr(rig.store, "get_calendar", lambda calendar_id: reads.append(calendar_id) or read(calendar_id))
+    before = rig.listings()
+    rig.notify(at=datetime.now(UTC) - timedelta(minutes=5))
+    assert (rig.listings(), reads) == (before, [])
+    rig.notify()  # received after that listing began: listed, its calendar read as before
+    assert rig.listings() == before + 1
+    assert CAL in reads
+
+
+def test_a_listing_that_did_not_save_its_token_covers_no_notification(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig.insert(ours("cnf_a"))
+    rig.notify()
+    first_listing_done = datetime.now(UTC)
+    monkeypatch.setattr(rig.store, "save_sync_token", lambda *_args, **_kwargs: False)  # another process's won
+    rig.notify()
+    monkeypatch.undo()
+    before = rig.listings()
+    rig.notify(at=first_listing_done)  # after the saved listing, before the unsaved one: not covered
+    assert rig.listings() == before + 1
+
+
 def test_a_calendar_that_cannot_be_read_is_disconnected_and_none_of_its_conferences_deleted(rig: Rig) -> None:
     rig.store.upsert_link(Link("ghost@example.com", "evt1", "cnf_g1", "fp", datetime.now(UTC)))
     rig.store.upsert_link(Link("ghost@example.com", "evt2", "cnf_g2", "fp", datetime.now(UTC)))
