@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -129,6 +130,22 @@ def _button(driver: webdriver.Chrome, label: str) -> WebElement:
     raise LookupError(f"the page has no button {label!r} (it has {labels})")
 
 
+def _left(page: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    """``staleness_of``, also when Chromium answers the check with the page's node already gone
+    from the new document (an inspector error, not a stale-element one, mid-navigation)."""
+    stale = expected_conditions.staleness_of(page)
+
+    def left(driver: webdriver.Chrome) -> bool:
+        try:
+            return stale(driver)
+        except WebDriverException as err:
+            if "does not belong to the document" in str(err):
+                return True
+            raise
+
+    return left
+
+
 def submit_form(
     driver: webdriver.Chrome, fields: Mapping[str, str | bool], button: str, *, timeout_s: float = 10.0
 ) -> None:
@@ -139,7 +156,7 @@ def submit_form(
         _fill(driver, name, value)
     page = driver.find_element(By.TAG_NAME, "html")
     _button(driver, button).click()
-    WebDriverWait(driver, timeout_s).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, timeout_s).until(_left(page))
     WebDriverWait(driver, timeout_s).until(
         lambda current: current.execute_script("return document.readyState") == "complete"
     )
