@@ -278,11 +278,18 @@ class CalendarChanged:
     # how far back its listing reaches (None: everything, then the links it did not see go).
     job_id: str | None = None
     window_days: int | None = None
+    # How many of the calendar's push notifications this message stands for: ingest folds a
+    # storm's (ingest/fold.py), and the processor's listing pace counts them all.
+    notifications: int = 1
     v: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         if self.source is Source.PUSH and (self.channel_id is None or self.resource_state is None):
             raise InvalidMessage("a push notification needs channel_id and resource_state")
+        if self.notifications < 1:
+            raise InvalidMessage("stands for at least one notification", field="notifications")
+        if self.notifications > 1 and self.source is not Source.PUSH:
+            raise InvalidMessage("only push notifications are folded", field="notifications")
         if self.received_at.tzinfo is None:
             raise InvalidMessage("must carry a UTC offset", field="received_at")
         if self.job_id is None and self.window_days is not None:
@@ -306,6 +313,8 @@ class CalendarChanged:
                 "received_at": format_rfc3339(self.received_at),
                 # Only a backfill request carries these: every other message reads as before.
                 **({"job_id": self.job_id, "window_days": self.window_days} if self.job_id else {}),
+                # Only a folded one carries its count: a single notification reads as before.
+                **({"notifications": self.notifications} if self.notifications > 1 else {}),
             }
         )
 
@@ -313,6 +322,7 @@ class CalendarChanged:
     def from_bytes(cls, data: bytes) -> Self:
         fields = _Fields(_decode(data), "CalendarChanged")
         fields.version()
+        folded = fields.optional_integer("notifications")
         result = cls(
             calendar_id=fields.text("calendar_id"),
             source=fields.choice("source", Source),
@@ -322,6 +332,7 @@ class CalendarChanged:
             received_at=fields.timestamp("received_at"),
             job_id=fields.optional_text("job_id"),
             window_days=fields.optional_integer("window_days"),
+            notifications=1 if folded is None else folded,
         )
         fields.done()
         return result

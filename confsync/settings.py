@@ -218,6 +218,11 @@ class Settings:
     sync_min_interval_s: float = _setting(
         0.5, "Shortest time between two listings of one calendar: a burst of notifications shares one."
     )
+    notify_fold_s: float = _setting(
+        0.25,
+        "Ingest publishes a calendar's first notification at once and folds those that follow within this "
+        "many seconds into one message (ingest/fold.py); at most CONFSYNC_SYNC_MIN_INTERVAL_S; 0 turns folding off.",
+    )
     sync_max_interval_s: float = _setting(
         2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."
     )
@@ -358,6 +363,11 @@ class Settings:
                 f"got {self.sync_max_interval_s}",
                 variable="CONFSYNC_SYNC_MAX_INTERVAL_S",
             )
+        if self.notify_fold_s > self.sync_min_interval_s:  # a calendar could then be listed sooner than its fold opens
+            raise ConfigError(
+                f"must be at most CONFSYNC_SYNC_MIN_INTERVAL_S ({self.sync_min_interval_s}), got {self.notify_fold_s}",
+                variable="CONFSYNC_NOTIFY_FOLD_S",
+            )
         if self.local_mode and self.cloud_run_service:
             raise ConfigError(
                 f"local mode turns authentication off: refused on Cloud Run (K_SERVICE={self.cloud_run_service})",
@@ -472,7 +482,9 @@ _PUBSUB_MAX_BATCH = 1000
 
 
 # Settings whose help says "0 turns ... off".
-_ZERO_TURNS_OFF = frozenset({"lag_repair_interval_s", "addon_rate_per_min", "delete_grace_s", "poll_after_s"})
+_ZERO_TURNS_OFF = frozenset(
+    {"notify_fold_s", "lag_repair_interval_s", "addon_rate_per_min", "delete_grace_s", "poll_after_s"}
+)
 
 
 def _check(name: str, value: object, env: str) -> None:

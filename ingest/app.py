@@ -13,8 +13,9 @@ the first page of a channel pass: ingest/channels.py), ``POST /tasks/channels/en
 push route, ``POST /pubsub/<channel-work topic>`` (``channel_work_push_route``), handles what the
 channel passes fan out.
 
-Each notification is one publish; ``PubSubPublisher`` puts concurrent requests' messages in
-one Publish request, which is what keeps the webhook's throughput up (bench/ingesting.py).
+Each notification is one publish, but a calendar's within ``CONFSYNC_NOTIFY_FOLD_S`` of the last
+(ingest/fold.py); ``PubSubPublisher`` puts concurrent requests' messages in one Publish request,
+which is what keeps the webhook's throughput up (bench/ingesting.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from confsync.transport.push import push_route, push_verifier
 from ingest.addon_access import AddonGuard
 from ingest.api import AddonAuth, create_conference_route, me_route
 from ingest.channels import ChannelFanout, ChannelManager
+from ingest.fold import NotificationFold
 from ingest.lag import LagRepair
 from ingest.status import StatusReader
 from ingest.webhook import WebhookStats, webhook_route
@@ -79,6 +81,7 @@ class IngestParts:
     accounts: UserAccounts | None = None
     status: StatusReader | None = None
     fanout: ChannelFanout | None = None  # None: one over ``channels`` and ``publisher``
+    fold: NotificationFold | None = None  # None: every notification published as it comes
 
     def channel_fanout(self) -> ChannelFanout:
         if self.fanout is not None:
@@ -279,7 +282,9 @@ def ingest_routes(parts: IngestParts) -> list[Route]:
         return JSONResponse(body)
 
     return [
-        webhook_route(parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats),
+        webhook_route(
+            parts.store, parts.publisher, topic=settings.topic_calendar_changes, stats=parts.stats, fold=parts.fold
+        ),
         *_addon_routes(parts, auth),
         Route("/tasks/renew-channels", scheduled(renew), methods=["POST"]),
         Route("/tasks/reconcile-channels", scheduled(reconcile), methods=["POST"]),

@@ -11,7 +11,10 @@ X-Goog-Channel-ID, -Token, -Expiration, X-Goog-Resource-ID, -URI, -State, X-Goog
   Google's ``sync`` message can arrive before that answer): its token alone admits it.
 - Otherwise (``sync``, ``exists``, ``not_exists``) publish CalendarChanged with ordering key =
   calendar id, remember when it arrived, 200. If publishing fails -> 503, nothing
-  remembered, so Google's retry publishes it: never a 200 for what is not durably published.
+  remembered, so Google's retry publishes it. A calendar notified again within
+  ``CONFSYNC_NOTIFY_FOLD_S`` of a publish has its notification folded into the next one
+  (ingest/fold.py): remembered, then 200, and published when the fold closes. So a 200 means
+  published, or remembered where lag repair (ingest/lag.py) finds it if this process dies first.
 
 Each notification is handled in a span (confsync/tracing.py) that continues the request's trace
 (``traceparent``, or Cloud Run's ``X-Cloud-Trace-Context``) or begins one; a malformed header
@@ -43,10 +46,11 @@ from starlette.routing import Route
 
 from confsync.contracts import CalendarChanged, ResourceState, Source
 from confsync.errors import ConfsyncError
-from confsync.ports import AsyncPublisher, Publisher, Store
+from confsync.ports import Publisher, Store
 from confsync.rfc3339 import utc_now
 from confsync.store import PENDING_RESOURCE_ID, ChannelRecord
 from confsync.tracing import SpanKind, span
+from ingest.fold import NotificationFold
 
 __all__ = ["WebhookStats", "webhook_route"]
 
@@ -88,9 +92,10 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
     stats: WebhookStats | None = None,
     clock: Callable[[], datetime] = utc_now,
     path: str = "/notifications",
+    fold: NotificationFold | None = None,
 ) -> Route:
     counts = (stats or WebhookStats()).counts
-    apublish = publisher.apublish if isinstance(publisher, AsyncPublisher) else None
+    sending = fold or NotificationFold(publisher, topic, window_s=0)
 
     async def off_loop(work: Callable[..., _T], *args: object) -> _T:
         """Local stores answer in microseconds: call them here; network stores from a thread."""
@@ -110,7 +115,7 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             raise _Refused(401, "resource id does not match the channel", "bad_resource")
         return channel
 
-    async def handle(notification: _Notification) -> Response:
+    async def handle(notification: _Notification) -> str:
         channel = await off_loop(admit, notification)
         received = clock()
         change = CalendarChanged(
@@ -122,18 +127,14 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             message_number=notification.message_number,
         )
         try:
-            if apublish is not None:
-                await apublish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
-            else:
-                await run_in_threadpool(
-                    lambda: publisher.publish(topic, change.to_bytes(), ordering_key=channel.calendar_id)
-                )
+            published = await sending.send(change)
         except (ConfsyncError, TimeoutError) as err:
             raise _Refused(503, f"could not publish: {err}", "publish_failed") from err
+        # Before the answer, folded or not: lag repair re-announces what a crash kept from Pub/Sub.
         await off_loop(
             store.record_notification, channel.calendar_id, channel.channel_id, notification.message_number, received
         )
-        return Response(status_code=200)
+        return "published" if published else "folded"
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -145,8 +146,8 @@ def webhook_route(  # noqa: PLR0913 - everything the webhook needs, named
             try:
                 await _drain(request)
                 notification = _parse(request)
-                response = await handle(notification)
-                outcome = "published"
+                outcome = await handle(notification)
+                response = Response(status_code=200)
             except _Refused as refused:
                 outcome = refused.outcome
                 response = (

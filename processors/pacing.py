@@ -46,16 +46,17 @@ class ListingPace:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _limit: int = field(default=_KEPT, repr=False)
 
-    def note(self, calendar_id: str, received_at: datetime) -> None:
-        """Count one notification of ``calendar_id``, received by ingest at ``received_at``."""
+    def note(self, calendar_id: str, received_at: datetime, count: int = 1) -> None:
+        """Count ``count`` notifications of ``calendar_id`` (ingest folds a storm's into one
+        message), the newest received by ingest at ``received_at``."""
         at, tau = received_at.timestamp(), self.time_constant_s
         with self._lock:
             rate, as_of = self._rates.get(calendar_id, (0.0, at))
             if at >= as_of:
                 kept = 0.0 if at - as_of > self.quiet_after_s else rate * math.exp((as_of - at) / tau)
-                rate, as_of = kept + 1 / tau, at
+                rate, as_of = kept + count / tau, at
             else:  # delivered out of order: it counts as much as it would have in its turn
-                rate += math.exp((at - as_of) / tau) / tau
+                rate += count * math.exp((at - as_of) / tau) / tau
             self._rates[calendar_id] = (rate, as_of)
             if len(self._rates) > self._limit:
                 self._forget(as_of)

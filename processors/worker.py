@@ -103,7 +103,7 @@ class CalendarWorker:
 
     def handle(self, change: CalendarChanged) -> None:
         if change.job_id is None:
-            self.pace.note(change.calendar_id, change.received_at)
+            self.pace.note(change.calendar_id, change.received_at, change.notifications)
         with self._calendar_locks[hash(change.calendar_id) % _LOCK_STRIPES]:
             self._handle(change)
 

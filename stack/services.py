@@ -24,7 +24,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -43,6 +43,7 @@ from confsync.tracing import configure_tracing
 from confsync.transport.push import push_verifier
 from confsync.transport.runner import Stoppable, run_until_signalled
 from ingest.app import IngestParts, channel_work_push_route, health_routes, ingest_routes
+from ingest.fold import NotificationFold
 from ingest.lag import LagLoop
 from processors.app import processor_push_route
 from publishers.app import publisher_push_route
@@ -63,6 +64,14 @@ class Service:
     app: Starlette
     workers: list[Stoppable] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # Run on the app's event loop as it stops (lifespan shutdown), before the workers stop.
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        yield
+        for shutdown in self.on_shutdown:
+            await shutdown()
 
     def stop(self, deadline_s: float) -> bool:
         """Drain the workers within ``deadline_s`` in all, then close every client; True if all drained."""
@@ -92,7 +101,7 @@ def build_service(settings: Settings, role: Role, *, stack: Stack | None = None)
     except BaseException:
         service.stop(0)
         raise
-    service.app = Starlette(routes=[*routes, *_health_routes(stack)])
+    service.app = Starlette(routes=[*routes, *_health_routes(stack)], lifespan=service.lifespan)
     return service
 
 
@@ -165,7 +174,10 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         stack.accounts,
         stack.status(serving=True),
         stack.channel_fanout,
+        NotificationFold(stack.publisher, settings.topic_calendar_changes, window_s=settings.notify_fold_s),
     )
+    if parts.fold is not None:
+        into.on_shutdown.append(parts.fold.close)
     routes: list[BaseRoute] = list(ingest_routes(parts))
     accounts = stack.accounts
     if accounts is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,24 @@ def test_a_malformed_backfill_request_is_refused_by_field(fields: dict[str, obje
     with pytest.raises(InvalidMessage) as refused:
         CalendarChanged.from_bytes(json.dumps(wire).encode())
     assert refused.value.field == named
+
+
+def test_folded_notifications_carry_their_count_and_a_single_one_reads_as_before() -> None:
+    folded = replace(push_notification(), notifications=7)
+    assert CalendarChanged.from_bytes(folded.to_bytes()) == folded
+    assert "notifications" not in json.loads(push_notification().to_bytes()), "read as before by an older processor"
+    assert CalendarChanged.from_bytes(push_notification().to_bytes()).notifications == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "count"),
+    [("push", 0), ("push", -1), ("push", "3"), ("backfill", 2)],
+)
+def test_a_folded_count_is_at_least_one_and_only_for_push_notifications(source: str, count: object) -> None:
+    wire = json.loads(push_notification().to_bytes()) | {"source": source, "notifications": count}
+    with pytest.raises(InvalidMessage) as refused:
+        CalendarChanged.from_bytes(json.dumps(wire).encode())
+    assert (refused.value.field or "").endswith("notifications")
 
 
 def test_an_update_round_trips_with_its_payload() -> None:

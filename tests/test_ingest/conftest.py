@@ -81,7 +81,10 @@ class Ingest:
 
 
 @pytest.fixture
-def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
+def ingest(pubsub_emulator_host: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ingest]:
+    """Settings overrides come as ``indirect`` parameters; notifications are not folded unless
+    a test asks (``notify_fold_s``): most tests count what each notification publishes."""
+    overrides: dict[str, Any] = {"notify_fold_s": 0, **getattr(request, "param", {})}
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -98,6 +101,7 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path) -> Iterator[Ingest]:
         provider_api_key=Secret(PROVIDER_KEY),
         lag_repair_interval_s=0,
         channel_ttl_s=3600,
+        **overrides,
     )
     admin_pub, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
     topic = admin_pub.topic_path(PROJECT, settings.topic_calendar_changes)

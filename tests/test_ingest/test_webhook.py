@@ -151,6 +151,16 @@ def test_a_repeated_or_older_number_is_published_again(ingest, channel) -> None:
     assert ingest.stats.counts["published"] == 4
 
 
+@pytest.mark.parametrize("ingest", [{"notify_fold_s": 0.4}], indirect=True)
+def test_a_storm_s_notifications_fold_into_one_message_each_recorded_before_its_answer(ingest, channel) -> None:  # type: ignore[no-untyped-def]
+    answers = [ingest.notify(**headers(number)) for number in (1, 2, 3, 4)]
+    assert [answer.status_code for answer in answers] == [200] * 4
+    # Answered before the fold closes, yet remembered: lag repair would find them after a crash.
+    assert ingest.store.get_calendar(CAL).last_message_number == 4
+    assert [(change.message_number, change.notifications) for change in ingest.published(2)] == [(1, 1), (4, 3)]
+    assert (ingest.stats.counts["published"], ingest.stats.counts["folded"]) == (1, 3)
+
+
 def test_a_forged_huge_message_number_cannot_silence_the_channel(ingest, channel) -> None:  # type: ignore[no-untyped-def]
     """Whoever holds a channel's token can send any number: the genuine notifications after it
     are still published, and lag repair still waits for a sync that covers them."""

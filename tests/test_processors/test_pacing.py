@@ -41,6 +41,17 @@ def test_a_storm_costs_at_most_one_listing_in_twenty_notifications_from_20_a_sec
         assert listings_per_notification <= 0.05, per_s
 
 
+def test_a_folded_message_counts_as_the_notifications_it_stands_for() -> None:
+    """Ingest folds a storm's notifications (ingest/fold.py): 20 a second in four messages a
+    second of five each paces the calendar as 20 single messages would."""
+    single, folded = ListingPace(), ListingPace()
+    notify(single, "cal@example.com", 20, 10)
+    for n in range(40):
+        folded.note("cal@example.com", T0 + timedelta(seconds=(n + 1) / 4), count=5)
+    assert folded.interval_s("cal@example.com") == pytest.approx(single.interval_s("cal@example.com"), rel=0.05)
+    assert folded.interval_s("cal@example.com") == 2.0
+
+
 def test_after_a_storm_the_calendar_is_quick_again() -> None:
     pace = ListingPace()
     last = notify(pace, "cal@example.com", 50, 5)
