@@ -221,7 +221,8 @@ class Settings:
     notify_fold_s: float = _setting(
         0.25,
         "Ingest publishes a calendar's first notification at once and folds those that follow within this "
-        "many seconds into one message (ingest/fold.py); at most CONFSYNC_SYNC_MIN_INTERVAL_S; 0 turns folding off.",
+        "many seconds into one message (ingest/fold.py); never longer than CONFSYNC_SYNC_MIN_INTERVAL_S; 0 turns "
+        "folding off.",
     )
     sync_max_interval_s: float = _setting(
         2.0, "Longest time between two listings of one calendar however fast it is notified (a storm)."
@@ -362,11 +363,6 @@ class Settings:
                 f"must be at least CONFSYNC_SYNC_MIN_INTERVAL_S ({self.sync_min_interval_s}), "
                 f"got {self.sync_max_interval_s}",
                 variable="CONFSYNC_SYNC_MAX_INTERVAL_S",
-            )
-        if self.notify_fold_s > self.sync_min_interval_s:  # a calendar could then be listed sooner than its fold opens
-            raise ConfigError(
-                f"must be at most CONFSYNC_SYNC_MIN_INTERVAL_S ({self.sync_min_interval_s}), got {self.notify_fold_s}",
-                variable="CONFSYNC_NOTIFY_FOLD_S",
             )
         if self.local_mode and self.cloud_run_service:
             raise ConfigError(

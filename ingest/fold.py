@@ -18,9 +18,9 @@ is not lost if this process dies first: the webhook records every notification b
 after its last listing began. A publish that fails when a window closes is logged and left to
 lag repair the same way. ``close`` (the service stopping) publishes whatever is folded at once.
 
-``window_s`` is at most the processor's shortest listing interval (a settings check), so a folded
-notification reaches the processor before the calendar could be listed again: folding costs no
-latency.
+``window_s`` is at most the processor's shortest listing interval (stack/services.py holds it
+there), so a folded notification reaches the processor before the calendar could be listed
+again: folding costs no latency.
 """
 
 from __future__ import annotations

@@ -161,6 +161,12 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         repairs = partial(stack.channel_fanout.start, ChannelSweep.RENEW, timedelta(0))
         sweep = stack.retention_sweep().run_once
         into.workers.append(LagLoop(lag, settings.lag_repair_interval_s, channels=repairs, retention=sweep).start())
+    # Never longer than the shortest listing interval: a calendar could be listed again sooner.
+    fold = NotificationFold(
+        stack.publisher,
+        settings.topic_calendar_changes,
+        window_s=min(settings.notify_fold_s, settings.sync_min_interval_s),
+    )
     parts = IngestParts(
         settings,
         stack.store,
@@ -174,10 +180,9 @@ def _ingest(stack: Stack, *, into: Service) -> list[BaseRoute]:
         stack.accounts,
         stack.status(serving=True),
         stack.channel_fanout,
-        NotificationFold(stack.publisher, settings.topic_calendar_changes, window_s=settings.notify_fold_s),
+        fold,
     )
-    if parts.fold is not None:
-        into.on_shutdown.append(parts.fold.close)
+    into.on_shutdown.append(fold.close)
     routes: list[BaseRoute] = list(ingest_routes(parts))
     accounts = stack.accounts
     if accounts is not None:
