@@ -28,17 +28,15 @@ goes to the caller.
 Each call is a client span of the current trace (confsync/tracing.py) and sends its
 ``traceparent``, so the provider can join the change's trace.
 
-``HttpConferenceProvider`` implements ``confsync.ports.ConferenceProvider`` over httpx
-transports, one per calling thread (at most ``max_connections``, then shared). Status codes
-and transport failures become confsync errors in one place, ``_raise_for_status``/``_send``;
-it never retries: the publisher owns the retry policy.
+``HttpConferenceProvider`` implements ``confsync.ports.ConferenceProvider`` over one pooled
+httpx transport. Status codes and transport failures become confsync errors in one place,
+``_raise_for_status``/``_send``; it never retries: the publisher owns the retry policy.
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
-import threading
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -80,7 +78,7 @@ _T = TypeVar("_T")  # a refused id is named in the error, but a huge one is not 
 
 
 class HttpConferenceProvider:
-    """The conferencing REST API over httpx; thread-safe (each thread its own small pool of connections)."""
+    """The conferencing REST API over httpx; thread-safe (httpx's transport pools connections)."""
 
     def __init__(  # noqa: PLR0913 - where, as whom, and the pool's limits, named
         self,
@@ -93,13 +91,8 @@ class HttpConferenceProvider:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
-        self._given = transport
-        self._max_connections = max_connections
-        # A pool per calling thread: httpcore looks at every pooled connection, under the pool's one
-        # lock, as each request starts and as each response closes; publisher threads then queue on it.
-        self._pools = threading.local()
-        self._opened: list[httpx.HTTPTransport] = []
-        self._opened_lock = threading.Lock()
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._transport = transport or httpx.HTTPTransport(limits=limits, verify=tls_context())
         self._api_key = api_key
         self._tokens = tokens
         self._headers = [("User-Agent", "confsync"), ("Accept", "application/json")]
@@ -203,7 +196,7 @@ class HttpConferenceProvider:
                 extensions=self._extensions,
             )
             try:
-                answer = self._transport().handle_request(request)
+                answer = self._transport.handle_request(request)
                 try:
                     answer.read()
                 finally:
@@ -220,28 +213,8 @@ class HttpConferenceProvider:
             _raise_for_status(method, path, answer)
             return answer
 
-    def _transport(self) -> httpx.BaseTransport:
-        if self._given is not None:
-            return self._given
-        pool: httpx.HTTPTransport | None = getattr(self._pools, "transport", None)
-        if pool is None:
-            with self._opened_lock:
-                if len(self._opened) >= self._max_connections:  # more threads than connections allowed
-                    return self._opened[hash(threading.get_ident()) % len(self._opened)]
-                # A thread makes one call at a time; two connections spare it a wait if one is ever left open.
-                limits = httpx.Limits(max_connections=2, max_keepalive_connections=1)
-                pool = httpx.HTTPTransport(limits=limits, verify=tls_context())
-                self._opened.append(pool)
-            self._pools.transport = pool
-        return pool
-
     def close(self) -> None:
-        if self._given is not None:
-            self._given.close()
-        with self._opened_lock:
-            opened, self._opened = self._opened, []
-        for pool in opened:
-            pool.close()
+        self._transport.close()
 
     def __enter__(self) -> Self:
         return self
