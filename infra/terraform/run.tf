@@ -48,6 +48,7 @@ locals {
         CONFSYNC_SCHEDULER_SERVICE_ACCOUNT = google_service_account.confsync["scheduler"].email
         CONFSYNC_PROVIDER_URL              = var.provider_url
         CONFSYNC_LAG_REPAIR_INTERVAL_S     = "0" # Cloud Scheduler runs it (scheduler.tf): an idle instance has no CPU
+        CONFSYNC_NOTIFY_FOLD_S             = "0" # a fold is published by a timer after its requests are answered: no CPU then
       })
       # the add-on API and the connect pages: both clients, sealing grants, signing connect links
       secrets = ["provider-api-key", "oauth-client-secret", "vendor-client-secret", "vault-key"]

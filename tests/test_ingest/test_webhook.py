@@ -151,7 +151,8 @@ def test_a_repeated_or_older_number_is_published_again(ingest, channel) -> None:
     assert ingest.stats.counts["published"] == 4
 
 
-@pytest.mark.parametrize("ingest", [{"notify_fold_s": 0.4}], indirect=True)
+# A 2 s window: the four round trips fit in it however loaded the machine.
+@pytest.mark.parametrize("ingest", [{"notify_fold_s": 2.0, "sync_min_interval_s": 2.0}], indirect=True)
 def test_a_storm_s_notifications_fold_into_one_message_each_recorded_before_its_answer(ingest, channel) -> None:  # type: ignore[no-untyped-def]
     answers = [ingest.notify(**headers(number)) for number in (1, 2, 3, 4)]
     assert [answer.status_code for answer in answers] == [200] * 4
