@@ -46,6 +46,7 @@ class Ingest:
     provider: RunningProvider
     subscriber: Any
     subscription: str
+    served: ServedApp | None = None  # the webhook's server: a test may stop it (the service's shutdown)
 
     def published(self, expected: int, timeout: float | None = None) -> list[CalendarChanged]:
         """What reached the calendar-changes topic (read, acked); waits until ``expected`` came."""
@@ -127,7 +128,7 @@ def ingest(pubsub_emulator_host: str, tmp_path: Path, request: pytest.FixtureReq
     try:
         yield Ingest(
             url, settings, stack.store, stack.channels, stack.webhook_stats, running_calendar,
-            RunningProvider(provider_served.url), subscriber, subscription,
+            RunningProvider(provider_served.url), subscriber, subscription, served,
         )  # fmt: skip
     finally:
         served.stop()

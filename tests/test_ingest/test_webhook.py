@@ -162,6 +162,16 @@ def test_a_storm_s_notifications_fold_into_one_message_each_recorded_before_its_
     assert (ingest.stats.counts["published"], ingest.stats.counts["folded"]) == (1, 3)
 
 
+@pytest.mark.parametrize(
+    "ingest", [{"notify_fold_s": 30.0, "sync_min_interval_s": 30.0, "sync_max_interval_s": 30.0}], indirect=True
+)
+def test_stopping_ingest_publishes_what_it_folded(ingest, channel) -> None:  # type: ignore[no-untyped-def]
+    assert [ingest.notify(**headers(number)).status_code for number in (1, 2, 3)] == [200] * 3
+    assert [change.message_number for change in ingest.published(1, timeout=1.0)] == [1]
+    ingest.served.stop()  # long before the window closes
+    assert [(change.message_number, change.notifications) for change in ingest.published(1)] == [(3, 2)]
+
+
 def test_a_forged_huge_message_number_cannot_silence_the_channel(ingest, channel) -> None:  # type: ignore[no-untyped-def]
     """Whoever holds a channel's token can send any number: the genuine notifications after it
     are still published, and lag repair still waits for a sync that covers them."""
