@@ -76,9 +76,14 @@ def test_an_access_token_that_expired_mid_run_is_refreshed_and_no_change_is_lost
     driver.patch(alice, event["id"], {"summary": "Planning, moved"})
 
     wait_for("the change at the vendor", lambda: summary_at_vendor(driver, conference) == "Planning, moved")
-    patches = calls_since(driver, mark, "PATCH")
+    # Hers only: other meetings' commands may meet the expired tokens too, and finish later.
+    patches = [
+        entry["status"]
+        for entry in driver.journal()[mark:]
+        if entry["method"] == "PATCH" and entry["path"].endswith(conference)
+    ]
     assert 401 in patches  # refused once with the expired token ...
-    assert patches[-1] == 200  # ... and applied with a fresh one
+    assert 200 in patches[patches.index(401) :]  # ... and applied with a fresh one
 
 
 def test_a_revoked_vendor_grant_holds_changes_and_a_reconnect_delivers_them_in_order(
