@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import structlog
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ class _Window:
     newest: CalendarChanged | None = None
     count: int = 0
     # The newest folded request's context: its trace goes on with the message.
-    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    context: contextvars.Context | None = None
 
     def fold(self, change: CalendarChanged) -> None:
         if self.newest is None or change.received_at >= self.newest.received_at:
@@ -66,7 +66,9 @@ class NotificationFold:
         self._window_s = window_s
         self._windows: dict[str, _Window] = {}
         self._sending: set[asyncio.Task[None]] = set()
-        self.counts: Counter[str] = Counter()  # folded, then published or failed, in notifications
+        # Folded notifications once their window closed, published or failed (the webhook counts
+        # each as it is folded).
+        self.counts: Counter[str] = Counter()
 
     async def send(self, change: CalendarChanged) -> bool:
         """Publish ``change`` now (True), or fold it into its calendar's open window (False)."""
@@ -76,7 +78,6 @@ class NotificationFold:
         window = self._windows.get(change.calendar_id)
         if window is not None:
             window.fold(change)
-            self.counts["folded"] += 1
             return False
         self._open(change.calendar_id)
         await self._publish(change)  # a failure is the caller's 503: Calendar sends it again
